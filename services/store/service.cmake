@@ -1,0 +1,7 @@
+# sbx-store binary (main.c wires the engine and handlers into the gRPC layer)
+add_executable(sbx-store ${CMAKE_CURRENT_SOURCE_DIR}/main.c)
+target_link_libraries(sbx-store PRIVATE sbx_common)
+if(TARGET sbx_storedb)
+  target_link_libraries(sbx-store PRIVATE sbx_storedb)
+endif()
+install(TARGETS sbx-store RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
