@@ -9,7 +9,9 @@ PKGS=(
   libgrpc-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler
   librocksdb-dev libcurl4-openssl-dev libssl-dev libseccomp-dev libcap-dev libcmocka-dev
   # runtime of the sandboxes and the tests
-  python3 python3-grpcio python3-grpc-tools openssl iproute2 procps curl
+  python3 python3-grpcio python3-grpc-tools python3-yaml openssl iproute2 procps curl
+  # packaging checks (compose files are validated without an engine)
+  docker-compose
   # benchmark peers
   etcd-server redis-server redis-tools bubblewrap
 )
