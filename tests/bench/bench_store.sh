@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# bench_store.sh [BUILD_DIR] [SECONDS]: sbx-store vs etcd 3.4 vs Redis 7, same machine, same run.
+# sbx-bench drives sbx-store and etcd with the same request bytes (etcd's PutRequest/RangeRequest
+# share the wire layout of KvSetRequest/KvGetRequest: key = 1, value = 2); redis-benchmark drives
+# Redis at the same concurrency. Every server is started here on loopback with its own temp dir
+# and durable settings (sbx --sync on, etcd's WAL fsync, Redis appendfsync always).
+# Prints one table and the ratios the store issue sets.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+build=${1:-$here/../../build}
+secs=${2:-5}
+bench=$build/tests/bench/sbx-bench
+store=$build/services/store/sbx-store
+tmp=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$tmp"; }
+trap cleanup EXIT
+freeport() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+waitport() { for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; return 1; }
+
+# --- servers
+"$store" --listen 127.0.0.1:0 --data-dir "$tmp/sbx" --sync on --log-level error >"$tmp/sbx.out" 2>"$tmp/sbx.err" &
+pids+=($!)
+for _ in $(seq 200); do grep -q '^listening on ' "$tmp/sbx.out" && break; sleep 0.05; done
+SBX=$(sed -n 's/^listening on //p' "$tmp/sbx.out")
+
+EP=$(freeport); EPP=$(freeport)
+etcd --name bench --data-dir "$tmp/etcd" --listen-client-urls "http://127.0.0.1:$EP" \
+  --advertise-client-urls "http://127.0.0.1:$EP" --listen-peer-urls "http://127.0.0.1:$EPP" \
+  --initial-advertise-peer-urls "http://127.0.0.1:$EPP" --initial-cluster "bench=http://127.0.0.1:$EPP" \
+  --log-level error >"$tmp/etcd.log" 2>&1 &
+pids+=($!)
+waitport "$EP"
+ETCD=127.0.0.1:$EP
+
+RP=$(freeport)
+mkdir -p "$tmp/redis"
+redis-server --port "$RP" --bind 127.0.0.1 --save '' --appendonly yes --appendfsync always \
+  --dir "$tmp/redis" --daemonize no --loglevel warning >"$tmp/redis.log" 2>&1 &
+pids+=($!)
+waitport "$RP"
+
+field() { /usr/bin/python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
+sb() { "$bench" --json --target "$1" --scenario "$2" -c "$3" -z "$secs" --warmup 1; }
+redis() { # redis TEST C -> rps
+  local n=$(( $2 * 2000 )); [ "$n" -lt 20000 ] && n=20000
+  redis-benchmark -h 127.0.0.1 -p "$RP" -t "$1" -c "$2" -n "$n" -d 100 -r 4096 --csv -q 2>/dev/null |
+    tail -1 | cut -d, -f2 | tr -d '"'
+}
+ratio() { /usr/bin/python3 -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); print('%.2f' % (a/b) if b else 'n/a')" "$1" "$2"; }
+
+# load the read sets first
+"$bench" --target "$SBX" --scenario kv-set -n 8192 -c 16 >/dev/null
+"$bench" --target "$ETCD" --scenario etcd-put -n 8192 -c 16 >/dev/null
+"$bench" --target "$SBX" --scenario record -n 4096 -c 16 >/dev/null
+
+declare -A R P
+printf '%-26s %4s | %10s %8s | %10s %8s | %10s | %s\n' op c "sbx rps" "p50 us" "etcd rps" "p50 us" "redis rps" "sbx/etcd sbx/redis"
+row() { # row LABEL SBXSCEN ETCDSCEN REDISTEST C
+  local j; j=$(sb "$SBX" "$2" "$5"); R[s.$1.$5]=$(field "$j" rps); P[s.$1.$5]=$(field "$j" p50_us)
+  local er=0 ep=0
+  if [ -n "$3" ]; then j=$(sb "$ETCD" "$3" "$5"); er=$(field "$j" rps); ep=$(field "$j" p50_us); fi
+  local rr=0; [ -n "$4" ] && rr=$(redis "$4" "$5")
+  R[e.$1.$5]=$er; R[r.$1.$5]=$rr
+  printf '%-26s %4s | %10.0f %8.0f | %10.0f %8.0f | %10.0f | %s %s\n' "$1" "$5" "${R[s.$1.$5]}" "${P[s.$1.$5]}" \
+    "$er" "$ep" "$rr" "$(ratio "${R[s.$1.$5]}" "$er")" "$(ratio "${R[s.$1.$5]}" "$rr")"
+}
+for c in 1 16 64; do
+  row "health (layer echo)" health "" "" $c
+  row "Get / Range / GET" kv-get etcd-range get $c
+  row "GetProject" get-project "" "" $c
+  row "GetCachedResult" get-cached "" "" $c
+  row "Set / Put / SET (durable)" kv-set etcd-put set $c
+  row "AppendExecution (durable)" append "" "" $c
+  row "RecordExecution (durable)" record "" "" $c
+done
+echo
+echo "Goals (store issue):"
+for op in "Get / Range / GET" GetProject GetCachedResult; do
+  echo "  $op p50 at 1 in flight / health p50: $(ratio "${P[s.$op.1]}" "${P[s.health (layer echo).1]}") (<= 1.2)"
+  echo "  $op rps at 64 / health rps at 64: $(ratio "${R[s.$op.64]}" "${R[s.health (layer echo).64]}") (>= 0.70)"
+  echo "  $op rps at 64 / etcd Range rps at 64: $(ratio "${R[s.$op.64]}" "${R[e.Get / Range / GET.64]}") (>= 3)"
+done
+for op in "Set / Put / SET (durable)" "AppendExecution (durable)" "RecordExecution (durable)"; do
+  echo "  $op rps at 64 / etcd Put at 64: $(ratio "${R[s.$op.64]}" "${R[e.Set / Put / SET (durable).64]}") (>= 2)"
+  echo "  $op rps at 64 / Redis SET appendfsync always at 64: $(ratio "${R[s.$op.64]}" "${R[r.Set / Put / SET (durable).64]}") (>= 0.6)"
+done
