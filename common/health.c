@@ -51,7 +51,7 @@ static int check(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **r
     sbx_health *h = data;
     const Grpc__Health__V1__HealthCheckRequest *r = (const void *)req;
     if (!known(h, r->service))
-        return sbx_ctx_error(ctx, SBX_NOT_FOUND, "unknown service %s", r->service);
+        return sbx_ctx_error(ctx, SBX_NOT_FOUND, "unknown service %.200s", r->service);
     Grpc__Health__V1__HealthCheckResponse *out =
         (void *)sbx_ctx_new_msg(ctx, &grpc__health__v1__health_check_response__descriptor);
     pthread_mutex_lock(&h->mu);

@@ -26,6 +26,7 @@
 
 #define ARMED_PER_METHOD 4
 #define ARMED_UNKNOWN 2
+#define SBX_STATUS_MESSAGE_MAX 1024 /* bytes of a status message sent to clients */
 
 int sbx_ctx_test_send(sbx_ctx *ctx, const ProtobufCMessage *msg);
 int sbx_ctx_test_recv(sbx_ctx *ctx, const ProtobufCMessageDescriptor *desc, ProtobufCMessage **out);
@@ -203,7 +204,12 @@ static void send_final(sbx_ctx *ctx, int code, const ProtobufCMessage *resp, boo
         ops[n].data.send_message.send_message = ctx->send_buf;
         n++;
     }
-    grpc_slice details = grpc_slice_from_copied_string(code == SBX_OK ? "" : sbx_ctx_error_message(ctx));
+    /* a message can echo request fields: cap it so it always fits the client's metadata limit */
+    const char *msg = code == SBX_OK ? "" : sbx_ctx_error_message(ctx);
+    size_t mlen = strlen(msg);
+    grpc_slice details = mlen > SBX_STATUS_MESSAGE_MAX
+                             ? grpc_slice_from_copied_buffer(msg, SBX_STATUS_MESSAGE_MAX)
+                             : grpc_slice_from_copied_buffer(msg, mlen);
     ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
     ops[n].data.send_status_from_server.status = (grpc_status_code)code;
     ops[n].data.send_status_from_server.status_details = code == SBX_OK ? NULL : &details;
@@ -464,6 +470,8 @@ static void on_new_call(sbx_ctx *ctx)
     ctx->live = true;
     live_add(ctx->srv, 1);
     arm(ctx->srv, me, ctx->cqt); /* keep the method armed */
+    if (ctx->deadline.clock_type != GPR_CLOCK_MONOTONIC) /* gpr_time_cmp asserts equal clocks */
+        ctx->deadline = gpr_convert_clock_type(ctx->deadline, GPR_CLOCK_MONOTONIC);
     char *peer = grpc_call_get_peer(ctx->call);
     ctx->peer = peer ? strdup(peer) : NULL;
     gpr_free(peer);
@@ -828,19 +836,15 @@ void sbx_server_shutdown(sbx_server *s)
         s->shutdown_cq = grpc_completion_queue_create_for_pluck(NULL);
         sbx_tag t = {.type = SBX_TAG_SHUTDOWN};
         grpc_server_shutdown_and_notify(s->server, s->shutdown_cq, &t);
-        gpr_timespec dl = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(s->o.grace_ms, GPR_TIMESPAN));
-        grpc_event ev = grpc_completion_queue_pluck(s->shutdown_cq, &t, dl, NULL);
-        if (ev.type == GRPC_QUEUE_TIMEOUT) {
+        /* in-flight calls get the grace period; then whatever is left (calls that did not
+         * finish, and idle client connections, which would otherwise hold the notify until
+         * the client closes them) is cancelled and disconnected */
+        bool clean = live_wait(s, s->o.grace_ms);
+        if (!clean)
             SBX_LOG_WARN("rpc", "grace period over: cancelling remaining calls grace_ms=%d", s->o.grace_ms);
-            grpc_server_cancel_all_calls(s->server);
-            grpc_completion_queue_pluck(s->shutdown_cq, &t, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-        }
-        /* the notify can fire while handlers still hold calls whose clients left: wait for
-         * them (their sends now fail fast), cancelling whatever is left after the grace */
-        if (!live_wait(s, s->o.grace_ms)) {
-            grpc_server_cancel_all_calls(s->server);
-            live_wait(s, -1);
-        }
+        grpc_server_cancel_all_calls(s->server);
+        live_wait(s, -1);
+        grpc_completion_queue_pluck(s->shutdown_cq, &t, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
     }
 }
 
