@@ -66,6 +66,7 @@ int sbx_status_from_errno(int err)
     case ENFILE:
     case ENOMEM:
     case EFBIG:
+    case E2BIG:
     case EAGAIN:
         return SBX_RESOURCE_EXHAUSTED;
     case EINVAL:
