@@ -1,0 +1,122 @@
+/* cmd_project.c: `sbx project get|list|delete|set`: project metadata with compare-and-set. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static void project_json(FILE *f, const sbx_project *p)
+{
+    fputs("{\"project_id\":", f);
+    json_cstr(f, p->project_id);
+    fprintf(f, ",\"version\":%" PRIu64 ",\"fields\":{", p->version);
+    for (size_t i = 0; i < p->n_fields; i++) {
+        if (i)
+            fputc(',', f);
+        json_cstr(f, p->fields[i].key);
+        fputc(':', f);
+        json_cstr(f, p->fields[i].value);
+    }
+    fputs("},\"created_at\":", f);
+    json_time(f, p->created_at_ms);
+    fputs(",\"updated_at\":", f);
+    json_time(f, p->updated_at_ms);
+    fputc('}', f);
+}
+
+static void project_text(FILE *f, const sbx_project *p)
+{
+    char t1[48] = "-", t2[48] = "-", t3[48] = "-";
+    if (p->created_at_ms)
+        cli_rfc3339(p->created_at_ms, t1, sizeof t1);
+    if (p->updated_at_ms)
+        cli_rfc3339(p->updated_at_ms, t2, sizeof t2);
+    if (p->last_execution_at_ms)
+        cli_rfc3339(p->last_execution_at_ms, t3, sizeof t3);
+    fprintf(f, "project_id: %s\nversion: %" PRIu64 "\ncreated_at: %s\nupdated_at: %s\n", p->project_id, p->version,
+            t1, t2);
+    fprintf(f, "executions: %" PRIu64 "\n", p->execution_count);
+    if (p->last_execution_seq)
+        fprintf(f, "last_execution: seq %" PRIu64 " at %s, exit %d\n", p->last_execution_seq, t3, p->last_exit_code);
+    if (p->n_fields) {
+        fputs("fields:\n", f);
+        for (size_t i = 0; i < p->n_fields; i++)
+            fprintf(f, "  %s=%s\n", p->fields[i].key, p->fields[i].value);
+    }
+}
+
+int cmd_project(cli_args *a, sbx_client *c)
+{
+    char what[256];
+    snprintf(what, sizeof what, "project %s%s%s", a->sub, a->project ? " " : "", a->project ? a->project : "");
+    if (strcmp(a->sub, "get") == 0) {
+        sbx_project *p = NULL;
+        sbx_error *e = sbx_project_get(c, a->project, &p);
+        if (e)
+            return cli_fail(what, e);
+        if (a->json) {
+            project_json(stdout, p);
+            fputc('\n', stdout);
+        } else {
+            project_text(stdout, p);
+        }
+        sbx_project_free(p);
+        return 0;
+    }
+    if (strcmp(a->sub, "list") == 0) {
+        sbx_project_list *l = NULL;
+        sbx_error *e = sbx_project_list_all(c, a->prefix, (size_t)a->limit, &l);
+        if (e)
+            return cli_fail(what, e);
+        if (a->json)
+            fputc('[', stdout);
+        for (size_t i = 0; i < l->count; i++) {
+            if (a->json) {
+                if (i)
+                    fputc(',', stdout);
+                project_json(stdout, &l->projects[i]);
+            } else {
+                fprintf(stdout, "%s\n", l->projects[i].project_id);
+            }
+        }
+        if (a->json)
+            fputs("]\n", stdout);
+        sbx_project_list_free(l);
+        return 0;
+    }
+    if (strcmp(a->sub, "delete") == 0) {
+        bool existed = false;
+        sbx_error *e = sbx_project_delete(c, a->project, &existed);
+        if (e)
+            return cli_fail(what, e);
+        if (a->json)
+            fprintf(stdout, "{\"existed\":%s}\n", existed ? "true" : "false");
+        return 0;
+    }
+    /* set */
+    sbx_field set[CLI_MAX_LIST];
+    for (size_t i = 0; i < a->n_set; i++) {
+        set[i].key = (char *)a->set_keys[i];
+        set[i].value = (char *)a->set_values[i];
+    }
+    sbx_project_update u = {
+        .set = set,
+        .n_set = a->n_set,
+        .remove = a->unset,
+        .n_remove = a->n_unset,
+        .check_version = a->has_expect,
+        .expected_version = a->expect_version,
+    };
+    sbx_project *p = NULL;
+    sbx_error *e = sbx_project_update_fields(c, a->project, &u, &p);
+    if (e)
+        return cli_fail(what, e);
+    if (a->json) {
+        project_json(stdout, p);
+        fputc('\n', stdout);
+    } else {
+        fprintf(stdout, "%" PRIu64 "\n", p->version);
+    }
+    sbx_project_free(p);
+    return 0;
+}

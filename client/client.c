@@ -1,0 +1,172 @@
+/* client.c: the sbx_client handle: parses the executor and store address lists, opens one
+ * channel per address (API key, TLS options), holds the deadline and retry policy, and routes
+ * a project id to its address. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "rpc_server.h"
+#include "sbx_internal.h"
+
+void sbx_global_init(void)
+{
+    sbx_rpc_init();
+}
+
+void sbx_global_cleanup(void)
+{
+    sbx_rpc_shutdown();
+}
+
+static bool addr_ok(const char *a)
+{
+    if (!*a || !strchr(a, ':'))
+        return false;
+    for (const char *p = a; *p; p++)
+        if (*p == ' ' || *p == '\t' || *p == '\n')
+            return false;
+    return true;
+}
+
+static sbx_error *parse_addrs(sbx_client *c, sbx_service svc, const char *list, const sbx_config *cfg)
+{
+    char *copy = strdup(list);
+    if (!copy)
+        return sbx__error_oom();
+    size_t cap = 1;
+    for (const char *p = copy; *p; p++)
+        cap += *p == ',';
+    c->shards[svc] = calloc(cap, sizeof *c->shards[svc]);
+    c->addrs[svc] = calloc(cap, sizeof *c->addrs[svc]);
+    if (!c->shards[svc] || !c->addrs[svc]) {
+        free(copy);
+        return sbx__error_oom();
+    }
+    const char *what = svc == SBX_SERVICE_EXECUTOR ? "--executor" : "--store";
+    sbx_error *err = NULL;
+    size_t n = 0;
+    /* strtok_r would skip empty items silently; walk by hand to report them */
+    char *p = copy;
+    for (;;) {
+        char *comma = strchr(p, ',');
+        if (comma)
+            *comma = 0;
+        char *a = p;
+        while (*a == ' ')
+            a++;
+        size_t al = strlen(a);
+        while (al && a[al - 1] == ' ')
+            a[--al] = 0;
+        if (!addr_ok(a)) {
+            err = sbx_error_new(SBX_CODE_INVALID_ARGUMENT, "%s: bad address \"%s\" (want HOST:PORT[,HOST:PORT...])",
+                                what, a);
+            break;
+        }
+        for (size_t i = 0; i < n; i++)
+            if (strcmp(c->shards[svc][i].addr, a) == 0) {
+                err = sbx_error_new(SBX_CODE_INVALID_ARGUMENT, "%s: address %s listed twice", what, a);
+                break;
+            }
+        if (err)
+            break;
+        sbx_chan_opts o = {
+            .target = a,
+            .api_key = cfg->api_key,
+            .tls_ca = cfg->tls_ca,
+            .tls_cert = cfg->tls_cert,
+            .tls_key = cfg->tls_key,
+            .tls_server_name = cfg->tls_server_name,
+        };
+        char why[512] = "";
+        sbx_chan *ch = sbx_chan_new(&o, why, sizeof why);
+        if (!ch) {
+            err = sbx_error_new(SBX_CODE_INVALID_ARGUMENT, "TLS setup for %s: %s", a, why[0] ? why : "failed");
+            break;
+        }
+        c->shards[svc][n].addr = strdup(a);
+        c->shards[svc][n].ch = ch;
+        c->addrs[svc][n] = c->shards[svc][n].addr;
+        n++;
+        c->n[svc] = n;
+        if (!comma)
+            break;
+        p = comma + 1;
+    }
+    free(copy);
+    return err;
+}
+
+sbx_error *sbx_client_new(const sbx_config *cfg, sbx_client **out)
+{
+    *out = NULL;
+    sbx_config zero = {0};
+    if (!cfg)
+        cfg = &zero;
+    sbx_client *c = calloc(1, sizeof *c);
+    if (!c)
+        return sbx__error_oom();
+    pthread_mutex_init(&c->mu, NULL);
+    c->deadline_ms = cfg->deadline_ms == 0 ? 30000 : (cfg->deadline_ms < 0 ? 0 : cfg->deadline_ms);
+    c->backoff = sbx_backoff_default;
+    if (cfg->max_attempts > 0)
+        c->backoff.max_attempts = cfg->max_attempts;
+    if (cfg->backoff_initial_ms > 0)
+        c->backoff.initial_ms = cfg->backoff_initial_ms;
+    if (cfg->backoff_max_ms > 0)
+        c->backoff.max_ms = cfg->backoff_max_ms;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    c->seed = (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 40) ^ (uint64_t)(uintptr_t)c;
+    const char *ex = cfg->executor && *cfg->executor ? cfg->executor : SBX__DEFAULT_EXECUTOR;
+    const char *st = cfg->store && *cfg->store ? cfg->store : SBX__DEFAULT_STORE;
+    sbx_error *err = parse_addrs(c, SBX_SERVICE_EXECUTOR, ex, cfg);
+    if (!err)
+        err = parse_addrs(c, SBX_SERVICE_STORE, st, cfg);
+    if (err) {
+        sbx_client_free(c);
+        return err;
+    }
+    *out = c;
+    return NULL;
+}
+
+void sbx_client_free(sbx_client *c)
+{
+    if (!c)
+        return;
+    for (int s = 0; s < 2; s++) {
+        for (size_t i = 0; i < c->n[s]; i++) {
+            sbx_chan_free(c->shards[s][i].ch);
+            free(c->shards[s][i].addr);
+        }
+        free(c->shards[s]);
+        free(c->addrs[s]);
+    }
+    pthread_mutex_destroy(&c->mu);
+    free(c);
+}
+
+size_t sbx_client_addr_count(const sbx_client *c, sbx_service svc)
+{
+    return c->n[svc];
+}
+
+const char *sbx_client_addr(const sbx_client *c, sbx_service svc, size_t i)
+{
+    return i < c->n[svc] ? c->shards[svc][i].addr : NULL;
+}
+
+size_t sbx__shard_for(const sbx_client *c, sbx_service svc, const char *key)
+{
+    if (c->n[svc] <= 1)
+        return 0;
+    int i = sbx_rendezvous_pick(c->addrs[svc], c->n[svc], key ? key : "");
+    return i < 0 ? 0 : (size_t)i;
+}
+
+const char *sbx_client_route(const sbx_client *c, sbx_service svc, const char *project_id)
+{
+    return c->shards[svc][sbx__shard_for(c, svc, project_id)].addr;
+}
