@@ -20,6 +20,7 @@
 #include "auth.h"
 #include "health.h"
 #include "log.h"
+#include "pbcheck.h"
 #include "rpc_ctx.h"
 #include "rpc_internal.h"
 #include "workpool.h"
@@ -334,6 +335,12 @@ int sbx_stream_recv(sbx_ctx *ctx, const ProtobufCMessageDescriptor *desc, Protob
     grpc_slice sl = grpc_byte_buffer_reader_readall(&rd);
     grpc_byte_buffer_reader_destroy(&rd);
     grpc_byte_buffer_destroy(bb);
+    char field[256];
+    if (sbx_pb_find_nul(desc, GRPC_SLICE_START_PTR(sl), GRPC_SLICE_LENGTH(sl), field, sizeof field)) {
+        grpc_slice_unref(sl);
+        sbx_ctx_error(ctx, SBX_INVALID_ARGUMENT, "%s: contains a NUL byte", field);
+        return -EINVAL;
+    }
     *out = protobuf_c_message_unpack(desc, NULL, GRPC_SLICE_LENGTH(sl), GRPC_SLICE_START_PTR(sl));
     grpc_slice_unref(sl);
     return *out ? 1 : -EBADMSG;
@@ -509,6 +516,12 @@ static void on_new_call(sbx_ctx *ctx)
         }
         grpc_slice sl = grpc_byte_buffer_reader_readall(&rd);
         grpc_byte_buffer_reader_destroy(&rd);
+        char field[256];
+        if (sbx_pb_find_nul(me->in, GRPC_SLICE_START_PTR(sl), GRPC_SLICE_LENGTH(sl), field, sizeof field)) {
+            grpc_slice_unref(sl);
+            reply_error(ctx, SBX_INVALID_ARGUMENT, "%s: contains a NUL byte", field);
+            return;
+        }
         ctx->req = protobuf_c_message_unpack(me->in, NULL, GRPC_SLICE_LENGTH(sl), GRPC_SLICE_START_PTR(sl));
         grpc_slice_unref(sl);
         grpc_byte_buffer_destroy(ctx->payload);

@@ -93,9 +93,10 @@ const char *sbx_ctx_error_message(const sbx_ctx *ctx);
 /* Streaming: send one message (server-streaming). Blocks until the transport took it.
  * Returns 0, or -ECANCELED when the client went away (stop then and return SBX_CANCELLED). */
 int sbx_stream_send(sbx_ctx *ctx, const ProtobufCMessage *msg);
-/* Client-streaming: receive the next message, unpacked with desc into *out (freed with the
- * call; or earlier with sbx_stream_free). Returns 1 for a message, 0 at end of stream,
- * -ECANCELED when the client went away, -EBADMSG when the bytes do not decode. */
+/* Client-streaming: receive the next message, unpacked with desc into *out (free it with
+ * sbx_stream_free). Returns 1 for a message, 0 at end of stream, -ECANCELED when the client
+ * went away, -EBADMSG when the bytes do not decode, -EINVAL when a string field holds a NUL
+ * byte (the ctx error is then set: return SBX_INVALID_ARGUMENT with it). */
 int sbx_stream_recv(sbx_ctx *ctx, const ProtobufCMessageDescriptor *desc, ProtobufCMessage **out);
 void sbx_stream_free(sbx_ctx *ctx, ProtobufCMessage *msg);
 

@@ -263,7 +263,9 @@ class Server:
         self.service = service
         self.tmp = tmp or tempfile.mkdtemp(prefix="sbx-%s-" % service)
         self.own_tmp = tmp is None
-        self.data_dir = data_dir or os.path.join(self.tmp, "data-" + service)
+        # each server gets its own data dir unless told otherwise: two stores cannot share a
+        # RocksDB directory (the second one finds it locked)
+        self.data_dir = data_dir or tempfile.mkdtemp(prefix="data-%s-" % service, dir=self.tmp)
         os.makedirs(self.data_dir, exist_ok=True)
         self.argv = [binary(service)]
         if listen is not None:
