@@ -1,0 +1,521 @@
+/* keys.c: how the store lays out bytes. A growable byte builder and a bounds-checked reader,
+ * the tenant-prefixed, length-delimited key encoding (see storedb_int.h), input validation
+ * with messages that name the field and the limit, RocksDB error mapping, and the opaque page
+ * tokens: base64url of (version, kind, binding to tenant + listing, cursor, checksum), so a
+ * token is rejected when tampered with, truncated, or replayed by another tenant or listing.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "storedb_int.h"
+
+/* ---- byte builder ---- */
+
+void sdb_buf_init(sdb_buf *b)
+{
+    b->p = b->inl;
+    b->n = 0;
+    b->cap = sizeof b->inl;
+}
+
+void sdb_buf_free(sdb_buf *b)
+{
+    if (b->p != b->inl)
+        free(b->p);
+    sdb_buf_init(b);
+}
+
+void sdb_buf_reset(sdb_buf *b)
+{
+    b->n = 0;
+}
+
+static void buf_reserve(sdb_buf *b, size_t extra)
+{
+    if (b->n + extra <= b->cap)
+        return;
+    size_t cap = b->cap * 2;
+    while (cap < b->n + extra)
+        cap *= 2;
+    char *p;
+    if (b->p == b->inl) {
+        p = malloc(cap);
+        if (p)
+            memcpy(p, b->inl, b->n);
+    } else {
+        p = realloc(b->p, cap);
+    }
+    if (!p)
+        abort(); /* out of memory: like the rest of the process (sbx_ctx_alloc aborts too) */
+    b->p = p;
+    b->cap = cap;
+}
+
+void sdb_buf_raw(sdb_buf *b, const void *p, size_t n)
+{
+    if (!n)
+        return;
+    buf_reserve(b, n);
+    memcpy(b->p + b->n, p, n);
+    b->n += n;
+}
+
+void sdb_buf_u8(sdb_buf *b, uint8_t v)
+{
+    sdb_buf_raw(b, &v, 1);
+}
+
+void sdb_buf_be16(sdb_buf *b, uint16_t v)
+{
+    unsigned char x[2] = {(unsigned char)(v >> 8), (unsigned char)v};
+    sdb_buf_raw(b, x, 2);
+}
+
+void sdb_buf_be32(sdb_buf *b, uint32_t v)
+{
+    unsigned char x[4];
+    for (int i = 0; i < 4; i++)
+        x[i] = (unsigned char)(v >> (24 - 8 * i));
+    sdb_buf_raw(b, x, 4);
+}
+
+void sdb_buf_be64(sdb_buf *b, uint64_t v)
+{
+    unsigned char x[8];
+    for (int i = 0; i < 8; i++)
+        x[i] = (unsigned char)(v >> (56 - 8 * i));
+    sdb_buf_raw(b, x, 8);
+}
+
+void sdb_buf_str(sdb_buf *b, sbx_slice s)
+{
+    sdb_buf_be16(b, (uint16_t)s.n);
+    sdb_buf_raw(b, s.p, s.n);
+}
+
+void sdb_buf_copy(sdb_buf *dst, const sdb_buf *src)
+{
+    sdb_buf_reset(dst);
+    sdb_buf_raw(dst, src->p, src->n);
+}
+
+bool sdb_buf_successor(sdb_buf *b)
+{
+    while (b->n > 0) {
+        unsigned char c = (unsigned char)b->p[b->n - 1];
+        if (c != 0xff) {
+            b->p[b->n - 1] = (char)(c + 1);
+            return true;
+        }
+        b->n--;
+    }
+    return false;
+}
+
+/* ---- reader ---- */
+
+static const char *rd_take(sdb_rd *r, size_t n)
+{
+    if (r->bad || r->n < n) {
+        r->bad = true;
+        return NULL;
+    }
+    const char *p = r->p;
+    r->p += n;
+    r->n -= n;
+    return p;
+}
+
+uint8_t sdb_rd_u8(sdb_rd *r)
+{
+    const char *p = rd_take(r, 1);
+    return p ? (uint8_t)p[0] : 0;
+}
+
+uint16_t sdb_rd_be16(sdb_rd *r)
+{
+    const unsigned char *p = (const unsigned char *)rd_take(r, 2);
+    return p ? (uint16_t)((p[0] << 8) | p[1]) : 0;
+}
+
+uint32_t sdb_rd_be32(sdb_rd *r)
+{
+    const unsigned char *p = (const unsigned char *)rd_take(r, 4);
+    if (!p)
+        return 0;
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+
+uint64_t sdb_rd_be64(sdb_rd *r)
+{
+    const char *p = rd_take(r, 8);
+    return p ? sdb_be64(p) : 0;
+}
+
+sbx_slice sdb_rd_bytes(sdb_rd *r, size_t n)
+{
+    const char *p = rd_take(r, n);
+    sbx_slice s = {p ? p : "", p ? n : 0};
+    return s;
+}
+
+sbx_slice sdb_rd_str(sdb_rd *r)
+{
+    uint16_t n = sdb_rd_be16(r);
+    return sdb_rd_bytes(r, n);
+}
+
+/* ---- keys ---- */
+
+void sdb_key_tenant(sdb_buf *b, sbx_slice tenant)
+{
+    sdb_buf_reset(b);
+    sdb_buf_str(b, tenant);
+}
+
+void sdb_key_project(sdb_buf *b, sbx_slice tenant, sbx_slice project)
+{
+    sdb_key_tenant(b, tenant);
+    sdb_buf_raw(b, project.p, project.n);
+}
+
+void sdb_key_scope(sdb_buf *b, sbx_slice tenant, sbx_slice project)
+{
+    sdb_key_tenant(b, tenant);
+    sdb_buf_str(b, project);
+}
+
+void sdb_key_hist(sdb_buf *b, sbx_slice tenant, sbx_slice project, uint64_t seq)
+{
+    sdb_key_scope(b, tenant, project);
+    sdb_buf_be64(b, seq);
+}
+
+void sdb_key_meta(sdb_buf *b, sbx_slice tenant, sbx_slice project, char tag, sbx_slice suffix)
+{
+    sdb_key_scope(b, tenant, project);
+    sdb_buf_u8(b, (uint8_t)tag);
+    sdb_buf_raw(b, suffix.p, suffix.n);
+}
+
+void sdb_key_cache(sdb_buf *b, sbx_slice tenant, sbx_slice project, uint64_t gen, sbx_slice cmd)
+{
+    sdb_key_scope(b, tenant, project);
+    sdb_buf_be64(b, gen);
+    sdb_buf_raw(b, cmd.p, cmd.n);
+}
+
+void sdb_key_kv(sdb_buf *b, sbx_slice tenant, sbx_slice key)
+{
+    sdb_key_tenant(b, tenant);
+    sdb_buf_raw(b, key.p, key.n);
+}
+
+bool sdb_key_split(const char *k, size_t n, sbx_slice *tenant, sbx_slice *rest)
+{
+    sdb_rd r = sdb_rd_init(k, n);
+    *tenant = sdb_rd_str(&r);
+    rest->p = r.p;
+    rest->n = r.n;
+    return !r.bad;
+}
+
+bool sdb_key_split_scope(const char *k, size_t n, sbx_slice *tenant, sbx_slice *project,
+                         sbx_slice *rest)
+{
+    sdb_rd r = sdb_rd_init(k, n);
+    *tenant = sdb_rd_str(&r);
+    *project = sdb_rd_str(&r);
+    rest->p = r.p;
+    rest->n = r.n;
+    return !r.bad;
+}
+
+/* FNV-1a 64 over a, a separator, b. */
+uint64_t sdb_hash(sbx_slice a, sbx_slice b)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < a.n; i++)
+        h = (h ^ (unsigned char)a.p[i]) * 1099511628211ull;
+    h = (h ^ 0xffu) * 1099511628211ull;
+    for (size_t i = 0; i < b.n; i++)
+        h = (h ^ (unsigned char)b.p[i]) * 1099511628211ull;
+    /* final avalanche so that the low bits (stripe index) depend on every byte */
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 33;
+    return h;
+}
+
+/* ---- validation and errors ---- */
+
+int sdb_err(char *err, size_t errlen, int code, const char *fmt, ...)
+{
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+int sdb_check_bytes(const char *field, sbx_slice s, size_t max, bool allow_empty, char *err,
+                    size_t errlen)
+{
+    if (s.n == 0 && !allow_empty)
+        return sdb_err(err, errlen, SBX_INVALID_ARGUMENT, "%s: must not be empty", field);
+    if (s.n > max)
+        return sdb_err(err, errlen, SBX_INVALID_ARGUMENT,
+                       "%s: %zu bytes exceeds the limit of %zu bytes", field, s.n, max);
+    if (s.n && !s.p)
+        return sdb_err(err, errlen, SBX_INVALID_ARGUMENT, "%s: NULL data", field);
+    const char *z = s.n ? memchr(s.p, '\0', s.n) : NULL;
+    if (z)
+        return sdb_err(err, errlen, SBX_INVALID_ARGUMENT, "%s: contains a NUL byte at offset %zu",
+                       field, (size_t)(z - s.p));
+    return SBX_OK;
+}
+
+int sdb_check_tenant(sbx_slice tenant, char *err, size_t errlen)
+{
+    return sdb_check_bytes("tenant", tenant, SBX_TENANT_MAX, false, err, errlen);
+}
+
+static bool id_char(char c, bool first)
+{
+    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'))
+        return true;
+    return !first && (c == '.' || c == '_' || c == '-');
+}
+
+int sdb_check_project(sbx_slice project, char *err, size_t errlen)
+{
+    int rc = sdb_check_bytes("project_id", project, SBX_PROJECT_ID_MAX, false, err, errlen);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < project.n; i++)
+        if (!id_char(project.p[i], i == 0))
+            return sdb_err(err, errlen, SBX_INVALID_ARGUMENT,
+                           "project_id: byte %zu (0x%02x) is not allowed: 1..%d bytes of "
+                           "[A-Za-z0-9][A-Za-z0-9._-]*",
+                           i, (unsigned char)project.p[i], SBX_PROJECT_ID_MAX);
+    return SBX_OK;
+}
+
+int sdb_check_limit(bool has, int64_t limit, uint32_t def, sbx_page *page, char *err, size_t errlen)
+{
+    memset(page, 0, sizeof *page);
+    if (!has) {
+        page->applied_limit = def;
+        return SBX_OK;
+    }
+    if (limit < 1)
+        return sdb_err(err, errlen, SBX_INVALID_ARGUMENT, "limit: %lld must be 1..%d",
+                       (long long)limit, SBX_LIST_MAX);
+    if (limit > SBX_LIST_MAX) {
+        page->applied_limit = SBX_LIST_MAX;
+        page->clamped = true;
+    } else {
+        page->applied_limit = (uint32_t)limit;
+    }
+    return SBX_OK;
+}
+
+int sdb_rocks_status(const char *e)
+{
+    if (!e)
+        return SBX_OK;
+    if (strstr(e, "No space left") || strstr(e, "Disk quota") || strstr(e, "ENOSPC"))
+        return SBX_RESOURCE_EXHAUSTED;
+    if (strncmp(e, "Corruption", 10) == 0 || strstr(e, "checksum mismatch") ||
+        strstr(e, "Corruption:"))
+        return SBX_DATA_LOSS;
+    if (strncmp(e, "Invalid argument", 16) == 0)
+        return SBX_INVALID_ARGUMENT;
+    if (strncmp(e, "NotFound", 8) == 0 || strncmp(e, "Not found", 9) == 0)
+        return SBX_NOT_FOUND;
+    if (strncmp(e, "Not implemented", 15) == 0)
+        return SBX_UNIMPLEMENTED;
+    if (strncmp(e, "Operation aborted", 17) == 0)
+        return SBX_ABORTED;
+    if (strncmp(e, "IO error", 8) == 0 || strncmp(e, "Resource busy", 13) == 0 ||
+        strncmp(e, "Operation timed out", 19) == 0 ||
+        strncmp(e, "Operation failed. Try again", 27) == 0 ||
+        strncmp(e, "Shutdown in progress", 20) == 0 || strncmp(e, "Result incomplete", 17) == 0)
+        return SBX_UNAVAILABLE;
+    return SBX_INTERNAL;
+}
+
+int sdb_rocks_err(const char *what, char *rerr, char *err, size_t errlen)
+{
+    int code = sdb_rocks_status(rerr);
+    const char *why = "";
+    switch (code) {
+    case SBX_RESOURCE_EXHAUSTED:
+        why = " (the disk is full)";
+        break;
+    case SBX_DATA_LOSS:
+        why = " (the database is corrupted)";
+        break;
+    case SBX_UNAVAILABLE:
+        if (rerr && (strstr(rerr, "lock") || strstr(rerr, "LOCK")))
+            why = " (the data dir is in use by another process)";
+        else
+            why = " (storage I/O failed)";
+        break;
+    default:
+        break;
+    }
+    if (code == SBX_OK)
+        code = SBX_INTERNAL;
+    sdb_err(err, errlen, code, "store %s failed%s: %s", what, why, rerr ? rerr : "unknown error");
+    free(rerr);
+    return code;
+}
+
+/* ---- page tokens ---- */
+
+static const char b64u[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+static size_t b64u_encode(const unsigned char *in, size_t n, char *out, size_t cap)
+{
+    size_t o = 0;
+    size_t i = 0;
+    for (; i + 3 <= n; i += 3) {
+        uint32_t v = ((uint32_t)in[i] << 16) | ((uint32_t)in[i + 1] << 8) | in[i + 2];
+        if (o + 4 >= cap)
+            return 0;
+        out[o++] = b64u[(v >> 18) & 63];
+        out[o++] = b64u[(v >> 12) & 63];
+        out[o++] = b64u[(v >> 6) & 63];
+        out[o++] = b64u[v & 63];
+    }
+    if (i < n) {
+        uint32_t v = (uint32_t)in[i] << 16;
+        if (i + 1 < n)
+            v |= (uint32_t)in[i + 1] << 8;
+        if (o + 4 >= cap)
+            return 0;
+        out[o++] = b64u[(v >> 18) & 63];
+        out[o++] = b64u[(v >> 12) & 63];
+        if (i + 1 < n)
+            out[o++] = b64u[(v >> 6) & 63];
+    }
+    out[o] = '\0';
+    return o;
+}
+
+static int b64u_val(char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '-')
+        return 62;
+    if (c == '_')
+        return 63;
+    return -1;
+}
+
+/* Strict: no padding, no other characters, unused trailing bits must be zero. Returns the
+ * decoded length or -1. */
+static long b64u_decode(const char *in, size_t n, unsigned char *out, size_t cap)
+{
+    if (n % 4 == 1)
+        return -1;
+    size_t o = 0;
+    uint32_t acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < n; i++) {
+        int v = b64u_val(in[i]);
+        if (v < 0)
+            return -1;
+        acc = (acc << 6) | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            if (o >= cap)
+                return -1;
+            out[o++] = (unsigned char)(acc >> bits);
+            acc &= (1u << bits) - 1;
+        }
+    }
+    if (acc != 0)
+        return -1;
+    return (long)o;
+}
+
+#define TOKEN_VERSION 1
+
+static uint32_t tok_check(const unsigned char *p, size_t n)
+{
+    sbx_slice s = {(const char *)p, n}, salt = {"sbx-store-token", 15};
+    return (uint32_t)(sdb_hash(salt, s) >> 16);
+}
+
+void sdb_token_encode(int kind, sbx_slice tenant, sbx_slice scope, const void *cur, size_t n,
+                      char out[SBX_TOKEN_MAX])
+{
+    sdb_buf b;
+    sdb_buf_init(&b);
+    sdb_buf_u8(&b, TOKEN_VERSION);
+    sdb_buf_u8(&b, (uint8_t)kind);
+    sdb_buf_be64(&b, sdb_hash(tenant, scope));
+    sdb_buf_be16(&b, (uint16_t)n);
+    sdb_buf_raw(&b, cur, n);
+    sdb_buf_be32(&b, tok_check((const unsigned char *)b.p, b.n));
+    if (!b64u_encode((const unsigned char *)b.p, b.n, out, SBX_TOKEN_MAX))
+        out[0] = '\0'; /* cannot happen with the key limits enforced at open */
+    sdb_buf_free(&b);
+}
+
+int sdb_token_decode(const char *field, int kind, sbx_slice tenant, sbx_slice scope, sbx_slice tok,
+                     char *cur, size_t *n, char *err, size_t errlen)
+{
+    unsigned char raw[SBX_TOKEN_MAX];
+    if (tok.n >= SBX_TOKEN_MAX)
+        return sdb_err(err, errlen, SBX_INVALID_ARGUMENT,
+                       "%s: %zu bytes exceeds the limit of %d bytes", field, tok.n,
+                       SBX_TOKEN_MAX - 1);
+    long len = b64u_decode(tok.p, tok.n, raw, sizeof raw);
+    if (len < 1 + 1 + 8 + 2 + 4)
+        return sdb_err(err, errlen, SBX_INVALID_ARGUMENT,
+                       "%s: malformed (not a token returned by this listing)", field);
+    const unsigned char *t = raw + len - 4;
+    uint32_t chk = ((uint32_t)t[0] << 24) | ((uint32_t)t[1] << 16) | ((uint32_t)t[2] << 8) | t[3];
+    if (chk != tok_check(raw, (size_t)len - 4))
+        return sdb_err(err, errlen, SBX_INVALID_ARGUMENT,
+                       "%s: checksum mismatch (corrupted or altered token)", field);
+    sdb_rd r = sdb_rd_init(raw, (size_t)len - 4);
+    uint8_t ver = sdb_rd_u8(&r), k = sdb_rd_u8(&r);
+    uint64_t bind = sdb_rd_be64(&r);
+    uint16_t cn = sdb_rd_be16(&r);
+    sbx_slice c = sdb_rd_bytes(&r, cn);
+    if (r.bad || r.n != 0)
+        return sdb_err(err, errlen, SBX_INVALID_ARGUMENT, "%s: malformed cursor", field);
+    if (ver != TOKEN_VERSION)
+        return sdb_err(err, errlen, SBX_INVALID_ARGUMENT,
+                       "%s: version %u is not supported (expected %d)", field, ver, TOKEN_VERSION);
+    if (k != kind || bind != sdb_hash(tenant, scope))
+        return sdb_err(err, errlen, SBX_INVALID_ARGUMENT,
+                       "%s: was issued for a different listing (other tenant, "
+                       "project, prefix or method)",
+                       field);
+    memcpy(cur, c.p, c.n);
+    *n = c.n;
+    return SBX_OK;
+}
+
+int sdb_check_size(const char *field, size_t n, size_t max, char *err, size_t errlen)
+{
+    if (n > max)
+        return sdb_err(err, errlen, SBX_INVALID_ARGUMENT,
+                       "%s: %zu bytes exceeds the limit of %zu bytes", field, n, max);
+    return SBX_OK;
+}

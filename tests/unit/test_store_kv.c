@@ -1,0 +1,432 @@
+/* test_store_kv.c: the tenant key-value space (services/store/kv.c): Set/Get/Delete, versions
+ * from the per-tenant revision, CAS, TTLs on an injected clock, Incr (and 8 threads x 1000
+ * increments = 8000 in both commit modes), List with prefix/cursor/keys-only, Flush of one
+ * tenant, limits, sweeper. */
+#include "test_main.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- fixtures from test_store_util.c (declared here: tests are one .c per feature) ---- */
+#include <stdatomic.h>
+#include "status.h"
+#include "storedb.h"
+#define TST_T0 1700000000000ll /* the injected clock starts here (ms) */
+typedef struct tst_db {
+    char *dir;
+    char path[256];
+    sbx_storedb *db;
+    _Atomic int64_t now;
+    sbx_storedb_opts o;
+} tst_db;
+tst_db *tst_db_new(void);
+tst_db *tst_db_new_mode(int commit_mode);
+void tst_db_reopen(tst_db *t);
+void tst_db_free(tst_db *t);
+void tst_rmrf(const char *path);
+char *tst_tmpdir(void);
+int tst_setup(void **state);
+int tst_setup_direct(void **state);
+int tst_teardown(void **state);
+#define S(x) sbx_slice_c(x)
+/* ---- end of fixtures ---- */
+
+static int kset(tst_db *t, const char *tenant, const char *key, const char *val, int64_t ttl,
+                sbx_kv_meta *m)
+{
+    char err[256] = "";
+    sbx_kv_set_req r = {.key = S(key), .value = S(val), .ttl_s = ttl};
+    int rc = sbx_kv_set(t->db, S(tenant), &r, m, err, sizeof err);
+    if (rc)
+        fprintf(stderr, "set: %s\n", err);
+    return rc;
+}
+
+static int kget(tst_db *t, const char *tenant, const char *key, char *out, size_t outn,
+                sbx_kv_meta *m)
+{
+    char *v = NULL, err[256];
+    size_t n = 0;
+    int rc = sbx_kv_get(t->db, S(tenant), S(key), &v, &n, m, err, sizeof err);
+    if (out)
+        snprintf(out, outn, "%.*s", (int)n, v ? v : "");
+    free(v);
+    return rc;
+}
+
+static void kv_set_get_delete(void **state)
+{
+    tst_db *t = *state;
+    sbx_kv_meta m;
+    char buf[64], err[256];
+    assert_int_equal(kset(t, "t", "a", "1", 0, &m), SBX_OK);
+    assert_int_equal(m.version, 1);
+    assert_int_equal(m.expires_ms, 0);
+    assert_int_equal(kget(t, "t", "a", buf, sizeof buf, &m), SBX_OK);
+    assert_string_equal(buf, "1");
+    assert_int_equal(m.version, 1);
+    /* binary values, empty values */
+    char *v = NULL;
+    size_t n;
+    sbx_kv_set_req r = {.key = S("bin"), .value = sbx_slice_n("x\0y", 3)};
+    assert_int_equal(sbx_kv_set(t->db, S("t"), &r, NULL, err, sizeof err), SBX_OK);
+    assert_int_equal(sbx_kv_get(t->db, S("t"), S("bin"), &v, &n, NULL, err, sizeof err), SBX_OK);
+    assert_int_equal(n, 3);
+    assert_memory_equal(v, "x\0y", 3);
+    free(v);
+    assert_int_equal(kset(t, "t", "empty", "", 0, NULL), SBX_OK);
+    assert_int_equal(kget(t, "t", "empty", buf, sizeof buf, NULL), SBX_OK);
+    assert_string_equal(buf, "");
+
+    bool existed = false;
+    assert_int_equal(sbx_kv_delete(t->db, S("t"), S("a"), &existed, err, sizeof err), SBX_OK);
+    assert_true(existed);
+    assert_int_equal(sbx_kv_delete(t->db, S("t"), S("a"), &existed, err, sizeof err), SBX_OK);
+    assert_false(existed);
+    assert_int_equal(kget(t, "t", "a", NULL, 0, NULL), SBX_NOT_FOUND);
+}
+
+static void kv_versions_only_grow(void **state)
+{
+    tst_db *t = *state;
+    sbx_kv_meta m;
+    assert_int_equal(kset(t, "t", "a", "1", 0, &m), SBX_OK);
+    uint64_t v1 = m.version;
+    assert_int_equal(kset(t, "t", "b", "1", 0, &m), SBX_OK);
+    assert_int_equal(kset(t, "t", "a", "2", 0, &m), SBX_OK);
+    assert_true(m.version > v1);
+    uint64_t v2 = m.version;
+    assert_int_equal(sbx_kv_delete(t->db, S("t"), S("a"), NULL, NULL, 0), SBX_OK);
+    assert_int_equal(kset(t, "t", "a", "3", 0, &m), SBX_OK);
+    assert_true(m.version > v2); /* even across Delete */
+    uint64_t v3 = m.version;
+    assert_int_equal(sbx_kv_flush(t->db, S("t"), NULL, NULL, 0), SBX_OK);
+    tst_db_reopen(t);
+    assert_int_equal(kset(t, "t", "a", "4", 0, &m), SBX_OK);
+    assert_true(m.version > v3); /* and across Flush and restart */
+    /* another tenant has its own counter */
+    assert_int_equal(kset(t, "u", "a", "1", 0, &m), SBX_OK);
+    assert_int_equal(m.version, 1);
+}
+
+static void kv_cas(void **state)
+{
+    tst_db *t = *state;
+    char err[256];
+    sbx_kv_meta m;
+    sbx_kv_set_req r = {
+        .key = S("k"), .value = S("v"), .has_expected_version = true, .expected_version = 0};
+    assert_int_equal(sbx_kv_set(t->db, S("t"), &r, &m, err, sizeof err), SBX_OK);
+    uint64_t v = m.version;
+    assert_int_equal(sbx_kv_set(t->db, S("t"), &r, &m, err, sizeof err), SBX_FAILED_PRECONDITION);
+    char want[128];
+    snprintf(want, sizeof want, "version mismatch: expected 0, current %llu",
+             (unsigned long long)v);
+    assert_string_equal(err, want);
+    r.expected_version = v;
+    assert_int_equal(sbx_kv_set(t->db, S("t"), &r, &m, err, sizeof err), SBX_OK);
+    assert_int_equal(sbx_kv_set(t->db, S("t"), &r, &m, err, sizeof err), SBX_FAILED_PRECONDITION);
+    /* an expired key counts as missing: expected 0 succeeds */
+    sbx_kv_set_req e = {.key = S("e"), .value = S("v"), .ttl_s = 1};
+    assert_int_equal(sbx_kv_set(t->db, S("t"), &e, &m, err, sizeof err), SBX_OK);
+    atomic_fetch_add(&t->now, 1000);
+    e.has_expected_version = true;
+    e.expected_version = 5;
+    assert_int_equal(sbx_kv_set(t->db, S("t"), &e, &m, err, sizeof err), SBX_FAILED_PRECONDITION);
+    assert_string_equal(err, "version mismatch: expected 5, current 0");
+    e.expected_version = 0;
+    e.ttl_s = 0;
+    assert_int_equal(sbx_kv_set(t->db, S("t"), &e, &m, err, sizeof err), SBX_OK);
+}
+
+static void kv_ttl(void **state)
+{
+    tst_db *t = *state;
+    char err[256];
+    sbx_kv_meta m;
+    assert_int_equal(kset(t, "t", "k", "v", 10, &m), SBX_OK);
+    assert_int_equal(m.expires_ms, TST_T0 + 10000);
+    atomic_fetch_add(&t->now, 9999);
+    assert_int_equal(kget(t, "t", "k", NULL, 0, &m), SBX_OK);
+    atomic_fetch_add(&t->now, 1);
+    assert_int_equal(kget(t, "t", "k", NULL, 0, &m), SBX_NOT_FOUND);
+    bool existed = true;
+    assert_int_equal(sbx_kv_delete(t->db, S("t"), S("k"), &existed, err, sizeof err), SBX_OK);
+    assert_false(existed); /* expired = not there */
+    /* absolute expiry */
+    int64_t now = atomic_load(&t->now);
+    sbx_kv_set_req r = {.key = S("abs"), .value = S("v"), .expires_at_ms = now + 500};
+    assert_int_equal(sbx_kv_set(t->db, S("t"), &r, &m, err, sizeof err), SBX_OK);
+    assert_int_equal(m.expires_ms, now + 500);
+    /* bad TTLs */
+    r.expires_at_ms = now;
+    assert_int_equal(sbx_kv_set(t->db, S("t"), &r, &m, err, sizeof err), SBX_INVALID_ARGUMENT);
+    assert_non_null(strstr(err, "expires_at_unix_ms"));
+    r.expires_at_ms = now + 100;
+    r.ttl_s = 5;
+    assert_int_equal(sbx_kv_set(t->db, S("t"), &r, &m, err, sizeof err), SBX_INVALID_ARGUMENT);
+    r.expires_at_ms = 0;
+    r.ttl_s = -1;
+    assert_int_equal(sbx_kv_set(t->db, S("t"), &r, &m, err, sizeof err), SBX_INVALID_ARGUMENT);
+    assert_string_equal(err, "ttl_s: -1 must be 0 (no expiry) or 1..315360000");
+    r.ttl_s = 315360001;
+    assert_int_equal(sbx_kv_set(t->db, S("t"), &r, &m, err, sizeof err), SBX_INVALID_ARGUMENT);
+}
+
+static void kv_limits(void **state)
+{
+    tst_db *t = *state;
+    char err[256];
+    char *big = calloc(1, (1u << 20) + 2);
+    memset(big, 'k', 1500);
+    sbx_kv_set_req r = {.key = sbx_slice_n(big, 1500), .value = S("v")};
+    assert_int_equal(sbx_kv_set(t->db, S("t"), &r, NULL, err, sizeof err), SBX_INVALID_ARGUMENT);
+    assert_string_equal(err, "key: 1500 bytes exceeds the limit of 1024 bytes");
+    r.key = sbx_slice_n(big, 1024);
+    assert_int_equal(sbx_kv_set(t->db, S("t"), &r, NULL, err, sizeof err), SBX_OK);
+    r.key = sbx_slice_n("a\0b", 3);
+    assert_int_equal(sbx_kv_set(t->db, S("t"), &r, NULL, err, sizeof err), SBX_INVALID_ARGUMENT);
+    assert_string_equal(err, "key: contains a NUL byte at offset 1");
+    r.key = S("");
+    assert_int_equal(sbx_kv_set(t->db, S("t"), &r, NULL, err, sizeof err), SBX_INVALID_ARGUMENT);
+    r.key = S("v");
+    r.value = sbx_slice_n(big, (1u << 20) + 1);
+    assert_int_equal(sbx_kv_set(t->db, S("t"), &r, NULL, err, sizeof err), SBX_INVALID_ARGUMENT);
+    assert_string_equal(err, "value: 1048577 bytes exceeds the limit of 1048576 bytes");
+    r.value = sbx_slice_n(big, 1u << 20);
+    assert_int_equal(sbx_kv_set(t->db, S("t"), &r, NULL, err, sizeof err), SBX_OK);
+    free(big);
+}
+
+static void kv_incr(void **state)
+{
+    tst_db *t = *state;
+    char err[256], buf[64];
+    int64_t v;
+    sbx_kv_meta m;
+    /* delta 0 on a missing key only reads */
+    assert_int_equal(sbx_kv_incr(t->db, S("t"), S("n"), 0, &v, &m, err, sizeof err), SBX_OK);
+    assert_int_equal(v, 0);
+    assert_int_equal(m.version, 0);
+    assert_int_equal(kget(t, "t", "n", NULL, 0, NULL), SBX_NOT_FOUND);
+    assert_int_equal(sbx_kv_incr(t->db, S("t"), S("n"), 5, &v, &m, err, sizeof err), SBX_OK);
+    assert_int_equal(v, 5);
+    assert_int_equal(m.expires_ms, 0);
+    assert_int_equal(sbx_kv_incr(t->db, S("t"), S("n"), -47, &v, &m, err, sizeof err), SBX_OK);
+    assert_int_equal(v, -42);
+    assert_int_equal(kget(t, "t", "n", buf, sizeof buf, NULL), SBX_OK);
+    assert_string_equal(buf, "-42"); /* stored as decimal text */
+    /* not an integer */
+    const char *bad[] = {"abc", "1.5", " 1", "1 ", "+1", "", "--1", "99999999999999999999"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        assert_int_equal(kset(t, "t", "s", bad[i], 0, NULL), SBX_OK);
+        assert_int_equal(sbx_kv_incr(t->db, S("t"), S("s"), 1, &v, &m, err, sizeof err),
+                         SBX_FAILED_PRECONDITION);
+    }
+    assert_non_null(strstr(err, "not a decimal int64"));
+    /* overflow: nothing written */
+    assert_int_equal(kset(t, "t", "big", "9223372036854775807", 0, &m), SBX_OK);
+    uint64_t ver = m.version;
+    assert_int_equal(sbx_kv_incr(t->db, S("t"), S("big"), 1, &v, &m, err, sizeof err),
+                     SBX_OUT_OF_RANGE);
+    assert_non_null(strstr(err, "overflows int64"));
+    assert_int_equal(kget(t, "t", "big", buf, sizeof buf, &m), SBX_OK);
+    assert_string_equal(buf, "9223372036854775807");
+    assert_int_equal(m.version, ver);
+    assert_int_equal(kset(t, "t", "small", "-9223372036854775808", 0, &m), SBX_OK);
+    assert_int_equal(sbx_kv_incr(t->db, S("t"), S("small"), -1, &v, &m, err, sizeof err),
+                     SBX_OUT_OF_RANGE);
+    /* keeps an existing TTL; an expired key counts as 0 and gets none */
+    assert_int_equal(kset(t, "t", "ttl", "10", 100, &m), SBX_OK);
+    int64_t exp = m.expires_ms;
+    assert_int_equal(sbx_kv_incr(t->db, S("t"), S("ttl"), 1, &v, &m, err, sizeof err), SBX_OK);
+    assert_int_equal(v, 11);
+    assert_int_equal(m.expires_ms, exp);
+    atomic_fetch_add(&t->now, 100000);
+    assert_int_equal(sbx_kv_incr(t->db, S("t"), S("ttl"), 1, &v, &m, err, sizeof err), SBX_OK);
+    assert_int_equal(v, 1);
+    assert_int_equal(m.expires_ms, 0);
+}
+
+#define INCR_THREADS 8
+#define INCR_EACH 1000
+
+static void *incr_main(void *arg)
+{
+    tst_db *t = arg;
+    long fails = 0;
+    for (int i = 0; i < INCR_EACH; i++) {
+        int64_t v;
+        if (sbx_kv_incr(t->db, S("t"), S("counter"), 1, &v, NULL, NULL, 0) != SBX_OK)
+            fails++;
+    }
+    return (void *)fails;
+}
+
+static void run_concurrent_incr(tst_db *t)
+{
+    pthread_t th[INCR_THREADS];
+    for (int i = 0; i < INCR_THREADS; i++)
+        pthread_create(&th[i], NULL, incr_main, t);
+    for (int i = 0; i < INCR_THREADS; i++) {
+        void *r;
+        pthread_join(th[i], &r);
+        assert_int_equal((long)r, 0);
+    }
+    char buf[32];
+    assert_int_equal(kget(t, "t", "counter", buf, sizeof buf, NULL), SBX_OK);
+    assert_string_equal(buf, "8000");
+}
+
+static void kv_incr_concurrent_8x1000(void **state)
+{
+    run_concurrent_incr(*state);
+}
+
+static void kv_incr_concurrent_8x1000_direct(void **state)
+{
+    tst_db *t = *state;
+    t->o.sync = false; /* direct mode serialises one key through its fsync: keep it quick */
+    tst_db_reopen(t);
+    run_concurrent_incr(t);
+}
+
+typedef struct {
+    char keys[64][32];
+    char vals[64][32];
+    size_t n;
+} klist;
+
+static int klist_cb(void *arg, const sbx_kv_item *it)
+{
+    klist *l = arg;
+    snprintf(l->keys[l->n], 32, "%.*s", (int)it->key.n, it->key.p);
+    snprintf(l->vals[l->n], 32, "%.*s", (int)it->value.n, it->value.p);
+    l->n++;
+    return 0;
+}
+
+static void kv_list(void **state)
+{
+    tst_db *t = *state;
+    char k[32], err[256];
+    for (int i = 0; i < 30; i++) {
+        snprintf(k, sizeof k, "user:%02d", i);
+        assert_int_equal(kset(t, "t", k, k, i % 3 == 0 ? 1 : 0, NULL), SBX_OK);
+    }
+    assert_int_equal(kset(t, "t", "other", "x", 0, NULL), SBX_OK);
+    assert_int_equal(kset(t, "u", "user:99", "x", 0, NULL), SBX_OK);
+    atomic_fetch_add(&t->now, 1000); /* 10 expired */
+    klist *l = calloc(1, sizeof *l);
+    sbx_page pg;
+    char tok[SBX_TOKEN_MAX] = "";
+    int pages = 0;
+    do {
+        assert_int_equal(sbx_kv_list(t->db, S("t"), S("user:"), true, 7, S(tok), false, klist_cb, l,
+                                     &pg, err, sizeof err),
+                         SBX_OK);
+        strcpy(tok, pg.next_token);
+        pages++;
+    } while (tok[0]);
+    assert_int_equal(l->n, 20);
+    assert_int_equal(pages, 3);
+    assert_string_equal(l->keys[0], "user:01");
+    assert_string_equal(l->vals[0], "user:01");
+    for (size_t i = 1; i < l->n; i++)
+        assert_true(strcmp(l->keys[i - 1], l->keys[i]) < 0);
+    /* keys only, default limit, all keys */
+    l->n = 0;
+    assert_int_equal(
+        sbx_kv_list(t->db, S("t"), S(""), false, 0, S(""), true, klist_cb, l, &pg, err, sizeof err),
+        SBX_OK);
+    assert_int_equal(pg.applied_limit, 100);
+    assert_int_equal(l->n, 21);
+    assert_string_equal(l->vals[0], "");
+    /* cursor bound to tenant and prefix */
+    assert_int_equal(sbx_kv_list(t->db, S("t"), S("user:"), true, 2, S(""), true, NULL, NULL, &pg,
+                                 err, sizeof err),
+                     SBX_OK);
+    strcpy(tok, pg.next_token);
+    assert_int_equal(sbx_kv_list(t->db, S("u"), S("user:"), true, 2, S(tok), true, NULL, NULL, &pg,
+                                 err, sizeof err),
+                     SBX_INVALID_ARGUMENT);
+    assert_int_equal(sbx_kv_list(t->db, S("t"), S("user"), true, 2, S(tok), true, NULL, NULL, &pg,
+                                 err, sizeof err),
+                     SBX_INVALID_ARGUMENT);
+    free(l);
+}
+
+static void kv_flush_only_the_tenant(void **state)
+{
+    tst_db *t = *state;
+    char k[16];
+    for (int i = 0; i < 12; i++) {
+        snprintf(k, sizeof k, "k%d", i);
+        assert_int_equal(kset(t, "t", k, "v", i < 4 ? 1 : 0, NULL), SBX_OK);
+        assert_int_equal(kset(t, "u", k, "v", 0, NULL), SBX_OK);
+    }
+    assert_int_equal(sbx_kv_delete(t->db, S("t"), S("k11"), NULL, NULL, 0), SBX_OK);
+    atomic_fetch_add(&t->now, 2000);
+    uint64_t n = 0;
+    assert_int_equal(sbx_kv_flush(t->db, S("t"), &n, NULL, 0), SBX_OK);
+    assert_int_equal(n, 11); /* expired ones included */
+    assert_int_equal(kget(t, "t", "k5", NULL, 0, NULL), SBX_NOT_FOUND);
+    assert_int_equal(kget(t, "u", "k5", NULL, 0, NULL), SBX_OK);
+    assert_int_equal(sbx_kv_flush(t->db, S("t"), &n, NULL, 0), SBX_OK);
+    assert_int_equal(n, 0);
+    /* projects are untouched */
+    sbx_proj_patch u = {.project = S("p")};
+    assert_int_equal(sbx_proj_update(t->db, S("t"), &u, NULL, NULL, 0), SBX_OK);
+    assert_int_equal(sbx_kv_flush(t->db, S("t"), &n, NULL, 0), SBX_OK);
+    sbx_project *p;
+    assert_int_equal(sbx_proj_get(t->db, S("t"), S("p"), &p, NULL, 0), SBX_OK);
+    sbx_project_free(p);
+}
+
+static void kv_sweeper_purges_expired(void **state)
+{
+    tst_db *t = *state;
+    char k[16];
+    for (int i = 0; i < 10; i++) {
+        snprintf(k, sizeof k, "k%d", i);
+        assert_int_equal(kset(t, "t", k, "v", i < 6 ? 5 : 0, NULL), SBX_OK);
+    }
+    atomic_fetch_add(&t->now, 5000);
+    assert_int_equal(sbx_storedb_sweep(t->db), 6);
+    uint64_t n;
+    assert_int_equal(sbx_kv_flush(t->db, S("t"), &n, NULL, 0), SBX_OK);
+    assert_int_equal(n, 4);
+    sbx_storedb_stats_t st;
+    sbx_storedb_stats(t->db, &st);
+    assert_int_equal(st.swept_expired, 6);
+}
+
+static void kv_tenants_are_isolated(void **state)
+{
+    tst_db *t = *state;
+    assert_int_equal(kset(t, "alice", "k", "secret", 0, NULL), SBX_OK);
+    assert_int_equal(kget(t, "bob", "k", NULL, 0, NULL), SBX_NOT_FOUND);
+    bool existed = true;
+    assert_int_equal(sbx_kv_delete(t->db, S("bob"), S("k"), &existed, NULL, 0), SBX_OK);
+    assert_false(existed);
+    assert_int_equal(kget(t, "alice", "k", NULL, 0, NULL), SBX_OK);
+}
+
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test_setup_teardown(kv_set_get_delete, tst_setup, tst_teardown),
+    cmocka_unit_test_setup_teardown(kv_versions_only_grow, tst_setup, tst_teardown),
+    cmocka_unit_test_setup_teardown(kv_cas, tst_setup, tst_teardown),
+    cmocka_unit_test_setup_teardown(kv_ttl, tst_setup, tst_teardown),
+    cmocka_unit_test_setup_teardown(kv_limits, tst_setup, tst_teardown),
+    cmocka_unit_test_setup_teardown(kv_incr, tst_setup, tst_teardown),
+    cmocka_unit_test_setup_teardown(kv_incr_concurrent_8x1000, tst_setup, tst_teardown),
+    cmocka_unit_test_setup_teardown(kv_incr_concurrent_8x1000_direct, tst_setup_direct,
+                                    tst_teardown),
+    cmocka_unit_test_setup_teardown(kv_list, tst_setup, tst_teardown),
+    cmocka_unit_test_setup_teardown(kv_flush_only_the_tenant, tst_setup, tst_teardown),
+    cmocka_unit_test_setup_teardown(kv_sweeper_purges_expired, tst_setup, tst_teardown),
+    cmocka_unit_test_setup_teardown(kv_tenants_are_isolated, tst_setup, tst_teardown),
+};
+SBX_TEST_MAIN(tests)
