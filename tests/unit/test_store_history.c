@@ -8,29 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- fixtures from test_store_util.c (declared here: tests are one .c per feature) ---- */
-#include <stdatomic.h>
-#include "status.h"
-#include "storedb.h"
-#define TST_T0 1700000000000ll /* the injected clock starts here (ms) */
-typedef struct tst_db {
-    char *dir;
-    char path[256];
-    sbx_storedb *db;
-    _Atomic int64_t now;
-    sbx_storedb_opts o;
-} tst_db;
-tst_db *tst_db_new(void);
-tst_db *tst_db_new_mode(int commit_mode);
-void tst_db_reopen(tst_db *t);
-void tst_db_free(tst_db *t);
-void tst_rmrf(const char *path);
-char *tst_tmpdir(void);
-int tst_setup(void **state);
-int tst_setup_direct(void **state);
-int tst_teardown(void **state);
-#define S(x) sbx_slice_c(x)
-/* ---- end of fixtures ---- */
+#include "store_fixture.h"
 
 static int append(tst_db *t, const char *tenant, const char *project, const char *rid,
                   const char *data, int64_t time_ms, sbx_hist_result *res)
