@@ -355,6 +355,11 @@ void sbx_stream_free(sbx_ctx *ctx, ProtobufCMessage *msg)
 
 /* ---------------------------------------------------------------- dispatch */
 
+bool sbx_ctx_server_stopping(const sbx_ctx *ctx)
+{
+    return ctx->srv && atomic_load(&ctx->srv->shutting_down);
+}
+
 const char *sbx_ctx_method(const sbx_ctx *ctx)
 {
     return ctx->me ? ctx->me->path : "(unknown)";

@@ -75,6 +75,10 @@ int64_t sbx_ctx_remaining_ms(const sbx_ctx *ctx);
 const char *sbx_ctx_metadata(sbx_ctx *ctx, const char *key);
 /* True once the client cancelled or the deadline passed (streaming calls notice it). */
 bool sbx_ctx_cancelled(const sbx_ctx *ctx);
+/* True once the server began a graceful shutdown. Streams that could run forever (watches,
+ * follows) end then with SBX_UNAVAILABLE so shutdown does not wait out its grace period;
+ * calls with a natural end just finish. */
+bool sbx_ctx_server_stopping(const sbx_ctx *ctx);
 
 /* Arena memory freed when the call ends. Never returns NULL (aborts on OOM). */
 void *sbx_ctx_alloc(sbx_ctx *ctx, size_t n);

@@ -298,6 +298,9 @@ static int h_watch(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage *
     for (;;) {
         if (sbx_ctx_cancelled(ctx))
             return sbx_ctx_error(ctx, SBX_CANCELLED, "the watch was cancelled");
+        if (sbx_ctx_server_stopping(ctx))
+            return sbx_ctx_error(ctx, SBX_UNAVAILABLE, "the store is shutting down: watch again from seq %llu",
+                                 (unsigned long long)after + 1);
         uint64_t ticket = sbx_hist_watch_ticket(db, tenant, project);
         uint64_t last = after;
         rc = sbx_hist_read_after(db, tenant, project, after, 64, watch_cb, &w, &last, err,

@@ -349,11 +349,21 @@ int sbx_hist_list(sbx_storedb *db, sbx_slice tenant, const sbx_hist_query *q, sb
         return sdb_err(err, errlen, SBX_INVALID_ARGUMENT,
                        "since_unix_ms: %lld is after until_unix_ms: %lld", (long long)q->since_ms,
                        (long long)q->until_ms);
+    /* a token is bound to the project and the time filters it was issued for */
+    char scope_buf[SBX_PROJECT_ID_MAX + 17];
+    size_t sn = q->project.n < SBX_PROJECT_ID_MAX ? q->project.n : SBX_PROJECT_ID_MAX;
+    memcpy(scope_buf, q->project.p, sn);
+    scope_buf[sn++] = '\0';
+    for (int i = 0; i < 8; i++) {
+        scope_buf[sn + (size_t)i] = (char)((uint64_t)q->since_ms >> (56 - 8 * i));
+        scope_buf[sn + 8 + (size_t)i] = (char)((uint64_t)q->until_ms >> (56 - 8 * i));
+    }
+    sbx_slice scope = sbx_slice_n(scope_buf, sn + 16);
     uint64_t start = UINT64_MAX;
     if (q->page_token.n) {
         char cur[SBX_TOKEN_MAX];
         size_t cn = 0;
-        rc = sdb_token_decode("page_token", SDB_TOK_HIST, tenant, q->project, q->page_token, cur,
+        rc = sdb_token_decode("page_token", SDB_TOK_HIST, tenant, scope, q->page_token, cur,
                               &cn, err, errlen);
         if (rc)
             return rc;
@@ -383,7 +393,7 @@ int sbx_hist_list(sbx_storedb *db, sbx_slice tenant, const sbx_hist_query *q, sb
             char cur[8];
             for (int i = 0; i < 8; i++)
                 cur[i] = (char)(r.seq >> (56 - 8 * i));
-            sdb_token_encode(SDB_TOK_HIST, tenant, q->project, cur, 8, page->next_token);
+            sdb_token_encode(SDB_TOK_HIST, tenant, scope, cur, 8, page->next_token);
             break;
         }
         if (match) {
