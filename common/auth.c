@@ -2,6 +2,7 @@
  * file never holds a usable secret. Lookup is a sorted array + binary search. */
 #include "auth.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <openssl/evp.h>
@@ -115,7 +116,8 @@ sbx_auth *sbx_auth_parse(const char *text, size_t len, char *err, size_t errlen)
         en->service = service;
         a->n++;
     }
-    qsort(a->e, a->n, sizeof *a->e, cmp_entry);
+    if (a->n > 1)
+        qsort(a->e, a->n, sizeof *a->e, cmp_entry);
     for (size_t i = 1; i < a->n; i++)
         if (strcmp(a->e[i - 1].hash, a->e[i].hash) == 0 &&
             strcmp(a->e[i - 1].tenant, a->e[i].tenant) != 0) {
@@ -213,14 +215,35 @@ bool sbx_addr_is_loopback(const char *addr)
 {
     if (!addr)
         return false;
-    if (strncmp(addr, "ipv4:", 5) == 0)
+    if (strncmp(addr, "ipv4:", 5) == 0 || strncmp(addr, "ipv6:", 5) == 0)
         addr += 5;
-    else if (strncmp(addr, "ipv6:", 5) == 0)
-        addr += 5;
-    if (strncmp(addr, "[::1]", 5) == 0 || strncmp(addr, "localhost:", 10) == 0 ||
-        strcmp(addr, "localhost") == 0 || strncmp(addr, "unix:", 5) == 0)
+    if (strncmp(addr, "unix:", 5) == 0)
         return true;
-    if (strncmp(addr, "127.", 4) == 0)
+    /* split HOST:PORT ([V6]:PORT) and look at the host only: a name that merely starts with
+     * "127." is not a loopback address */
+    char host[256];
+    const char *end;
+    if (addr[0] == '[') {
+        end = strchr(addr, ']');
+        if (!end || (size_t)(end - addr - 1) >= sizeof host)
+            return false;
+        memcpy(host, addr + 1, (size_t)(end - addr - 1));
+        host[end - addr - 1] = '\0';
+    } else {
+        end = strrchr(addr, ':');
+        size_t n = end ? (size_t)(end - addr) : strlen(addr);
+        if (n >= sizeof host)
+            return false;
+        memcpy(host, addr, n);
+        host[n] = '\0';
+    }
+    if (strcmp(host, "localhost") == 0)
         return true;
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (inet_pton(AF_INET, host, &a4) == 1)
+        return (ntohl(a4.s_addr) >> 24) == 127;
+    if (inet_pton(AF_INET6, host, &a6) == 1)
+        return IN6_IS_ADDR_LOOPBACK(&a6);
     return false;
 }

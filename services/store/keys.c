@@ -281,7 +281,7 @@ int sdb_check_bytes(const char *field, sbx_slice s, size_t max, bool allow_empty
 
 int sdb_check_tenant(sbx_slice tenant, char *err, size_t errlen)
 {
-    return sdb_check_bytes("tenant", tenant, SBX_TENANT_MAX, false, err, errlen);
+    return sdb_check_bytes("tenant", tenant, SBX_STORE_TENANT_MAX, false, err, errlen);
 }
 
 static bool id_char(char c, bool first)

@@ -46,7 +46,7 @@ static inline sbx_slice sbx_slice_n(const void *p, size_t n)
 #define SBX_TOKEN_MAX 4096
 
 /* Fixed limits (the configurable ones are in sbx_storedb_opts). */
-#define SBX_TENANT_MAX 128      /* bytes */
+#define SBX_STORE_TENANT_MAX 128      /* bytes */
 #define SBX_PROJECT_ID_MAX 128  /* bytes of [A-Za-z0-9][A-Za-z0-9._-]* */
 #define SBX_RECORD_ID_MAX 128   /* bytes */
 #define SBX_COMMAND_KEY_MAX 256 /* bytes */

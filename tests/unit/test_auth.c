@@ -58,6 +58,23 @@ static void parse_and_check(void **state)
     sbx_auth_free(a);
 }
 
+static void empty_and_comment_only_files(void **state)
+{
+    (void)state;
+    char err[256];
+    sbx_auth *a = sbx_auth_parse("", 0, err, sizeof err);
+    assert_non_null(a);
+    assert_int_equal(sbx_auth_count(a), 0);
+    const char *tenant;
+    bool svc;
+    assert_int_equal(sbx_auth_check(a, "Bearer x", 8, &tenant, &svc), -2);
+    sbx_auth_free(a);
+    a = sbx_auth_parse("#\n\n# only comments\n", 19, err, sizeof err);
+    assert_non_null(a);
+    assert_int_equal(sbx_auth_count(a), 0);
+    sbx_auth_free(a);
+}
+
 static void malformed_lines_name_the_line(void **state)
 {
     (void)state;
@@ -124,10 +141,13 @@ static void loopback_addresses(void **state)
     assert_false(sbx_addr_is_loopback("[::]:50051"));
     assert_false(sbx_addr_is_loopback("10.0.0.1:1"));
     assert_false(sbx_addr_is_loopback("localhost.evil.com:1"));
+    assert_false(sbx_addr_is_loopback("127.evil.example:50051"));
+    assert_false(sbx_addr_is_loopback("127.0.0.1.nip.io:1"));
+    assert_true(sbx_addr_is_loopback("ipv4:127.0.0.1:5"));
 }
 
 static const struct CMUnitTest tests[] = {
-    cmocka_unit_test(sha256_known_vector),   cmocka_unit_test(parse_and_check),
+    cmocka_unit_test(sha256_known_vector),   cmocka_unit_test(parse_and_check), cmocka_unit_test(empty_and_comment_only_files),
     cmocka_unit_test(malformed_lines_name_the_line), cmocka_unit_test(load_missing_file),
     cmocka_unit_test(tenant_names),          cmocka_unit_test(loopback_addresses),
 };
