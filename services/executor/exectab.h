@@ -1,0 +1,148 @@
+/* exectab.h: the commands of each sandbox as the RPCs see them (one "execution" per Exec/Run):
+ * request_id deduplication (a retry finds the first execution, running or finished), tag
+ * uniqueness among running commands, the per-stream output cap, the first bytes of output kept
+ * for Run, replays and the history record, the retention of finished executions (all of the
+ * last 10 minutes and at least the last 100), and the recording of every finished execution in
+ * the store through the outbox. A monitor thread follows background executions (captures their
+ * output and records them when they finish); foreground executions are driven by the handler
+ * that started them.
+ *
+ * Hooks into the registry (sbx_reg_hooks): sbx_exectab_attach / _detach / _running with the
+ * monitor as argument. Executions are reference counted (sbx_exe_ref/unref); all functions are
+ * thread-safe. Fields of sbx_exe marked (const) never change after sbx_exe_begin; the others
+ * are read through sbx_exe_info. */
+#ifndef SBX_EXEC_EXECTAB_H
+#define SBX_EXEC_EXECTAB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "outbox.h"
+#include "proc.h"
+#include "registry.h"
+#include "sbx/v1/executor.pb-c.h"
+#include "sbx/v1/store.pb-c.h"
+
+#define EXE_KEEP_RECENT_MS 600000 /* finished executions kept at least this long */
+#define EXE_KEEP_MIN 100          /* ... and at least this many */
+#define EXE_KEEP_MAX 1000         /* finished executions per sandbox at most */
+#define EXE_KEEP_PROCS 16         /* newest finished ones that keep their output ring */
+#define EXE_CAPTURE_MAX (1u << 20) /* bytes of each stream kept for Run/replay/history */
+
+typedef struct sbx_execmon sbx_execmon;
+typedef struct sbx_exectab sbx_exectab;
+typedef struct sbx_exe sbx_exe;
+
+/* The monitor: owns the background follower thread. ob may be NULL (nothing is recorded). */
+sbx_execmon *sbx_execmon_new(sbx_outbox *ob);
+void sbx_execmon_free(sbx_execmon *m); /* finalizes what it still follows; NULL is harmless */
+
+int sbx_exectab_attach(void *mon, sbx_box *b);
+void sbx_exectab_detach(void *mon, sbx_box *b);
+int sbx_exectab_running(void *mon, sbx_box *b);
+
+typedef enum { EXE_STARTING = 0, EXE_RUNNING = 1, EXE_DONE = 2, EXE_ABORTED = 3 } sbx_exe_state;
+
+/* How an execution ended (ProcessExit). */
+typedef struct sbx_exe_exit {
+    int exit_code, signal;
+    int64_t duration_us, finished_ms;
+    bool timed_out, output_truncated, cached, oom_killed;
+    uint64_t stdout_bytes, stderr_bytes;
+} sbx_exe_exit;
+
+typedef struct sbx_exe_info {
+    sbx_exe_state state;
+    int pid;
+    bool stdin_open;
+    int64_t started_ms;
+    sbx_exe_exit exit;        /* valid in EXE_DONE */
+    uint64_t out_end, err_end; /* bytes produced so far per stream */
+    uint64_t out_oldest, err_oldest; /* oldest offset still available per stream */
+} sbx_exe_info;
+
+struct sbx_exe {
+    /* (const) */
+    char id[96];          /* record id: "<sandbox_id>.<n>" */
+    char tenant[72], project[EXV_PROJECT_MAX + 1], sandbox_id[EXV_ID_MAX + 1];
+    char *request_id;     /* "" = none */
+    char fingerprint[65]; /* what a request_id retry must match */
+    char cmdkey[65];      /* "" unless computed (cache) */
+    char *tag;            /* "" = none */
+    char **argv;          /* NULL for shell commands */
+    size_t argc;
+    char *shell;          /* NULL for argv commands */
+    char *cwd;            /* resolved, absolute */
+    bool background;
+    int64_t cache_ttl_s;  /* > 0: record as cacheable (unless timed out / cached) */
+    uint64_t cap;         /* per-stream cap on the output shown */
+    size_t capture_limit; /* min(cap, 1 MiB) */
+    /* private */
+    struct sbx_exe_priv *priv;
+};
+
+/* What to start (strings are copied). */
+typedef struct sbx_exe_spec {
+    const Sbx__V1__ExecRequest *req; /* validated */
+    const char *cmdkey;              /* computed key or NULL */
+    const char *fingerprint;         /* request_id retry identity */
+    uint64_t cap;
+} sbx_exe_spec;
+
+void sbx_exe_ref(sbx_exe *e);
+void sbx_exe_unref(sbx_exe *e);
+
+/* Registers a new execution in the box's table (state STARTING). Returns SBX_OK with *out a new
+ * reference; ALREADY_EXISTS when the tag is used by a running command, or the request_id is
+ * known with a different fingerprint. When the request_id is known with the same fingerprint
+ * it returns SBX_OK with *out NULL and *existing the first execution (a reference). */
+int sbx_exe_begin(sbx_box *b, const sbx_exe_spec *spec, sbx_exe **out, sbx_exe **existing,
+                  char *err, size_t errlen);
+/* Starts the STARTING execution. exec failures become a finished execution (exit 127 / 126 and
+ * a one-line reason on stderr) and SBX_OK. Other errors abort the execution (it leaves the
+ * table; waiters see EXE_ABORTED) and return the gRPC code. */
+int sbx_exe_spawn(sbx_box *b, sbx_exe *e, const sbx_proc_req *req, char *err, size_t errlen);
+/* Fills a cached answer (nothing runs) and finishes the execution. */
+void sbx_exe_set_cached(sbx_exe *e, const Sbx__V1__CachedResult *c);
+/* Waits while the execution is STARTING (a concurrent retry); returns its state after. */
+sbx_exe_state sbx_exe_wait_started(sbx_exe *e, int timeout_ms);
+
+void sbx_exe_info_get(sbx_exe *e, sbx_exe_info *info);
+/* The process (new reference) or NULL (not started, synthetic, or its ring was released). */
+sbx_proc *sbx_exe_proc(sbx_exe *e);
+/* Copies captured output (offsets < capture_len) into buf; returns bytes copied. */
+size_t sbx_exe_capture_read(sbx_exe *e, int stream, uint64_t off, void *buf, size_t len);
+size_t sbx_exe_capture_len(sbx_exe *e, int stream);
+/* Pulls new output from the ring into the capture. */
+void sbx_exe_pull(sbx_exe *e);
+/* Finishes the execution once its process finished (force: it will not finish by itself, e.g.
+ * the sandbox is gone: report it SIGKILLed). Records it through the outbox. Returns true when
+ * it is DONE after the call. oom_kills: the sandbox's oom counter now, or -1 when unknown. */
+bool sbx_exe_finish(sbx_exe *e, bool force, int64_t oom_kills);
+/* Blocks until the execution is DONE or timeout_ms passes (used by a retry that attaches). */
+int sbx_exe_wait_done(sbx_exe *e, int timeout_ms);
+/* Hands a background execution to the monitor. */
+void sbx_exe_follow_in_background(sbx_box *b, sbx_exe *e);
+/* Marks stdin closed (CloseInput / after writing a foreground stdin). */
+void sbx_exe_stdin_closed(sbx_exe *e);
+
+/* Lookup by selector: running first, else the most recent finished (new reference or NULL). */
+sbx_exe *sbx_exe_find_pid(sbx_box *b, int pid);
+sbx_exe *sbx_exe_find_tag(sbx_box *b, const char *tag);
+/* Executions oldest first (new references; free with sbx_exe_list_free). */
+size_t sbx_exe_list(sbx_box *b, bool include_exited, sbx_exe ***out);
+void sbx_exe_list_free(sbx_exe **v, size_t n);
+
+/* The sandbox's oom counter, or -1. Needs a use on b. */
+int64_t sbx_exe_oom_kills(sbx_box *b);
+
+/* Builds the history record of a finished execution (exposed for unit tests). The returned
+ * message and its strings live in the arena of `alloc` (malloc'd when alloc is NULL: then free
+ * with sbx_exe_record_free). */
+Sbx__V1__RecordExecutionRequest *sbx_exe_record_build(sbx_exe *e);
+void sbx_exe_record_free(Sbx__V1__RecordExecutionRequest *r);
+/* "cmd 'arg with space'": argv joined with shell quoting, at most 4096 bytes (malloc'd). */
+char *sbx_exe_display_command(const sbx_exe *e);
+
+#endif

@@ -1,0 +1,533 @@
+/* outbox.c: the durable, in-order outbox of finished commands (see outbox.h). One append-only
+ * log, one acknowledgement offset, one sender thread. */
+#include "outbox.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "backoff.h"
+#include "log.h"
+#include "status.h"
+
+#define MAGIC 0x4f584253u /* "SBXO" little-endian */
+#define HDR 12u
+#define ENTRY_MAX (8u << 20)
+
+struct sbx_outbox {
+    sbx_outbox_cfg cfg;
+    char *dir;
+    int logfd, ackfd, deadfd;
+    pthread_mutex_t mu;   /* everything below; appends also hold append_mu */
+    pthread_mutex_t append_mu;
+    pthread_cond_t cond;  /* sender waits for work / flushers wait for empty */
+    uint64_t write_off;   /* end of the valid log */
+    uint64_t read_off;    /* first undelivered entry */
+    uint64_t pending;
+    uint64_t delivered, dead, retries;
+    int last_code;
+    bool stop, kick;
+    pthread_t sender;
+};
+
+/* ---------------------------------------------------------------- crc32 (IEEE) */
+
+static uint32_t crc_table[256];
+static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
+
+static void crc_init(void)
+{
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++)
+            c = c & 1 ? 0xedb88320u ^ (c >> 1) : c >> 1;
+        crc_table[i] = c;
+    }
+}
+
+static uint32_t crc32_update(uint32_t crc, const uint8_t *p, size_t n)
+{
+    crc = ~crc;
+    for (size_t i = 0; i < n; i++)
+        crc = crc_table[(crc ^ p[i]) & 0xff] ^ (crc >> 8);
+    return ~crc;
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+    memcpy(p, &v, 4);
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* ---------------------------------------------------------------- file helpers */
+
+static int pread_all(int fd, void *buf, size_t n, uint64_t off)
+{
+    size_t done = 0;
+    while (done < n) {
+        ssize_t r = pread(fd, (uint8_t *)buf + done, n - done, (off_t)(off + done));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return -errno;
+        if (r == 0)
+            return -ENODATA;
+        done += (size_t)r;
+    }
+    return 0;
+}
+
+static int write_ack(sbx_outbox *ob, uint64_t off, bool sync)
+{
+    if (pwrite(ob->ackfd, &off, sizeof off, 0) != (ssize_t)sizeof off)
+        return -errno;
+    if (sync && fdatasync(ob->ackfd) < 0)
+        return -errno;
+    return 0;
+}
+
+/* Reads the entry at off: payload into a malloc'd *buf (caller frees), *next = next offset.
+ * -ENODATA at the end, -EBADMSG for a torn/corrupt entry. */
+static int read_entry(int fd, uint64_t off, uint8_t **buf, uint32_t *len, uint64_t *next)
+{
+    uint8_t h[HDR];
+    int rc = pread_all(fd, h, HDR, off);
+    if (rc < 0)
+        return rc;
+    uint32_t n = get32(h + 4);
+    if (get32(h) != MAGIC || n < 2 || n > ENTRY_MAX)
+        return -EBADMSG;
+    uint8_t *p = malloc(n);
+    if (!p)
+        return -ENOMEM;
+    if ((rc = pread_all(fd, p, n, off + HDR)) < 0) {
+        free(p);
+        return rc == -ENODATA ? -EBADMSG : rc;
+    }
+    if (crc32_update(0, p, n) != get32(h + 8)) {
+        free(p);
+        return -EBADMSG;
+    }
+    *buf = p;
+    *len = n;
+    *next = off + HDR + n;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- open / recover */
+
+static int mkdir_p(const char *path)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s", path);
+    for (char *s = tmp + 1; *s; s++) {
+        if (*s != '/')
+            continue;
+        *s = 0;
+        if (mkdir(tmp, 0711) < 0 && errno != EEXIST) /* parents: the data dir sandboxes traverse */
+            return -errno;
+        *s = '/';
+    }
+    if (mkdir(tmp, 0700) < 0 && errno != EEXIST)
+        return -errno;
+    return 0;
+}
+
+static int open_in(const char *dir, const char *name, int flags)
+{
+    char p[4200];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    int fd = open(p, flags | O_CLOEXEC, 0600);
+    return fd < 0 ? -errno : fd;
+}
+
+static int recover(sbx_outbox *ob)
+{
+    uint64_t ack = 0;
+    ssize_t r = pread(ob->ackfd, &ack, sizeof ack, 0);
+    if (r != (ssize_t)sizeof ack)
+        ack = 0;
+    uint64_t off = 0, start = 0, pending = 0;
+    bool found_ack = ack == 0;
+    for (;;) {
+        uint8_t *p;
+        uint32_t n;
+        uint64_t next;
+        if (off == ack) {
+            found_ack = true;
+            start = off;
+            pending = 0;
+        }
+        int rc = read_entry(ob->logfd, off, &p, &n, &next);
+        if (rc == -ENODATA)
+            break;
+        if (rc == -EBADMSG) {
+            SBX_LOG_WARN("outbox", "dropping a torn tail offset=%llu", (unsigned long long)off);
+            if (ftruncate(ob->logfd, (off_t)off) < 0)
+                return -errno;
+            break;
+        }
+        if (rc < 0)
+            return rc;
+        free(p);
+        pending++;
+        off = next;
+    }
+    if (!found_ack) { /* the ack points past the valid end or into an entry: resend all */
+        SBX_LOG_WARN("outbox", "acknowledgement offset %llu is not an entry boundary; "
+                     "redelivering the whole queue (record ids make that harmless)",
+                     (unsigned long long)ack);
+        start = 0;
+        pending = 0;
+        for (uint64_t o = 0; o < off;) {
+            uint8_t *p;
+            uint32_t n;
+            uint64_t next;
+            if (read_entry(ob->logfd, o, &p, &n, &next) < 0)
+                break;
+            free(p);
+            pending++;
+            o = next;
+        }
+    }
+    ob->write_off = off;
+    ob->read_off = start;
+    ob->pending = pending;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- sender */
+
+static bool permanent(int code)
+{
+    return code == SBX_INVALID_ARGUMENT || code == SBX_OUT_OF_RANGE;
+}
+
+static void to_dead(sbx_outbox *ob, const uint8_t *p, uint32_t n)
+{
+    uint8_t h[HDR];
+    put32(h, MAGIC);
+    put32(h + 4, n);
+    put32(h + 8, crc32_update(0, p, n));
+    struct iovec iov[2] = {{h, HDR}, {(void *)p, n}};
+    if (writev(ob->deadfd, iov, 2) < 0)
+        SBX_LOG_ERRNO(SBX_LOG_ERROR, "outbox", errno, "cannot write dead.log");
+}
+
+static void timed_wait(sbx_outbox *ob, int64_t ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(&ob->cond, &ob->mu, &ts);
+}
+
+static void maybe_compact(sbx_outbox *ob)
+{
+    /* caller holds mu and append_mu; everything is delivered */
+    if (ob->read_off != ob->write_off || ob->write_off < ob->cfg.compact_bytes)
+        return;
+    /* ack first (synced): a crash between the two steps only redelivers no-ops */
+    if (write_ack(ob, 0, true) < 0 || ftruncate(ob->logfd, 0) < 0) {
+        SBX_LOG_ERRNO(SBX_LOG_WARN, "outbox", errno, "cannot compact queue.log");
+        return;
+    }
+    ob->read_off = ob->write_off = 0;
+}
+
+static void *sender_main(void *arg)
+{
+    sbx_outbox *ob = arg;
+    sbx_backoff bo = {.initial_ms = ob->cfg.retry_initial_ms,
+                      .max_ms = ob->cfg.retry_max_ms,
+                      .multiplier = 2.0,
+                      .jitter = 0.2,
+                      .max_attempts = 1 << 30};
+    uint64_t seed = (uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)ob;
+    int attempt = 0;
+    char err[512];
+    pthread_mutex_lock(&ob->mu);
+    while (!ob->stop) {
+        if (ob->read_off >= ob->write_off) {
+            pthread_cond_broadcast(&ob->cond); /* flushers */
+            pthread_cond_wait(&ob->cond, &ob->mu);
+            continue;
+        }
+        uint64_t off = ob->read_off;
+        pthread_mutex_unlock(&ob->mu);
+        uint8_t *p = NULL;
+        uint32_t n = 0;
+        uint64_t next = 0;
+        int rc = read_entry(ob->logfd, off, &p, &n, &next);
+        int code;
+        err[0] = 0;
+        if (rc < 0) {
+            SBX_LOG_ERRNO(SBX_LOG_ERROR, "outbox", rc, "unreadable entry offset=%llu; skipping the rest",
+                          (unsigned long long)off);
+            pthread_mutex_lock(&ob->mu);
+            ob->read_off = ob->write_off;
+            ob->pending = 0;
+            continue;
+        }
+        uint16_t tl;
+        memcpy(&tl, p, 2);
+        char tenant[80];
+        if (tl == 0 || tl > 64 || (size_t)tl + 2 > n) {
+            code = SBX_INVALID_ARGUMENT;
+            snprintf(err, sizeof err, "bad tenant length %u", tl);
+        } else {
+            memcpy(tenant, p + 2, tl);
+            tenant[tl] = 0;
+            code = ob->cfg.deliver(ob->cfg.deliver_arg, tenant, p + 2 + tl, n - 2u - tl, err,
+                                   sizeof err);
+        }
+        pthread_mutex_lock(&ob->mu);
+        ob->last_code = code;
+        if (code == SBX_OK || permanent(code)) {
+            if (code != SBX_OK) {
+                SBX_LOG_ERROR("outbox", "the store refused a record for good; moved to dead.log "
+                              "code=%s msg=\"%s\"", sbx_status_name(code), err);
+                to_dead(ob, p, n);
+                ob->dead++;
+            } else {
+                ob->delivered++;
+            }
+            if (attempt > 0)
+                SBX_LOG_INFO("outbox", "store reachable again after attempts=%d", attempt);
+            attempt = 0;
+            ob->read_off = next;
+            ob->pending--;
+            write_ack(ob, next, false);
+            if (ob->read_off >= ob->write_off && pthread_mutex_trylock(&ob->append_mu) == 0) {
+                maybe_compact(ob);
+                pthread_mutex_unlock(&ob->append_mu);
+            }
+        } else {
+            ob->retries++;
+            attempt++;
+            int64_t d = sbx_backoff_delay_ms(&bo, attempt < 30 ? attempt : 30, &seed);
+            if (attempt == 1 || attempt % 20 == 0)
+                SBX_LOG_WARN("outbox", "delivery failed; will retry code=%s msg=\"%s\" pending=%llu "
+                             "retry_in_ms=%lld", sbx_status_name(code), err,
+                             (unsigned long long)ob->pending, (long long)d);
+            ob->kick = false;
+            struct timespec t0, now;
+            clock_gettime(CLOCK_MONOTONIC, &t0);
+            for (;;) { /* appends also signal the cond: only flush/close cut the wait short */
+                clock_gettime(CLOCK_MONOTONIC, &now);
+                int64_t el = (now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000;
+                if (ob->stop || ob->kick || el >= d)
+                    break;
+                timed_wait(ob, d - el);
+            }
+        }
+        free(p);
+    }
+    pthread_mutex_unlock(&ob->mu);
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- public */
+
+int sbx_outbox_open(const sbx_outbox_cfg *cfg, sbx_outbox **out)
+{
+    *out = NULL;
+    if (!cfg || !cfg->dir || !cfg->deliver)
+        return -EINVAL;
+    pthread_once(&crc_once, crc_init);
+    sbx_outbox *ob = calloc(1, sizeof *ob);
+    if (!ob)
+        return -ENOMEM;
+    ob->cfg = *cfg;
+    if (!ob->cfg.retry_initial_ms)
+        ob->cfg.retry_initial_ms = 200;
+    if (!ob->cfg.retry_max_ms)
+        ob->cfg.retry_max_ms = 10000;
+    if (!ob->cfg.max_bytes)
+        ob->cfg.max_bytes = 1ull << 30;
+    if (!ob->cfg.compact_bytes)
+        ob->cfg.compact_bytes = 4ull << 20;
+    ob->logfd = ob->ackfd = ob->deadfd = -1;
+    int rc;
+    if (!(ob->dir = strdup(cfg->dir))) {
+        rc = -ENOMEM;
+        goto out_free;
+    }
+    ob->cfg.dir = ob->dir;
+    if ((rc = mkdir_p(ob->dir)) < 0)
+        goto out_free;
+    if ((rc = ob->logfd = open_in(ob->dir, "queue.log", O_RDWR | O_CREAT)) < 0 ||
+        (rc = ob->ackfd = open_in(ob->dir, "queue.ack", O_RDWR | O_CREAT)) < 0 ||
+        (rc = ob->deadfd = open_in(ob->dir, "dead.log", O_WRONLY | O_CREAT | O_APPEND)) < 0)
+        goto out_close;
+    if ((rc = recover(ob)) < 0)
+        goto out_close;
+    pthread_mutex_init(&ob->mu, NULL);
+    pthread_mutex_init(&ob->append_mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&ob->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    if ((rc = -pthread_create(&ob->sender, NULL, sender_main, ob)) < 0) {
+        pthread_mutex_destroy(&ob->mu);
+        pthread_mutex_destroy(&ob->append_mu);
+        pthread_cond_destroy(&ob->cond);
+        goto out_close;
+    }
+    if (ob->pending)
+        SBX_LOG_INFO("outbox", "resuming queue pending=%llu dir=%s",
+                     (unsigned long long)ob->pending, ob->dir);
+    *out = ob;
+    return 0;
+
+out_close:
+    if (ob->logfd >= 0)
+        close(ob->logfd);
+    if (ob->ackfd >= 0)
+        close(ob->ackfd);
+    if (ob->deadfd >= 0)
+        close(ob->deadfd);
+out_free:
+    free(ob->dir);
+    free(ob);
+    return rc;
+}
+
+int sbx_outbox_append(sbx_outbox *ob, const char *tenant, const uint8_t *req, size_t len)
+{
+    size_t tl = tenant ? strlen(tenant) : 0;
+    if (tl == 0 || tl > 64 || len + tl + 2 > ENTRY_MAX)
+        return -EINVAL;
+    uint32_t n = (uint32_t)(2 + tl + len);
+    uint8_t h[HDR + 2];
+    uint16_t t16 = (uint16_t)tl;
+    memcpy(h + HDR, &t16, 2);
+    uint32_t crc = crc32_update(0, h + HDR, 2);
+    crc = crc32_update(crc, (const uint8_t *)tenant, tl);
+    crc = crc32_update(crc, req, len);
+    put32(h, MAGIC);
+    put32(h + 4, n);
+    put32(h + 8, crc);
+    struct iovec iov[3] = {{h, HDR + 2}, {(void *)tenant, tl}, {(void *)req, len}};
+    pthread_mutex_lock(&ob->append_mu);
+    pthread_mutex_lock(&ob->mu);
+    uint64_t off = ob->write_off;
+    pthread_mutex_unlock(&ob->mu);
+    if (off + HDR + n > ob->cfg.max_bytes) {
+        pthread_mutex_unlock(&ob->append_mu);
+        return -ENOSPC;
+    }
+    size_t total = HDR + n, done = 0;
+    int rc = 0;
+    while (done < total) {
+        ssize_t w = pwritev(ob->logfd, iov, 3, (off_t)(off + done));
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            rc = w < 0 ? -errno : -EIO;
+            break;
+        }
+        done += (size_t)w;
+        /* advance the iovecs past what was written */
+        size_t skip = (size_t)w;
+        for (int i = 0; i < 3 && skip; i++) {
+            size_t k = iov[i].iov_len < skip ? iov[i].iov_len : skip;
+            iov[i].iov_base = (uint8_t *)iov[i].iov_base + k;
+            iov[i].iov_len -= k;
+            skip -= k;
+        }
+    }
+    if (rc == 0 && ob->cfg.sync && fdatasync(ob->logfd) < 0)
+        rc = -errno;
+    if (rc < 0) {
+        /* drop the partial entry so the log stays parseable */
+        if (ftruncate(ob->logfd, (off_t)off) < 0)
+            SBX_LOG_ERRNO(SBX_LOG_ERROR, "outbox", errno, "cannot undo a failed append");
+        pthread_mutex_unlock(&ob->append_mu);
+        return rc;
+    }
+    pthread_mutex_lock(&ob->mu);
+    ob->write_off = off + total;
+    ob->pending++;
+    pthread_cond_broadcast(&ob->cond);
+    pthread_mutex_unlock(&ob->mu);
+    pthread_mutex_unlock(&ob->append_mu);
+    return 0;
+}
+
+void sbx_outbox_get_stats(sbx_outbox *ob, sbx_outbox_stats *st)
+{
+    pthread_mutex_lock(&ob->mu);
+    st->pending = ob->pending;
+    st->delivered = ob->delivered;
+    st->dead = ob->dead;
+    st->retries = ob->retries;
+    st->last_code = ob->last_code;
+    pthread_mutex_unlock(&ob->mu);
+}
+
+int sbx_outbox_flush(sbx_outbox *ob, int timeout_ms)
+{
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    pthread_mutex_lock(&ob->mu);
+    ob->kick = true;
+    pthread_cond_broadcast(&ob->cond);
+    int rc = 0;
+    while (ob->pending > 0 && !ob->stop) {
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        int64_t el = (now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000;
+        if (el >= timeout_ms) {
+            rc = -ETIMEDOUT;
+            break;
+        }
+        timed_wait(ob, timeout_ms - el < 50 ? timeout_ms - el : 50);
+        ob->kick = true;
+        pthread_cond_broadcast(&ob->cond);
+    }
+    pthread_mutex_unlock(&ob->mu);
+    return rc;
+}
+
+void sbx_outbox_close(sbx_outbox *ob)
+{
+    if (!ob)
+        return;
+    pthread_mutex_lock(&ob->mu);
+    ob->stop = true;
+    pthread_cond_broadcast(&ob->cond);
+    pthread_mutex_unlock(&ob->mu);
+    pthread_join(ob->sender, NULL);
+    if (ob->pending)
+        SBX_LOG_INFO("outbox", "closing with records still queued pending=%llu (sent after the "
+                     "next start)", (unsigned long long)ob->pending);
+    write_ack(ob, ob->read_off, true);
+    close(ob->logfd);
+    close(ob->ackfd);
+    close(ob->deadfd);
+    pthread_mutex_destroy(&ob->mu);
+    pthread_mutex_destroy(&ob->append_mu);
+    pthread_cond_destroy(&ob->cond);
+    free(ob->dir);
+    free(ob);
+}
