@@ -90,14 +90,14 @@ int main(int argc, char **argv)
     }
     if (!strcmp(op, "connect")) {
         int s = socket(AF_INET, SOCK_STREAM, 0);
-        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(a))};
+        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)strtol(a, NULL, 10))};
         sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
         return report(connect(s, (struct sockaddr *)&sa, sizeof sa));
     }
     if (!strcmp(op, "vsock"))
         return report(socket(AF_VSOCK, SOCK_STREAM, 0));
     if (!strcmp(op, "kill"))
-        return report(kill(atoi(a), SIGKILL));
+        return report(kill((pid_t)strtol(a, NULL, 10), SIGKILL));
     if (!strcmp(op, "bpf"))
         return report((int)syscall(SYS_bpf, 0, NULL, 0));
     if (!strcmp(op, "keyctl"))
@@ -105,7 +105,7 @@ int main(int argc, char **argv)
     if (!strcmp(op, "chroot"))
         return report(chroot("/tmp"));
     if (!strcmp(op, "alloc")) { /* touch memory in 64 MiB steps up to a GiB count */
-        long gib = atol(a);
+        long gib = strtol(a, NULL, 10);
         for (long i = 0; i < gib * 16; i++) {
             char *p =
                 mmap(NULL, 64 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -153,7 +153,7 @@ int main(int argc, char **argv)
         }
     }
     if (!strcmp(op, "files")) { /* create N empty files in dir a */
-        int n = argc > 3 ? atoi(argv[3]) : 0;
+        int n = argc > 3 ? (int)strtol(argv[3], NULL, 10) : 0;
         char path[4096];
         for (int i = 0; i < n; i++) {
             snprintf(path, sizeof path, "%s/f%d", a, i);

@@ -89,7 +89,7 @@ static void sec_host_processes_invisible(void **state)
     /* only the init (1), the shell and ps */
     int lines = 0, maxpid = 0;
     for (char *l = r.out; *l;) {
-        int pid = atoi(l);
+        int pid = (int)strtol(l, NULL, 10);
         if (pid > maxpid)
             maxpid = pid;
         lines++;
@@ -213,7 +213,7 @@ static void sec_signal_other_sandbox_esrch(void **state)
     assert_non_null(f);
     assert_non_null(fgets(buf, sizeof buf, f));
     fclose(f);
-    int host_pid = atoi(buf);
+    int host_pid = (int)strtol(buf, NULL, 10);
     assert_true(host_pid > 1);
     /* from inside b, neither its host pid nor a's inside pid names a's process */
     assert_int_equal(tsbx_probe(&b, "kill", buf, NULL, &r), 0);

@@ -429,7 +429,7 @@ int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN);
     if (argc > 2 && strcmp(argv[1], "--executor-child") == 0)
-        return executor_child(atoi(argv[2]));
+        return executor_child((int)strtol(argv[2], NULL, 10));
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_create_enforced),
         cmocka_unit_test(test_create_invalid),

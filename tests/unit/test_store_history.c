@@ -141,7 +141,7 @@ static void list_newest_first_with_pages(void **state)
                          SBX_OK);
         assert_int_equal(pg.applied_limit, 50);
         assert_int_equal(pg.count, c->n - before);
-        strcpy(tok, pg.next_token);
+        snprintf(tok, sizeof tok, "%s", pg.next_token);
         pages++;
     } while (tok[0]);
     assert_int_equal(pages, 3);
@@ -186,7 +186,7 @@ static void list_rejects_foreign_and_bad_tokens(void **state)
     sbx_page pg;
     char tok[SBX_TOKEN_MAX], err[256];
     assert_int_equal(sbx_hist_list(t->db, S("t"), &q, NULL, NULL, &pg, err, sizeof err), SBX_OK);
-    strcpy(tok, pg.next_token);
+    snprintf(tok, sizeof tok, "%s", pg.next_token);
     assert_true(tok[0]);
     q.page_token = S(tok);
     /* same token, other tenant / other project */
@@ -239,7 +239,7 @@ static void list_time_range(void **state)
     assert_int_equal(sbx_hist_list(t->db, S("t"), &q, collect_cb, c, &pg, err, sizeof err), SBX_OK);
     assert_int_equal(c->n, 4);
     char tok[SBX_TOKEN_MAX];
-    strcpy(tok, pg.next_token);
+    snprintf(tok, sizeof tok, "%s", pg.next_token);
     q.page_token = S(tok);
     assert_int_equal(sbx_hist_list(t->db, S("t"), &q, collect_cb, c, &pg, err, sizeof err), SBX_OK);
     assert_int_equal(c->n, 6);

@@ -160,14 +160,14 @@ static void tokens_reject_bad_input(void **state)
     /* every single-character change is caught */
     size_t len = strlen(tok);
     for (size_t i = 0; i < len; i++) {
-        strcpy(bad, tok);
+        snprintf(bad, sizeof bad, "%s", tok);
         bad[i] = bad[i] == 'A' ? 'B' : 'A';
         assert_int_equal(sdb_token_decode("page_token", SDB_TOK_HIST, S("t1"), S("proj"), S(bad),
                                           cur, &n, err, sizeof err),
                          SBX_INVALID_ARGUMENT);
     }
     /* truncated, padded, foreign characters, garbage */
-    strcpy(bad, tok);
+    snprintf(bad, sizeof bad, "%s", tok);
     bad[len - 2] = '\0';
     assert_int_equal(sdb_token_decode("page_token", SDB_TOK_HIST, S("t1"), S("proj"), S(bad), cur,
                                       &n, err, sizeof err),

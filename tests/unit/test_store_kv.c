@@ -305,7 +305,7 @@ static void kv_list(void **state)
         assert_int_equal(sbx_kv_list(t->db, S("t"), S("user:"), true, 7, S(tok), false, klist_cb, l,
                                      &pg, err, sizeof err),
                          SBX_OK);
-        strcpy(tok, pg.next_token);
+        snprintf(tok, sizeof tok, "%s", pg.next_token);
         pages++;
     } while (tok[0]);
     assert_int_equal(l->n, 20);
@@ -326,7 +326,7 @@ static void kv_list(void **state)
     assert_int_equal(sbx_kv_list(t->db, S("t"), S("user:"), true, 2, S(""), true, NULL, NULL, &pg,
                                  err, sizeof err),
                      SBX_OK);
-    strcpy(tok, pg.next_token);
+    snprintf(tok, sizeof tok, "%s", pg.next_token);
     assert_int_equal(sbx_kv_list(t->db, S("u"), S("user:"), true, 2, S(tok), true, NULL, NULL, &pg,
                                  err, sizeof err),
                      SBX_INVALID_ARGUMENT);

@@ -132,7 +132,7 @@ static void list_with_prefix_and_pages(void **state)
                          SBX_OK);
         total += (int)pg.count;
         pages++;
-        strcpy(tok, pg.next_token);
+        snprintf(tok, sizeof tok, "%s", pg.next_token);
     } while (tok[0]);
     assert_int_equal(total, 25);
     assert_int_equal(pages, 3);
@@ -140,7 +140,7 @@ static void list_with_prefix_and_pages(void **state)
     assert_int_equal(
         sbx_proj_list(t->db, S("t"), S("app-"), true, 10, S(""), NULL, NULL, &pg, err, sizeof err),
         SBX_OK);
-    strcpy(tok, pg.next_token);
+    snprintf(tok, sizeof tok, "%s", pg.next_token);
     assert_int_equal(
         sbx_proj_list(t->db, S("t"), S("ap"), true, 10, S(tok), NULL, NULL, &pg, err, sizeof err),
         SBX_INVALID_ARGUMENT);
