@@ -10,7 +10,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "cmdkey.h"
+#include "exec_cmdkey.h"
 #include "log.h"
 #include "status.h"
 

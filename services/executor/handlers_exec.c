@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "auth.h"
-#include "cmdkey.h"
+#include "exec_cmdkey.h"
 #include "handlers.h"
 #include "log.h"
 #include "status.h"

@@ -8,7 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cmdkey.h"
+#include "exec_cmdkey.h"
 #include "handlers.h"
 #include "upload.h"
 #include "status.h"

@@ -5,7 +5,7 @@
 if(TARGET sbx_sandbox AND TARGET sbx_files)
   add_library(sbx_executor_svc STATIC
     ${CMAKE_CURRENT_LIST_DIR}/exec_validate.c
-    ${CMAKE_CURRENT_LIST_DIR}/cmdkey.c
+    ${CMAKE_CURRENT_LIST_DIR}/exec_cmdkey.c
     ${CMAKE_CURRENT_LIST_DIR}/registry.c
     ${CMAKE_CURRENT_LIST_DIR}/exectab.c
     ${CMAKE_CURRENT_LIST_DIR}/outbox.c

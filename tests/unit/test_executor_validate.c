@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cmdkey.h"
+#include "exec_cmdkey.h"
 #include "exec_validate.h"
 #include "status.h"
 #include "test_main.h"

@@ -1,5 +1,5 @@
-/* cmdkey.h: the cache key of a command, byte-for-byte the definition libsbx uses
- * (client/cmdkey.c), so `sbx cache clear -- CMD` names the entry the executor stored:
+/* exec_cmdkey.h: the cache key of an ExecRequest; the encoding is common/cmdkey.h (libsbx uses
+ * the same), so `sbx cache clear -- CMD` names the entry the executor stored:
  * SHA-256 (lowercase hex) over length-prefixed items (4-byte big-endian length + bytes):
  *   "sbx.cmdkey.v1" | "argv" N arg... or "shell" str | normalized cwd | M "K=V"... (sorted) | stdin
  * The cwd is made absolute against /home/user and lexically normalized; env is the request's
