@@ -45,6 +45,7 @@ struct sbx_ctx {
 
     sbx_tag t_new, t_finish, t_close, t_send, t_recv;
     grpc_byte_buffer *send_buf;  /* owned until its batch completes */
+    grpc_byte_buffer *stream_buf; /* the stream message in flight (under mu) */
     grpc_byte_buffer *recv_buf;
     int close_cancelled;
 

@@ -105,6 +105,8 @@ static void ctx_unref(sbx_ctx *ctx)
         grpc_byte_buffer_destroy(ctx->payload);
     if (ctx->send_buf)
         grpc_byte_buffer_destroy(ctx->send_buf);
+    if (ctx->stream_buf)
+        grpc_byte_buffer_destroy(ctx->stream_buf);
     if (ctx->recv_buf)
         grpc_byte_buffer_destroy(ctx->recv_buf);
     if (ctx->req)
@@ -187,10 +189,28 @@ static const char *grpc_err_name(grpc_call_error e)
     }
 }
 
+/* Waits until no stream send is in flight; returns false when the last one failed. */
+static bool stream_drain(sbx_ctx *ctx)
+{
+    pthread_mutex_lock(&ctx->mu);
+    while (ctx->send_state == 1)
+        pthread_cond_wait(&ctx->cv, &ctx->mu);
+    bool ok = ctx->send_state != 3;
+    ctx->send_state = 0;
+    grpc_byte_buffer *done = ctx->stream_buf;
+    ctx->stream_buf = NULL;
+    pthread_mutex_unlock(&ctx->mu);
+    if (done)
+        grpc_byte_buffer_destroy(done);
+    return ok;
+}
+
 /* Final batch: status (+ message for a unary OK) (+ initial metadata if not sent yet)
  * (+ close for calls without an early close batch). Consumes the handler's ref via FINISH. */
 static void send_final(sbx_ctx *ctx, int code, const ProtobufCMessage *resp, bool with_close)
 {
+    if (ctx->me && ctx->me->kind == SBX_SERVER_STREAM)
+        stream_drain(ctx); /* the last stream message goes out before the status */
     grpc_op ops[4];
     memset(ops, 0, sizeof ops);
     size_t n = 0;
@@ -245,12 +265,16 @@ static void reply_error(sbx_ctx *ctx, int code, const char *fmt, ...)
     send_final(ctx, code, NULL, !early_close);
 }
 
+/* One message may be in flight while the handler prepares the next: a send waits only for
+ * the previous one, so producing output overlaps with the transport. */
 int sbx_stream_send(sbx_ctx *ctx, const ProtobufCMessage *msg)
 {
     if (ctx->test)
         return sbx_ctx_test_send(ctx, msg);
-    if (atomic_load(&ctx->cancelled))
+    if (!stream_drain(ctx) || atomic_load(&ctx->cancelled)) {
+        atomic_store(&ctx->cancelled, true);
         return -ECANCELED;
+    }
     grpc_op ops[2];
     memset(ops, 0, sizeof ops);
     size_t n = 0;
@@ -264,26 +288,20 @@ int sbx_stream_send(sbx_ctx *ctx, const ProtobufCMessage *msg)
     n++;
     pthread_mutex_lock(&ctx->mu);
     ctx->send_state = 1;
+    ctx->stream_buf = bb;
     pthread_mutex_unlock(&ctx->mu);
     ctx_ref(ctx);
     grpc_call_error e = grpc_call_start_batch(ctx->call, ops, n, &ctx->t_send, NULL);
     if (e != GRPC_CALL_OK) {
         SBX_LOG_ERROR("rpc", "send batch failed method=%s err=%s", sbx_ctx_method(ctx), grpc_err_name(e));
+        pthread_mutex_lock(&ctx->mu);
+        ctx->send_state = 0;
+        ctx->stream_buf = NULL;
+        pthread_mutex_unlock(&ctx->mu);
         ctx_unref(ctx);
         grpc_byte_buffer_destroy(bb);
         atomic_store(&ctx->cancelled, true);
         grpc_call_cancel(ctx->call, NULL);
-        return -ECANCELED;
-    }
-    pthread_mutex_lock(&ctx->mu);
-    while (ctx->send_state == 1)
-        pthread_cond_wait(&ctx->cv, &ctx->mu);
-    int ok = ctx->send_state == 2;
-    ctx->send_state = 0;
-    pthread_mutex_unlock(&ctx->mu);
-    grpc_byte_buffer_destroy(bb);
-    if (!ok) {
-        atomic_store(&ctx->cancelled, true);
         return -ECANCELED;
     }
     return 0;

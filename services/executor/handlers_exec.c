@@ -16,7 +16,7 @@
 #include "log.h"
 #include "status.h"
 
-#define CHUNK (64 * 1024)
+#define CHUNK (256 * 1024) /* bytes of output per Exec event: fewer, larger messages stream faster */
 #define STOPPED_GRACE_MS 5000
 
 typedef struct run_out {

@@ -192,9 +192,9 @@ int main(int argc, char **argv)
         if (!strcmp(argv[i], "--target") && i + 1 < argc)
             target = argv[++i];
         else if (!strcmp(argv[i], "--iters") && i + 1 < argc)
-            iters = atoi(argv[++i]);
+            iters = (int)strtol(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--live") && i + 1 < argc)
-            live = atoi(argv[++i]);
+            live = (int)strtol(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--no-bwrap"))
             bwrap = false;
         else {
