@@ -140,6 +140,17 @@ static sbx_error *run(demo *d, const char *const *argv, size_t argc, int64_t cac
     return sbx_exec(d->c, &r, NULL, collect, out, res);
 }
 
+/* s without its trailing newlines, for inline display (modifies s). */
+static const char *chomp(char *s)
+{
+    if (!s)
+        return "";
+    size_t n = strlen(s);
+    while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == '\r'))
+        s[--n] = 0;
+    return s;
+}
+
 static size_t curl_sink(char *p, size_t size, size_t n, void *ud)
 {
     buf *b = ud;
@@ -217,7 +228,7 @@ static bool steps(demo *d)
     const char *bad[] = {"sh", "-c", "echo oops >&2; exit 3"};
     if ((e = run(d, bad, 3, 0, &res, out)))
         return failed(d, "demo: exec", e);
-    detail("exit %d, stderr: %s", res.exit_code, out[1].p ? out[1].p : "");
+    detail("exit %d, stderr: %s", res.exit_code, chomp(out[1].p));
     ok = res.exit_code == 3;
     free(out[0].p);
     free(out[1].p);
@@ -244,10 +255,39 @@ static bool steps(demo *d)
         durations[i] = (a1.tv_sec - a0.tv_sec) * 1000 + (a1.tv_nsec - a0.tv_nsec) / 1000000;
         cached[i] = res.cached;
         detail("run %d: exit %d, cached=%s, %" PRId64 " ms round trip, stdout: %s", i + 1, res.exit_code,
-               res.cached ? "true" : "false", durations[i], out[0].p ? out[0].p : "");
-        if (i == 0)
+               res.cached ? "true" : "false", durations[i], chomp(out[0].p));
+        if (i == 0) {
             first_out = out[0].p;
-        else {
+            /* the executor records a finished command in the store through its durable outbox,
+               right after answering: wait until run 1 is there, so run 2 can be answered from it */
+            size_t want = 3; /* app.py, the failing command, run 1 */
+            bool recorded = false;
+            struct timespec w0, w1;
+            clock_gettime(CLOCK_MONOTONIC, &w0);
+            for (int tries = 0; tries < 400 && !recorded; tries++) {
+                sbx_history_page *hp = NULL;
+                sbx_history_query q = {.limit = 10};
+                if ((e = sbx_history_list(d->c, d->project, &q, &hp))) {
+                    free(first_out);
+                    sbx_exec_result_clear(&res);
+                    free(out[1].p);
+                    return failed(d, "demo: history", e);
+                }
+                recorded = hp->count >= want;
+                sbx_history_page_free(hp);
+                if (!recorded)
+                    usleep(5 * 1000);
+            }
+            clock_gettime(CLOCK_MONOTONIC, &w1);
+            detail("run 1 is in the store's history and cache (%" PRId64 " ms after it finished)",
+                   (int64_t)((w1.tv_sec - w0.tv_sec) * 1000 + (w1.tv_nsec - w0.tv_nsec) / 1000000));
+            if (!recorded) {
+                free(first_out);
+                sbx_exec_result_clear(&res);
+                free(out[1].p);
+                return failed(d, "the executor did not record run 1 in the store within 2 s", NULL);
+            }
+        } else {
             ok = cached[1] && first_out && out[0].p && strcmp(first_out, out[0].p) == 0;
             free(out[0].p);
         }
@@ -320,7 +360,8 @@ static bool steps(demo *d)
         snprintf(msg, sizeof msg, "fetching %s: %s", url, curl_easy_strerror(cc));
         return failed(d, msg, NULL);
     }
-    detail("HTTP %ld, %zu bytes: %s", status, body.len, body.p ? body.p : "");
+    size_t blen = body.len;
+    detail("HTTP %ld, %zu bytes: %s", status, blen, chomp(body.p));
     ok = status == 200 && body.p && strstr(body.p, "hello from an sbx sandbox");
     free(body.p);
     if (!ok)

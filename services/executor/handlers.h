@@ -2,7 +2,8 @@
  * decoded protobuf-c requests and an sbx_ctx (see common/rpc_server.h), never touch gRPC, and
  * return a status with a message naming the field. One file per group: handlers_sandbox.c
  * (lifecycle), handlers_exec.c (Exec/Run and output streaming), handlers_proc.c (background
- * processes), handlers_files.c (file RPCs); handlers_common.c holds the helpers and the table. */
+ * processes), handlers_files.c (file RPCs), handlers_ports.c (ExposePort, StartDevServer);
+ * handlers_common.c holds the helpers and the table. */
 #ifndef SBX_EXEC_HANDLERS_H
 #define SBX_EXEC_HANDLERS_H
 
@@ -11,6 +12,7 @@
 
 #include "exectab.h"
 #include "outbox.h"
+#include "portfwd.h"
 #include "registry.h"
 #include "rpc_server.h"
 #include "sbx/v1/executor.pb-c.h"
@@ -24,6 +26,7 @@ typedef struct sbx_exsvc {
     sbx_storecli *store;     /* NULL: no cache lookups */
     int64_t cache_lookup_ms; /* deadline of a GetCachedResult; 0 = 2000 */
     const char *port_bind;
+    sbx_portfwd *fwd;        /* the port forwarder; NULL: ExposePort/StartDevServer UNAVAILABLE */
     int stopping;            /* atomic: SIGTERM received (a command whose client left is then
                                 killed even with a request_id, so shutdown cannot hang) */
 } sbx_exsvc;
@@ -54,6 +57,12 @@ int exh_send_available(sbx_ctx *ctx, sbx_exe *e, sbx_proc *p, uint64_t off[2], u
 /* The AttachInfo of an execution (arena). */
 Sbx__V1__AttachInfo *exh_attach_info(sbx_ctx *ctx, sbx_exe *e);
 
+/* ---- ports (handlers_ports.c) ---- */
+/* Fills m->exposed_ports (ordered by port) from the forwarder when b is running. */
+void exh_sandbox_ports(sbx_ctx *ctx, sbx_exsvc *s, sbx_box *b, Sbx__V1__Sandbox *m);
+/* sbx_reg_cfg.on_stop with the forwarder as arg: closes the sandbox's listeners and connections. */
+void exh_ports_on_stop(void *arg, sbx_box *b);
+
 /* ---- handlers ---- */
 int exh_create_sandbox(sbx_ctx *, const ProtobufCMessage *, ProtobufCMessage **, void *);
 int exh_get_sandbox(sbx_ctx *, const ProtobufCMessage *, ProtobufCMessage **, void *);
@@ -75,5 +84,7 @@ int exh_make_dir(sbx_ctx *, const ProtobufCMessage *, ProtobufCMessage **, void 
 int exh_remove(sbx_ctx *, const ProtobufCMessage *, ProtobufCMessage **, void *);
 int exh_move(sbx_ctx *, const ProtobufCMessage *, ProtobufCMessage **, void *);
 int exh_upload_files(sbx_ctx *, const ProtobufCMessage *, ProtobufCMessage **, void *);
+int exh_expose_port(sbx_ctx *, const ProtobufCMessage *, ProtobufCMessage **, void *);
+int exh_start_dev_server(sbx_ctx *, const ProtobufCMessage *, ProtobufCMessage **, void *);
 
 #endif

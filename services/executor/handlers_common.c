@@ -267,7 +267,7 @@ const sbx_method sbx_executor_methods[] = {
     {"Remove", SBX_UNARY, 0, exh_remove},
     {"Move", SBX_UNARY, 0, exh_move},
     {"UploadFiles", SBX_CLIENT_STREAM, 0, exh_upload_files},
-    {"ExposePort", SBX_UNARY, 0, NULL},
-    {"StartDevServer", SBX_UNARY, 0, NULL},
+    {"ExposePort", SBX_UNARY, 0, exh_expose_port},
+    {"StartDevServer", SBX_UNARY, 0, exh_start_dev_server},
 };
 const size_t sbx_executor_n_methods = sizeof sbx_executor_methods / sizeof sbx_executor_methods[0];

@@ -219,6 +219,14 @@ static bool try_cache(sbx_ctx *ctx, sbx_exsvc *s, sbx_exe *e)
         dl = left / 2;
     if (dl <= 0)
         return false;
+    if (s->ob) {
+        /* a result this executor just produced may still be on its way to the store: let it
+         * land first (bounded; skipped while the store is failing, the lookup would fail too) */
+        sbx_outbox_stats os;
+        sbx_outbox_get_stats(s->ob, &os);
+        if (os.pending && (os.last_code == SBX_OK || os.delivered == 0))
+            sbx_outbox_flush(s->ob, (int)(dl < 400 ? dl / 2 : 200));
+    }
     Sbx__V1__GetCachedResultResponse *resp = NULL;
     char err[256];
     int code = sbx_storecli_cache_get(s->store, e->tenant, e->project, e->cmdkey, dl, &resp, err,

@@ -47,7 +47,9 @@ int exh_create_sandbox(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessa
     free(meta);
     if (code != SBX_OK)
         return sbx_ctx_error(ctx, code, "%s", err);
-    *resp = &exh_sandbox_msg(ctx, b)->base;
+    Sbx__V1__Sandbox *m = exh_sandbox_msg(ctx, b);
+    exh_sandbox_ports(ctx, s, b, m);
+    *resp = &m->base;
     sbx_box_release(b);
     return SBX_OK;
 }
@@ -60,7 +62,9 @@ int exh_get_sandbox(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage 
     int code = exh_box(ctx, data, r->sandbox_id, r->project_id, REG_ANY, &b);
     if (code != SBX_OK)
         return code;
-    *resp = &exh_sandbox_msg(ctx, b)->base;
+    Sbx__V1__Sandbox *m = exh_sandbox_msg(ctx, b);
+    exh_sandbox_ports(ctx, data, b, m);
+    *resp = &m->base;
     sbx_box_unref(b);
     return SBX_OK;
 }
@@ -108,8 +112,11 @@ int exh_list_sandboxes(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessa
     if (after)
         while (i < n && strcmp(sbx_box_id(v[i]), after) <= 0)
             i++;
-    for (; i < n && out->n_sandboxes < page; i++)
-        out->sandboxes[out->n_sandboxes++] = exh_sandbox_msg(ctx, v[i]);
+    for (; i < n && out->n_sandboxes < page; i++) {
+        Sbx__V1__Sandbox *m = exh_sandbox_msg(ctx, v[i]);
+        exh_sandbox_ports(ctx, s, v[i], m);
+        out->sandboxes[out->n_sandboxes++] = m;
+    }
     if (i < n && out->n_sandboxes > 0) {
         const char *last = out->sandboxes[out->n_sandboxes - 1]->sandbox_id;
         size_t tl = 18 + strlen(last);
@@ -156,8 +163,11 @@ int exh_set_sandbox_timeout(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufC
     if ((code = exh_box(ctx, data, r->sandbox_id, r->project_id, REG_ANY, &b)) != SBX_OK)
         return code;
     code = sbx_box_set_idle_timeout(b, r->idle_timeout_ms, err, sizeof err);
-    if (code == SBX_OK)
-        *resp = &exh_sandbox_msg(ctx, b)->base;
+    if (code == SBX_OK) {
+        Sbx__V1__Sandbox *m = exh_sandbox_msg(ctx, b);
+        exh_sandbox_ports(ctx, data, b, m);
+        *resp = &m->base;
+    }
     sbx_box_unref(b);
     return code == SBX_OK ? SBX_OK : sbx_ctx_error(ctx, code, "%s", err);
 }

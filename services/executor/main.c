@@ -14,6 +14,7 @@
 #include "handlers.h"
 #include "log.h"
 #include "outbox.h"
+#include "portfwd.h"
 #include "registry.h"
 #include "rpc_server.h"
 #include "sandbox.h"
@@ -226,6 +227,7 @@ int main(int argc, char **argv)
     sbx_outbox *ob = NULL;
     sbx_execmon *mon = NULL;
     sbx_reg *reg = NULL;
+    sbx_portfwd *fwd = NULL;
     sbx_server *srv = NULL;
     char obdir[PATH_MAX], err[512] = "";
     snprintf(obdir, sizeof obdir, "%s/outbox", f.data_dir);
@@ -237,6 +239,13 @@ int main(int argc, char **argv)
     }
     if (!(mon = sbx_execmon_new(ob))) {
         fprintf(stderr, "sbx-executor: cannot start the background monitor\n");
+        goto out;
+    }
+    sbx_portfwd_cfg pcfg = {.bind_host = f.port_bind};
+    if ((rc = sbx_portfwd_create(&pcfg, &fwd)) < 0) {
+        fprintf(stderr, "sbx-executor: --port-bind %s: %s\n", f.port_bind,
+                rc == -EINVAL ? "not a numeric IPv4/IPv6 address" : strerror(-rc));
+        exit_code = 2;
         goto out;
     }
     sbx_reg_cfg rcfg = {
@@ -256,13 +265,16 @@ int main(int argc, char **argv)
                   .detach = sbx_exectab_detach,
                   .running = sbx_exectab_running,
                   .arg = mon},
+        .on_stop = exh_ports_on_stop, /* a stopped sandbox's host ports are closed at once */
+        .on_stop_arg = fwd,
     };
     if ((rc = sbx_reg_new(&rcfg, &reg, err, sizeof err)) < 0) {
         fprintf(stderr, "sbx-executor: %s\n", err[0] ? err : strerror(-rc));
         exit_code = 2;
         goto out;
     }
-    sbx_exsvc svc = {.reg = reg, .mon = mon, .ob = ob, .store = store, .port_bind = f.port_bind};
+    sbx_exsvc svc = {.reg = reg, .mon = mon, .ob = ob, .store = store, .port_bind = f.port_bind,
+                     .fwd = fwd};
     sbx_service_def def = {.desc = &sbx__v1__sandbox_executor__descriptor,
                            .methods = sbx_executor_methods,
                            .n_methods = sbx_executor_n_methods,
@@ -274,8 +286,8 @@ int main(int argc, char **argv)
     sbx_listen_addr(sf.listen, sbx_server_port(srv), addr, sizeof addr);
     printf("listening on %s\n", addr);
     fflush(stdout);
-    SBX_LOG_INFO("executor", "serving addr=%s data_dir=%s store=%s init=%s", addr, f.data_dir,
-                 f.store, f.init_path);
+    SBX_LOG_INFO("executor", "serving addr=%s data_dir=%s store=%s init=%s port_bind=%s", addr,
+                 f.data_dir, f.store, f.init_path, sbx_portfwd_bind_host(fwd));
     int sig = sbx_signals_wait();
     SBX_LOG_INFO("executor", "stopping: health NOT_SERVING, finishing in-flight calls signal=%d", sig);
     __atomic_store_n(&svc.stopping, 1, __ATOMIC_RELAXED);
@@ -284,7 +296,8 @@ int main(int argc, char **argv)
 
 out:
     sbx_server_free(srv);
-    sbx_reg_free(reg);      /* kills every sandbox (homes stay) */
+    sbx_reg_free(reg);      /* kills every sandbox (homes stay) and closes their forwards */
+    sbx_portfwd_destroy(fwd);
     sbx_execmon_free(mon);  /* records what background commands were still followed */
     if (ob) {
         sbx_outbox_stats st;

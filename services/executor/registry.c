@@ -258,6 +258,8 @@ static sbx_box *find_live(sbx_reg *r, const char *tenant, const char *project)
 static void teardown(sbx_box *b)
 {
     sbx_reg *r = b->reg;
+    if (r->cfg.on_stop) /* again: something may have been added by a use that ended since */
+        r->cfg.on_stop(r->cfg.on_stop_arg, b);
     if (r->cfg.hooks.detach)
         r->cfg.hooks.detach(r->cfg.hooks.arg, b);
     sbx_proctab_destroy(b->pt);
@@ -347,6 +349,8 @@ static bool stop_box(sbx_box *b, const char *why)
     sbx_sandbox *sb = b->sb;
     pthread_mutex_unlock(&b->mu);
     SBX_LOG_INFO("registry", "stopping sandbox id=%s reason=%s", b->id, why);
+    if (b->reg->cfg.on_stop)
+        b->reg->cfg.on_stop(b->reg->cfg.on_stop_arg, b);
     if (sb)
         sbx_sandbox_kill_all(sb);
     box_release(b, false);

@@ -55,6 +55,10 @@ typedef struct sbx_reg_cfg {
     size_t ring_bytes;         /* per-stream output ring of each command; 0 = 1 MiB */
     int reaper_interval_ms;    /* 0 = 500 */
     sbx_reg_hooks hooks;
+    /* optional: called (no lock held) when a running sandbox stops (KillSandbox, idle expiry, a
+       dead init, shutdown) and again at its teardown, e.g. to close its port forwards */
+    void (*on_stop)(void *arg, sbx_box *b);
+    void *on_stop_arg;
 } sbx_reg_cfg;
 
 /* What CreateSandbox asks for (strings are copied). */
