@@ -10,14 +10,20 @@ secs=${2:-5}
 bench=$build/tests/bench/sbx-bench
 store=$build/services/store/sbx-store
 tmp=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill -INT "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$tmp"; }
+# start runs inside $(...): its pids go to files, a variable would be lost with the subshell
+cleanup() {
+  for p in $(cat "$tmp"/*.pid 2>/dev/null); do kill -INT "$p" 2>/dev/null || true; done
+  for p in $(cat "$tmp"/*.pid 2>/dev/null); do
+    for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+  done
+  rm -rf "$tmp"
+}
 trap cleanup EXIT
 
 start() { # start NAME CMD... -> prints address
   local name=$1; shift
   "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" &
-  pids+=($!)
+  echo $! >"$tmp/$name.pid"
   for _ in $(seq 100); do
     grep -q '^listening on ' "$tmp/$name.out" 2>/dev/null && break
     sleep 0.05
