@@ -175,10 +175,11 @@ static int mkdir_ok(const char *path)
 static int v2_enable(const char *own, const char *parent_dir, unsigned ctrl)
 {
     char val[64] = "";
+    size_t used = 0;
     for (int c = 0; c < SBX_CG_NCTRL; c++)
-        if (ctrl & (1u << c)) {
-            strcat(val, val[0] ? " +" : "+");
-            strcat(val, ctrl_names[c]);
+        if ((ctrl & (1u << c)) && used < sizeof val) {
+            int n = snprintf(val + used, sizeof val - used, "%s%s", used ? " +" : "+", ctrl_names[c]);
+            used += n > 0 ? (size_t)n : 0;
         }
     if (!val[0])
         return 0;
@@ -196,38 +197,66 @@ static int v2_enable(const char *own, const char *parent_dir, unsigned ctrl)
     return write_str(parent_dir, "cgroup.subtree_control", val);
 }
 
-static int set_limits(const char *dir, int c, bool v2, const sbx_cg_limits *lim)
+/* Writes the limits of controller c that differ between old and lim (0 = unlimited in both;
+ * a new group is all unlimited). */
+static int apply_limits(const char *dir, int c, bool v2, const sbx_cg_limits *old,
+                        const sbx_cg_limits *lim)
 {
     char val[64];
     int rc = 0;
-    if (c == SBX_CG_MEMORY && lim->memory_bytes) {
-        snprintf(val, sizeof val, "%llu", (unsigned long long)lim->memory_bytes);
+    if (c == SBX_CG_MEMORY && lim->memory_bytes != old->memory_bytes) {
+        if (lim->memory_bytes)
+            snprintf(val, sizeof val, "%llu", (unsigned long long)lim->memory_bytes);
+        else
+            snprintf(val, sizeof val, "%s", v2 ? "max" : "-1");
         if (v2) {
             rc = write_str(dir, "memory.max", val);
             if (rc == 0 && file_exists(dir, "memory.swap.max"))
-                rc = write_str(dir, "memory.swap.max", "0");
+                rc = write_str(dir, "memory.swap.max", lim->memory_bytes ? "0" : "max");
         } else {
-            rc = write_str(dir, "memory.limit_in_bytes", val);
-            if (rc == 0 && file_exists(dir, "memory.memsw.limit_in_bytes"))
+            /* memory.limit_in_bytes may never exceed memory.memsw.limit_in_bytes: raise memsw
+               first, lower it last */
+            bool memsw = file_exists(dir, "memory.memsw.limit_in_bytes");
+            bool raise =
+                !lim->memory_bytes || (old->memory_bytes && lim->memory_bytes > old->memory_bytes);
+            if (memsw && raise)
+                rc = write_str(dir, "memory.memsw.limit_in_bytes", val);
+            if (rc == 0)
+                rc = write_str(dir, "memory.limit_in_bytes", val);
+            if (rc == 0 && memsw && !raise)
                 rc = write_str(dir, "memory.memsw.limit_in_bytes", val);
         }
-    } else if (c == SBX_CG_PIDS && lim->pids) {
-        snprintf(val, sizeof val, "%llu", (unsigned long long)lim->pids);
+    } else if (c == SBX_CG_PIDS && lim->pids != old->pids) {
+        if (lim->pids)
+            snprintf(val, sizeof val, "%llu", (unsigned long long)lim->pids);
+        else
+            snprintf(val, sizeof val, "max");
         rc = write_str(dir, "pids.max", val);
     } else if (c == SBX_CG_CPU) {
-        if (lim->cpu_millis) {
-            if (v2)
+        if (lim->cpu_millis != old->cpu_millis) {
+            if (v2 && lim->cpu_millis)
                 snprintf(val, sizeof val, "%u 100000", lim->cpu_millis * 100);
-            rc = v2 ? write_str(dir, "cpu.max", val)
-                    : (snprintf(val, sizeof val, "%u", lim->cpu_millis * 100),
-                       write_str(dir, "cpu.cfs_quota_us", val));
+            else if (v2)
+                snprintf(val, sizeof val, "max 100000");
+            else if (lim->cpu_millis)
+                snprintf(val, sizeof val, "%u", lim->cpu_millis * 100);
+            else
+                snprintf(val, sizeof val, "-1");
+            rc = write_str(dir, v2 ? "cpu.max" : "cpu.cfs_quota_us", val);
         }
-        if (rc == 0 && lim->cpu_weight) {
-            snprintf(val, sizeof val, "%u", v2 ? lim->cpu_weight : lim->cpu_weight * 1024 / 100);
+        if (rc == 0 && lim->cpu_weight != old->cpu_weight) {
+            uint32_t w = lim->cpu_weight ? lim->cpu_weight : 100;
+            snprintf(val, sizeof val, "%u", v2 ? w : w * 1024 / 100);
             rc = write_str(dir, v2 ? "cpu.weight" : "cpu.shares", val);
         }
     }
     return rc;
+}
+
+static int set_limits(const char *dir, int c, bool v2, const sbx_cg_limits *lim)
+{
+    static const sbx_cg_limits none;
+    return apply_limits(dir, c, v2, &none, lim);
 }
 
 static bool limit_set(int c, const sbx_cg_limits *lim)
@@ -333,6 +362,28 @@ out_destroy:
     SBX_LOG_ERRNO(SBX_LOG_ERROR, "cgroup", rc, "cannot create sandbox cgroups id=%s", id);
     sbx_cg_destroy(out);
     return rc;
+}
+
+int sbx_cg_update(const sbx_cg_env *env, const sbx_cg *cg, const sbx_cg_limits *old,
+                  const sbx_cg_limits *lim, const char **enforced, size_t *n)
+{
+    static const char *const v1_names[] = {"memory:cgroup-v1", "pids:cgroup-v1", "cpu:cgroup-v1"};
+    static const char *const v2_names[] = {"memory:cgroup-v2", "pids:cgroup-v2", "cpu:cgroup-v2"};
+    for (int c = 0; c < SBX_CG_NCTRL; c++) {
+        bool v1 = cg->v1[c][0] != '\0';
+        bool v2 = !v1 && cg->v2[0] && (env->v2_ctrl & (1u << c));
+        if (!v1 && !v2)
+            continue;
+        int rc = apply_limits(v1 ? cg->v1[c] : cg->v2, c, v2, old, lim);
+        if (rc < 0) {
+            SBX_LOG_ERRNO(SBX_LOG_ERROR, "cgroup", rc, "cannot set sandbox limits dir=%s",
+                          v1 ? cg->v1[c] : cg->v2);
+            return rc;
+        }
+        if (limit_set(c, lim))
+            enforced[(*n)++] = v1 ? v1_names[c] : v2_names[c];
+    }
+    return 0;
 }
 
 int sbx_cg_attach(const sbx_cg *cg, pid_t pid)

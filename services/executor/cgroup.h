@@ -43,6 +43,10 @@ typedef struct {
 int sbx_cg_create(const sbx_cg_env *env, const char *parent, const char *id,
                   const sbx_cg_limits *lim, uid_t owner, sbx_cg *out, const char **enforced,
                   size_t *n);
+/* Changes the limits of groups made by sbx_cg_create (with *old) to *lim, writing only the
+ * values that differ (0 = unlimited), and appends what is enforced as sbx_cg_create does. */
+int sbx_cg_update(const sbx_cg_env *env, const sbx_cg *cg, const sbx_cg_limits *old,
+                  const sbx_cg_limits *lim, const char **enforced, size_t *n);
 /* Moves pid into all of the sandbox's groups. */
 int sbx_cg_attach(const sbx_cg *cg, pid_t pid);
 /* SIGKILLs every process in the sandbox's groups (cgroup.kill, else a kill loop over v1). */

@@ -8,7 +8,21 @@
  * per-command cgroup, stdio pipes handed back with SCM_RIGHTS), Signal, KillAll, Ping; it reaps
  * every process and reports the exits of commands, and enforces per-command timeouts by killing
  * the command's whole tree. It exits (taking the sandbox with it) when the executor's end of
- * the socket closes. fd 4, when present, is the sandbox's delegated cgroup2 directory. */
+ * the socket closes. fd 4, when present, is the sandbox's delegated cgroup2 directory.
+ *
+ * Pool (Setup.park): the init makes everything that does not depend on the sandbox (the
+ * namespaces, id maps, loopback, signalfd, a few per-command cgroups, the root filesystem from
+ * Setup's template without a home, pivoted into with the old root detached, and the compiled
+ * seccomp program), answers Ready and waits for a Claim: hostname, rlimits, tmpfs sizes and a
+ * detached mount of the home made by the executor, which it attaches before making the root
+ * read-only, dropping capabilities and loading seccomp as an unpooled init does.
+ *
+ * Per-command cost: commands start with clone3(CLONE_VM | CLONE_VFORK | CLONE_INTO_CGROUP) on
+ * a private stack (x86_64 without ASan: no page-table copy, and a failure before exec comes
+ * back through shared memory instead of a pipe), with one signal disposition reset and only
+ * the capabilities the init kept dropped from the bounding set, into a per-command cgroup
+ * taken from a short list of empty ones (a cgroup mkdir + rmdir per command cost ~0.1 ms
+ * here); a group goes back on the list once it is empty again, unless it was killed. */
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -37,13 +51,21 @@
 #define USER_ID 1000u
 #define MAX_CMDS 4096
 #define DEFAULT_PATH "/usr/local/bin:/usr/bin:/bin"
+#define CG_FREE_MAX 16 /* empty per-command cgroups kept for reuse */
+#define CG_FREE_LOW 2  /* made ahead (after a reply went out) when fewer are left */
+
+typedef struct {
+    uint32_t n; /* "c<n>" */
+    int fd;     /* O_RDONLY dir fd for CLONE_INTO_CGROUP */
+} cgslot;
 
 typedef struct {
     pid_t pid;    /* pid inside the sandbox */
-    uint64_t seq; /* names the per-command cgroup "c<seq>" */
+    uint32_t cgn; /* names the per-command cgroup "c<cgn>" (valid with has_cg) */
     uint64_t start_us;
     uint64_t deadline_us; /* 0 = none */
     bool has_cg;
+    bool cg_killed; /* cgroup.kill was written: the group is removed, never reused */
     bool timed_out;
     bool exited; /* main process reaped; kept while its cgroup still has members */
 } cmd;
@@ -56,7 +78,9 @@ static struct {
     uint64_t nofile, fsize, nproc;
     cmd *cmds;
     size_t ncmds;
-    uint64_t seq;
+    uint32_t cgseq;
+    cgslot cgfree[CG_FREE_MAX];
+    size_t ncgfree;
     uint8_t *rx;
     bool seccomp;      /* the denylist is loaded: commands add the clone3 block */
     uint64_t setup_id; /* Ready answers the Setup request */
@@ -84,7 +108,8 @@ static int send_msg(Sbxinit__InitMsg *m, const int *fds, size_t nfds)
     return sbx_wire_send(g.sock, m, fds, nfds);
 }
 
-static void send_ready(int32_t pid, int err, const char *what, char **enforced, size_t n)
+static void send_ready(uint64_t id, int32_t pid, int err, const char *what, char **enforced,
+                       size_t n)
 {
     Sbxinit__InitMsg m = SBXINIT__INIT_MSG__INIT;
     Sbxinit__Ready r = SBXINIT__READY__INIT;
@@ -93,7 +118,7 @@ static void send_ready(int32_t pid, int err, const char *what, char **enforced, 
     r.err_what = (char *)(what ? what : "");
     r.enforced = enforced;
     r.n_enforced = n;
-    m.id = g.setup_id;
+    m.id = id;
     m.body_case = SBXINIT__INIT_MSG__BODY_READY;
     m.ready = &r;
     send_msg(&m, NULL, 0);
@@ -110,7 +135,98 @@ static void send_result(uint64_t id, int err)
     send_msg(&m, NULL, 0);
 }
 
+/* ---------------------------------------------------------------- per-command cgroups */
+
+static void cg_name(uint32_t n, const char *file, char *buf, size_t len)
+{
+    snprintf(buf, len, "c%u%s%s", n, file ? "/" : "", file ? file : "");
+}
+
+/* An empty per-command group: one from the free list, else a new one. Returns its dir fd (the
+ * caller closes it) and its number, or -errno. */
+static int cg_make(uint32_t *n)
+{
+    char path[32];
+    uint32_t k = ++g.cgseq;
+    cg_name(k, NULL, path, sizeof path);
+    if (mkdirat(g.cg2fd, path, 0755) < 0)
+        return -errno;
+    int fd = openat(g.cg2fd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+        int e = errno;
+        unlinkat(g.cg2fd, path, AT_REMOVEDIR);
+        return -e;
+    }
+    *n = k;
+    return fd;
+}
+
+static int cg_take(uint32_t *n)
+{
+    if (g.ncgfree > 0) {
+        cgslot s = g.cgfree[--g.ncgfree];
+        *n = s.n;
+        return s.fd;
+    }
+    return cg_make(n);
+}
+
+/* Keeps enough empty groups that the next commands need no mkdir. */
+static void cg_topup(void)
+{
+    while (g.cg2fd >= 0 && g.ncgfree < CG_FREE_LOW) {
+        uint32_t n;
+        int fd = cg_make(&n);
+        if (fd < 0)
+            return;
+        g.cgfree[g.ncgfree++] = (cgslot){.n = n, .fd = fd};
+    }
+}
+
+/* No process left in group n (cgroup.events says "populated 0")? */
+static bool cg_empty(uint32_t n)
+{
+    char path[48], buf[128];
+    cg_name(n, "cgroup.events", path, sizeof path);
+    int fd = openat(g.cg2fd, path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT;
+    ssize_t k = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (k <= 0)
+        return false;
+    buf[k] = '\0';
+    return strstr(buf, "populated 0") != NULL;
+}
+
+/* Gives group n back once it is empty: onto the free list, or removed when the list is full
+ * or the group was killed. false while processes are still in it.
+ * A killed group is never reused: this kernel (6.18) compares the kill counter of the cgroup a
+ * child is cloned into (CLONE_INTO_CGROUP) with the one of its parent's cgroup and SIGKILLs the
+ * child when they differ, so every command started in a group that saw a cgroup.kill would
+ * die at once. */
+static bool cg_release(uint32_t n, bool killed)
+{
+    char path[32];
+    cg_name(n, NULL, path, sizeof path);
+    if (!killed && g.ncgfree < CG_FREE_MAX) {
+        if (!cg_empty(n))
+            return false;
+        int fd = openat(g.cg2fd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd >= 0) {
+            g.cgfree[g.ncgfree++] = (cgslot){.n = n, .fd = fd};
+            return true;
+        }
+    }
+    return unlinkat(g.cg2fd, path, AT_REMOVEDIR) == 0 || errno == ENOENT;
+}
+
 /* ---------------------------------------------------------------- commands */
+
+typedef struct {
+    int32_t err;
+    char what[8];
+} spawn_failure;
 
 typedef struct {
     char *const *argv;
@@ -118,21 +234,22 @@ typedef struct {
     const char *path; /* PATH used for the search */
     const char *cwd;
     int in_r, out_w, err_w;
-    int report; /* close-on-exec pipe: a failure before exec is written here */
+    int report; /* fallback (no shared memory): close-on-exec pipe for a failure, else -1 */
+    volatile spawn_failure fail; /* with CLONE_VM: written by the child before it exits */
 } spawn_ctx;
 
-typedef struct {
-    int32_t err;
-    char what[8];
-} spawn_failure;
-
-/* In the command's process (a fork of the single-threaded init) between clone3 and exec. */
+/* In the command's process (a vfork of the single-threaded init) between clone3 and exec. */
 static _Noreturn void child_fail(spawn_ctx *c, const char *what)
 {
     spawn_failure f = {.err = errno ? errno : EIO};
     snprintf(f.what, sizeof f.what, "%s", what);
-    if (write(c->report, &f, sizeof f) < 0) {
-        /* the init sees a failure without a reason */
+    if (c->report >= 0) {
+        if (write(c->report, &f, sizeof f) < 0) {
+            /* the init sees a failure without a reason */
+        }
+    } else {
+        memcpy((void *)c->fail.what, f.what, sizeof f.what);
+        c->fail.err = f.err;
     }
     _exit(127);
 }
@@ -168,11 +285,13 @@ static void child_exec_search(spawn_ctx *c)
     errno = eacces ? EACCES : ENOENT;
 }
 
-static _Noreturn void child_main(spawn_ctx *c)
+static void child_main(void *arg)
 {
+    spawn_ctx *c = arg;
+    /* The init installs no handlers and ignores only SIGPIPE (init_main); exec resets nothing
+       that is ignored, so that one goes back to the default. SIGCHLD is only blocked. */
     struct sigaction sa = {.sa_handler = SIG_DFL};
-    for (int s = 1; s < _NSIG; s++)
-        sigaction(s, &sa, NULL); /* EINVAL for SIGKILL/SIGSTOP/internal ones: fine */
+    sigaction(SIGPIPE, &sa, NULL);
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
@@ -217,6 +336,41 @@ static _Noreturn void child_main(spawn_ctx *c)
     child_fail(c, "exec");
 }
 
+#if defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
+/* The command's stack until it execs (CLONE_VFORK: one child at a time). Not under ASan,
+ * whose stack redzones would stay poisoned in this memory after an exec. */
+static char child_stack[64 * 1024] __attribute__((aligned(64)));
+
+/* clone3 sharing our memory: the child starts on child_stack, runs fn(arg) and exits 127 if
+ * it returns; it never comes back into this frame. Returns the child pid or -errno. */
+static long clone3_vm(struct clone_args *ca, void (*fn)(void *), void *arg)
+{
+    register long rax __asm__("rax") = SYS_clone3;
+    register void *rdi __asm__("rdi") = ca;
+    register long rsi __asm__("rsi") = (long)sizeof *ca;
+    register void (*r12)(void *) __asm__("r12") = fn;
+    register void *r13 __asm__("r13") = arg;
+    __asm__ volatile("syscall\n\t"
+                     "test %%rax, %%rax\n\t"
+                     "jnz 1f\n\t"
+                     "xor %%ebp, %%ebp\n\t"
+                     "mov %%r13, %%rdi\n\t"
+                     "call *%%r12\n\t"
+                     "mov %[nr_exit], %%eax\n\t"
+                     "mov $127, %%edi\n\t"
+                     "syscall\n\t"
+                     "ud2\n\t"
+                     "1:"
+                     : "+r"(rax)
+                     : "r"(rdi), "r"(rsi), "r"(r12), "r"(r13), [nr_exit] "i"(SYS_exit)
+                     : "rcx", "r11", "memory");
+    return rax;
+}
+#define SBX_SPAWN_SHARED_VM 1
+#else
+#define SBX_SPAWN_SHARED_VM 0
+#endif
+
 static cmd *cmd_find(pid_t pid, bool live_only)
 {
     cmd *best = NULL;
@@ -231,16 +385,12 @@ static cmd *cmd_find(pid_t pid, bool live_only)
     return best;
 }
 
-static void cmd_cgname(const cmd *c, const char *file, char *buf, size_t len)
-{
-    snprintf(buf, len, "c%llu%s%s", (unsigned long long)c->seq, file ? "/" : "", file ? file : "");
-}
-
 static void cmd_kill_tree(cmd *c)
 {
     char path[64];
     if (c->has_cg) {
-        cmd_cgname(c, "cgroup.kill", path, sizeof path);
+        cg_name(c->cgn, "cgroup.kill", path, sizeof path);
+        c->cg_killed = true;
         int fd = openat(g.cg2fd, path, O_WRONLY | O_CLOEXEC);
         if (fd >= 0) {
             if (write(fd, "1", 1) != 1)
@@ -254,18 +404,15 @@ static void cmd_kill_tree(cmd *c)
     }
 }
 
-/* Drops commands whose main process is gone and whose cgroup could be removed. */
+/* Drops commands whose main process is gone and whose cgroup is empty (the group goes back to
+ * the free list). A command whose descendants still run keeps its group (kill-tree). */
 static void cmd_collect(void)
 {
-    char path[64];
     size_t w = 0;
     for (size_t i = 0; i < g.ncmds; i++) {
         cmd *c = &g.cmds[i];
-        if (c->exited && c->has_cg) {
-            cmd_cgname(c, NULL, path, sizeof path);
-            if (unlinkat(g.cg2fd, path, AT_REMOVEDIR) == 0 || errno == ENOENT)
-                c->has_cg = false;
-        }
+        if (c->exited && c->has_cg && cg_release(c->cgn, c->cg_killed))
+            c->has_cg = false;
         if (c->exited && !c->has_cg)
             continue;
         g.cmds[w++] = *c;
@@ -313,6 +460,63 @@ static void close_if(int *fd)
     *fd = -1;
 }
 
+/* Starts the command; on failure before exec, *f says why and the child is reaped. Returns the
+ * pid, 0 when f was filled, or -errno when no child was made. */
+static pid_t start_child(spawn_ctx *ctx, int cg_dir, spawn_failure *f)
+{
+    /* Born inside its cgroup (CLONE_INTO_CGROUP: moving it later through cgroup.procs costs an
+       RCU grace period, milliseconds here); CLONE_VFORK: we resume once it exec'd or failed. */
+    struct clone_args ca = {.flags = CLONE_VFORK, .exit_signal = SIGCHLD};
+    if (cg_dir >= 0) {
+        ca.flags |= CLONE_INTO_CGROUP;
+        ca.cgroup = (uint64_t)cg_dir;
+    }
+    pid_t pid;
+#if SBX_SPAWN_SHARED_VM
+    ca.flags |= CLONE_VM;
+    ca.stack = (uint64_t)(uintptr_t)child_stack;
+    ca.stack_size = sizeof child_stack;
+    ctx->report = -1;
+    ctx->fail.err = 0;
+    long r = clone3_vm(&ca, child_main, ctx);
+    if (r < 0)
+        return (pid_t)r;
+    pid = (pid_t)r;
+    if (ctx->fail.err) { /* it never reached exec and has exited: collect it now */
+        waitpid(pid, NULL, 0);
+        f->err = ctx->fail.err;
+        memcpy(f->what, (const void *)ctx->fail.what, sizeof f->what);
+        return 0;
+    }
+    return pid;
+#else
+    int rep[2];
+    if (pipe2(rep, O_CLOEXEC) < 0)
+        return -errno;
+    ctx->report = rep[1];
+    pid = (pid_t)syscall(SYS_clone3, &ca, sizeof ca);
+    if (pid < 0 && errno == ENOSYS)
+        pid = (pid_t)syscall(SYS_clone, CLONE_VFORK | SIGCHLD, NULL, NULL, NULL, NULL);
+    if (pid == 0) {
+        child_main(ctx);
+        _exit(127);
+    }
+    int e = errno;
+    close(rep[1]);
+    if (pid < 0) {
+        close(rep[0]);
+        return -e;
+    }
+    ssize_t n = read(rep[0], f, sizeof *f);
+    close(rep[0]);
+    if (n == sizeof *f) { /* it never reached exec: collect it now */
+        waitpid(pid, NULL, 0);
+        return 0;
+    }
+    return pid;
+#endif
+}
+
 static void handle_spawn(uint64_t id, const Sbxinit__Spawn *s)
 {
     Sbxinit__InitMsg m = SBXINIT__INIT_MSG__INIT;
@@ -320,10 +524,9 @@ static void handle_spawn(uint64_t id, const Sbxinit__Spawn *s)
     m.id = id;
     m.body_case = SBXINIT__INIT_MSG__BODY_STARTED;
     m.started = &st;
-    int p_in[2] = {-1, -1}, p_out[2] = {-1, -1}, p_err[2] = {-1, -1}, p_rep[2] = {-1, -1};
+    int p_in[2] = {-1, -1}, p_out[2] = {-1, -1}, p_err[2] = {-1, -1};
     int cg_dir = -1;
     char **env = NULL, **argv = NULL;
-    char cgpath[64];
     cmd c = {0};
     int err = 0;
 
@@ -348,20 +551,16 @@ static void handle_spawn(uint64_t id, const Sbxinit__Spawn *s)
 
     if ((s->want_stdin ? pipe2(p_in, O_CLOEXEC)
                        : ((p_in[0] = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0 ? -1 : 0)) < 0 ||
-        pipe2(p_out, O_CLOEXEC) < 0 || (!s->merge_stderr && pipe2(p_err, O_CLOEXEC) < 0) ||
-        pipe2(p_rep, O_CLOEXEC) < 0) {
+        pipe2(p_out, O_CLOEXEC) < 0 || (!s->merge_stderr && pipe2(p_err, O_CLOEXEC) < 0)) {
         err = errno;
         goto out_free_argv;
     }
-    c.seq = ++g.seq;
     if (g.cg2fd >= 0) {
-        cmd_cgname(&c, NULL, cgpath, sizeof cgpath);
-        if (mkdirat(g.cg2fd, cgpath, 0755) == 0) {
+        cg_dir = cg_take(&c.cgn);
+        if (cg_dir >= 0)
             c.has_cg = true;
-            cg_dir = openat(g.cg2fd, cgpath, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        }
-        if (cg_dir < 0)
-            logmsg("per-command cgroup", errno);
+        else
+            logmsg("per-command cgroup", cg_dir);
     }
     spawn_ctx ctx = {
         .argv = argv,
@@ -371,30 +570,17 @@ static void handle_spawn(uint64_t id, const Sbxinit__Spawn *s)
         .in_r = p_in[0],
         .out_w = p_out[1],
         .err_w = s->merge_stderr ? p_out[1] : p_err[1],
-        .report = p_rep[1],
+        .report = -1,
     };
     c.start_us = now_us();
-    /* Born inside its cgroup (CLONE_INTO_CGROUP: moving it later through cgroup.procs costs an
-       RCU grace period, milliseconds here); CLONE_VFORK: we resume once it exec'd or failed. */
-    struct clone_args ca = {.flags = CLONE_VFORK, .exit_signal = SIGCHLD};
-    if (cg_dir >= 0) {
-        ca.flags |= CLONE_INTO_CGROUP;
-        ca.cgroup = (uint64_t)cg_dir;
-    }
-    pid_t pid = (pid_t)syscall(SYS_clone3, &ca, sizeof ca);
-    if (pid < 0 && errno == ENOSYS)
-        pid = (pid_t)syscall(SYS_clone, CLONE_VFORK | SIGCHLD, NULL, NULL, NULL, NULL);
-    if (pid == 0)
-        child_main(&ctx);
+    spawn_failure f = {0};
+    pid_t pid = start_child(&ctx, cg_dir, &f);
     if (pid < 0) {
-        err = errno;
+        err = -pid;
         goto out_rmcg;
     }
-    close_if(&p_rep[1]);
-    spawn_failure f;
-    if (read(p_rep[0], &f, sizeof f) == sizeof f) { /* it never reached exec: collect it now */
-        waitpid(pid, NULL, 0);
-        err = f.err;
+    if (pid == 0) {
+        err = f.err ? f.err : EIO;
         f.what[sizeof f.what - 1] = '\0';
         st.what = strcmp(f.what, "exec") == 0  ? "exec"
                   : strcmp(f.what, "cwd") == 0 ? "cwd"
@@ -420,14 +606,14 @@ static void handle_spawn(uint64_t id, const Sbxinit__Spawn *s)
     goto out_close;
 
 out_rmcg:
-    if (c.has_cg) {
-        cmd_cgname(&c, NULL, cgpath, sizeof cgpath);
+    if (c.has_cg && !cg_release(c.cgn, false)) {
+        /* a failed child left something behind: cannot happen (it was reaped); drop it */
+        char cgpath[32];
+        cg_name(c.cgn, NULL, cgpath, sizeof cgpath);
         unlinkat(g.cg2fd, cgpath, AT_REMOVEDIR);
     }
 out_close:
     close_if(&cg_dir);
-    close_if(&p_rep[0]);
-    close_if(&p_rep[1]);
     close_if(&p_in[0]);
     close_if(&p_in[1]);
     close_if(&p_out[0]);
@@ -444,6 +630,8 @@ out_reply:
             st.what = "setup";
         send_msg(&m, NULL, 0);
     }
+    /* the reply is out: make the next command's group now, off its critical path */
+    cg_topup();
 }
 
 static void handle_signal(uint64_t id, const Sbxinit__Signal *s)
@@ -577,14 +765,178 @@ typedef struct {
     int32_t err;
 } sync_msg;
 
-/* The sandbox init (pid 1): finishes the sandbox and serves. Never returns. */
+/* The per-sandbox parts of an unpooled init (from Setup). */
+typedef struct {
+    const char *hostname, *template_root, *home_dir;
+    uint64_t tmp_bytes, nofile, fsize, nproc;
+    bool no_seccomp;
+} sandbox_args;
+
+typedef struct {
+    char *list[8];
+    size_t n;
+} enforced_list;
+
+/* Namespace-wide parts that do not depend on the sandbox: loopback, signalfd, command table,
+ * a few empty per-command cgroups. */
+static int init_common(enforced_list *en, const char **what)
+{
+    int rc;
+    *what = "lo-up";
+    if ((rc = sbx_ns_lo_up()) < 0)
+        return rc;
+    en->list[en->n++] = "net:loopback-only";
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN); /* child_main resets it for commands */
+    *what = "signalfd";
+    g.sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+    g.cmds = calloc(MAX_CMDS, sizeof *g.cmds);
+    if (g.sigfd < 0 || !g.cmds)
+        return g.sigfd < 0 ? -errno : -ENOMEM;
+    cg_topup();
+    *what = NULL;
+    return 0;
+}
+
+static int set_hostname(const char *name, const char **what)
+{
+    const char *hn = name[0] ? name : "sbx";
+    *what = "hostname";
+    return sethostname(hn, strlen(hn)) < 0 ? -errno : 0;
+}
+
+/* Opens the template (if any) and builds the root: fully, or without the home when parked. */
+static int build_root(const char *template_root, const char *home_dir, uint64_t tmp_bytes,
+                      bool park, const char **what)
+{
+    sbx_mounts_cfg mc = {
+        .template_fd = -1, .home_fd = -1, .tmp_bytes = tmp_bytes, .user_uid = USER_ID};
+    if (!mc.tmp_bytes)
+        mc.tmp_bytes = 64u << 20;
+    if (template_root[0]) {
+        *what = "template";
+        mc.is_template = true;
+        mc.template_fd = open(template_root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (mc.template_fd < 0)
+            return -errno;
+    }
+    if (!park && home_dir[0]) {
+        *what = "home";
+        mc.home_fd = open(home_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (mc.home_fd < 0) {
+            int rc = -errno;
+            if (mc.template_fd >= 0)
+                close(mc.template_fd);
+            return rc;
+        }
+    }
+    int rc = park ? sbx_mounts_prebuild(&mc, what) : sbx_mounts_build(&mc, what);
+    if (mc.home_fd >= 0)
+        close(mc.home_fd);
+    if (mc.template_fd >= 0)
+        close(mc.template_fd);
+    return rc;
+}
+
+/* Last steps of every init, once its root is complete: capabilities, seccomp. */
+static int lock_down(bool no_seccomp, enforced_list *en, const char **what)
+{
+    int rc;
+    en->list[en->n++] = "mount-ns";
+    en->list[en->n++] = "pid-ns";
+    *what = "capabilities";
+    if ((rc = sbx_caps_restrict_init()) < 0)
+        return rc;
+    if (!no_seccomp) {
+        *what = "seccomp";
+        if ((rc = sbx_seccomp_load()) < 0)
+            return rc;
+        g.seccomp = true;
+        en->list[en->n++] = "seccomp";
+    }
+    en->list[en->n++] = g.cg2fd >= 0 ? "kill-tree:cgroup-v2-kill" : "kill-tree:process-group";
+    *what = NULL;
+    return 0;
+}
+
+/* The per-sandbox parts of an unpooled init: hostname, root filesystem, lock-down. */
+static int init_sandbox(const sandbox_args *a, enforced_list *en, const char **what)
+{
+    int rc;
+    g.nofile = a->nofile;
+    g.fsize = a->fsize;
+    g.nproc = a->nproc;
+    if ((rc = set_hostname(a->hostname, what)) < 0 ||
+        (rc = build_root(a->template_root, a->home_dir, a->tmp_bytes, false, what)) < 0)
+        return rc;
+    return lock_down(a->no_seccomp, en, what);
+}
+
+/* A claimed init: its hostname, home, tmpfs sizes, rlimits, then lock-down. */
+static int init_claimed(const Sbxinit__Claim *cl, int home_mnt_fd, uint64_t built_tmp,
+                        enforced_list *en, const char **what)
+{
+    int rc;
+    g.nofile = cl->nofile;
+    g.fsize = cl->fsize_bytes;
+    g.nproc = cl->nproc;
+    if ((rc = set_hostname(cl->hostname, what)) < 0)
+        return rc;
+    if (cl->has_home_mount && home_mnt_fd < 0) {
+        *what = "home";
+        return -EBADF;
+    }
+    sbx_mounts_claim mc = {.home_mnt_fd = home_mnt_fd,
+                           .tmp_bytes = cl->tmp_bytes ? cl->tmp_bytes : 64u << 20,
+                           .built_tmp_bytes = built_tmp,
+                           .user_uid = USER_ID};
+    if ((rc = sbx_mounts_finish(&mc, what)) < 0)
+        return rc;
+    return lock_down(cl->no_seccomp, en, what);
+}
+
+/* Parked: waits for the Claim (answering anything else with EPROTO); exits when the executor
+ * goes away. Returns the message (the caller frees it) and the received home fd or -1. */
+static Sbxinit__InitMsg *wait_claim(int *home_fd)
+{
+    for (;;) {
+        Sbxinit__InitMsg *m;
+        int fds[SBX_WIRE_MAX_FDS];
+        size_t nfds;
+        int rc = sbx_wire_recv(g.sock, g.rx, SBX_WIRE_MAX, 0, &m, fds, &nfds);
+        if (rc == -EPROTO)
+            continue;
+        if (rc < 0)
+            _exit(0); /* the executor is gone (or the pool dropped us) */
+        if (m->body_case == SBXINIT__INIT_MSG__BODY_CLAIM) {
+            *home_fd = -1;
+            for (size_t i = 0; i < nfds; i++) {
+                if (i == 0 && m->claim->has_home_mount)
+                    *home_fd = fds[i];
+                else
+                    close(fds[i]);
+            }
+            return m;
+        }
+        for (size_t i = 0; i < nfds; i++)
+            close(fds[i]);
+        send_result(m->id, EPROTO);
+        sbxinit__init_msg__free_unpacked(m, NULL);
+    }
+}
+
+/* The sandbox init (pid 1): finishes the sandbox (after a Claim when parked) and serves.
+ * Never returns. */
 static void init_main(const Sbxinit__Setup *su, int sync_fd, bool userns)
 {
-    char *enforced[8];
-    size_t ne = 0;
+    enforced_list en = {.n = 0};
     const char *what = NULL;
     int rc;
     sync_msg sm = {0, -EIO};
+    uint64_t answer_id = g.setup_id;
 
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (read(sync_fd, &sm, sizeof sm) != sizeof sm) {
@@ -603,82 +955,56 @@ static void init_main(const Sbxinit__Setup *su, int sync_fd, bool userns)
             rc = -errno;
             goto out_fail;
         }
-        enforced[ne++] = "userns";
+        en.list[en.n++] = "userns";
+        /* A change of the effective uid/gid clears the parent-death signal (prctl(2)): arm it
+           again, then catch an executor that died in between by its end of the socket (our
+           parent is outside our pid namespace: getppid() says 0). */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        struct pollfd pf = {.fd = g.sock, .events = POLLIN};
+        if (poll(&pf, 1, 0) == 1 && (pf.revents & (POLLHUP | POLLERR)))
+            _exit(0);
     }
     g.cmd_uid = userns ? USER_ID : su->uid_base + USER_ID;
-    const char *hn = su->hostname[0] ? su->hostname : "sbx";
-    what = "hostname";
-    if (sethostname(hn, strlen(hn)) < 0) {
-        rc = -errno;
+    if ((rc = init_common(&en, &what)) < 0)
         goto out_fail;
-    }
-    sbx_mounts_cfg mc = {
-        .template_fd = -1, .home_fd = -1, .tmp_bytes = su->tmp_bytes, .user_uid = USER_ID};
-    if (!mc.tmp_bytes)
-        mc.tmp_bytes = 64u << 20;
-    if (su->template_root[0]) {
-        what = "template";
-        mc.is_template = true;
-        mc.template_fd = open(su->template_root, O_PATH | O_DIRECTORY | O_CLOEXEC);
-        if (mc.template_fd < 0) {
-            rc = -errno;
-            goto out_fail;
-        }
-    }
-    if (su->home_dir[0]) {
-        what = "home";
-        mc.home_fd = open(su->home_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
-        if (mc.home_fd < 0) {
-            rc = -errno;
-            goto out_fail;
-        }
-    }
-    if ((rc = sbx_mounts_build(&mc, &what)) < 0)
-        goto out_fail;
-    if (mc.home_fd >= 0)
-        close(mc.home_fd);
-    if (mc.template_fd >= 0)
-        close(mc.template_fd);
-    enforced[ne++] = "mount-ns";
-    enforced[ne++] = "pid-ns";
-    what = "lo-up";
-    if ((rc = sbx_ns_lo_up()) < 0)
-        goto out_fail;
-    enforced[ne++] = "net:loopback-only";
-    what = "capabilities";
-    if ((rc = sbx_caps_restrict_init()) < 0)
-        goto out_fail;
-    if (!su->no_seccomp) {
-        what = "seccomp";
-        if ((rc = sbx_seccomp_load()) < 0)
-            goto out_fail;
-        g.seccomp = true;
-        enforced[ne++] = "seccomp";
-    }
-    if (g.cg2fd >= 0)
-        enforced[ne++] = "kill-tree:cgroup-v2-kill";
-    else
-        enforced[ne++] = "kill-tree:process-group";
 
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGCHLD);
-    sigprocmask(SIG_BLOCK, &set, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    what = "signalfd";
-    g.sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
-    g.cmds = calloc(MAX_CMDS, sizeof *g.cmds);
-    if (g.sigfd < 0 || !g.cmds) {
-        rc = -errno;
-        goto out_fail;
+    if (su->park) {
+        /* everything that does not depend on the sandbox, pivot included (detaching the old
+           root waits for an RCU grace period), and the compiled seccomp program */
+        uint64_t built_tmp = su->tmp_bytes ? su->tmp_bytes : 64u << 20;
+        if ((rc = build_root(su->template_root, "", built_tmp, true, &what)) < 0)
+            goto out_fail;
+        what = "seccomp";
+        if ((rc = sbx_seccomp_prepare()) < 0)
+            goto out_fail;
+        send_ready(answer_id, sm.host_pid, 0, NULL, NULL, 0);
+        int home_fd;
+        Sbxinit__InitMsg *cm = wait_claim(&home_fd);
+        answer_id = cm->id;
+        rc = init_claimed(cm->claim, home_fd, built_tmp, &en, &what);
+        if (home_fd >= 0)
+            close(home_fd);
+        sbxinit__init_msg__free_unpacked(cm, NULL);
+    } else {
+        sandbox_args a = {.hostname = su->hostname,
+                          .template_root = su->template_root,
+                          .home_dir = su->home_dir,
+                          .tmp_bytes = su->tmp_bytes,
+                          .nofile = su->nofile,
+                          .fsize = su->fsize_bytes,
+                          .nproc = su->nproc,
+                          .no_seccomp = su->no_seccomp};
+        rc = init_sandbox(&a, &en, &what);
     }
-    send_ready(sm.host_pid, 0, NULL, enforced, ne);
+    if (rc < 0)
+        goto out_fail;
+    send_ready(answer_id, sm.host_pid, 0, NULL, en.list, en.n);
     serve();
     _exit(0);
 
 out_fail:
     logmsg(what, rc);
-    send_ready(sm.host_pid, rc, what, NULL, 0);
+    send_ready(answer_id, sm.host_pid, rc, what, NULL, 0);
     _exit(1);
 }
 
@@ -725,6 +1051,8 @@ int main(int argc, char **argv)
             sbxinit__init_msg__free_unpacked(m, NULL);
         return 2;
     }
+    for (size_t i = 0; i < nfds; i++)
+        close(fds[i]);
     const Sbxinit__Setup *su = m->setup;
     g.setup_id = m->id;
     int status = 0;
@@ -737,26 +1065,23 @@ int main(int argc, char **argv)
         fcntl(g.cg2fd, F_SETFD, FD_CLOEXEC);
     }
     closefrom(g.cg2fd >= 0 ? CGROUP2_FD + 1 : SOCK_FD + 1);
-    g.nofile = su->nofile;
-    g.fsize = su->fsize_bytes;
-    g.nproc = su->nproc;
 
     int sp[2];
     if (pipe2(sp, O_CLOEXEC) < 0) {
-        send_ready(0, -errno, "pipe", NULL, 0);
+        send_ready(g.setup_id, 0, -errno, "pipe", NULL, 0);
         status = 1;
         goto out_free;
     }
     bool userns = true;
     pid_t pid = sbx_ns_clone(SBX_NS_ALL_FLAGS, true);
-    if (pid < 0 && su->weak) {
+    if (pid < 0 && su->weak && !su->park) {
         logmsg("user namespace unavailable, weak isolation", pid);
         userns = false;
         pid = sbx_ns_clone(SBX_NS_ALL_FLAGS & ~(unsigned long)(CLONE_NEWUSER | CLONE_NEWCGROUP),
                            true);
     }
     if (pid < 0) {
-        send_ready(0, pid, "namespaces", NULL, 0);
+        send_ready(g.setup_id, 0, pid, "namespaces", NULL, 0);
         status = 1;
         goto out_free;
     }

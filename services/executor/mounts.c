@@ -236,7 +236,8 @@ static int step(const char **what, const char *name, int rc)
     return rc;
 }
 
-int sbx_mounts_build(const sbx_mounts_cfg *cfg, const char **what)
+/* With park: everything but the home, and the root stays writable (sbx_mounts_finish). */
+static int build(const sbx_mounts_cfg *cfg, bool park, const char **what)
 {
     char opts[128];
     int rc;
@@ -259,7 +260,9 @@ int sbx_mounts_build(const sbx_mounts_cfg *cfg, const char **what)
         return rc;
     if ((rc = step(what, "home", mkdir_p1("home/user", 0755))) < 0)
         return rc;
-    if (cfg->home_fd >= 0) {
+    if (park) {
+        /* sbx_mounts_finish mounts it */
+    } else if (cfg->home_fd >= 0) {
         if ((rc = step(what, "home-bind",
                        bind_at(cfg->home_fd, "", "home/user", false,
                                MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV))) < 0)
@@ -290,13 +293,62 @@ int sbx_mounts_build(const sbx_mounts_cfg *cfg, const char **what)
         return rc;
     if ((rc = step(what, "identity", add_identity(cfg->user_uid))) < 0)
         return rc;
-    if ((rc = step(what, "root-readonly", setattr(AT_FDCWD, ".", 0, MOUNT_ATTR_RDONLY))) < 0)
+    if (!park &&
+        (rc = step(what, "root-readonly", setattr(AT_FDCWD, ".", 0, MOUNT_ATTR_RDONLY))) < 0)
         return rc;
     if ((rc = step(what, "pivot-root", SYS(syscall(SYS_pivot_root, ".", ".")))) < 0)
         return rc;
     if ((rc = step(what, "detach-old-root", SYS(umount2(".", MNT_DETACH)))) < 0)
         return rc;
     if ((rc = step(what, "chdir", SYS(chdir("/")))) < 0)
+        return rc;
+    *what = NULL;
+    return 0;
+#undef SYS
+}
+
+int sbx_mounts_build(const sbx_mounts_cfg *cfg, const char **what)
+{
+    return build(cfg, false, what);
+}
+
+int sbx_mounts_prebuild(const sbx_mounts_cfg *cfg, const char **what)
+{
+    return build(cfg, true, what);
+}
+
+int sbx_mounts_finish(const sbx_mounts_claim *c, const char **what)
+{
+    char opts[128];
+    int rc;
+#define SYS(expr) ((expr) < 0 ? -errno : 0)
+    if ((rc = step(what, "chdir", SYS(chdir("/")))) < 0)
+        return rc;
+    if (c->home_mnt_fd >= 0) {
+        /* a detached private nosuid,nodev clone of the home made by the executor (open_tree):
+           moved from its anonymous mount namespace into ours */
+        if ((rc = step(what, "home-bind",
+                       SYS(syscall(SYS_move_mount, c->home_mnt_fd, "", AT_FDCWD, "home/user",
+                                   MOVE_MOUNT_F_EMPTY_PATH)))) < 0)
+            return rc;
+    } else {
+        snprintf(opts, sizeof opts, "size=%llu,mode=0755,uid=%u,gid=%u",
+                 (unsigned long long)c->tmp_bytes, c->user_uid, c->user_uid);
+        if ((rc = step(what, "home-tmpfs",
+                       SYS(mount("tmpfs", "home/user", "tmpfs", MS_NOSUID | MS_NODEV, opts)))) < 0)
+            return rc;
+    }
+    if (c->tmp_bytes != c->built_tmp_bytes) {
+        snprintf(opts, sizeof opts, "size=%llu", (unsigned long long)c->tmp_bytes);
+        if ((rc = step(what, "tmp-size",
+                       SYS(mount(NULL, "tmp", NULL, MS_REMOUNT | MS_NOSUID | MS_NODEV, opts)))) <
+                0 ||
+            (rc = step(
+                 what, "shm-size",
+                 SYS(mount(NULL, "dev/shm", NULL, MS_REMOUNT | MS_NOSUID | MS_NODEV, opts)))) < 0)
+            return rc;
+    }
+    if ((rc = step(what, "root-readonly", setattr(AT_FDCWD, "/", 0, MOUNT_ATTR_RDONLY))) < 0)
         return rc;
     *what = NULL;
     return 0;

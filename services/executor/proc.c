@@ -2,7 +2,9 @@
  * every command's stdout/stderr pipe, the sandbox's exit eventfd and a control eventfd; it
  * appends output to bounded per-stream rings (absolute offsets, oldest dropped first), applies
  * the per-command output cap (keeps reading and discarding, so a command never blocks on a full
- * pipe), records exits, and wakes waiters through each process's condition variable. */
+ * pipe), and wakes waiters through each process's condition variable. Exits are recorded by
+ * the sandbox's service thread through the exit hook (sbx_sandbox_set_exit_hook: one thread
+ * wake-up less per command); ones queued before the table existed come through the exit fd. */
 #include "proc.h"
 
 #include <errno.h>
@@ -230,23 +232,40 @@ static void apply_exit(sbx_proctab *t, sbx_proc *p, const sbx_exit *ev)
     pthread_mutex_unlock(&p->lock);
 }
 
+static void wake_relay(sbx_proctab *t);
+
+/* One exit: to its process, or kept until its start returns. */
+static void take_exit(sbx_proctab *t, const sbx_exit *ev)
+{
+    bool grace = false;
+    pthread_mutex_lock(&t->lock);
+    sbx_proc *p = find_running(t, ev->pid);
+    if (p) {
+        apply_exit(t, p, ev);
+        grace = p->grace_deadline_ms != 0;
+    } else {
+        if (t->norphans == MAX_ORPHAN_EXITS) {
+            memmove(t->orphans, t->orphans + 1, sizeof t->orphans - sizeof *t->orphans);
+            t->norphans--;
+        }
+        t->orphans[t->norphans++] = *ev;
+    }
+    pthread_mutex_unlock(&t->lock);
+    if (grace) /* pipes still open: the relay thread times their drain */
+        wake_relay(t);
+}
+
+/* The sandbox's exit hook: exits reach waiters straight from the sandbox service thread. */
+static void exit_hook(void *arg, const sbx_exit *ev)
+{
+    take_exit(arg, ev);
+}
+
 static void relay_exits(sbx_proctab *t)
 {
     sbx_exit ev;
-    while (sbx_sandbox_next_exit(t->sb, &ev) == 0) {
-        pthread_mutex_lock(&t->lock);
-        sbx_proc *p = find_running(t, ev.pid);
-        if (p) {
-            apply_exit(t, p, &ev);
-        } else {
-            if (t->norphans == MAX_ORPHAN_EXITS) {
-                memmove(t->orphans, t->orphans + 1, sizeof t->orphans - sizeof *t->orphans);
-                t->norphans--;
-            }
-            t->orphans[t->norphans++] = ev;
-        }
-        pthread_mutex_unlock(&t->lock);
-    }
+    while (sbx_sandbox_next_exit(t->sb, &ev) == 0)
+        take_exit(t, &ev);
 }
 
 /* Closes pipes whose grace period ended; evicts the oldest finished processes. Returns the
@@ -356,6 +375,8 @@ int sbx_proctab_create(sbx_sandbox *sb, const sbx_proctab_cfg *cfg, sbx_proctab 
     pthread_attr_destroy(&a);
     if (rc < 0)
         goto out_close;
+    /* exits queued before this point still come through the exit fd */
+    sbx_sandbox_set_exit_hook(sb, exit_hook, t);
     *out = t;
     return 0;
 
@@ -380,6 +401,7 @@ void sbx_proctab_destroy(sbx_proctab *t)
 {
     if (!t)
         return;
+    sbx_sandbox_set_exit_hook(t->sb, NULL, NULL);
     pthread_mutex_lock(&t->lock);
     t->stop = true;
     pthread_mutex_unlock(&t->lock);

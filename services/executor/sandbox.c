@@ -3,7 +3,14 @@
  * PR_SET_PDEATHSIG parent lives as long as the process), and talks to the init over a
  * SOCK_SEQPACKET socketpair: callers send requests and sleep on the sandbox's condition
  * variable; the service thread reads every init socket (epoll), hands answers (and received
- * pipe fds) to the waiting caller, and queues command exits (eventfd + optional callback). */
+ * pipe fds) to the waiting caller, and queues command exits (eventfd + optional callback).
+ * Inits are spawned by a second immortal thread (the spawner), so a spawn never delays the
+ * answers the service thread relays, and every init's PDEATHSIG parent still never exits.
+ *
+ * Warm pool (sbx_sandbox_pool_config): a refill thread keeps inits parked with their
+ * namespaces, uid maps, cgroups (already attached: the first cgroup.procs write after a quiet
+ * spell waits for an RCU grace period, 6-15 ms here) and compiled seccomp program ready; a
+ * create with uid_base 0 claims one and sends it only the per-sandbox parts. */
 #include "sandbox.h"
 
 #include <dirent.h>
@@ -17,6 +24,8 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/mount.h>
+#include <sys/syscall.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -48,13 +57,18 @@ struct sbx_sandbox {
     int exit_efd;
     pid_t init_pid;
     uint32_t uid_base;
+    int slot;    /* index of uid_base in the pool's range, or -1 (the caller's own range) */
+    bool parked; /* a pool init not claimed yet: not a sandbox (sbx_sandbox_count) */
     bool userns;
     sbx_cg cg;
+    sbx_cg_limits cg_lim; /* what the groups hold now */
     const char *enforced[MAX_ENFORCED];
     size_t nenforced;
     char home[4096];
     sbx_exit_cb cb;
     void *cb_arg;
+    sbx_exit_cb hook; /* sbx_sandbox_set_exit_hook: exits go here instead of the queue */
+    void *hook_arg;
 
     pthread_mutex_t lock; /* everything below */
     pthread_cond_t cond;
@@ -67,6 +81,10 @@ struct sbx_sandbox {
     int *live; /* pids started and not yet reported exited */
     size_t nlive, caplive;
 };
+
+#define POOL_MAX 64  /* parked inits at most */
+#define POOL_BATCH 8 /* built together, so one RCU grace period covers their cgroup moves */
+#define UID_BLOCK 65536u
 
 typedef struct spawn_job {
     const char *path;
@@ -81,9 +99,10 @@ static struct {
     pthread_once_t once;
     int start_err;
     int epfd, wake;
-    pthread_mutex_t lock; /* registry, jobs, caps */
-    pthread_cond_t job_cond;
-    pthread_mutex_t dispatch; /* held by the service thread while it handles an epoll batch */
+    pthread_mutex_t lock;      /* registry, jobs, caps */
+    pthread_cond_t job_cond;   /* a job is done */
+    pthread_cond_t spawn_cond; /* a job is queued */
+    pthread_mutex_t dispatch;  /* held by the service thread while it handles an epoll batch */
     spawn_job *jobs;
     sbx_sandbox **reg;
     size_t nreg, capreg;
@@ -96,6 +115,7 @@ static struct {
 } svc = {.once = PTHREAD_ONCE_INIT,
          .lock = PTHREAD_MUTEX_INITIALIZER,
          .job_cond = PTHREAD_COND_INITIALIZER,
+         .spawn_cond = PTHREAD_COND_INITIALIZER,
          .dispatch = PTHREAD_MUTEX_INITIALIZER};
 
 /* ---------------------------------------------------------------- service thread */
@@ -108,21 +128,24 @@ static sbx_sandbox *reg_find_key(uint64_t key)
     return NULL;
 }
 
-static void deliver_exit(sbx_sandbox *sb, const sbx_exit *ev)
+/* Records an exit (caller holds sb->lock): queued, or false when the exit hook takes it (the
+ * caller calls it after unlocking). */
+static bool deliver_exit(sbx_sandbox *sb, const sbx_exit *ev)
 {
-    /* caller holds sb->lock */
     for (size_t i = 0; i < sb->nlive; i++)
         if (sb->live[i] == ev->pid) {
             sb->live[i] = sb->live[--sb->nlive];
             break;
         }
+    if (sb->hook)
+        return false;
     if (sb->qlen == sb->qcap) {
         size_t ncap = sb->qcap ? sb->qcap * 2 : 16;
         sbx_exit *nq = malloc(ncap * sizeof *nq);
         if (!nq) {
             SBX_LOG_ERROR("sandbox", "exit queue full, dropping exit id=%s pid=%d", sb->id,
                           ev->pid);
-            return;
+            return true;
         }
         for (size_t i = 0; i < sb->qlen; i++)
             nq[i] = sb->q[(sb->qhead + i) % sb->qcap];
@@ -135,6 +158,7 @@ static void deliver_exit(sbx_sandbox *sb, const sbx_exit *ev)
     uint64_t one = 1;
     if (write(sb->exit_efd, &one, sizeof one) < 0)
         SBX_LOG_ERRNO(SBX_LOG_WARN, "sandbox", errno, "exit eventfd id=%s", sb->id);
+    return true;
 }
 
 static void mark_dead(sbx_sandbox *sb)
@@ -151,6 +175,8 @@ static void mark_dead(sbx_sandbox *sb)
             p->done = true;
             p->err = -EPIPE;
         }
+    sbx_exit_cb hook = sb->hook;
+    void *hook_arg = sb->hook_arg;
     while (sb->nlive > 0) {
         sbx_exit ev = {.pid = sb->live[sb->nlive - 1], .signal = SIGKILL, .lost = true};
         deliver_exit(sb, &ev);
@@ -159,9 +185,12 @@ static void mark_dead(sbx_sandbox *sb)
     }
     pthread_cond_broadcast(&sb->cond);
     pthread_mutex_unlock(&sb->lock);
-    if (sb->cb)
-        for (size_t i = 0; i < nlost; i++)
+    for (size_t i = 0; i < nlost; i++) {
+        if (hook)
+            hook(hook_arg, &lost[i]);
+        if (sb->cb)
             sb->cb(sb->cb_arg, &lost[i]);
+    }
 }
 
 static void handle_message(sbx_sandbox *sb, Sbxinit__InitMsg *m, int *fds, size_t nfds)
@@ -180,8 +209,12 @@ static void handle_message(sbx_sandbox *sb, Sbxinit__InitMsg *m, int *fds, size_
             ev.maxrss_kb = e->rusage->maxrss_kb;
         }
         pthread_mutex_lock(&sb->lock);
-        deliver_exit(sb, &ev);
+        bool queued = deliver_exit(sb, &ev);
+        sbx_exit_cb hook = sb->hook;
+        void *hook_arg = sb->hook_arg;
         pthread_mutex_unlock(&sb->lock);
+        if (!queued)
+            hook(hook_arg, &ev);
         if (sb->cb)
             sb->cb(sb->cb_arg, &ev);
         goto out_free;
@@ -245,15 +278,17 @@ static void service_sandbox(uint64_t key)
     }
 }
 
-static void run_jobs(void)
+/* The spawner thread: posix_spawn of every init helper. It never exits (PDEATHSIG). */
+static void *spawner_main(void *arg)
 {
-    pthread_mutex_lock(&svc.lock);
-    spawn_job *jobs = svc.jobs;
-    svc.jobs = NULL;
-    pthread_mutex_unlock(&svc.lock);
-    while (jobs) {
-        spawn_job *j = jobs;
-        jobs = j->next;
+    (void)arg;
+    for (;;) {
+        pthread_mutex_lock(&svc.lock);
+        while (!svc.jobs)
+            pthread_cond_wait(&svc.spawn_cond, &svc.lock);
+        spawn_job *j = svc.jobs;
+        svc.jobs = j->next;
+        pthread_mutex_unlock(&svc.lock);
         posix_spawn_file_actions_t fa;
         posix_spawnattr_t at;
         posix_spawn_file_actions_init(&fa);
@@ -271,15 +306,18 @@ static void run_jobs(void)
                                           POSIX_SPAWN_SETSID);
         char *argv[] = {(char *)j->path, NULL};
         char *envp[] = {NULL};
-        int rc = posix_spawn(&j->pid, j->path, &fa, &at, argv, envp);
+        pid_t pid = -1;
+        int rc = posix_spawn(&pid, j->path, &fa, &at, argv, envp);
         posix_spawn_file_actions_destroy(&fa);
         posix_spawnattr_destroy(&at);
         pthread_mutex_lock(&svc.lock);
+        j->pid = pid;
         j->err = -rc;
         j->done = true;
         pthread_cond_broadcast(&svc.job_cond);
         pthread_mutex_unlock(&svc.lock);
     }
+    return NULL;
 }
 
 static void *service_main(void *arg)
@@ -299,7 +337,6 @@ static void *service_main(void *arg)
                 uint64_t v;
                 if (read(svc.wake, &v, sizeof v) < 0 && errno != EAGAIN)
                     SBX_LOG_ERRNO(SBX_LOG_WARN, "sandbox", errno, "wake eventfd");
-                run_jobs();
             } else {
                 service_sandbox(ev[i].data.u64);
             }
@@ -330,6 +367,8 @@ static void service_start(void)
     pthread_sigmask(SIG_BLOCK, &all, &old);
     pthread_t t;
     int rc = pthread_create(&t, &a, service_main, NULL);
+    if (rc == 0)
+        rc = pthread_create(&t, &a, spawner_main, NULL);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     pthread_attr_destroy(&a);
     svc.start_err = -rc;
@@ -341,18 +380,16 @@ static int service_get(void)
     return svc.start_err;
 }
 
-/* Runs posix_spawn of the init on the service thread; returns the pid or -errno. */
+/* Runs posix_spawn of the init on the spawner thread; returns the pid or -errno. */
 static pid_t spawn_on_service(const char *path, int sock, int cg2fd)
 {
     spawn_job j = {.path = path, .sock = sock, .cg2fd = cg2fd};
     pthread_mutex_lock(&svc.lock);
-    j.next = svc.jobs;
-    svc.jobs = &j;
-    pthread_mutex_unlock(&svc.lock);
-    uint64_t one = 1;
-    if (write(svc.wake, &one, sizeof one) < 0)
-        return -errno; /* cannot happen with a valid eventfd */
-    pthread_mutex_lock(&svc.lock);
+    spawn_job **tail = &svc.jobs;
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = &j;
+    pthread_cond_signal(&svc.spawn_cond);
     while (!j.done)
         pthread_cond_wait(&svc.job_cond, &svc.lock);
     pthread_mutex_unlock(&svc.lock);
@@ -381,8 +418,10 @@ static void pending_unlink(sbx_sandbox *sb, pending *p)
         }
 }
 
-/* Sends msg and waits for the answer. On 0, p->msg (and p->fds) belong to the caller. */
-static int request(sbx_sandbox *sb, Sbxinit__InitMsg *msg, pending *p, int timeout_ms)
+/* Sends msg (with nfds descriptors) and waits for the answer. On 0, p->msg (and p->fds)
+ * belong to the caller. */
+static int request_fds(sbx_sandbox *sb, Sbxinit__InitMsg *msg, const int *fds, size_t nfds,
+                       pending *p, int timeout_ms)
 {
     memset(p, 0, sizeof *p);
     pthread_mutex_lock(&sb->lock);
@@ -397,7 +436,7 @@ static int request(sbx_sandbox *sb, Sbxinit__InitMsg *msg, pending *p, int timeo
     pthread_mutex_unlock(&sb->lock);
 
     msg->id = p->id;
-    int rc = sbx_wire_send(sb->sock, msg, NULL, 0);
+    int rc = sbx_wire_send(sb->sock, msg, fds, nfds);
     struct timespec dl;
     deadline_in(&dl, timeout_ms);
     pthread_mutex_lock(&sb->lock);
@@ -418,6 +457,11 @@ static int request(sbx_sandbox *sb, Sbxinit__InitMsg *msg, pending *p, int timeo
         p->msg = NULL;
     }
     return rc;
+}
+
+static int request(sbx_sandbox *sb, Sbxinit__InitMsg *msg, pending *p, int timeout_ms)
+{
+    return request_fds(sb, msg, NULL, 0, p, timeout_ms);
 }
 
 static int request_result(sbx_sandbox *sb, Sbxinit__InitMsg *msg)
@@ -647,137 +691,143 @@ static void reap_pid(pid_t pid)
     }
 }
 
-int sbx_sandbox_create(const sbx_sandbox_cfg *cfg, sbx_sandbox **out)
-{
-    *out = NULL;
-    if (!cfg || !valid_id(cfg->id) || !cfg->init_path || cfg->uid_base < 65536 ||
-        cfg->uid_base > UINT32_MAX - 65536 || (cfg->cgroup_parent && !valid_id(cfg->cgroup_parent)))
-        return -EINVAL;
-    int rc = service_get();
-    if (rc < 0)
-        return rc;
-    sbx_sandbox_caps caps;
-    if ((rc = sbx_sandbox_caps_detect(cfg->init_path, &caps)) < 0)
-        return rc;
-    if (!caps.namespaces && !cfg->allow_weak_isolation) {
-        SBX_LOG_ERROR("sandbox", "refusing to create a sandbox without namespaces id=%s", cfg->id);
-        return -EPERM;
-    }
-    const char *parent = cfg->cgroup_parent ? cfg->cgroup_parent : "sbx";
-    sbx_cg_env cgenv;
-    pthread_mutex_lock(&svc.lock);
-    cgenv = svc.cgenv;
-    pthread_mutex_unlock(&svc.lock);
+/* ---------------------------------------------------------------- pool state */
 
+static struct {
+    pthread_mutex_t lock; /* everything below; taken after svc.lock, never before it */
+    pthread_cond_t cond;  /* refill work, a slot freed, ready count changed, stop */
+    bool configured;      /* a uid range is reserved */
+    bool running, stop;   /* refill thread */
+    pthread_t thread;
+    unsigned gen; /* bumped by every (re)configuration: older parked inits are dropped */
+    size_t target;
+    char init_path[4096];
+    char parent[65];
+    char template_root[4096]; /* "" = host system dirs */
+    uint64_t tmp_bytes;       /* /tmp and /dev/shm of the prebuilt roots */
+    sbx_cg_limits lim;        /* written ahead into the parked inits' groups */
+    uint32_t uid_first, nslots, nused, cursor;
+    uint8_t used[65536 / 8];
+    sbx_sandbox *ready[POOL_MAX];
+    size_t nready, building;
+    uint64_t claimed, cold, built, failures;
+} pool = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+
+/* caller holds pool.lock; returns a free slot index or -1 */
+static int slot_take_locked(void)
+{
+    for (uint32_t k = 0; k < pool.nslots; k++) {
+        uint32_t i = (pool.cursor + k) % pool.nslots;
+        if (!(pool.used[i / 8] & (1u << (i % 8)))) {
+            pool.used[i / 8] |= (uint8_t)(1u << (i % 8));
+            pool.nused++;
+            pool.cursor = i + 1;
+            return (int)i;
+        }
+    }
+    return -1;
+}
+
+static void slot_put(int slot)
+{
+    if (slot < 0)
+        return;
+    pthread_mutex_lock(&pool.lock);
+    uint32_t i = (uint32_t)slot;
+    if (i < pool.nslots && (pool.used[i / 8] & (1u << (i % 8)))) {
+        pool.used[i / 8] &= (uint8_t) ~(1u << (i % 8));
+        pool.nused--;
+        pthread_cond_broadcast(&pool.cond);
+    }
+    pthread_mutex_unlock(&pool.lock);
+}
+
+static bool in_pool_range(uint32_t base)
+{
+    pthread_mutex_lock(&pool.lock);
+    uint64_t lo = pool.uid_first, hi = lo + (uint64_t)pool.nslots * UID_BLOCK;
+    bool in = pool.configured && (uint64_t)base + UID_BLOCK > lo && base < hi;
+    pthread_mutex_unlock(&pool.lock);
+    return in;
+}
+
+/* ---------------------------------------------------------------- building blocks */
+
+static sbx_sandbox *sb_alloc(const char *id, uint32_t uid_base, int slot)
+{
     sbx_sandbox *sb = calloc(1, sizeof *sb);
     if (!sb)
-        return -ENOMEM;
-    sb->sock = sb->exit_efd = -1;
-    snprintf(sb->id, sizeof sb->id, "%s", cfg->id);
-    sb->uid_base = cfg->uid_base;
-    sb->cb = cfg->on_exit;
-    sb->cb_arg = cfg->on_exit_arg;
+        return NULL;
+    sb->sock = -1;
+    sb->slot = slot;
+    snprintf(sb->id, sizeof sb->id, "%s", id);
+    sb->uid_base = uid_base;
     pthread_mutex_init(&sb->lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&sb->cond, &ca);
     pthread_condattr_destroy(&ca);
-    if ((rc = reg_add(sb)) < 0) {
-        free_sandbox(sb);
-        return rc;
-    }
-    int sv[2] = {-1, -1}, cg2fd = -1;
-    pid_t outer = -1;
     sb->exit_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (sb->exit_efd < 0) {
-        rc = -errno;
-        goto out_unregister;
+        free_sandbox(sb);
+        return NULL;
     }
-    if (cfg->home_dir) {
-        snprintf(sb->home, sizeof sb->home, "%s", cfg->home_dir);
-        if ((rc = prepare_home(cfg->home_dir, cfg->uid_base, caps.namespaces)) < 0) {
-            SBX_LOG_ERRNO(SBX_LOG_ERROR, "sandbox", rc, "cannot prepare home dir=%s",
-                          cfg->home_dir);
-            goto out_unregister;
-        }
-    }
-    sbx_cg_limits cl = {.memory_bytes = cfg->limits.memory_bytes,
-                        .pids = cfg->limits.pids,
-                        .cpu_millis = cfg->limits.cpu_millis,
-                        .cpu_weight = cfg->limits.cpu_weight};
-    if ((rc = sbx_cg_create(&cgenv, parent, cfg->id, &cl, cfg->uid_base, &sb->cg, sb->enforced,
-                            &sb->nenforced)) < 0)
-        goto out_unregister;
-    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
-        rc = -errno;
-        goto out_cgroups;
-    }
+    return sb;
+}
+
+/* Makes the init socket and spawns the helper (the sandbox's groups exist). *cg2fd is the
+ * cgroup2 dir handed to the init (the caller closes it once Setup was answered). */
+static pid_t sb_spawn(sbx_sandbox *sb, const char *init_path, int *cg2fd)
+{
+    int sv[2];
+    *cg2fd = -1;
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+        return -errno;
     /* fds 3 and 4 are where the init expects them: keep ours clear of those numbers */
     int hi = fcntl(sv[1], F_DUPFD_CLOEXEC, 10);
     close(sv[1]);
-    sv[1] = hi;
     int bufsz = 2 * SBX_WIRE_MAX;
     if (setsockopt(sv[0], SOL_SOCKET, SO_SNDBUFFORCE, &bufsz, sizeof bufsz) < 0)
         setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &bufsz, sizeof bufsz);
     sb->sock = sv[0];
-    if (sb->cg.v2[0] && (cg2fd = open(sb->cg.v2, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
-        int h = fcntl(cg2fd, F_DUPFD_CLOEXEC, 10);
-        close(cg2fd);
-        cg2fd = h;
+    if (hi < 0)
+        return -EMFILE;
+    int fd;
+    if (sb->cg.v2[0] && (fd = open(sb->cg.v2, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
+        *cg2fd = fcntl(fd, F_DUPFD_CLOEXEC, 10);
+        close(fd);
     }
-    if (sv[1] < 0) {
-        rc = -EMFILE;
-        goto out_close;
-    }
-    outer = spawn_on_service(cfg->init_path, sv[1], cg2fd);
-    close(sv[1]);
-    sv[1] = -1;
-    if (outer < 0) {
-        rc = outer;
-        goto out_close;
-    }
-    /* the init forks from this process after Setup, so its children inherit the groups */
-    if ((rc = sbx_cg_attach(&sb->cg, outer)) < 0) {
-        kill(outer, SIGKILL);
-        reap_pid(outer);
-        goto out_close;
-    }
-    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = sb->key};
-    if (epoll_ctl(svc.epfd, EPOLL_CTL_ADD, sb->sock, &ev) < 0) {
-        rc = -errno;
-        kill(outer, SIGKILL);
-        reap_pid(outer);
-        goto out_close;
-    }
+    pid_t helper = spawn_on_service(init_path, hi, *cg2fd);
+    close(hi);
+    return helper;
+}
 
-    Sbxinit__InitMsg m = SBXINIT__INIT_MSG__INIT;
-    Sbxinit__Setup su = SBXINIT__SETUP__INIT;
-    su.uid_base = cfg->uid_base;
-    su.hostname = sb->id;
-    su.template_root = (char *)(cfg->template_root ? cfg->template_root : "");
-    su.home_dir = (char *)(cfg->home_dir ? cfg->home_dir : "");
-    su.tmp_bytes = cfg->limits.tmp_bytes ? cfg->limits.tmp_bytes : 64ull << 20;
-    su.nofile = cfg->limits.nofile ? cfg->limits.nofile : 1024;
-    su.fsize_bytes = cfg->limits.file_bytes;
-    su.nproc = cfg->limits.nproc;
-    su.weak = cfg->allow_weak_isolation;
-    su.expect_ppid = (uint32_t)getpid();
-    su.has_cgroup2 = cg2fd >= 0;
-    m.body_case = SBXINIT__INIT_MSG__BODY_SETUP;
-    m.setup = &su;
-    pending p;
-    rc = request(sb, &m, &p, 10000);
-    reap_pid(outer); /* the helper exits once the init runs (or on failure) */
+/* Moves the helper into the sandbox's groups (the init it forks after Setup inherits them) and
+ * starts reading the socket. Kills and reaps the helper on failure. */
+static int sb_attach(sbx_sandbox *sb, pid_t helper)
+{
+    int rc = sbx_cg_attach(&sb->cg, helper);
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = sb->key};
+    if (rc == 0 && epoll_ctl(svc.epfd, EPOLL_CTL_ADD, sb->sock, &ev) < 0)
+        rc = -errno;
     if (rc < 0) {
-        SBX_LOG_ERRNO(SBX_LOG_ERROR, "sandbox", rc, "sandbox init did not start id=%s", sb->id);
-        goto out_close;
+        kill(helper, SIGKILL);
+        reap_pid(helper);
     }
-    if (p.msg->body_case != SBXINIT__INIT_MSG__BODY_READY) {
+    return rc;
+}
+
+/* Records a Ready answer: the init pid and what the init enforces. */
+static int take_ready(sbx_sandbox *sb, pending *p)
+{
+    int rc;
+    if (p->msg->body_case != SBXINIT__INIT_MSG__BODY_READY) {
         rc = -EPROTO;
     } else {
-        const Sbxinit__Ready *r = p.msg->ready;
-        sb->init_pid = r->init_pid;
+        const Sbxinit__Ready *r = p->msg->ready;
+        if (r->init_pid > 0)
+            sb->init_pid = r->init_pid;
         rc = -r->err;
         if (rc < 0)
             SBX_LOG_ERRNO(SBX_LOG_ERROR, "sandbox", rc, "sandbox init failed id=%s step=%s", sb->id,
@@ -797,39 +847,653 @@ int sbx_sandbox_create(const sbx_sandbox_cfg *cfg, sbx_sandbox **out)
                 sb->userns = true;
         }
     }
-    for (size_t i = 0; i < p.nfds; i++)
-        close(p.fds[i]);
-    sbxinit__init_msg__free_unpacked(p.msg, NULL);
-    if (rc < 0)
-        goto out_kill_init;
-    if (cg2fd >= 0)
-        close(cg2fd);
+    for (size_t i = 0; i < p->nfds; i++)
+        close(p->fds[i]);
+    sbxinit__init_msg__free_unpacked(p->msg, NULL);
+    return rc;
+}
+
+/* Sends Setup to the helper and waits for the init's Ready; reaps the helper. */
+static int sb_setup(sbx_sandbox *sb, Sbxinit__Setup *su, pid_t helper)
+{
+    Sbxinit__InitMsg m = SBXINIT__INIT_MSG__INIT;
+    su->uid_base = sb->uid_base;
+    su->expect_ppid = (uint32_t)getpid();
+    m.body_case = SBXINIT__INIT_MSG__BODY_SETUP;
+    m.setup = su;
+    pending p;
+    int rc = request(sb, &m, &p, 10000);
+    reap_pid(helper); /* the helper exits once the init runs (or on failure) */
+    if (rc < 0) {
+        SBX_LOG_ERRNO(SBX_LOG_ERROR, "sandbox", rc, "sandbox init did not start id=%s", sb->id);
+        return rc;
+    }
+    return take_ready(sb, &p);
+}
+
+static void add_rlimit_enforced(sbx_sandbox *sb)
+{
     if (sb->nenforced < MAX_ENFORCED)
         sb->enforced[sb->nenforced++] = "rlimits:nofile,core,fsize";
     if (sb->nenforced < MAX_ENFORCED)
         sb->enforced[sb->nenforced++] = "tmpfs-size:/tmp,/dev/shm";
+}
+
+static sbx_cg_limits cg_limits_of(const sbx_sandbox_limits *l)
+{
+    return (sbx_cg_limits){.memory_bytes = l->memory_bytes,
+                           .pids = l->pids,
+                           .cpu_millis = l->cpu_millis,
+                           .cpu_weight = l->cpu_weight};
+}
+
+static sbx_cg_env cg_env(void)
+{
+    pthread_mutex_lock(&svc.lock);
+    sbx_cg_env e = svc.cgenv;
+    pthread_mutex_unlock(&svc.lock);
+    return e;
+}
+
+/* ---------------------------------------------------------------- cold create */
+
+static int create_cold(const sbx_sandbox_cfg *cfg, uint32_t uid_base, int slot, bool ns_ok,
+                       sbx_sandbox **out)
+{
+    const char *parent = cfg->cgroup_parent ? cfg->cgroup_parent : "sbx";
+    sbx_cg_env cgenv = cg_env();
+    int rc;
+    sbx_sandbox *sb = sb_alloc(cfg->id, uid_base, slot);
+    if (!sb) {
+        slot_put(slot);
+        return -ENOMEM;
+    }
+    sb->cb = cfg->on_exit;
+    sb->cb_arg = cfg->on_exit_arg;
+    if ((rc = reg_add(sb)) < 0) {
+        free_sandbox(sb);
+        slot_put(slot);
+        return rc;
+    }
+    int cg2fd = -1;
+    pid_t helper = -1;
+    if (cfg->home_dir) {
+        snprintf(sb->home, sizeof sb->home, "%s", cfg->home_dir);
+        if ((rc = prepare_home(cfg->home_dir, uid_base, ns_ok)) < 0) {
+            SBX_LOG_ERRNO(SBX_LOG_ERROR, "sandbox", rc, "cannot prepare home dir=%s",
+                          cfg->home_dir);
+            goto out_destroy;
+        }
+    }
+    sb->cg_lim = cg_limits_of(&cfg->limits);
+    if ((rc = sbx_cg_create(&cgenv, parent, cfg->id, &sb->cg_lim, uid_base, &sb->cg, sb->enforced,
+                            &sb->nenforced)) < 0)
+        goto out_destroy;
+    if ((helper = sb_spawn(sb, cfg->init_path, &cg2fd)) < 0) {
+        rc = helper;
+        goto out_destroy;
+    }
+    if ((rc = sb_attach(sb, helper)) < 0)
+        goto out_destroy;
+    Sbxinit__Setup su = SBXINIT__SETUP__INIT;
+    su.hostname = sb->id;
+    su.template_root = (char *)(cfg->template_root ? cfg->template_root : "");
+    su.home_dir = (char *)(cfg->home_dir ? cfg->home_dir : "");
+    su.tmp_bytes = cfg->limits.tmp_bytes ? cfg->limits.tmp_bytes : 64ull << 20;
+    su.nofile = cfg->limits.nofile ? cfg->limits.nofile : 1024;
+    su.fsize_bytes = cfg->limits.file_bytes;
+    su.nproc = cfg->limits.nproc;
+    su.weak = cfg->allow_weak_isolation;
+    su.has_cgroup2 = cg2fd >= 0;
+    if ((rc = sb_setup(sb, &su, helper)) < 0)
+        goto out_destroy;
+    if (cg2fd >= 0)
+        close(cg2fd);
+    add_rlimit_enforced(sb);
     SBX_LOG_INFO("sandbox", "created id=%s init_pid=%d uid_base=%u", sb->id, (int)sb->init_pid,
                  sb->uid_base);
     *out = sb;
     return 0;
 
-out_kill_init:
-    if (sb->init_pid > 0) {
-        kill(sb->init_pid, SIGKILL);
-        reap_pid(sb->init_pid);
-    }
-out_close:
-    if (sv[1] >= 0)
-        close(sv[1]);
+out_destroy:
     if (cg2fd >= 0)
         close(cg2fd);
-out_cgroups:
-    sbx_cg_kill(&sb->cg);
-    sbx_cg_destroy(&sb->cg);
-out_unregister:
-    reg_remove(sb);
-    free_sandbox(sb);
+    sbx_sandbox_destroy(sb); /* kills the init if there is one, removes groups, frees the slot */
     return rc;
+}
+
+/* ---------------------------------------------------------------- pool */
+
+typedef struct {
+    char init_path[4096];
+    char parent[65];
+    char template_root[4096];
+    uint64_t tmp_bytes;
+    sbx_cg_limits lim;
+    uint32_t uid_first;
+} pool_params;
+
+/* Builds parked inits in the given slots, in phases so that one RCU grace period covers all of
+ * their cgroup moves. Returns how many were made (into made[]); failed slots are released. */
+static size_t pool_build(const int *slots, size_t k, const pool_params *pp, sbx_sandbox **made)
+{
+    struct {
+        sbx_sandbox *sb;
+        pid_t helper;
+        int cg2fd;
+    } b[POOL_BATCH];
+    sbx_cg_env cgenv = cg_env();
+    size_t n = 0;
+    for (size_t i = 0; i < k; i++) {
+        uint32_t base = pp->uid_first + (uint32_t)slots[i] * UID_BLOCK;
+        char id[32];
+        snprintf(id, sizeof id, "@pool-%u", base); /* '@' is never in a sandbox id */
+        sbx_sandbox *sb = sb_alloc(id, base, slots[i]);
+        if (!sb) {
+            slot_put(slots[i]);
+            continue;
+        }
+        sb->parked = true;
+        int rc = reg_add(sb);
+        if (rc < 0) {
+            free_sandbox(sb);
+            slot_put(slots[i]);
+            continue;
+        }
+        const char *scratch[8];
+        size_t ns = 0;
+        sb->cg_lim = pp->lim;
+        rc = sbx_cg_create(&cgenv, pp->parent, id, &pp->lim, base, &sb->cg, scratch, &ns);
+        int cg2fd = -1;
+        pid_t helper = rc < 0 ? rc : sb_spawn(sb, pp->init_path, &cg2fd);
+        if (helper < 0) {
+            SBX_LOG_ERRNO(SBX_LOG_WARN, "sandbox", helper, "pool: cannot start an init uid_base=%u",
+                          base);
+            if (cg2fd >= 0)
+                close(cg2fd);
+            sbx_sandbox_destroy(sb);
+            continue;
+        }
+        b[n].sb = sb;
+        b[n].helper = helper;
+        b[n].cg2fd = cg2fd;
+        n++;
+    }
+    size_t w = 0;
+    for (size_t i = 0; i < n; i++) { /* the first move pays the grace period, the rest not */
+        if (sb_attach(b[i].sb, b[i].helper) < 0) {
+            if (b[i].cg2fd >= 0)
+                close(b[i].cg2fd);
+            sbx_sandbox_destroy(b[i].sb);
+            continue;
+        }
+        b[w++] = b[i];
+    }
+    size_t nmade = 0;
+    for (size_t i = 0; i < w; i++) {
+        Sbxinit__Setup su = SBXINIT__SETUP__INIT;
+        su.park = true;
+        su.has_cgroup2 = b[i].cg2fd >= 0;
+        su.template_root = (char *)pp->template_root;
+        su.tmp_bytes = pp->tmp_bytes;
+        int rc = sb_setup(b[i].sb, &su, b[i].helper);
+        if (b[i].cg2fd >= 0)
+            close(b[i].cg2fd);
+        if (rc < 0) {
+            sbx_sandbox_destroy(b[i].sb);
+            continue;
+        }
+        made[nmade++] = b[i].sb;
+    }
+    return nmade;
+}
+
+static void *pool_main(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&pool.lock);
+    while (!pool.stop) {
+        size_t have = pool.nready + pool.building;
+        size_t want = pool.target > have ? pool.target - have : 0;
+        if (want > POOL_BATCH)
+            want = POOL_BATCH;
+        int slots[POOL_BATCH];
+        size_t k = 0;
+        while (k < want) {
+            int s = slot_take_locked();
+            if (s < 0)
+                break;
+            slots[k++] = s;
+        }
+        if (k == 0) { /* full, or no free uid range until a sandbox is destroyed */
+            pthread_cond_wait(&pool.cond, &pool.lock);
+            continue;
+        }
+        pool_params pp;
+        snprintf(pp.init_path, sizeof pp.init_path, "%s", pool.init_path);
+        snprintf(pp.parent, sizeof pp.parent, "%s", pool.parent);
+        snprintf(pp.template_root, sizeof pp.template_root, "%s", pool.template_root);
+        pp.tmp_bytes = pool.tmp_bytes;
+        pp.lim = pool.lim;
+        pp.uid_first = pool.uid_first;
+        unsigned gen = pool.gen;
+        pool.building += k;
+        pthread_mutex_unlock(&pool.lock);
+
+        sbx_sandbox *made[POOL_BATCH], *drop[POOL_BATCH];
+        size_t nmade = pool_build(slots, k, &pp, made), ndrop = 0;
+
+        pthread_mutex_lock(&pool.lock);
+        pool.building -= k;
+        pool.built += nmade;
+        pool.failures += k - nmade;
+        for (size_t i = 0; i < nmade; i++) {
+            if (gen == pool.gen && !pool.stop && pool.nready < POOL_MAX)
+                pool.ready[pool.nready++] = made[i];
+            else
+                drop[ndrop++] = made[i];
+        }
+        pthread_cond_broadcast(&pool.cond);
+        if (ndrop) {
+            pthread_mutex_unlock(&pool.lock);
+            for (size_t i = 0; i < ndrop; i++)
+                sbx_sandbox_destroy(drop[i]);
+            pthread_mutex_lock(&pool.lock);
+        }
+        if (nmade == 0 && !pool.stop) { /* do not spin on a persistent failure */
+            struct timespec dl;
+            clock_gettime(CLOCK_REALTIME, &dl); /* pool.cond runs on the default clock */
+            dl.tv_sec += 1;
+            pthread_cond_timedwait(&pool.cond, &pool.lock, &dl);
+        }
+    }
+    pthread_mutex_unlock(&pool.lock);
+    return NULL;
+}
+
+/* Takes the parked inits out of the pool (caller holds pool.lock) into out[]. */
+static size_t pool_drain_locked(sbx_sandbox **out)
+{
+    size_t n = pool.nready;
+    memcpy(out, pool.ready, n * sizeof *out);
+    pool.nready = 0;
+    pthread_cond_broadcast(&pool.cond);
+    return n;
+}
+
+int sbx_sandbox_pool_config(const sbx_sandbox_pool_cfg *cfg)
+{
+    if (!cfg || !cfg->init_path || strlen(cfg->init_path) >= sizeof pool.init_path ||
+        (cfg->template_root && strlen(cfg->template_root) >= sizeof pool.template_root) ||
+        cfg->size > POOL_MAX || (cfg->cgroup_parent && !valid_id(cfg->cgroup_parent)) ||
+        cfg->uid_first < UID_BLOCK || cfg->uid_count < UID_BLOCK ||
+        (uint64_t)cfg->uid_first + cfg->uid_count > (uint64_t)UINT32_MAX - UID_BLOCK)
+        return -EINVAL;
+    int rc = service_get();
+    if (rc < 0)
+        return rc;
+    sbx_sandbox_caps caps;
+    if ((rc = sbx_sandbox_caps_detect(cfg->init_path, &caps)) < 0)
+        return rc;
+    if (!caps.namespaces) {
+        SBX_LOG_ERROR("sandbox", "no sandbox pool: namespaces cannot be created");
+        return -EPERM;
+    }
+    uint32_t nslots = cfg->uid_count / UID_BLOCK;
+    if (nslots > 65536)
+        nslots = 65536;
+    const char *parent = cfg->cgroup_parent ? cfg->cgroup_parent : "sbx";
+    const char *tmpl = cfg->template_root ? cfg->template_root : "";
+    uint64_t tmp_bytes = cfg->limits.tmp_bytes ? cfg->limits.tmp_bytes : 64ull << 20;
+    sbx_cg_limits lim = cg_limits_of(&cfg->limits);
+    sbx_sandbox *drop[POOL_MAX];
+    size_t ndrop = 0;
+
+    pthread_mutex_lock(&pool.lock);
+    bool same_range = pool.configured && pool.uid_first == cfg->uid_first && pool.nslots == nslots;
+    if (!same_range && pool.nused > 0) {
+        pthread_mutex_unlock(&pool.lock);
+        SBX_LOG_ERROR("sandbox",
+                      "pool: the uid range cannot change while %u of its blocks are in use",
+                      pool.nused);
+        return -EBUSY;
+    }
+    bool same = same_range && strcmp(pool.init_path, cfg->init_path) == 0 &&
+                strcmp(pool.parent, parent) == 0 && strcmp(pool.template_root, tmpl) == 0 &&
+                pool.tmp_bytes == tmp_bytes && memcmp(&pool.lim, &lim, sizeof lim) == 0;
+    if (!same) {
+        pool.gen++;
+        ndrop = pool_drain_locked(drop);
+    }
+    if (!same_range) {
+        memset(pool.used, 0, sizeof pool.used);
+        pool.uid_first = cfg->uid_first;
+        pool.nslots = nslots;
+        pool.cursor = 0;
+    }
+    snprintf(pool.init_path, sizeof pool.init_path, "%s", cfg->init_path);
+    snprintf(pool.parent, sizeof pool.parent, "%s", parent);
+    snprintf(pool.template_root, sizeof pool.template_root, "%s", tmpl);
+    pool.tmp_bytes = tmp_bytes;
+    pool.lim = lim;
+    pool.configured = true;
+    pool.target = cfg->size;
+    if (!pool.running && cfg->size > 0) {
+        pthread_attr_t a;
+        pthread_attr_init(&a);
+        pthread_attr_setstacksize(&a, 256 * 1024);
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_BLOCK, &all, &old);
+        pool.stop = false;
+        rc = -pthread_create(&pool.thread, &a, pool_main, NULL);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        pthread_attr_destroy(&a);
+        pool.running = rc == 0;
+    }
+    pthread_cond_broadcast(&pool.cond);
+    pthread_mutex_unlock(&pool.lock);
+    for (size_t i = 0; i < ndrop; i++)
+        sbx_sandbox_destroy(drop[i]);
+    if (rc == 0)
+        SBX_LOG_INFO("sandbox", "pool size=%zu uid_first=%u slots=%u parent=%s", cfg->size,
+                     cfg->uid_first, nslots, parent);
+    return rc;
+}
+
+void sbx_sandbox_pool_shutdown(void)
+{
+    sbx_sandbox *drop[POOL_MAX];
+    pthread_mutex_lock(&pool.lock);
+    bool join = pool.running;
+    pool.stop = true;
+    pool.target = 0;
+    pthread_cond_broadcast(&pool.cond);
+    pthread_mutex_unlock(&pool.lock);
+    if (join)
+        pthread_join(pool.thread, NULL);
+    pthread_mutex_lock(&pool.lock);
+    pool.running = false;
+    pool.stop = false;
+    pool.gen++;
+    size_t n = pool_drain_locked(drop);
+    pthread_mutex_unlock(&pool.lock);
+    for (size_t i = 0; i < n; i++)
+        sbx_sandbox_destroy(drop[i]);
+}
+
+int sbx_sandbox_pool_stats_get(sbx_sandbox_pool_stats *st)
+{
+    memset(st, 0, sizeof *st);
+    pthread_mutex_lock(&pool.lock);
+    st->target = pool.target;
+    st->ready = pool.nready;
+    st->building = pool.building;
+    st->slots_total = pool.nslots;
+    st->slots_used = pool.nused;
+    st->claimed = pool.claimed;
+    st->cold_creates = pool.cold;
+    st->built = pool.built;
+    st->build_failures = pool.failures;
+    pthread_mutex_unlock(&pool.lock);
+    return 0;
+}
+
+int sbx_sandbox_pool_wait(size_t ready, int timeout_ms)
+{
+    struct timespec dl;
+    deadline_in(&dl, timeout_ms < 0 ? 0 : timeout_ms);
+    int rc = 0;
+    pthread_mutex_lock(&pool.lock);
+    while (pool.nready < ready) {
+        if (timeout_ms >= 0) {
+            /* pool.cond runs on the default (realtime) clock: convert */
+            struct timespec now_m, now_r;
+            clock_gettime(CLOCK_MONOTONIC, &now_m);
+            if (now_m.tv_sec > dl.tv_sec ||
+                (now_m.tv_sec == dl.tv_sec && now_m.tv_nsec >= dl.tv_nsec)) {
+                rc = -ETIMEDOUT;
+                break;
+            }
+            clock_gettime(CLOCK_REALTIME, &now_r);
+            struct timespec wake = {now_r.tv_sec, now_r.tv_nsec + 10 * 1000000L};
+            if (wake.tv_nsec >= 1000000000L) {
+                wake.tv_sec++;
+                wake.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&pool.cond, &pool.lock, &wake);
+        } else {
+            pthread_cond_wait(&pool.cond, &pool.lock);
+        }
+    }
+    pthread_mutex_unlock(&pool.lock);
+    return rc;
+}
+
+size_t sbx_sandbox_pool_pids(pid_t *out, size_t max)
+{
+    size_t n = 0;
+    pthread_mutex_lock(&pool.lock);
+    for (size_t i = 0; i < pool.nready && n < max; i++)
+        out[n++] = pool.ready[i]->init_pid;
+    pthread_mutex_unlock(&pool.lock);
+    return n;
+}
+
+size_t sbx_sandbox_count(void)
+{
+    size_t n = 0;
+    pthread_mutex_lock(&svc.lock);
+    for (size_t i = 0; i < svc.nreg; i++)
+        if (!svc.reg[i]->parked)
+            n++;
+    pthread_mutex_unlock(&svc.lock);
+    return n;
+}
+
+/* Takes a parked init for cfg (none: NULL, *err 0 = use the cold path) and gives it cfg's id,
+ * atomically with the duplicate-id check. Prefers the init whose range owns the home already
+ * (no re-owning walk of the home tree). */
+static sbx_sandbox *pool_take(const sbx_sandbox_cfg *cfg, const char *parent, int *err)
+{
+    uint32_t prefer = 0;
+    struct stat st;
+    if (cfg->home_dir && lstat(cfg->home_dir, &st) == 0 && st.st_uid >= UID_BLOCK + USER_ID)
+        prefer = (uint32_t)st.st_uid - USER_ID;
+    *err = 0;
+    sbx_sandbox *sb = NULL;
+    pthread_mutex_lock(&svc.lock);
+    for (size_t i = 0; i < svc.nreg; i++)
+        if (strcmp(svc.reg[i]->id, cfg->id) == 0) {
+            pthread_mutex_unlock(&svc.lock);
+            *err = -EEXIST;
+            return NULL;
+        }
+    pthread_mutex_lock(&pool.lock);
+    if (pool.nready > 0 && strcmp(pool.init_path, cfg->init_path) == 0 &&
+        strcmp(pool.parent, parent) == 0 &&
+        strcmp(pool.template_root, cfg->template_root ? cfg->template_root : "") == 0) {
+        size_t pick = pool.nready - 1;
+        for (size_t i = 0; i < pool.nready; i++)
+            if (pool.ready[i]->uid_base == prefer)
+                pick = i;
+        sb = pool.ready[pick];
+        pool.ready[pick] = pool.ready[--pool.nready];
+        pool.claimed++;
+        pthread_cond_broadcast(&pool.cond); /* refill */
+    }
+    pthread_mutex_unlock(&pool.lock);
+    if (sb) {
+        snprintf(sb->id, sizeof sb->id, "%s", cfg->id);
+        sb->parked = false;
+    }
+    pthread_mutex_unlock(&svc.lock);
+    return sb;
+}
+
+/* A detached, private, nosuid+nodev clone of the home dir for a parked init to attach: it
+ * lives in its own mount namespace (pivoted, the host tree gone), so it cannot bind a path. */
+static int home_mount_fd(const char *home)
+{
+    int fd = (int)syscall(SYS_open_tree, AT_FDCWD, home,
+                          OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_SYMLINK_NOFOLLOW);
+    if (fd < 0)
+        return -errno;
+    struct mount_attr a = {.attr_set = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+                           .propagation = MS_PRIVATE};
+    if (syscall(SYS_mount_setattr, fd, "", AT_EMPTY_PATH, &a, sizeof a) < 0) {
+        int rc = -errno;
+        close(fd);
+        return rc;
+    }
+    return fd;
+}
+
+/* Hands a parked init its sandbox: home, limits, hostname, rlimits. *init_failed tells a
+ * failure of the init (worth a cold retry) from one of the request (home, cgroups). */
+static int pool_claim(sbx_sandbox *sb, const sbx_sandbox_cfg *cfg, bool *init_failed)
+{
+    int rc, home_fd = -1;
+    *init_failed = false;
+    sb->cb = cfg->on_exit;
+    sb->cb_arg = cfg->on_exit_arg;
+    if (cfg->home_dir) {
+        snprintf(sb->home, sizeof sb->home, "%s", cfg->home_dir);
+        if ((rc = prepare_home(cfg->home_dir, sb->uid_base, true)) < 0) {
+            SBX_LOG_ERRNO(SBX_LOG_ERROR, "sandbox", rc, "cannot prepare home dir=%s",
+                          cfg->home_dir);
+            return rc;
+        }
+        if ((home_fd = home_mount_fd(cfg->home_dir)) < 0) {
+            SBX_LOG_ERRNO(SBX_LOG_ERROR, "sandbox", home_fd, "cannot clone the home mount dir=%s",
+                          cfg->home_dir);
+            return home_fd;
+        }
+    }
+    sbx_cg_env cgenv = cg_env();
+    sbx_cg_limits cl = cg_limits_of(&cfg->limits);
+    rc = sbx_cg_update(&cgenv, &sb->cg, &sb->cg_lim, &cl, sb->enforced, &sb->nenforced);
+    if (rc < 0) {
+        if (home_fd >= 0)
+            close(home_fd);
+        return rc;
+    }
+    sb->cg_lim = cl;
+
+    Sbxinit__InitMsg m = SBXINIT__INIT_MSG__INIT;
+    Sbxinit__Claim c = SBXINIT__CLAIM__INIT;
+    c.hostname = sb->id;
+    c.tmp_bytes = cfg->limits.tmp_bytes ? cfg->limits.tmp_bytes : 64ull << 20;
+    c.nofile = cfg->limits.nofile ? cfg->limits.nofile : 1024;
+    c.fsize_bytes = cfg->limits.file_bytes;
+    c.nproc = cfg->limits.nproc;
+    c.has_home_mount = home_fd >= 0;
+    m.body_case = SBXINIT__INIT_MSG__BODY_CLAIM;
+    m.claim = &c;
+    pending p;
+    *init_failed = true;
+    rc = request_fds(sb, &m, home_fd >= 0 ? &home_fd : NULL, home_fd >= 0 ? 1 : 0, &p, 10000);
+    if (home_fd >= 0)
+        close(home_fd);
+    if (rc < 0) {
+        SBX_LOG_ERRNO(SBX_LOG_WARN, "sandbox", rc, "pooled init did not answer id=%s", sb->id);
+        return rc;
+    }
+    if ((rc = take_ready(sb, &p)) < 0)
+        return rc;
+    *init_failed = false;
+    add_rlimit_enforced(sb);
+    SBX_LOG_INFO("sandbox", "created id=%s init_pid=%d uid_base=%u pooled=yes", sb->id,
+                 (int)sb->init_pid, sb->uid_base);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- create / destroy */
+
+int sbx_sandbox_create(const sbx_sandbox_cfg *cfg, sbx_sandbox **out)
+{
+    *out = NULL;
+    if (!cfg || !valid_id(cfg->id) || !cfg->init_path ||
+        (cfg->uid_base != 0 &&
+         (cfg->uid_base < UID_BLOCK || cfg->uid_base > UINT32_MAX - UID_BLOCK)) ||
+        (cfg->cgroup_parent && !valid_id(cfg->cgroup_parent)))
+        return -EINVAL;
+    if (cfg->uid_base != 0 && in_pool_range(cfg->uid_base)) {
+        SBX_LOG_ERROR("sandbox", "uid_base=%u overlaps the pool's uid range id=%s", cfg->uid_base,
+                      cfg->id);
+        return -EINVAL;
+    }
+    int rc = service_get();
+    if (rc < 0)
+        return rc;
+    sbx_sandbox_caps caps;
+    if ((rc = sbx_sandbox_caps_detect(cfg->init_path, &caps)) < 0)
+        return rc;
+    if (!caps.namespaces && !cfg->allow_weak_isolation) {
+        SBX_LOG_ERROR("sandbox", "refusing to create a sandbox without namespaces id=%s", cfg->id);
+        return -EPERM;
+    }
+    if (cfg->uid_base != 0)
+        return create_cold(cfg, cfg->uid_base, -1, caps.namespaces, out);
+
+    /* uid_base 0: the pool picks the range */
+    const char *parent = cfg->cgroup_parent ? cfg->cgroup_parent : "sbx";
+    for (int tries = 0; tries < 3; tries++) {
+        sbx_sandbox *sb = pool_take(cfg, parent, &rc);
+        if (!sb) {
+            if (rc < 0)
+                return rc;
+            break;
+        }
+        bool init_failed;
+        if ((rc = pool_claim(sb, cfg, &init_failed)) == 0) {
+            *out = sb;
+            return 0;
+        }
+        sbx_sandbox_destroy(sb);
+        if (!init_failed)
+            return rc;
+        SBX_LOG_WARN("sandbox", "pooled init failed, trying another id=%s", cfg->id);
+    }
+    pthread_mutex_lock(&pool.lock);
+    int slot = pool.configured ? slot_take_locked() : -2;
+    if (slot == -1 && pool.building > 0) {
+        /* every block is taken but some parked inits are on their way: wait for one */
+        struct timespec dl;
+        clock_gettime(CLOCK_REALTIME, &dl); /* pool.cond runs on the default clock */
+        dl.tv_sec += 10;
+        while (pool.nready == 0 && pool.building > 0 &&
+               pthread_cond_timedwait(&pool.cond, &pool.lock, &dl) == 0) {
+        }
+        bool got = pool.nready > 0;
+        pthread_mutex_unlock(&pool.lock);
+        if (got) {
+            sbx_sandbox *sb = pool_take(cfg, parent, &rc);
+            if (!sb)
+                return rc < 0 ? rc : -ENOSPC;
+            bool init_failed;
+            if ((rc = pool_claim(sb, cfg, &init_failed)) == 0) {
+                *out = sb;
+                return 0;
+            }
+            sbx_sandbox_destroy(sb);
+            return rc;
+        }
+        pthread_mutex_lock(&pool.lock);
+        slot = slot_take_locked();
+    }
+    uint32_t base = pool.uid_first + (uint32_t)(slot < 0 ? 0 : slot) * UID_BLOCK;
+    if (slot >= 0)
+        pool.cold++;
+    pthread_cond_broadcast(&pool.cond);
+    pthread_mutex_unlock(&pool.lock);
+    if (slot == -2)
+        return -EINVAL; /* uid_base 0 needs a pool range */
+    if (slot < 0) {
+        SBX_LOG_ERROR("sandbox", "no free uid range in the pool id=%s", cfg->id);
+        return -ENOSPC;
+    }
+    return create_cold(cfg, base, slot, caps.namespaces, out);
 }
 
 void sbx_sandbox_destroy(sbx_sandbox *sb)
@@ -856,8 +1520,11 @@ void sbx_sandbox_destroy(sbx_sandbox *sb)
     }
     sbx_cg_kill(&sb->cg);
     sbx_cg_destroy(&sb->cg);
-    SBX_LOG_INFO("sandbox", "destroyed id=%s", sb->id);
+    if (!sb->parked && sb->init_pid > 0)
+        SBX_LOG_INFO("sandbox", "destroyed id=%s", sb->id);
+    int slot = sb->slot;
     free_sandbox(sb);
+    slot_put(slot); /* the range is free once nothing of the sandbox runs */
 }
 
 /* ---------------------------------------------------------------- commands */
@@ -926,6 +1593,17 @@ int sbx_sandbox_spawn(sbx_sandbox *sb, const sbx_spawn_req *req, sbx_spawned *ou
         close(p.fds[i]);
     sbxinit__init_msg__free_unpacked(p.msg, NULL);
     return rc;
+}
+
+void sbx_sandbox_set_exit_hook(sbx_sandbox *sb, sbx_exit_cb cb, void *arg)
+{
+    pthread_mutex_lock(&sb->lock);
+    sb->hook = cb;
+    sb->hook_arg = arg;
+    pthread_mutex_unlock(&sb->lock);
+    /* a batch of the service thread may still be calling the previous hook */
+    pthread_mutex_lock(&svc.dispatch);
+    pthread_mutex_unlock(&svc.dispatch);
 }
 
 int sbx_sandbox_exit_fd(const sbx_sandbox *sb)
@@ -1023,6 +1701,11 @@ pid_t sbx_sandbox_init_pid(const sbx_sandbox *sb)
 uid_t sbx_sandbox_user_uid(const sbx_sandbox *sb)
 {
     return sb->uid_base + USER_ID;
+}
+
+uint32_t sbx_sandbox_uid_base(const sbx_sandbox *sb)
+{
+    return sb->uid_base;
 }
 
 int sbx_sandbox_read_stats(const sbx_sandbox *sb, sbx_sandbox_stats *st)

@@ -71,7 +71,12 @@ typedef struct {
     const char *template_root; /* NULL: host /usr, /etc, /bin, /lib...; else this tree, read-only */
     const char *cgroup_parent; /* group under the executor's own cgroups; NULL = "sbx" */
     uint32_t uid_base;         /* host uid/gid of root inside; 65536 ids from here belong to this
-                                  sandbox alone (>= 65536). The user (1000) is uid_base + 1000. */
+                                  sandbox alone (>= 65536). The user (1000) is uid_base + 1000.
+                                  0 = the pool chooses (sbx_sandbox_pool_config; -EINVAL without
+                                  one): a parked init is claimed when one matches init_path and
+                                  cgroup_parent, else a cold create in a free block of the pool's
+                                  range; read the choice with sbx_sandbox_uid_base. A non-zero
+                                  uid_base must not overlap the pool's range (-EINVAL). */
     sbx_sandbox_limits limits;
     bool allow_weak_isolation; /* run without a user namespace when it cannot be created */
     /* Optional: called on the service thread for every exit, besides the exit queue. It must not
@@ -83,8 +88,65 @@ typedef struct {
 /* Creates a sandbox and waits until its init is ready. cfg and its strings are copied. On
  * success *out is the caller's (release with sbx_sandbox_destroy). Errors: -EINVAL (bad cfg),
  * -EPERM/-ENOSPC... namespaces unavailable (and !allow_weak_isolation), -EEXIST (a sandbox
- * with this id exists in this executor), -ETIMEDOUT (init did not answer), other -errno. */
+ * with this id exists in this executor), -ETIMEDOUT (init did not answer), -ENOSPC (uid_base 0
+ * and no free block left in the pool's range), other -errno.
+ * A sandbox claimed from the pool behaves exactly like one created cold (same namespaces,
+ * filesystem, limits, enforced list); only its cgroups are named "@pool-<uid_base>" under
+ * cgroup_parent instead of by id (cgroup2 groups cannot be renamed). */
 int sbx_sandbox_create(const sbx_sandbox_cfg *cfg, sbx_sandbox **out);
+
+/* ---- warm pool: inits made ahead so that a create costs a claim (~1 ms) instead of a spawn,
+ * namespaces, uid maps and cgroup moves (7-23 ms here, most of it an RCU grace period paid by
+ * the first cgroup.procs write). A refill thread keeps `size` inits parked: each has its
+ * namespaces, uid/gid map (a block of 65536 ids from the pool's range), loopback, cgroups
+ * (holding `limits`) with the init already in them, per-command cgroups, its root filesystem
+ * built from the pool's template and pivoted into (old root detached) but without a home and
+ * still writable, and the compiled seccomp program. At claim time the executor prepares the
+ * home and sends a detached private nosuid,nodev clone of it (open_tree) with hostname, tmpfs
+ * sizes and rlimits; the init attaches it at /home/user, makes the root read-only, drops its
+ * capabilities and loads seccomp, as a cold init does; the claim writes the cgroup limits
+ * that differ from `limits`. Parked inits are children of the same immortal thread as
+ * every init (PR_SET_PDEATHSIG: they die with the executor, also on kill -9), are not
+ * sandboxes (sbx_sandbox_count, ids), and are destroyed by sbx_sandbox_pool_shutdown. */
+typedef struct {
+    size_t size;               /* inits kept parked (<= 64); 0 = none (the range stays usable) */
+    const char *init_path;     /* the sbx-init binary; creates with another one go cold */
+    const char *cgroup_parent; /* NULL = "sbx"; creates with another parent go cold */
+    const char *template_root; /* root tree the parked inits prebuild (NULL = host system
+                                  dirs); creates with another template go cold */
+    uint32_t uid_first;        /* first host uid of the range reserved for uid_base 0 creates */
+    uint32_t uid_count;        /* its size (blocks of 65536); must not overlap ranges callers
+                                  pass as uid_base (those are refused with -EINVAL) */
+    sbx_sandbox_limits limits; /* cgroup limits written ahead (memory, pids, cpu) and the size
+                                  of the prebuilt /tmp and /dev/shm (tmp_bytes): use the server
+                                  defaults so most claims write and remount nothing */
+} sbx_sandbox_pool_cfg;
+
+/* Configures (or reconfigures) the pool and starts its refill thread; returns at once (the
+ * pool fills in the background, see sbx_sandbox_pool_wait). Strings are copied. A change of
+ * init_path/cgroup_parent/template_root/limits drops the parked inits and builds new ones; the
+ * uid range cannot change while a sandbox uses a block of it (-EBUSY). -EPERM when namespaces
+ * cannot be created here, -EINVAL for a bad cfg. Put the range above every uid_base callers
+ * pass (e.g. above the registry's uid_base_first + max_sandboxes * 65536). */
+int sbx_sandbox_pool_config(const sbx_sandbox_pool_cfg *cfg);
+/* Stops the refill thread and destroys every parked init (their groups removed). Claimed
+ * sandboxes are not touched; uid_base 0 creates keep working (cold, in the pool's range) and a
+ * later sbx_sandbox_pool_config restarts the pool. Call it before exit. */
+void sbx_sandbox_pool_shutdown(void);
+
+typedef struct {
+    size_t target, ready, building; /* parked inits wanted, parked now, being built */
+    size_t slots_total, slots_used; /* 65536-id blocks of the range (parked ones included) */
+    uint64_t claimed, cold_creates; /* uid_base 0 creates served by the pool / cold */
+    uint64_t built, build_failures; /* inits parked / failed to park since start */
+} sbx_sandbox_pool_stats;
+int sbx_sandbox_pool_stats_get(sbx_sandbox_pool_stats *st);
+/* Waits until at least `ready` inits are parked: 0, or -ETIMEDOUT (timeout_ms < 0: forever). */
+int sbx_sandbox_pool_wait(size_t ready, int timeout_ms);
+/* Host pids of the parked inits (at most max); returns how many were stored. */
+size_t sbx_sandbox_pool_pids(pid_t *out, size_t max);
+/* Live sandboxes made by sbx_sandbox_create and not yet destroyed (parked inits excluded). */
+size_t sbx_sandbox_count(void);
 
 /* Kills every process of the sandbox, reaps its init, removes its cgroups, frees it. The home
  * dir stays. Pending calls on other threads fail with -EPIPE; the caller must make sure no
@@ -120,6 +182,11 @@ typedef struct {
  * argv+env too large, -EAGAIN too many commands, -EPIPE the sandbox is dead. */
 int sbx_sandbox_spawn(sbx_sandbox *sb, const sbx_spawn_req *req, sbx_spawned *out);
 
+/* Delivers exits to cb (on the service thread, as on_exit: it must not block or call back into
+ * this sandbox) instead of the exit queue, saving a thread wake-up per command; cb NULL goes
+ * back to the queue. Returns once no call of the previous hook is running. The process table
+ * (proc.h) uses it. */
+void sbx_sandbox_set_exit_hook(sbx_sandbox *sb, sbx_exit_cb cb, void *arg);
 /* An eventfd (owned by sb, non-blocking) that is readable while exits are queued. */
 int sbx_sandbox_exit_fd(const sbx_sandbox *sb);
 /* Pops the oldest queued exit into *ev: 0, or -EAGAIN when none is queued. */
@@ -145,6 +212,9 @@ bool sbx_sandbox_alive(const sbx_sandbox *sb);
 pid_t sbx_sandbox_init_pid(const sbx_sandbox *sb);
 /* Host uid that the sandbox user (1000 inside) maps to. */
 uid_t sbx_sandbox_user_uid(const sbx_sandbox *sb);
+/* Host uid of root inside (the first of its 65536 ids): cfg->uid_base, or the block the pool
+ * chose when that was 0. */
+uint32_t sbx_sandbox_uid_base(const sbx_sandbox *sb);
 
 typedef struct {
     uint64_t memory_current, memory_peak, oom_kills, pids_current;

@@ -8,3 +8,10 @@ if(TARGET sbx_sandbox)
   target_link_libraries(bench_sandbox PRIVATE sbx_sandbox ${CMOCKA_LINK_LIBRARIES})
   add_dependencies(bench_sandbox sbx-init)
 endif()
+# bench_sandbox_pool: interleaved same-run baselines for warm spawn, Run through the process
+# table (and bwrap when installed), and pooled vs cold create. Not part of ctest.
+if(TARGET sbx_sandbox AND EXISTS ${CMAKE_CURRENT_LIST_DIR}/bench_sandbox_pool.c)
+  add_executable(bench_sandbox_pool ${CMAKE_CURRENT_LIST_DIR}/bench_sandbox_pool.c)
+  target_link_libraries(bench_sandbox_pool PRIVATE sbx_sandbox)
+  add_dependencies(bench_sandbox_pool sbx-init)
+endif()

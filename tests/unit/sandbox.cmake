@@ -16,4 +16,14 @@ if(TARGET sbx_sandbox)
   target_include_directories(test_sandbox_proc PRIVATE ${CMAKE_CURRENT_LIST_DIR}/../security ${CMAKE_CURRENT_LIST_DIR})
   add_dependencies(test_sandbox sbx-init)
   add_dependencies(test_sandbox_proc sbx-init)
+  # the warm pool of inits (sbx_sandbox_pool_*)
+  sbx_add_cmocka_test(test_sandbox_pool
+    SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_sandbox_pool.c
+    LIBS sbx_sandbox
+    LABELS unit sandbox
+    PROPERTIES TIMEOUT 120)
+  if(TARGET test_sandbox_pool)
+    target_include_directories(test_sandbox_pool PRIVATE ${CMAKE_CURRENT_LIST_DIR}/../security ${CMAKE_CURRENT_LIST_DIR})
+    add_dependencies(test_sandbox_pool sbx-init)
+  endif()
 endif()
