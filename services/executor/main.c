@@ -22,12 +22,12 @@
 #include "serve.h"
 #include "store_client.h"
 
-#define N_OWN 24
+#define N_OWN 25
 
 typedef struct flags {
     const char *data_dir, *store, *store_key, *port_bind, *init_path, *templates, *cgroup_parent;
     bool allow_weak, outbox_sync;
-    int64_t idle_timeout_s, max_sandboxes;
+    int64_t idle_timeout_s, max_sandboxes, pool_size;
     int64_t memory, memory_max, pids, pids_max, cpu, cpu_max, cmd_timeout, cmd_timeout_max;
     int64_t max_output, max_output_max, open_files, open_files_max, disk, disk_max;
 } flags;
@@ -146,6 +146,9 @@ int main(int argc, char **argv)
          "default idle timeout of a sandbox, seconds (0 = never)", &f.idle_timeout_s},
         {"max-sandboxes", "SBX_MAX_SANDBOXES", SBX_CFG_INT, "1000", 1, 60000, NULL,
          "live sandboxes at most (each gets its own 65536-id host uid block)", &f.max_sandboxes},
+        {"pool-size", "SBX_POOL_SIZE", SBX_CFG_INT, "4", 0, 64, NULL,
+         "sandbox inits kept ready (namespaces, cgroups and root built ahead) so CreateSandbox only "
+         "attaches the home; 0 = build every sandbox on demand", &f.pool_size},
         {"memory", "SBX_MEMORY", SBX_CFG_SIZE, "1G", 16 << 20, 1LL << 40, NULL,
          "default memory limit of a sandbox", &f.memory},
         {"memory-max", "SBX_MEMORY_MAX", SBX_CFG_SIZE, "16G", 16 << 20, 1LL << 40, NULL,
@@ -220,6 +223,27 @@ int main(int argc, char **argv)
             memset(&caps, 0, sizeof caps);
     }
     log_caps(&caps, f.allow_weak);
+    /* warm pool: its uid range sits above every block the registry hands out */
+    const uint32_t uid_first_reg = 200000;
+    bool pool_on = f.pool_size > 0 && caps.namespaces;
+    if (pool_on) {
+        sbx_sandbox_pool_cfg pc = {
+            .size = (size_t)f.pool_size,
+            .init_path = f.init_path,
+            .cgroup_parent = f.cgroup_parent,
+            .uid_first = uid_first_reg + (uint32_t)f.max_sandboxes * 65536u,
+            .uid_count = (uint32_t)f.max_sandboxes,
+            .limits = {.memory_bytes = (uint64_t)f.memory, .pids = (uint64_t)f.pids,
+                       .cpu_millis = (uint32_t)f.cpu},
+        };
+        if ((rc = sbx_sandbox_pool_config(&pc)) < 0) {
+            SBX_LOG_WARN("executor", "warm pool unavailable, sandboxes are built on demand err=\"%s\"",
+                         strerror(-rc));
+            pool_on = false;
+        } else {
+            SBX_LOG_INFO("executor", "warm pool size=%lld", (long long)f.pool_size);
+        }
+    }
 
     sbx_rpc_init();
     int exit_code = 1;
@@ -261,6 +285,8 @@ int main(int argc, char **argv)
         .max = {f.memory_max, f.pids_max, f.cpu_max, f.cmd_timeout_max, f.max_output_max,
                 f.open_files_max, f.disk_max},
         .max_sandboxes = (size_t)f.max_sandboxes,
+        .uid_base_first = uid_first_reg,
+        .use_pool = pool_on,
         .hooks = {.attach = sbx_exectab_attach,
                   .detach = sbx_exectab_detach,
                   .running = sbx_exectab_running,
@@ -297,6 +323,7 @@ int main(int argc, char **argv)
 out:
     sbx_server_free(srv);
     sbx_reg_free(reg);      /* kills every sandbox (homes stay) and closes their forwards */
+    sbx_sandbox_pool_shutdown(); /* parked inits and their cgroups */
     sbx_portfwd_destroy(fwd);
     sbx_execmon_free(mon);  /* records what background commands were still followed */
     if (ob) {

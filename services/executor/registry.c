@@ -466,7 +466,9 @@ static int start_runtime(sbx_reg *r, sbx_box *b, const char *template_dir, char 
         .home_dir = b->home,
         .template_root = template_dir,
         .cgroup_parent = r->cgroup_parent,
-        .uid_base = r->cfg.uid_base_first + (uint32_t)b->uid_slot * UID_BLOCK,
+        /* 0: the warm pool picks an init and its uid block (templates are built cold) */
+        .uid_base = r->cfg.use_pool && !template_dir ? 0
+                                                     : r->cfg.uid_base_first + (uint32_t)b->uid_slot * UID_BLOCK,
         .limits = {.memory_bytes = (uint64_t)b->limits.memory_bytes,
                    .pids = (uint64_t)b->limits.pids,
                    .cpu_millis = (uint32_t)b->limits.cpu_millis,

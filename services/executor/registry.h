@@ -51,6 +51,8 @@ typedef struct sbx_reg_cfg {
     exv_limits defaults, max;
     size_t max_sandboxes;      /* live sandboxes at once; 0 = 1000 */
     uint32_t uid_base_first;   /* 0 = 200000 */
+    bool use_pool;             /* sandboxes without a template come from the warm pool
+                                  (sbx_sandbox_pool_config done by the caller) */
     int64_t stopped_retention_ms; /* how long a stopped sandbox stays visible; 0 = 10 min */
     size_t ring_bytes;         /* per-stream output ring of each command; 0 = 1 MiB */
     int reaper_interval_ms;    /* 0 = 500 */
