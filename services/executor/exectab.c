@@ -739,9 +739,9 @@ bool sbx_exe_finish(sbx_exe *e, bool force, int64_t oom_kills)
             p->exit.timed_out = x.timed_out;
             p->exit.duration_us = x.duration_us ? (int64_t)x.duration_us
                                                 : (int64_t)(mono_us() - p->started_mono_us);
-            p->exit.stdout_bytes = st.out_end;
-            p->exit.stderr_bytes = st.err_end;
-            p->exit.output_truncated = st.out_end > e->cap || st.err_end > e->cap;
+            p->exit.stdout_bytes = st.out_total > st.out_end ? st.out_total : st.out_end;
+            p->exit.stderr_bytes = st.err_total > st.err_end ? st.err_total : st.err_end;
+            p->exit.output_truncated = p->exit.stdout_bytes > e->cap || p->exit.stderr_bytes > e->cap;
             p->exit.finished_ms = sbx_now_unix_ms();
             p->exit.oom_killed = x.signal == SIGKILL && !x.timed_out && oom_kills > 0;
             p->end[0] = st.out_end;

@@ -314,7 +314,11 @@ static int exec_common(sbx_ctx *ctx, sbx_exsvc *s, const Sbx__V1__ExecRequest *r
                                               : r->stdin.len > 0,
                   .timeout_ms = (uint32_t)timeout},
         .tag = r->tag,
-        .max_output_bytes = 0, /* the per-stream cap is applied here; rings bound memory */
+        .max_output_bytes = 0,
+        /* a foreground command keeps at most what its answer can carry, per stream, in the
+         * ring: nothing kept is overwritten before this handler copies it; background ones
+         * keep the ring's newest bytes for AttachProcess */
+        .max_stream_bytes = r->background ? 0 : o->stream ? (uint64_t)e->cap : (uint64_t)e->capture_limit,
     };
     code = sbx_exe_spawn(b, e, &pr, err, sizeof err);
     if (code != SBX_OK) {

@@ -30,7 +30,8 @@ typedef struct {
     int fd;       /* -1 once closed */
     uint8_t *buf; /* ring; grows up to the table's ring_bytes, then wraps */
     size_t cap;
-    uint64_t end; /* absolute offset after the last byte kept */
+    uint64_t end;   /* absolute offset after the last byte kept */
+    uint64_t total; /* bytes read from the pipe, kept or dropped */
 } stream;
 
 struct sbx_proc {
@@ -39,6 +40,7 @@ struct sbx_proc {
     int pid;
     char *tag;
     uint64_t max_output;
+    uint64_t max_stream; /* per-stream cap (0 = none) */
     bool kill_on_cap;
 
     pthread_mutex_t lock; /* fields below */
@@ -187,6 +189,15 @@ static void relay_read(sbx_proctab *t, stream *s, uint8_t *chunk)
             break;
         }
         size_t keep = (size_t)n;
+        s->total += (uint64_t)n;
+        if (p->max_stream) {
+            uint64_t room = s->end < p->max_stream ? p->max_stream - s->end : 0;
+            if (keep > room) {
+                p->truncated = true;
+                p->dropped += keep - room;
+                keep = (size_t)room;
+            }
+        }
         if (p->max_output) {
             uint64_t used = p->out.end + p->err.end;
             uint64_t room = used < p->max_output ? p->max_output - used : 0;
@@ -452,6 +463,7 @@ int sbx_proc_start(sbx_proctab *t, const sbx_proc_req *req, sbx_proc **out, cons
     p->err = (stream){.owner = p, .which = SBX_STREAM_STDERR, .fd = -1};
     p->stdin_fd = -1;
     p->max_output = req->max_output_bytes;
+    p->max_stream = req->max_stream_bytes;
     p->kill_on_cap = req->kill_on_output_cap;
     p->running = true;
     pthread_mutex_init(&p->lock, NULL);
@@ -586,6 +598,8 @@ void sbx_proc_status_get(sbx_proc *p, sbx_proc_status *st)
     st->dropped_bytes = p->dropped;
     st->out_end = p->out.end;
     st->err_end = p->err.end;
+    st->out_total = p->out.total;
+    st->err_total = p->err.total;
     st->out_oldest = ring_oldest(&p->out);
     st->err_oldest = ring_oldest(&p->err);
     pthread_mutex_unlock(&p->lock);

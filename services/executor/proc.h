@@ -47,6 +47,10 @@ typedef struct {
     uint64_t max_output_bytes; /* stdout + stderr accepted; beyond it output is read and
                                   dropped, output_truncated set; 0 = unlimited */
     bool kill_on_output_cap;   /* also kill the command's tree when the cap is hit */
+    uint64_t max_stream_bytes; /* each of stdout and stderr: the first max_stream_bytes are kept,
+                                  the rest read and dropped (output_truncated); 0 = no cap.
+                                  At most the table's ring_bytes keeps every kept byte in the
+                                  ring, however slowly a reader consumes it */
 } sbx_proc_req;
 
 /* Starts a command. On success *out is a new reference. Errors as sbx_sandbox_spawn (err_what,
@@ -74,6 +78,7 @@ typedef struct {
     uint64_t dropped_bytes;    /* output read past the cap and discarded */
     uint64_t out_end, err_end; /* offset after the last byte kept, per stream */
     uint64_t out_oldest, err_oldest; /* oldest offset still held in the ring */
+    uint64_t out_total, err_total;   /* bytes the command wrote per stream, kept or dropped */
 } sbx_proc_status;
 
 void sbx_proc_status_get(sbx_proc *p, sbx_proc_status *st);

@@ -169,7 +169,7 @@ static double sandbox_run(sbx_proctab *tab)
 int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN);
-    size_t rounds = argc > 1 ? (size_t)atoi(argv[1]) : 300;
+    size_t rounds = argc > 1 ? (size_t)strtoul(argv[1], NULL, 10) : 300;
     size_t crounds = rounds / 8 < 10 ? 10 : rounds / 8;
     if (geteuid() != 0) {
         printf("SKIP: needs root\n");

@@ -323,7 +323,7 @@ static void test_pool_limits_at_claim(void **state)
                              "ps -e -o comm= | grep -c sleep",
                              20000, &r),
                      0);
-    assert_true(atoi(r.out) < 48);
+    assert_true(strtol(r.out, NULL, 10) < 48);
     tsbx_close(&t);
     /* no limits at all: the pool's are taken back out */
     sbx_sandbox_pool_wait(1, 60000);
@@ -480,7 +480,7 @@ int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN);
     if (argc > 2 && strcmp(argv[1], "--executor-child") == 0)
-        return executor_child(atoi(argv[2]));
+        return executor_child((int)strtol(argv[2], NULL, 10));
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pool_requires_config),
         cmocka_unit_test(test_pool_claim),
