@@ -2,6 +2,8 @@
  * messages, deferred cleanups, and test contexts that let handlers run without a server. */
 #include "rpc_ctx.h"
 
+#include <grpc/support/alloc.h>
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -151,7 +153,14 @@ bool sbx_ctx_is_service(const sbx_ctx *ctx)
 
 const char *sbx_ctx_peer(const sbx_ctx *ctx)
 {
-    return ctx->peer ? ctx->peer : "";
+    /* fetched on first use: most calls never ask, and it costs an allocation per call */
+    sbx_ctx *c = (sbx_ctx *)ctx;
+    if (!c->peer && c->call) {
+        char *p = grpc_call_get_peer(c->call);
+        c->peer = p ? strdup(p) : NULL;
+        gpr_free(p);
+    }
+    return c->peer ? c->peer : "";
 }
 
 bool sbx_ctx_cancelled(const sbx_ctx *ctx)

@@ -53,36 +53,38 @@ struct sbx_server {
     grpc_completion_queue *shutdown_cq;
     atomic_bool shutting_down;
     bool started, shut;
-    pthread_mutex_t live_mu; /* calls that arrived and are not freed yet */
+    pthread_mutex_t live_mu; /* shutdown waits on live_cv for live to reach 0 */
     pthread_cond_t live_cv;
-    long live;
+    atomic_long live;        /* calls that arrived and are not freed yet */
 };
 
 static void live_add(sbx_server *s, int d)
 {
-    pthread_mutex_lock(&s->live_mu);
-    s->live += d;
-    if (s->live == 0)
+    long v = atomic_fetch_add(&s->live, d) + d;
+    if (v == 0 && atomic_load(&s->shutting_down)) {
+        pthread_mutex_lock(&s->live_mu);
         pthread_cond_broadcast(&s->live_cv);
-    pthread_mutex_unlock(&s->live_mu);
+        pthread_mutex_unlock(&s->live_mu);
+    }
 }
 
-/* Waits until no call is alive or ms passed; returns true when none is left. */
+/* Waits until no call is alive or ms passed (ms < 0: forever); true when none is left. Polls
+ * in short steps as well, since live_add signals without holding the mutex across its check. */
 static bool live_wait(sbx_server *s, int64_t ms)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += (ms % 1000) * 1000000;
-    if (ts.tv_nsec >= 1000000000) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000;
-    }
+    int64_t deadline = sbx_now_ns() + ms * 1000000;
     pthread_mutex_lock(&s->live_mu);
-    while (s->live > 0 && (ms < 0 ? pthread_cond_wait(&s->live_cv, &s->live_mu) == 0
-                                  : pthread_cond_timedwait(&s->live_cv, &s->live_mu, &ts) == 0))
-        ;
-    bool none = s->live == 0;
+    while (atomic_load(&s->live) > 0 && (ms < 0 || sbx_now_ns() < deadline)) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 10 * 1000000;
+        if (ts.tv_nsec >= 1000000000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&s->live_cv, &s->live_mu, &ts);
+    }
+    bool none = atomic_load(&s->live) == 0;
     pthread_mutex_unlock(&s->live_mu);
     return none;
 }
@@ -502,9 +504,6 @@ static void on_new_call(sbx_ctx *ctx)
     arm(ctx->srv, me, ctx->cqt); /* keep the method armed */
     if (ctx->deadline.clock_type != GPR_CLOCK_MONOTONIC) /* gpr_time_cmp asserts equal clocks */
         ctx->deadline = gpr_convert_clock_type(ctx->deadline, GPR_CLOCK_MONOTONIC);
-    char *peer = grpc_call_get_peer(ctx->call);
-    ctx->peer = peer ? strdup(peer) : NULL;
-    gpr_free(peer);
 
     if (me->kind != SBX_UNARY) {
         /* early close batch: tells a streaming handler when the client goes away */
