@@ -163,6 +163,8 @@ static int drive(sbx_ctx *ctx, sbx_exsvc *s, sbx_box *b, sbx_exe *e, const Sbx__
             break;
         if (!gone && sbx_ctx_cancelled(ctx))
             gone = true;
+        if (gone && o->stream)
+            sbx_proc_release_backpressure(p); /* nobody reads any more: never block the command */
         if (gone && (!keep || __atomic_load_n(&s->stopping, __ATOMIC_RELAXED)) && !killed) {
             /* the client left and cannot come back for it: kill its process group */
             sbx_proc_kill_tree(p);
@@ -319,6 +321,8 @@ static int exec_common(sbx_ctx *ctx, sbx_exsvc *s, const Sbx__V1__ExecRequest *r
          * ring: nothing kept is overwritten before this handler copies it; background ones
          * keep the ring's newest bytes for AttachProcess */
         .max_stream_bytes = r->background ? 0 : o->stream ? (uint64_t)e->cap : (uint64_t)e->capture_limit,
+        /* an Exec stream delivers every byte up to the cap: a slow client slows the command */
+        .backpressure = !r->background && o->stream,
     };
     code = sbx_exe_spawn(b, e, &pr, err, sizeof err);
     if (code != SBX_OK) {

@@ -32,6 +32,8 @@ typedef struct {
     size_t cap;
     uint64_t end;   /* absolute offset after the last byte kept */
     uint64_t total; /* bytes read from the pipe, kept or dropped */
+    uint64_t consumed; /* backpressure: offset up to which sbx_proc_read has read */
+    bool paused;       /* backpressure: the fd is out of epoll until the reader catches up */
 } stream;
 
 struct sbx_proc {
@@ -41,6 +43,7 @@ struct sbx_proc {
     char *tag;
     uint64_t max_output;
     uint64_t max_stream; /* per-stream cap (0 = none) */
+    bool backpressure;
     bool kill_on_cap;
 
     pthread_mutex_t lock; /* fields below */
@@ -177,7 +180,25 @@ static void relay_read(sbx_proctab *t, stream *s, uint8_t *chunk)
     sbx_proc *p = s->owner;
     bool kill_now = false;
     for (int i = 0; i < 16; i++) {
-        ssize_t n = read(s->fd, chunk, READ_CHUNK);
+        size_t want = READ_CHUNK;
+        if (p->backpressure) {
+            pthread_mutex_lock(&p->lock);
+            uint64_t unread = s->end - s->consumed;
+            size_t ring = t->cfg.ring_bytes;
+            /* past the per-stream cap bytes are dropped anyway: keep draining them */
+            bool capped = p->max_stream && s->end >= p->max_stream;
+            if (!capped && unread >= ring) {
+                struct epoll_event ev = {.events = 0, .data.ptr = s};
+                epoll_ctl(t->epfd, EPOLL_CTL_MOD, s->fd, &ev);
+                s->paused = true;
+                pthread_mutex_unlock(&p->lock);
+                break;
+            }
+            if (!capped && ring - unread < want)
+                want = ring - unread;
+            pthread_mutex_unlock(&p->lock);
+        }
+        ssize_t n = read(s->fd, chunk, want);
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
             break;
         pthread_mutex_lock(&p->lock);
@@ -290,7 +311,12 @@ static int relay_housekeeping(sbx_proctab *t)
         sbx_proc *p = t->procs[i];
         pthread_mutex_lock(&p->lock);
         if (!p->running && !p->finished && p->grace_deadline_ms) {
-            if (p->grace_deadline_ms <= now) {
+            if (p->grace_deadline_ms <= now && (p->out.paused || p->err.paused)) {
+                /* a paused stream still holds output the reader wants: wait for it */
+                p->grace_deadline_ms = now + 50;
+                if (!next || p->grace_deadline_ms < next)
+                    next = p->grace_deadline_ms;
+            } else if (p->grace_deadline_ms <= now) {
                 stream_close(t, &p->out);
                 stream_close(t, &p->err);
                 check_finished(p);
@@ -464,6 +490,7 @@ int sbx_proc_start(sbx_proctab *t, const sbx_proc_req *req, sbx_proc **out, cons
     p->stdin_fd = -1;
     p->max_output = req->max_output_bytes;
     p->max_stream = req->max_stream_bytes;
+    p->backpressure = req->backpressure;
     p->kill_on_cap = req->kill_on_output_cap;
     p->running = true;
     pthread_mutex_init(&p->lock, NULL);
@@ -625,8 +652,30 @@ ssize_t sbx_proc_read(sbx_proc *p, int stream_id, uint64_t *offset, void *buf, s
             done += k;
         }
     }
+    if (p->backpressure && *offset + n > s->consumed) {
+        s->consumed = *offset + n;
+        if (s->paused && s->fd >= 0 && s->end - s->consumed < p->tab->cfg.ring_bytes) {
+            struct epoll_event ev = {.events = EPOLLIN, .data.ptr = s};
+            epoll_ctl(p->tab->epfd, EPOLL_CTL_MOD, s->fd, &ev);
+            s->paused = false;
+        }
+    }
     pthread_mutex_unlock(&p->lock);
     return (ssize_t)n;
+}
+
+void sbx_proc_release_backpressure(sbx_proc *p)
+{
+    pthread_mutex_lock(&p->lock);
+    p->backpressure = false;
+    stream *ss[2] = {&p->out, &p->err};
+    for (int i = 0; i < 2; i++)
+        if (ss[i]->paused && ss[i]->fd >= 0) {
+            struct epoll_event ev = {.events = EPOLLIN, .data.ptr = ss[i]};
+            epoll_ctl(p->tab->epfd, EPOLL_CTL_MOD, ss[i]->fd, &ev);
+            ss[i]->paused = false;
+        }
+    pthread_mutex_unlock(&p->lock);
 }
 
 int sbx_proc_wait(sbx_proc *p, uint64_t out_off, uint64_t err_off, int timeout_ms)
@@ -719,6 +768,7 @@ int sbx_proc_signal(sbx_proc *p, int sig)
 
 int sbx_proc_kill_tree(sbx_proc *p)
 {
+    sbx_proc_release_backpressure(p); /* a killed tree must be drained to its end */
     pthread_mutex_lock(&p->lock);
     sbx_proctab *t = p->tab;
     pthread_mutex_unlock(&p->lock);

@@ -51,6 +51,9 @@ typedef struct {
                                   the rest read and dropped (output_truncated); 0 = no cap.
                                   At most the table's ring_bytes keeps every kept byte in the
                                   ring, however slowly a reader consumes it */
+    bool backpressure;         /* the reader must get every kept byte: reading a stream pauses
+                                  while a full ring of it is unread (by sbx_proc_read), so a slow
+                                  reader slows the command instead of losing output */
 } sbx_proc_req;
 
 /* Starts a command. On success *out is a new reference. Errors as sbx_sandbox_spawn (err_what,
@@ -99,6 +102,9 @@ int sbx_proc_wait_finished(sbx_proc *p, int timeout_ms);
  * Returns bytes written (short on timeout), -EPIPE if stdin is closed or the command stopped
  * reading, -EBADF if the command was started without stdin. */
 ssize_t sbx_proc_write_stdin(sbx_proc *p, const void *buf, size_t len, int timeout_ms);
+/* Turns backpressure off (the reader went away): paused streams resume, and output is kept in
+ * the ring, newest first, for a later attach. Idempotent. */
+void sbx_proc_release_backpressure(sbx_proc *p);
 /* Closes stdin (EOF for the command). Idempotent. */
 int sbx_proc_close_stdin(sbx_proc *p);
 /* Sends sig to the main process (-ESRCH once it exited). */
