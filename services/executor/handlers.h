@@ -87,4 +87,8 @@ int exh_upload_files(sbx_ctx *, const ProtobufCMessage *, ProtobufCMessage **, v
 int exh_expose_port(sbx_ctx *, const ProtobufCMessage *, ProtobufCMessage **, void *);
 int exh_start_dev_server(sbx_ctx *, const ProtobufCMessage *, ProtobufCMessage **, void *);
 
+/* "K=V" environment of a command: the sandbox's, overridden per key by the request's (arena
+ * memory, NULL-terminated). */
+const char **exh_build_env(sbx_ctx *ctx, sbx_box *b, const Sbx__V1__ExecRequest *r);
+
 #endif

@@ -271,3 +271,29 @@ const sbx_method sbx_executor_methods[] = {
     {"StartDevServer", SBX_UNARY, 0, exh_start_dev_server},
 };
 const size_t sbx_executor_n_methods = sizeof sbx_executor_methods / sizeof sbx_executor_methods[0];
+
+/* "K=V" environment: the sandbox's, overridden per key by the request's. Arena memory. */
+const char **exh_build_env(sbx_ctx *ctx, sbx_box *b, const Sbx__V1__ExecRequest *r)
+{
+    const char *const *benv;
+    size_t nb = sbx_box_env(b, &benv);
+    const char **env = sbx_ctx_alloc(ctx, (nb + r->n_env + 1) * sizeof *env);
+    size_t n = 0;
+    for (size_t i = 0; i < nb; i++) {
+        const char *eq = strchr(benv[i], '=');
+        size_t kl = eq ? (size_t)(eq - benv[i]) : strlen(benv[i]);
+        bool overridden = false;
+        for (size_t k = 0; k < r->n_env && !overridden; k++)
+            overridden = strlen(r->env[k]->key) == kl && memcmp(r->env[k]->key, benv[i], kl) == 0;
+        if (!overridden)
+            env[n++] = benv[i];
+    }
+    for (size_t k = 0; k < r->n_env; k++) {
+        size_t l = strlen(r->env[k]->key) + strlen(r->env[k]->value) + 2;
+        char *s = sbx_ctx_alloc(ctx, l);
+        snprintf(s, l, "%s=%s", r->env[k]->key, r->env[k]->value);
+        env[n++] = s;
+    }
+    env[n] = NULL;
+    return env;
+}

@@ -103,32 +103,6 @@ static int answer_existing(sbx_ctx *ctx, sbx_exe *e, run_out *o)
     return exh_stream_output(ctx, e, 0, 0, false);
 }
 
-/* "K=V" environment: the sandbox's, overridden per key by the request's. Arena memory. */
-static const char **build_env(sbx_ctx *ctx, sbx_box *b, const Sbx__V1__ExecRequest *r)
-{
-    const char *const *benv;
-    size_t nb = sbx_box_env(b, &benv);
-    const char **env = sbx_ctx_alloc(ctx, (nb + r->n_env + 1) * sizeof *env);
-    size_t n = 0;
-    for (size_t i = 0; i < nb; i++) {
-        const char *eq = strchr(benv[i], '=');
-        size_t kl = eq ? (size_t)(eq - benv[i]) : strlen(benv[i]);
-        bool overridden = false;
-        for (size_t k = 0; k < r->n_env && !overridden; k++)
-            overridden = strlen(r->env[k]->key) == kl && memcmp(r->env[k]->key, benv[i], kl) == 0;
-        if (!overridden)
-            env[n++] = benv[i];
-    }
-    for (size_t k = 0; k < r->n_env; k++) {
-        size_t l = strlen(r->env[k]->key) + strlen(r->env[k]->value) + 2;
-        char *s = sbx_ctx_alloc(ctx, l);
-        snprintf(s, l, "%s=%s", r->env[k]->key, r->env[k]->value);
-        env[n++] = s;
-    }
-    env[n] = NULL;
-    return env;
-}
-
 /* Drives a foreground execution to its end (see the file comment). */
 static int drive(sbx_ctx *ctx, sbx_exsvc *s, sbx_box *b, sbx_exe *e, const Sbx__V1__ExecRequest *r,
                  run_out *o)
@@ -310,7 +284,7 @@ static int exec_common(sbx_ctx *ctx, sbx_exsvc *s, const Sbx__V1__ExecRequest *r
     }
     sbx_proc_req pr = {
         .spawn = {.argv = argv,
-                  .env = build_env(ctx, b, r),
+                  .env = exh_build_env(ctx, b, r),
                   .cwd = e->cwd,
                   .want_stdin = r->background ? !(r->close_stdin && r->stdin.len == 0)
                                               : r->stdin.len > 0,

@@ -129,32 +129,6 @@ static int dev_wait_fn(void *arg, int timeout_ms, sbx_dev_exit *ex)
     return sbx_devserver_proc_wait(w->p, timeout_ms, ex);
 }
 
-/* "K=V" environment: the sandbox's, overridden per key by the request's (arena memory). */
-static const char **dev_env(sbx_ctx *ctx, sbx_box *b, const Sbx__V1__ExecRequest *r)
-{
-    const char *const *benv;
-    size_t nb = sbx_box_env(b, &benv);
-    const char **env = sbx_ctx_alloc(ctx, (nb + r->n_env + 1) * sizeof *env);
-    size_t n = 0;
-    for (size_t i = 0; i < nb; i++) {
-        const char *eq = strchr(benv[i], '=');
-        size_t kl = eq ? (size_t)(eq - benv[i]) : strlen(benv[i]);
-        bool overridden = false;
-        for (size_t k = 0; k < r->n_env && !overridden; k++)
-            overridden = strlen(r->env[k]->key) == kl && memcmp(r->env[k]->key, benv[i], kl) == 0;
-        if (!overridden)
-            env[n++] = benv[i];
-    }
-    for (size_t k = 0; k < r->n_env; k++) {
-        size_t l = strlen(r->env[k]->key) + strlen(r->env[k]->value) + 2;
-        char *kv = sbx_ctx_alloc(ctx, l);
-        snprintf(kv, l, "%s=%s", r->env[k]->key, r->env[k]->value);
-        env[n++] = kv;
-    }
-    env[n] = NULL;
-    return env;
-}
-
 /* The ExecRequest a StartDevServerRequest stands for: a background command with stdin closed,
  * the sandbox's command timeout (arena memory, pointing into r). */
 static Sbx__V1__ExecRequest *as_exec(sbx_ctx *ctx, const Sbx__V1__StartDevServerRequest *r)
@@ -252,7 +226,7 @@ static int start_or_reuse(sbx_ctx *ctx, sbx_box *b, const Sbx__V1__ExecRequest *
         }
         sbx_proc_req pr = {
             .spawn = {.argv = argv,
-                      .env = dev_env(ctx, b, x),
+                      .env = exh_build_env(ctx, b, x),
                       .cwd = e->cwd,
                       .want_stdin = false,
                       .timeout_ms = (uint32_t)lim->command_timeout_ms},
