@@ -95,7 +95,7 @@ int cli_run(cli_args *a)
     case CMD_KV: rc = cmd_kv(a, c); break;
     case CMD_HEALTH: rc = cmd_health(a, c); break;
     case CMD_DEMO: rc = cmd_demo(a, c); break;
-    default: rc = cli_usage_error("command not implemented"); break;
+    default: rc = cli_usage_error("unknown command (see sbx --help)"); break;
     }
     fflush(stdout);
     sbx_client_free(c);
