@@ -28,6 +28,17 @@ static void keep_until_end(sbx_ctx *ctx, ProtobufCMessage *m)
         sbx_ctx_defer(ctx, free_msg, m);
 }
 
+/* Status of a failed sbx_stream_recv: the client left, the layer already named a string field
+ * holding a NUL byte (-EINVAL: its message stands), or the bytes do not decode (undecodable). */
+static int recv_failed(sbx_ctx *ctx, int rc, const char *undecodable)
+{
+    if (rc == -ECANCELED)
+        return SBX_CANCELLED;
+    if (rc == -EINVAL)
+        return SBX_INVALID_ARGUMENT;
+    return sbx_ctx_error(ctx, SBX_INVALID_ARGUMENT, "%s", undecodable);
+}
+
 /* ---------------------------------------------------------------- helpers */
 
 static char *norm_path(sbx_ctx *ctx, const char *path)
@@ -158,8 +169,7 @@ int exh_write_file(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage *
     if (rc > 0)
         keep_until_end(ctx, m);
     if (rc < 0)
-        return rc == -ECANCELED ? SBX_CANCELLED
-                                : sbx_ctx_error(ctx, SBX_INVALID_ARGUMENT, "request does not decode");
+        return recv_failed(ctx, rc, "request does not decode");
     Sbx__V1__WriteFileRequest *w = (Sbx__V1__WriteFileRequest *)m;
     if (rc == 0 || w->part_case != SBX__V1__WRITE_FILE_REQUEST__PART_HEADER)
         return sbx_ctx_error(ctx, SBX_INVALID_ARGUMENT, "header: the first message must be a header");
@@ -207,9 +217,7 @@ int exh_write_file(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage *
         if (rc == 0)
             break;
         if (rc < 0) {
-            code = rc == -ECANCELED ? SBX_CANCELLED
-                                    : sbx_ctx_error(ctx, SBX_INVALID_ARGUMENT, "data: message does "
-                                                    "not decode");
+            code = recv_failed(ctx, rc, "data: message does not decode");
             break;
         }
         Sbx__V1__WriteFileRequest *d = (Sbx__V1__WriteFileRequest *)dm;
@@ -472,8 +480,7 @@ int exh_upload_files(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage
     if (rc > 0)
         keep_until_end(ctx, m);
     if (rc < 0)
-        return rc == -ECANCELED ? SBX_CANCELLED
-                                : sbx_ctx_error(ctx, SBX_INVALID_ARGUMENT, "request does not decode");
+        return recv_failed(ctx, rc, "request does not decode");
     Sbx__V1__UploadFilesRequest *u = (Sbx__V1__UploadFilesRequest *)m;
     if (rc == 0 || u->part_case != SBX__V1__UPLOAD_FILES_REQUEST__PART_HEADER)
         return sbx_ctx_error(ctx, SBX_INVALID_ARGUMENT, "header: the first message must be a header");
@@ -499,9 +506,7 @@ int exh_upload_files(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage
         if (rc == 0)
             break;
         if (rc < 0) {
-            code = rc == -ECANCELED ? SBX_CANCELLED
-                                    : sbx_ctx_error(ctx, SBX_INVALID_ARGUMENT, "entry: message "
-                                                    "does not decode");
+            code = recv_failed(ctx, rc, "entry: message does not decode");
             break;
         }
         Sbx__V1__UploadFilesRequest *x = (Sbx__V1__UploadFilesRequest *)em;
