@@ -2,6 +2,7 @@
  * pluck completion queue; batches are started and plucked one at a time, except the status
  * batch of a stream, which stays outstanding until the stream is finished. */
 #include "rpc_client.h"
+#include "rpc_util.h"
 
 #include <errno.h>
 #include <grpc/byte_buffer_reader.h>
@@ -35,31 +36,12 @@ struct sbx_cstream {
     bool got_initial;
 };
 
-static char *slurp(const char *path, char *err, size_t errlen)
-{
-    FILE *f = fopen(path, "re");
-    if (!f) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
-        return NULL;
-    }
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *m = open_memstream(&buf, &len);
-    char tmp[4096];
-    size_t r;
-    while ((r = fread(tmp, 1, sizeof tmp, f)) > 0)
-        fwrite(tmp, 1, r, m);
-    fclose(f);
-    fclose(m);
-    return buf;
-}
-
 sbx_chan *sbx_chan_new(const sbx_chan_opts *o, char *err, size_t errlen)
 {
     grpc_channel_credentials *creds;
     if (o->tls_ca || o->tls_cert) {
         char *ca = NULL, *cert = NULL, *key = NULL;
-        if (o->tls_ca && !(ca = slurp(o->tls_ca, err, errlen)))
+        if (o->tls_ca && !(ca = sbx_read_file(o->tls_ca, err, errlen)))
             return NULL;
         if (o->tls_cert) {
             if (!o->tls_key) {
@@ -67,7 +49,7 @@ sbx_chan *sbx_chan_new(const sbx_chan_opts *o, char *err, size_t errlen)
                 free(ca);
                 return NULL;
             }
-            if (!(cert = slurp(o->tls_cert, err, errlen)) || !(key = slurp(o->tls_key, err, errlen))) {
+            if (!(cert = sbx_read_file(o->tls_cert, err, errlen)) || !(key = sbx_read_file(o->tls_key, err, errlen))) {
                 free(ca);
                 free(cert);
                 return NULL;
@@ -174,16 +156,6 @@ static size_t build_md(sbx_chan *c, grpc_metadata md[2])
     return n;
 }
 
-static grpc_byte_buffer *pack(const ProtobufCMessage *m)
-{
-    size_t n = protobuf_c_message_get_packed_size(m);
-    grpc_slice sl = grpc_slice_malloc(n);
-    protobuf_c_message_pack(m, GRPC_SLICE_START_PTR(sl));
-    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&sl, 1);
-    grpc_slice_unref(sl);
-    return bb;
-}
-
 static ProtobufCMessage *unpack(const ProtobufCMessageDescriptor *d, grpc_byte_buffer *bb)
 {
     grpc_byte_buffer_reader rd;
@@ -223,7 +195,7 @@ static int unary_once(sbx_chan *c, const char *method, const ProtobufCMessage *r
     grpc_metadata_array init_md, trail_md;
     grpc_metadata_array_init(&init_md);
     grpc_metadata_array_init(&trail_md);
-    grpc_byte_buffer *out = pack(req), *in = NULL;
+    grpc_byte_buffer *out = sbx_rpc_pack(req), *in = NULL;
     grpc_status_code status = GRPC_STATUS_UNKNOWN;
     grpc_slice details = grpc_empty_slice();
     const char *errstr = NULL;
@@ -334,7 +306,7 @@ int sbx_call_server_stream(sbx_chan *c, const char *method, const ProtobufCMessa
         return SBX_INTERNAL;
     }
     grpc_metadata md[2];
-    grpc_byte_buffer *bb = pack(req);
+    grpc_byte_buffer *bb = sbx_rpc_pack(req);
     grpc_op ops[3];
     memset(ops, 0, sizeof ops);
     ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
@@ -410,7 +382,7 @@ int sbx_cstream_write(sbx_cstream *s, const ProtobufCMessage *msg)
 {
     if (s->failed)
         return -1;
-    grpc_byte_buffer *bb = pack(msg);
+    grpc_byte_buffer *bb = sbx_rpc_pack(msg);
     grpc_op op;
     memset(&op, 0, sizeof op);
     op.op = GRPC_OP_SEND_MESSAGE;

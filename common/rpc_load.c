@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "rpc_server.h"
+#include "rpc_util.h"
 
 static int64_t now_ns(void)
 {
@@ -163,18 +164,8 @@ int sbx_load_run(const sbx_load_opts *o, sbx_load_result *out)
         grpc_channel_credentials *creds = grpc_insecure_credentials_create();
         if (o->tls_ca) {
             grpc_channel_credentials_release(creds);
-            FILE *f = fopen(o->tls_ca, "re");
-            char *pem = NULL;
-            size_t plen = 0;
-            if (f) {
-                FILE *m = open_memstream(&pem, &plen);
-                char b[4096];
-                size_t r;
-                while ((r = fread(b, 1, sizeof b, f)) > 0)
-                    fwrite(b, 1, r, m);
-                fclose(m);
-                fclose(f);
-            }
+            char err[256];
+            char *pem = sbx_read_file(o->tls_ca, err, sizeof err);
             creds = grpc_ssl_credentials_create(pem, NULL, NULL, NULL);
             free(pem);
         }

@@ -22,6 +22,7 @@
 #include "log.h"
 #include "pbcheck.h"
 #include "rpc_ctx.h"
+#include "rpc_util.h"
 #include "rpc_internal.h"
 #include "workpool.h"
 
@@ -167,16 +168,6 @@ static void arm(sbx_server *s, sbx_method_entry *me, sbx_cq_thread *cqt)
 
 /* ---------------------------------------------------------------- sending */
 
-static grpc_byte_buffer *pack(const ProtobufCMessage *m)
-{
-    size_t n = protobuf_c_message_get_packed_size(m);
-    grpc_slice sl = grpc_slice_malloc(n);
-    protobuf_c_message_pack(m, GRPC_SLICE_START_PTR(sl));
-    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&sl, 1);
-    grpc_slice_unref(sl);
-    return bb;
-}
-
 static const char *grpc_err_name(grpc_call_error e)
 {
     switch (e) {
@@ -222,7 +213,7 @@ static void send_final(sbx_ctx *ctx, int code, const ProtobufCMessage *resp, boo
         ctx->initial_md_sent = true;
     }
     if (code == SBX_OK && resp) {
-        ctx->send_buf = pack(resp);
+        ctx->send_buf = sbx_rpc_pack(resp);
         ops[n].op = GRPC_OP_SEND_MESSAGE;
         ops[n].data.send_message.send_message = ctx->send_buf;
         n++;
@@ -284,7 +275,7 @@ int sbx_stream_send(sbx_ctx *ctx, const ProtobufCMessage *msg)
         ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
         ctx->initial_md_sent = true;
     }
-    grpc_byte_buffer *bb = pack(msg);
+    grpc_byte_buffer *bb = sbx_rpc_pack(msg);
     ops[n].op = GRPC_OP_SEND_MESSAGE;
     ops[n].data.send_message.send_message = bb;
     n++;
@@ -646,25 +637,6 @@ void sbx_server_opts_default(sbx_server_opts *o)
     o->health_name = "";
 }
 
-static char *slurp(const char *path, char *err, size_t errlen)
-{
-    FILE *f = fopen(path, "re");
-    if (!f) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
-        return NULL;
-    }
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *m = open_memstream(&buf, &len);
-    char tmp[4096];
-    size_t r;
-    while ((r = fread(tmp, 1, sizeof tmp, f)) > 0)
-        fwrite(tmp, 1, r, m);
-    fclose(f);
-    fclose(m);
-    return buf;
-}
-
 static grpc_server_credentials *make_creds(const sbx_server_opts *o, char *err, size_t errlen)
 {
     if (!o->tls_cert && !o->tls_key && !o->tls_client_ca)
@@ -673,16 +645,16 @@ static grpc_server_credentials *make_creds(const sbx_server_opts *o, char *err, 
         snprintf(err, errlen, "--tls-cert and --tls-key must be given together");
         return NULL;
     }
-    char *cert = slurp(o->tls_cert, err, errlen);
+    char *cert = sbx_read_file(o->tls_cert, err, errlen);
     if (!cert)
         return NULL;
-    char *key = slurp(o->tls_key, err, errlen);
+    char *key = sbx_read_file(o->tls_key, err, errlen);
     if (!key) {
         free(cert);
         return NULL;
     }
     char *ca = NULL;
-    if (o->tls_client_ca && !(ca = slurp(o->tls_client_ca, err, errlen))) {
+    if (o->tls_client_ca && !(ca = sbx_read_file(o->tls_client_ca, err, errlen))) {
         free(cert);
         free(key);
         return NULL;
