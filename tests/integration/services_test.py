@@ -20,7 +20,6 @@ import time
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "interop"))
 import sbx_harness as h  # noqa: E402
 
 grpc = h.grpc

@@ -20,7 +20,6 @@ import threading
 import time
 import unittest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "interop"))
 import sbx_harness as h  # noqa: E402
 
 grpc = h.grpc

@@ -16,7 +16,6 @@ import threading
 import time
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import sbx_harness as H  # noqa: E402
 import grpc  # noqa: E402
 

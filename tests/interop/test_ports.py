@@ -21,7 +21,6 @@ import time
 import unittest
 import urllib.request
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import sbx_harness as H  # noqa: E402
 import grpc  # noqa: E402
 

@@ -20,7 +20,6 @@ import time
 import unittest
 import urllib.request
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import sbx_harness as h  # noqa: E402
 
 grpc = h.grpc

@@ -17,7 +17,6 @@ import time
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "interop"))
 import sbx_harness as H  # noqa: E402
 import grpc  # noqa: E402
 

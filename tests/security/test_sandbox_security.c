@@ -7,7 +7,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 
-#include "sandbox_testlib.h"
+#include "sandbox_fixture.h"
 
 static void expect_probe(const char *op, const char *arg, const char *want)
 {

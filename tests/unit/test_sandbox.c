@@ -9,7 +9,7 @@
 #include <time.h>
 
 #include "cgroup.h"
-#include "sandbox_testlib.h"
+#include "sandbox_fixture.h"
 
 static bool has_enforced(sbx_sandbox *sb, const char *what)
 {

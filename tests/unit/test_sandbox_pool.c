@@ -7,7 +7,7 @@
 #include <sys/wait.h>
 
 #include "cgroup.h"
-#include "sandbox_testlib.h"
+#include "sandbox_fixture.h"
 
 #define POOL_SLOTS 8u
 

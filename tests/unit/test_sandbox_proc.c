@@ -4,7 +4,7 @@
 #include <pthread.h>
 #include <signal.h>
 
-#include "sandbox_testlib.h"
+#include "sandbox_fixture.h"
 
 static void test_ring_keeps_newest(void **state)
 {

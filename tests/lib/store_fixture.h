@@ -1,4 +1,4 @@
-/* store_fixture.h: the store engine test fixture (implemented in test_store_util.c): a RocksDB
+/* store_fixture.h: the store engine test fixture (implemented in store_fixture.c): a RocksDB
  * in a temp dir with an injected clock, reopened or freed on demand. */
 #ifndef SBX_TEST_STORE_FIXTURE_H
 #define SBX_TEST_STORE_FIXTURE_H

@@ -1,8 +1,8 @@
-/* sandbox_testlib.h: helpers for the sandbox security tests: make a sandbox with a unique id,
+/* sandbox_fixture.h: helpers for the sandbox security tests: make a sandbox with a unique id,
  * uid range and home (with sbx_probe copied in), run a shell command or a probe through the
  * process table and collect its output and status, and check a fresh sandbox still works. */
-#ifndef SBX_SANDBOX_TESTLIB_H
-#define SBX_SANDBOX_TESTLIB_H
+#ifndef SBX_SANDBOX_FIXTURE_H
+#define SBX_SANDBOX_FIXTURE_H
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,4 +1,4 @@
-/* test_store_util.c: fixtures shared by the store engine tests: a database in a fresh temp
+/* store_fixture.c: fixtures shared by the store engine tests: a database in a fresh temp
  * dir (removed afterwards), an injectable clock, reopen for restart tests. */
 #include <ftw.h>
 #include <stdio.h>

@@ -1,5 +1,0 @@
-# sbx-bench: the load generator (built with the project; benchmark scripts live beside it)
-add_executable(sbx-bench ${CMAKE_CURRENT_SOURCE_DIR}/sbx_bench.c ${CMAKE_CURRENT_SOURCE_DIR}/bench_scenarios.c)
-target_include_directories(sbx-bench PRIVATE ${CMAKE_CURRENT_SOURCE_DIR})
-target_link_libraries(sbx-bench PRIVATE sbx_common m)
-install(TARGETS sbx-bench RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
