@@ -300,6 +300,12 @@ int cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int cli_command_status(const sbx_exec_result *r);
 /* Writes all n bytes to fd, retrying on EINTR; 0, or -1 with errno (EPIPE: the reader left). */
 int cli_write_all(int fd, const void *d, size_t n);
+/* Writes one item of a list (a JSON value, or a text line with its newline). */
+typedef void (*cli_item_fn)(FILE *f, const void *item);
+/* Prints items[0..n) (size bytes apart) on stdout: with --json one array of json(item), else
+ * text(item) for each. */
+void cli_print_items(const cli_args *a, const void *items, size_t n, size_t size, cli_item_fn json,
+                     cli_item_fn text);
 /* An sbx_output_fn that copies stdout/stderr of a remote process to ours. */
 int cli_copy_output(sbx_stream_id s, const void *d, size_t n, uint64_t off, void *ud);
 

@@ -26,8 +26,9 @@ static const char *type_name(sbx_file_type t)
     }
 }
 
-static void info_json(FILE *f, const sbx_file_info *i)
+static void info_json(FILE *f, const void *item)
 {
+    const sbx_file_info *i = item;
     fputs("{\"path\":", f);
     json_cstr(f, i->path);
     fputs(",\"name\":", f);
@@ -149,8 +150,9 @@ static int run_stat(cli_args *a, sbx_client *c)
 }
 
 /* One `ls -l` line: type and mode, size, mtime, path (-> target). */
-static void ls_long(FILE *f, const sbx_file_info *i)
+static void ls_long(FILE *f, const void *item)
 {
+    const sbx_file_info *i = item;
     char t[48] = "-";
     if (i->mtime_ms)
         cli_rfc3339(i->mtime_ms, t, sizeof t);
@@ -162,6 +164,13 @@ static void ls_long(FILE *f, const sbx_file_info *i)
             i->mode, i->size, t, i->path, link ? " -> " : "", link ? i->symlink_target : "");
 }
 
+/* One `ls` line: the path, "/" after a directory. */
+static void ls_short(FILE *f, const void *item)
+{
+    const sbx_file_info *i = item;
+    fprintf(f, "%s%s\n", i->path, i->type == SBX_FILE_DIRECTORY ? "/" : "");
+}
+
 static int run_ls(cli_args *a, sbx_client *c)
 {
     char what[600];
@@ -169,22 +178,8 @@ static int run_ls(cli_args *a, sbx_client *c)
     sbx_error *e = sbx_file_list_dir(c, a->project, a->path, a->depth, (int)a->limit, &l);
     if (e)
         return cli_fail(what_of(a, what, sizeof what), e);
-    if (a->json)
-        fputc('[', stdout);
-    for (size_t k = 0; k < l->count; k++) {
-        const sbx_file_info *i = &l->entries[k];
-        if (a->json) {
-            if (k)
-                fputc(',', stdout);
-            info_json(stdout, i);
-        } else if (a->long_format) {
-            ls_long(stdout, i);
-        } else {
-            fprintf(stdout, "%s%s\n", i->path, i->type == SBX_FILE_DIRECTORY ? "/" : "");
-        }
-    }
-    if (a->json)
-        fputs("]\n", stdout);
+    cli_print_items(a, l->entries, l->count, sizeof *l->entries, info_json,
+                    a->long_format ? ls_long : ls_short);
     if (l->truncated)
         fprintf(stderr, "sbx: ls: listing truncated (use --limit to raise the cap)\n");
     sbx_file_list_free(l);

@@ -19,8 +19,9 @@ static const char *what_of(const cli_args *a, char *buf, size_t len)
     return buf;
 }
 
-static void proc_json(FILE *f, const sbx_proc_info *p)
+static void proc_json(FILE *f, const void *item)
 {
+    const sbx_proc_info *p = item;
     fprintf(f, "{\"pid\":%d,\"tag\":", p->pid);
     json_cstr(f, p->tag);
     fputs(",\"command\":", f);
@@ -28,8 +29,9 @@ static void proc_json(FILE *f, const sbx_proc_info *p)
     fprintf(f, ",\"running\":%s}", p->running ? "true" : "false");
 }
 
-static void proc_text(FILE *f, const sbx_proc_info *p)
+static void proc_text(FILE *f, const void *item)
 {
+    const sbx_proc_info *p = item;
     char state[32];
     if (p->running)
         snprintf(state, sizeof state, "running");
@@ -47,21 +49,9 @@ static int run_ps(cli_args *a, sbx_client *c)
     sbx_error *e = sbx_proc_list_get(c, a->project, a->all, &l);
     if (e)
         return cli_fail(what_of(a, what, sizeof what), e);
-    if (a->json)
-        fputc('[', stdout);
-    else if (l->count)
+    if (!a->json && l->count)
         fputs("PID\tTAG\tSTATE\tCOMMAND\n", stdout);
-    for (size_t i = 0; i < l->count; i++) {
-        if (a->json) {
-            if (i)
-                fputc(',', stdout);
-            proc_json(stdout, &l->procs[i]);
-        } else {
-            proc_text(stdout, &l->procs[i]);
-        }
-    }
-    if (a->json)
-        fputs("]\n", stdout);
+    cli_print_items(a, l->procs, l->count, sizeof *l->procs, proc_json, proc_text);
     sbx_proc_list_free(l);
     return 0;
 }

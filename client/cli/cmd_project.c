@@ -5,8 +5,9 @@
 
 #include "cli.h"
 
-static void project_json(FILE *f, const sbx_project *p)
+static void project_json(FILE *f, const void *item)
 {
+    const sbx_project *p = item;
     fputs("{\"project_id\":", f);
     json_cstr(f, p->project_id);
     fprintf(f, ",\"version\":%" PRIu64 ",\"fields\":{", p->version);
@@ -45,18 +46,29 @@ static void project_text(FILE *f, const sbx_project *p)
     }
 }
 
+/* `project list`: one id per line */
+static void project_id_line(FILE *f, const void *item)
+{
+    fprintf(f, "%s\n", ((const sbx_project *)item)->project_id);
+}
+
+/* get and set --json: the project as one document */
+static void project_json_doc(const sbx_project *p)
+{
+    project_json(stdout, p);
+    fputc('\n', stdout);
+}
+
 static int project_get(cli_args *a, sbx_client *c, const char *what)
 {
     sbx_project *p = NULL;
     sbx_error *e = sbx_project_get(c, a->project, &p);
     if (e)
         return cli_fail(what, e);
-    if (a->json) {
-        project_json(stdout, p);
-        fputc('\n', stdout);
-    } else {
+    if (a->json)
+        project_json_doc(p);
+    else
         project_text(stdout, p);
-    }
     sbx_project_free(p);
     return 0;
 }
@@ -67,19 +79,7 @@ static int project_list(cli_args *a, sbx_client *c, const char *what)
     sbx_error *e = sbx_project_list_all(c, a->prefix, (size_t)a->limit, &l);
     if (e)
         return cli_fail(what, e);
-    if (a->json)
-        fputc('[', stdout);
-    for (size_t i = 0; i < l->count; i++) {
-        if (!a->json) {
-            fprintf(stdout, "%s\n", l->projects[i].project_id);
-            continue;
-        }
-        if (i)
-            fputc(',', stdout);
-        project_json(stdout, &l->projects[i]);
-    }
-    if (a->json)
-        fputs("]\n", stdout);
+    cli_print_items(a, l->projects, l->count, sizeof *l->projects, project_json, project_id_line);
     sbx_project_list_free(l);
     return 0;
 }
@@ -114,12 +114,10 @@ static int project_set(cli_args *a, sbx_client *c, const char *what)
     sbx_error *e = sbx_project_update_fields(c, a->project, &u, &p);
     if (e)
         return cli_fail(what, e);
-    if (a->json) {
-        project_json(stdout, p);
-        fputc('\n', stdout);
-    } else {
+    if (a->json)
+        project_json_doc(p);
+    else
         fprintf(stdout, "%" PRIu64 "\n", p->version);
-    }
     sbx_project_free(p);
     return 0;
 }

@@ -10,8 +10,9 @@ static const char *state_name(int s)
     return s == 1 ? "running" : s == 2 ? "stopped" : "unknown";
 }
 
-static void sandbox_json(FILE *f, const sbx_sandbox *s)
+static void sandbox_json(FILE *f, const void *item)
 {
+    const sbx_sandbox *s = item;
     fputs("{\"sandbox_id\":", f);
     json_cstr(f, s->sandbox_id);
     fputs(",\"project_id\":", f);
@@ -63,26 +64,20 @@ static void sandbox_text(FILE *f, const sbx_sandbox *s)
         fprintf(f, "port %u: %s\n", s->ports[i].port, s->ports[i].url);
 }
 
+/* `sandbox list`: ID PROJECT STATE */
+static void sandbox_line(FILE *f, const void *item)
+{
+    const sbx_sandbox *s = item;
+    fprintf(f, "%s\t%s\t%s\n", s->sandbox_id, s->project_id, state_name(s->state));
+}
+
 static int sandbox_list(cli_args *a, sbx_client *c, const char *what)
 {
     sbx_sandbox_list *l = NULL;
     sbx_error *e = sbx_sandbox_list_all(c, a->project, a->all, &l);
     if (e)
         return cli_fail(what, e);
-    if (a->json)
-        fputc('[', stdout);
-    for (size_t i = 0; i < l->count; i++) {
-        const sbx_sandbox *s = &l->sandboxes[i];
-        if (a->json) {
-            if (i)
-                fputc(',', stdout);
-            sandbox_json(stdout, s);
-        } else {
-            fprintf(stdout, "%s\t%s\t%s\n", s->sandbox_id, s->project_id, state_name(s->state));
-        }
-    }
-    if (a->json)
-        fputs("]\n", stdout);
+    cli_print_items(a, l->sandboxes, l->count, sizeof *l->sandboxes, sandbox_json, sandbox_line);
     sbx_sandbox_list_free(l);
     return 0;
 }

@@ -71,6 +71,25 @@ int cli_write_all(int fd, const void *d, size_t n)
     return 0;
 }
 
+void cli_print_items(const cli_args *a, const void *items, size_t n, size_t size, cli_item_fn json,
+                     cli_item_fn text)
+{
+    const char *p = items;
+    if (a->json)
+        fputc('[', stdout);
+    for (size_t i = 0; i < n; i++, p += size) {
+        if (!a->json) {
+            text(stdout, p);
+            continue;
+        }
+        if (i)
+            fputc(',', stdout);
+        json(stdout, p);
+    }
+    if (a->json)
+        fputs("]\n", stdout);
+}
+
 int cli_copy_output(sbx_stream_id s, const void *d, size_t n, uint64_t off, void *ud)
 {
     (void)off;
