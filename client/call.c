@@ -1,6 +1,7 @@
 /* call.c: how libsbx makes a call: pick the shard, apply the default deadline, retry
  * UNAVAILABLE with jittered exponential backoff when (and only when) the method is idempotent,
- * and turn a failed status into an sbx_error. Stream retries use sbx__backoff_wait directly. */
+ * and turn a failed status into an sbx_error. A stream's caller loops over attempts itself and
+ * asks sbx__stream_retry after each failed one. */
 #include <errno.h>
 #include <time.h>
 
@@ -33,6 +34,23 @@ bool sbx__backoff_wait(sbx_client *c, int attempt, int64_t deadline_abs_ms)
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
         ;
     return true;
+}
+
+bool sbx__stream_retry(sbx_client *c, sbx_rpc_result *res, int code, const char *addr,
+                       bool retryable, int attempt, int64_t deadline_abs_ms, sbx_error **e)
+{
+    if (code == SBX_CODE_UNAVAILABLE && retryable &&
+        sbx__backoff_wait(c, attempt, deadline_abs_ms)) {
+        sbx_rpc_result_clear(res);
+        return true;
+    }
+    *e = sbx__error_rpc(res, code, addr);
+    if (*e)
+        (*e)->attempts = attempt;
+    else
+        *e = sbx__error_oom();
+    sbx_rpc_result_clear(res);
+    return false;
 }
 
 sbx_error *sbx__unary(sbx_client *c, sbx_service svc, size_t shard, const char *method, const ProtobufCMessage *req,

@@ -30,7 +30,56 @@ static bool addr_ok(const char *a)
     return true;
 }
 
-static sbx_error *parse_addrs(sbx_client *c, sbx_service svc, const char *list, const sbx_config *cfg)
+/* a without its leading spaces, its trailing ones cut in place. */
+static char *trim(char *a)
+{
+    while (*a == ' ')
+        a++;
+    size_t al = strlen(a);
+    while (al && a[al - 1] == ' ')
+        a[--al] = 0;
+    return a;
+}
+
+/* Checks one address of svc's list and opens its channel as the next shard. */
+static sbx_error *add_shard(sbx_client *c, sbx_service svc, const char *a, const sbx_config *cfg)
+{
+    const char *what = svc == SBX_SERVICE_EXECUTOR ? "--executor" : "--store";
+    if (!addr_ok(a))
+        return sbx_error_new(SBX_CODE_INVALID_ARGUMENT,
+                             "%s: bad address \"%s\" (want HOST:PORT[,HOST:PORT...])", what, a);
+    size_t n = c->n[svc];
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(c->shards[svc][i].addr, a) == 0)
+            return sbx_error_new(SBX_CODE_INVALID_ARGUMENT, "%s: address %s listed twice", what, a);
+    sbx_chan_opts o = {
+        .target = a,
+        .api_key = cfg->api_key,
+        .tls_ca = cfg->tls_ca,
+        .tls_cert = cfg->tls_cert,
+        .tls_key = cfg->tls_key,
+        .tls_server_name = cfg->tls_server_name,
+    };
+    char why[512] = "";
+    sbx_chan *ch = sbx_chan_new(&o, why, sizeof why);
+    if (!ch)
+        return sbx_error_new(SBX_CODE_INVALID_ARGUMENT, "TLS setup for %s: %s", a,
+                             why[0] ? why : "failed");
+    char *addr = strdup(a);
+    if (!addr) {
+        sbx_chan_free(ch);
+        return sbx__error_oom();
+    }
+    c->shards[svc][n] = (sbx__shard){.addr = addr, .ch = ch};
+    c->addrs[svc][n] = addr;
+    c->n[svc] = n + 1;
+    return NULL;
+}
+
+/* "HOST:PORT[,HOST:PORT...]": one shard per address; an empty item, a bad or repeated address
+ * is an error naming the flag. */
+static sbx_error *parse_addrs(sbx_client *c, sbx_service svc, const char *list,
+                              const sbx_config *cfg)
 {
     char *copy = strdup(list);
     if (!copy)
@@ -44,53 +93,14 @@ static sbx_error *parse_addrs(sbx_client *c, sbx_service svc, const char *list, 
         free(copy);
         return sbx__error_oom();
     }
-    const char *what = svc == SBX_SERVICE_EXECUTOR ? "--executor" : "--store";
     sbx_error *err = NULL;
-    size_t n = 0;
     /* strtok_r would skip empty items silently; walk by hand to report them */
-    char *p = copy;
-    for (;;) {
+    for (char *p = copy;;) {
         char *comma = strchr(p, ',');
         if (comma)
             *comma = 0;
-        char *a = p;
-        while (*a == ' ')
-            a++;
-        size_t al = strlen(a);
-        while (al && a[al - 1] == ' ')
-            a[--al] = 0;
-        if (!addr_ok(a)) {
-            err = sbx_error_new(SBX_CODE_INVALID_ARGUMENT, "%s: bad address \"%s\" (want HOST:PORT[,HOST:PORT...])",
-                                what, a);
-            break;
-        }
-        for (size_t i = 0; i < n; i++)
-            if (strcmp(c->shards[svc][i].addr, a) == 0) {
-                err = sbx_error_new(SBX_CODE_INVALID_ARGUMENT, "%s: address %s listed twice", what, a);
-                break;
-            }
-        if (err)
-            break;
-        sbx_chan_opts o = {
-            .target = a,
-            .api_key = cfg->api_key,
-            .tls_ca = cfg->tls_ca,
-            .tls_cert = cfg->tls_cert,
-            .tls_key = cfg->tls_key,
-            .tls_server_name = cfg->tls_server_name,
-        };
-        char why[512] = "";
-        sbx_chan *ch = sbx_chan_new(&o, why, sizeof why);
-        if (!ch) {
-            err = sbx_error_new(SBX_CODE_INVALID_ARGUMENT, "TLS setup for %s: %s", a, why[0] ? why : "failed");
-            break;
-        }
-        c->shards[svc][n].addr = strdup(a);
-        c->shards[svc][n].ch = ch;
-        c->addrs[svc][n] = c->shards[svc][n].addr;
-        n++;
-        c->n[svc] = n;
-        if (!comma)
+        err = add_shard(c, svc, trim(p), cfg);
+        if (err || !comma)
             break;
         p = comma + 1;
     }

@@ -146,14 +146,9 @@ static sbx_error *run_resumable(sbx_client *c, size_t shard, start_fn start, voi
         }
         if (progress)
             attempt = 1; /* the stream moved: a fresh retry budget */
-        if (code != SBX_CODE_UNAVAILABLE || !sbx__backoff_wait(c, attempt, deadline_abs)) {
-            sbx_error *e = sbx__error_rpc(&res, code, s->addr);
-            if (e)
-                e->attempts = attempt;
-            sbx_rpc_result_clear(&res);
-            return e ? e : sbx__error_oom();
-        }
-        sbx_rpc_result_clear(&res);
+        sbx_error *e = NULL;
+        if (!sbx__stream_retry(c, &res, code, s->addr, true, attempt, deadline_abs, &e))
+            return e;
     }
 }
 

@@ -41,81 +41,117 @@ static size_t shard_of(sbx_client *c, const char *project_id)
     return sbx__shard_for(c, SBX_SERVICE_EXECUTOR, project_id);
 }
 
-sbx_error *sbx_file_read(sbx_client *c, const char *project_id, const char *path, uint64_t offset, uint64_t length,
-                         sbx_data_fn sink, void *ud, sbx_file_info *info)
+/* Where a ReadFile has got to, across resumed attempts. */
+typedef struct read_state {
+    uint64_t pos, done;
+    sbx_file_info *info; /* NULL: not wanted */
+    bool info_set;
+    sbx_data_fn sink;
+    void *ud;
+} read_state;
+
+/* Delivers the chunks of one ReadFile stream to the sink, skipping bytes already delivered
+ * should a server resend them. Returns the stream's status; *moved when a chunk arrived; *e when
+ * the sink stopped us or memory ran out (the stream is then finished too). */
+static int read_chunks(read_state *r, sbx_cstream *st, sbx_rpc_result *res, bool *moved,
+                       sbx_error **e)
+{
+    ProtobufCMessage *m = NULL;
+    int rc = 0;
+    while (!*e && (rc = sbx_cstream_next(st, &sbx__v1__file_chunk__descriptor, &m)) == 1) {
+        Sbx__V1__FileChunk *ch = (void *)m;
+        *moved = true;
+        if (ch->info && r->info && !r->info_set) {
+            if (info_fill(r->info, ch->info) != 0)
+                *e = sbx__error_oom();
+            r->info_set = true;
+        }
+        size_t skip = ch->offset < r->pos ? (size_t)(r->pos - ch->offset) : 0;
+        if (!*e && skip < ch->data.len) {
+            size_t n = ch->data.len - skip;
+            if (r->sink && r->sink(ch->data.data + skip, n, r->ud) != 0)
+                *e = sbx_error_new(SBX_CODE_CANCELLED, "stopped by the caller");
+            r->pos += n;
+            r->done += n;
+        }
+        protobuf_c_message_free_unpacked(m, NULL);
+    }
+    int code = sbx_cstream_finish(st, res);
+    return !*e && rc < 0 ? SBX_CODE_INTERNAL : code;
+}
+
+sbx_error *sbx_file_read(sbx_client *c, const char *project_id, const char *path, uint64_t offset,
+                         uint64_t length, sbx_data_fn sink, void *ud, sbx_file_info *info)
 {
     if (info)
         memset(info, 0, sizeof *info);
     sbx__shard *s = &c->shards[SBX_SERVICE_EXECUTOR][shard_of(c, project_id)];
-    uint64_t pos = offset, done = 0;
-    bool info_set = false;
+    read_state r = {.pos = offset, .info = info, .sink = sink, .ud = ud};
     int64_t deadline_abs = c->deadline_ms > 0 ? sbx__mono_ms() + c->deadline_ms * 10 : 0;
     for (int attempt = 1;; attempt++) {
         Sbx__V1__ReadFileRequest req = SBX__V1__READ_FILE_REQUEST__INIT;
         req.project_id = (char *)sbx__nz(project_id);
         req.path = (char *)sbx__nz(path);
-        req.offset = pos;
-        req.length = length ? length - done : 0;
+        req.offset = r.pos;
+        req.length = length ? length - r.done : 0;
         sbx_cstream *st = NULL;
         sbx_rpc_result res = {0};
         int64_t left = deadline_abs ? deadline_abs - sbx__mono_ms() : 0;
-        int code = sbx_call_server_stream(s->ch, M("ReadFile"), &req.base, left > 0 ? left : 1, &st, &res);
-        bool progress = false, stop = false;
-        int rc = 0;
-        if (code == SBX_CODE_OK) {
-            ProtobufCMessage *m = NULL;
-            while ((rc = sbx_cstream_next(st, &sbx__v1__file_chunk__descriptor, &m)) == 1) {
-                Sbx__V1__FileChunk *ch = (void *)m;
-                progress = true;
-                if (ch->info && info && !info_set) {
-                    if (info_fill(info, ch->info) != 0) {
-                        protobuf_c_message_free_unpacked(m, NULL);
-                        sbx_cstream_finish(st, NULL);
-                        sbx_rpc_result_clear(&res);
-                        return sbx__error_oom();
-                    }
-                    info_set = true;
-                }
-                /* skip bytes already delivered should a server resend them */
-                size_t skip = ch->offset < pos ? (size_t)(pos - ch->offset) : 0;
-                if (skip < ch->data.len) {
-                    size_t n = ch->data.len - skip;
-                    if (sink && sink(ch->data.data + skip, n, ud) != 0)
-                        stop = true;
-                    pos += n;
-                    done += n;
-                }
-                protobuf_c_message_free_unpacked(m, NULL);
-                if (stop)
-                    break;
-            }
-            code = sbx_cstream_finish(st, &res);
-            if (rc < 0)
-                code = SBX_CODE_INTERNAL;
-        }
-        if (stop) {
+        int code =
+            sbx_call_server_stream(s->ch, M("ReadFile"), &req.base, left > 0 ? left : 1, &st, &res);
+        bool moved = false;
+        sbx_error *e = NULL;
+        if (code == SBX_CODE_OK)
+            code = read_chunks(&r, st, &res, &moved, &e);
+        if (e || code == SBX_CODE_OK) {
             sbx_rpc_result_clear(&res);
-            return sbx_error_new(SBX_CODE_CANCELLED, "stopped by the caller");
+            return e;
         }
-        if (code == SBX_CODE_OK) {
-            sbx_rpc_result_clear(&res);
-            return NULL;
-        }
-        if (progress)
-            attempt = 1;
-        if (code != SBX_CODE_UNAVAILABLE || !sbx__backoff_wait(c, attempt, deadline_abs)) {
-            sbx_error *e = sbx__error_rpc(&res, code, s->addr);
-            sbx_rpc_result_clear(&res);
+        if (moved)
+            attempt = 1; /* the stream moved: a fresh retry budget */
+        if (!sbx__stream_retry(c, &res, code, s->addr, true, attempt, deadline_abs, &e)) {
             if (info)
                 sbx_file_info_clear(info);
-            return e ? e : sbx__error_oom();
+            return e;
         }
-        sbx_rpc_result_clear(&res);
     }
 }
 
-sbx_error *sbx_file_write(sbx_client *c, const char *project_id, const char *path, const sbx_write_opts *opts,
-                          sbx_source_fn src, sbx_rewind_fn rewind, void *ud, sbx_file_info *info, uint64_t *bytes)
+/* One WriteFile call: the header, then the source in chunks. Returns the call's status (*resp
+ * set on OK); *src_err is the errno when the source failed (the call is then cancelled). */
+static int write_once(sbx__shard *s, int64_t dl, Sbx__V1__WriteFileHeader *h, sbx_source_fn src,
+                      void *ud, uint8_t *chunk, ProtobufCMessage **resp, sbx_rpc_result *res,
+                      int *src_err)
+{
+    sbx_cstream *st = NULL;
+    int code = sbx_call_client_stream(s->ch, M("WriteFile"), dl, &st, res);
+    if (code != SBX_CODE_OK)
+        return code;
+    Sbx__V1__WriteFileRequest m = SBX__V1__WRITE_FILE_REQUEST__INIT;
+    m.part_case = SBX__V1__WRITE_FILE_REQUEST__PART_HEADER;
+    m.header = h;
+    bool ok = sbx_cstream_write(st, &m.base) == 0;
+    while (ok) {
+        long n = src(chunk, WRITE_CHUNK, ud);
+        if (n < 0) {
+            *src_err = errno ? errno : EIO;
+            sbx_cstream_cancel(st);
+            break;
+        }
+        if (n == 0)
+            break;
+        Sbx__V1__WriteFileRequest d = SBX__V1__WRITE_FILE_REQUEST__INIT;
+        d.part_case = SBX__V1__WRITE_FILE_REQUEST__PART_DATA;
+        d.data.data = chunk;
+        d.data.len = (size_t)n;
+        ok = sbx_cstream_write(st, &d.base) == 0; /* on failure the status tells why */
+    }
+    return sbx_cstream_close_and_recv(st, &sbx__v1__write_file_response__descriptor, resp, res);
+}
+
+sbx_error *sbx_file_write(sbx_client *c, const char *project_id, const char *path,
+                          const sbx_write_opts *opts, sbx_source_fn src, sbx_rewind_fn rewind,
+                          void *ud, sbx_file_info *info, uint64_t *bytes)
 {
     if (info)
         memset(info, 0, sizeof *info);
@@ -126,6 +162,13 @@ sbx_error *sbx_file_write(sbx_client *c, const char *project_id, const char *pat
         opts = &zero;
     bool idem = !opts->append && !opts->exclusive && rewind;
     sbx__shard *s = &c->shards[SBX_SERVICE_EXECUTOR][shard_of(c, project_id)];
+    Sbx__V1__WriteFileHeader h = SBX__V1__WRITE_FILE_HEADER__INIT;
+    h.project_id = (char *)sbx__nz(project_id);
+    h.path = (char *)sbx__nz(path);
+    h.mode = opts->mode;
+    h.append = opts->append;
+    h.no_create_parents = opts->no_create_parents;
+    h.exclusive = opts->exclusive;
     uint8_t *chunk = malloc(WRITE_CHUNK);
     if (!chunk)
         return sbx__error_oom();
@@ -137,69 +180,25 @@ sbx_error *sbx_file_write(sbx_client *c, const char *project_id, const char *pat
             e = sbx__error_errno(errno ? errno : EIO, "rewinding the input for a retry");
             break;
         }
-        Sbx__V1__WriteFileHeader h = SBX__V1__WRITE_FILE_HEADER__INIT;
-        h.project_id = (char *)sbx__nz(project_id);
-        h.path = (char *)sbx__nz(path);
-        h.mode = opts->mode;
-        h.append = opts->append;
-        h.no_create_parents = opts->no_create_parents;
-        h.exclusive = opts->exclusive;
-        Sbx__V1__WriteFileRequest m = SBX__V1__WRITE_FILE_REQUEST__INIT;
-        m.part_case = SBX__V1__WRITE_FILE_REQUEST__PART_HEADER;
-        m.header = &h;
-        sbx_cstream *st = NULL;
         sbx_rpc_result res = {0};
-        int code = sbx_call_client_stream(s->ch, M("WriteFile"), dl, &st, &res);
-        bool local_err = false;
-        int saved = 0;
-        if (code == SBX_CODE_OK) {
-            if (sbx_cstream_write(st, &m.base) == 0) {
-                for (;;) {
-                    long n = src(chunk, WRITE_CHUNK, ud);
-                    if (n < 0) {
-                        local_err = true;
-                        saved = errno;
-                        sbx_cstream_cancel(st);
-                        break;
-                    }
-                    if (n == 0)
-                        break;
-                    Sbx__V1__WriteFileRequest d = SBX__V1__WRITE_FILE_REQUEST__INIT;
-                    d.part_case = SBX__V1__WRITE_FILE_REQUEST__PART_DATA;
-                    d.data.data = chunk;
-                    d.data.len = (size_t)n;
-                    if (sbx_cstream_write(st, &d.base) != 0)
-                        break; /* the call failed: its status tells why */
-                }
-            }
-            ProtobufCMessage *resp = NULL;
-            code = sbx_cstream_close_and_recv(st, &sbx__v1__write_file_response__descriptor, &resp, &res);
-            if (local_err) {
-                if (resp)
-                    protobuf_c_message_free_unpacked(resp, NULL);
-                sbx_rpc_result_clear(&res);
-                e = sbx__error_errno(saved ? saved : EIO, "reading the input");
-                break;
-            }
-            if (code == SBX_CODE_OK) {
-                Sbx__V1__WriteFileResponse *r = (void *)resp;
-                if (bytes)
-                    *bytes = r->bytes_written;
-                if (info && r->info && info_fill(info, r->info) != 0)
-                    e = sbx__error_oom();
+        ProtobufCMessage *resp = NULL;
+        int src_err = 0;
+        int code = write_once(s, dl, &h, src, ud, chunk, &resp, &res, &src_err);
+        if (src_err || code == SBX_CODE_OK) {
+            Sbx__V1__WriteFileResponse *r = (void *)resp;
+            if (src_err)
+                e = sbx__error_errno(src_err, "reading the input");
+            else if (bytes)
+                *bytes = r->bytes_written;
+            if (!src_err && info && r->info && info_fill(info, r->info) != 0)
+                e = sbx__error_oom();
+            if (resp)
                 protobuf_c_message_free_unpacked(resp, NULL);
-                sbx_rpc_result_clear(&res);
-                break;
-            }
-        }
-        if (code != SBX_CODE_UNAVAILABLE || !idem || !sbx__backoff_wait(c, attempt, 0)) {
-            e = sbx__error_rpc(&res, code, s->addr);
-            if (e)
-                e->attempts = attempt;
             sbx_rpc_result_clear(&res);
             break;
         }
-        sbx_rpc_result_clear(&res);
+        if (!sbx__stream_retry(c, &res, code, s->addr, idem, attempt, 0, &e))
+            break;
     }
     free(chunk);
     return e;

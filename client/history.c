@@ -122,20 +122,56 @@ sbx_error *sbx_history_list(sbx_client *c, const char *project_id, const sbx_his
     return NULL;
 }
 
-sbx_error *sbx_history_watch(sbx_client *c, const char *project_id, uint64_t from_seq, bool include_output,
-                             int64_t deadline_ms, sbx_record_fn fn, void *ud)
+/* Where a watch has got to, across resumed attempts. */
+typedef struct watch_state {
+    const char *project_id;
+    uint64_t next; /* the seq to resume from (when have_next) */
+    bool have_next;
+    sbx_record_fn fn;
+    void *ud;
+} watch_state;
+
+/* Hands the records of one WatchExecutions stream to fn. Returns the stream's status; *moved
+ * when a record arrived; *stopped when fn asked to stop; *e when memory ran out. */
+static int watch_records(watch_state *w, sbx_cstream *st, sbx_rpc_result *res, bool *moved,
+                         bool *stopped, sbx_error **e)
+{
+    ProtobufCMessage *m = NULL;
+    int rc = 0;
+    while (!*stopped && !*e &&
+           (rc = sbx_cstream_next(st, &sbx__v1__execution_record__descriptor, &m)) == 1) {
+        *moved = true;
+        sbx_record rec;
+        const Sbx__V1__ExecutionRecord *er = (void *)m;
+        int fill = record_fill(&rec, er);
+        w->next = er->seq + 1;
+        w->have_next = true;
+        if (fill == 0 && !*rec.project_id) {
+            free(rec.project_id);
+            rec.project_id = sbx__strdup(w->project_id);
+        }
+        *stopped = fill == 0 && w->fn(&rec, w->ud) != 0;
+        record_clear(&rec);
+        protobuf_c_message_free_unpacked(m, NULL);
+        if (fill != 0)
+            *e = sbx__error_oom();
+    }
+    int code = sbx_cstream_finish(st, *e ? NULL : res);
+    return rc < 0 ? SBX_CODE_INTERNAL : code;
+}
+
+sbx_error *sbx_history_watch(sbx_client *c, const char *project_id, uint64_t from_seq,
+                             bool include_output, int64_t deadline_ms, sbx_record_fn fn, void *ud)
 {
     size_t shard = sbx__shard_for(c, SBX_SERVICE_STORE, project_id);
     sbx__shard *s = &c->shards[SBX_SERVICE_STORE][shard];
     int64_t deadline_abs = deadline_ms > 0 ? sbx__mono_ms() + deadline_ms : 0;
-    uint64_t next = from_seq;
-    bool have_next = from_seq > 0;
-    int attempt = 0;
-    for (;;) {
-        attempt++;
+    watch_state w = {
+        .project_id = project_id, .next = from_seq, .have_next = from_seq > 0, .fn = fn, .ud = ud};
+    for (int attempt = 1;; attempt++) {
         Sbx__V1__WatchExecutionsRequest req = SBX__V1__WATCH_EXECUTIONS_REQUEST__INIT;
         req.project_id = (char *)sbx__nz(project_id);
-        req.from_seq = have_next ? next : 0;
+        req.from_seq = w.have_next ? w.next : 0;
         req.include_output = include_output;
         int64_t left = deadline_abs ? deadline_abs - sbx__mono_ms() : 0;
         if (deadline_abs && left <= 0)
@@ -148,51 +184,18 @@ sbx_error *sbx_history_watch(sbx_client *c, const char *project_id, uint64_t fro
             sbx_rpc_result_clear(&res);
             return e;
         }
-        bool got = false, stop = false;
-        ProtobufCMessage *m = NULL;
-        int rc;
-        while ((rc = sbx_cstream_next(st, &sbx__v1__execution_record__descriptor, &m)) == 1) {
-            got = true;
-            sbx_record rec;
-            const Sbx__V1__ExecutionRecord *er = (void *)m;
-            int fill = record_fill(&rec, er);
-            next = er->seq + 1;
-            have_next = true;
-            if (fill == 0 && !*rec.project_id) {
-                free(rec.project_id);
-                rec.project_id = sbx__strdup(project_id);
-            }
-            stop = fill == 0 && fn(&rec, ud) != 0;
-            record_clear(&rec);
-            protobuf_c_message_free_unpacked(m, NULL);
-            if (fill != 0) {
-                sbx_cstream_finish(st, NULL);
-                return sbx__error_oom();
-            }
-            if (stop)
-                break;
-        }
-        code = sbx_cstream_finish(st, &res);
-        if (stop) {
-            sbx_rpc_result_clear(&res);
-            return NULL;
-        }
-        if (rc < 0)
-            code = SBX_CODE_INTERNAL;
-        if (code == SBX_CODE_OK) {
-            sbx_rpc_result_clear(&res);
-            return NULL; /* the server ended the stream */
-        }
-        if (got)
-            attempt = 0; /* progress was made: a fresh retry budget */
-        if (code != SBX_CODE_UNAVAILABLE || !sbx__backoff_wait(c, attempt ? attempt : 1, deadline_abs)) {
-            sbx_error *e = sbx__error_rpc(&res, code, s->addr);
-            if (e)
-                e->attempts = attempt ? attempt : 1;
+        bool moved = false, stopped = false;
+        sbx_error *e = NULL;
+        code = watch_records(&w, st, &res, &moved, &stopped, &e);
+        if (e || stopped || code == SBX_CODE_OK) { /* OK: the server ended the stream */
             sbx_rpc_result_clear(&res);
             return e;
         }
-        sbx_rpc_result_clear(&res);
+        if (moved)
+            attempt = 0; /* progress was made: a fresh retry budget */
+        if (!sbx__stream_retry(c, &res, code, s->addr, true, attempt ? attempt : 1, deadline_abs,
+                               &e))
+            return e;
     }
 }
 

@@ -51,6 +51,25 @@ sbx_error *sbx_port_expose(sbx_client *c, const char *project_id, uint32_t port,
     return NULL;
 }
 
+/* The answer of StartDevServer as an sbx_dev_server (NULL when memory ran out). */
+static sbx_dev_server *dev_server_new(const Sbx__V1__StartDevServerResponse *rr)
+{
+    sbx_dev_server *d = calloc(1, sizeof *d);
+    if (!d)
+        return NULL;
+    d->url = sbx__strdup(rr->url);
+    d->pid = rr->pid;
+    d->host = sbx__strdup(rr->host);
+    d->host_port = rr->host_port;
+    d->ready_after_ms = rr->ready_after_ms;
+    d->sandbox_id = sbx__strdup(rr->sandbox_id);
+    if (!d->url || !d->host || !d->sandbox_id) {
+        sbx_dev_server_free(d);
+        return NULL;
+    }
+    return d;
+}
+
 sbx_error *sbx_dev_server_start(sbx_client *c, const sbx_dev_server_req *r, sbx_dev_server **out)
 {
     *out = NULL;
@@ -83,9 +102,8 @@ sbx_error *sbx_dev_server_start(sbx_client *c, const sbx_dev_server_req *r, sbx_
     int64_t saved = c->deadline_ms;
     int64_t wait = r->ready_timeout_ms > 0 ? r->ready_timeout_ms : 30000;
     ProtobufCMessage *resp = NULL;
-    sbx__shard *sh = NULL;
     size_t shard = sbx__shard_for(c, SBX_SERVICE_EXECUTOR, req.project_id);
-    sh = &c->shards[SBX_SERVICE_EXECUTOR][shard];
+    sbx__shard *sh = &c->shards[SBX_SERVICE_EXECUTOR][shard];
     sbx_rpc_result res = {0};
     int code = sbx_call_unary(sh->ch, M("StartDevServer"), &req.base, &sbx__v1__start_dev_server_response__descriptor,
                               &resp, saved > 0 ? saved + wait : 0, r->tag && *r->tag ? &c->backoff : NULL, &res);
@@ -98,21 +116,10 @@ sbx_error *sbx_dev_server_start(sbx_client *c, const sbx_dev_server_req *r, sbx_
         return e ? e : sbx__error_oom();
     }
     sbx_rpc_result_clear(&res);
-    Sbx__V1__StartDevServerResponse *rr = (void *)resp;
-    sbx_dev_server *d = calloc(1, sizeof *d);
-    if (d) {
-        d->url = sbx__strdup(rr->url);
-        d->pid = rr->pid;
-        d->host = sbx__strdup(rr->host);
-        d->host_port = rr->host_port;
-        d->ready_after_ms = rr->ready_after_ms;
-        d->sandbox_id = sbx__strdup(rr->sandbox_id);
-    }
+    sbx_dev_server *d = dev_server_new((void *)resp);
     protobuf_c_message_free_unpacked(resp, NULL);
-    if (!d || !d->url || !d->host || !d->sandbox_id) {
-        sbx_dev_server_free(d);
+    if (!d)
         return sbx__error_oom();
-    }
     *out = d;
     return NULL;
 }

@@ -167,7 +167,52 @@ static int cmp_project(const void *a, const void *b)
     return strcmp(((const sbx_project *)a)->project_id, ((const sbx_project *)b)->project_id);
 }
 
-sbx_error *sbx_project_list_all(sbx_client *c, const char *prefix, size_t limit, sbx_project_list **out)
+/* Appends the projects of one store shard to l (at most about limit of them: the caller sorts
+ * and cuts). */
+static sbx_error *list_shard(sbx_client *c, size_t shard, const char *prefix, size_t limit,
+                             sbx_project_list *l, size_t *cap)
+{
+    char *token = strdup("");
+    size_t from_shard = 0;
+    sbx_error *e = NULL;
+    while (token && !e) {
+        Sbx__V1__ListProjectsRequest req = SBX__V1__LIST_PROJECTS_REQUEST__INIT;
+        req.prefix = (char *)sbx__nz(prefix);
+        req.page_token = token;
+        req.limit = 1000;
+        ProtobufCMessage *resp = NULL;
+        e = sbx__unary(c, SBX_SERVICE_STORE, shard, M("ListProjects"), &req.base,
+                       &sbx__v1__list_projects_response__descriptor, &resp, true);
+        if (e)
+            break;
+        Sbx__V1__ListProjectsResponse *r = (void *)resp;
+        for (size_t i = 0; i < r->n_projects && !e; i++) {
+            if (l->count == *cap) {
+                size_t nc = *cap ? *cap * 2 : 64;
+                sbx_project *np = realloc(l->projects, nc * sizeof *np);
+                if (!np) {
+                    e = sbx__error_oom();
+                    break;
+                }
+                l->projects = np;
+                *cap = nc;
+            }
+            l->count++;
+            if (project_fill(&l->projects[l->count - 1], r->projects[i]) != 0)
+                e = sbx__error_oom();
+            from_shard++;
+        }
+        free(token);
+        bool more = !e && *r->next_page_token && (!limit || from_shard <= limit);
+        token = more ? strdup(r->next_page_token) : NULL;
+        protobuf_c_message_free_unpacked(resp, NULL);
+    }
+    free(token);
+    return e;
+}
+
+sbx_error *sbx_project_list_all(sbx_client *c, const char *prefix, size_t limit,
+                                sbx_project_list **out)
 {
     *out = NULL;
     sbx_project_list *l = calloc(1, sizeof *l);
@@ -175,43 +220,8 @@ sbx_error *sbx_project_list_all(sbx_client *c, const char *prefix, size_t limit,
         return sbx__error_oom();
     size_t cap = 0;
     sbx_error *e = NULL;
-    for (size_t shard = 0; shard < c->n[SBX_SERVICE_STORE] && !e; shard++) {
-        char *token = strdup("");
-        size_t from_shard = 0;
-        while (token && !e) {
-            Sbx__V1__ListProjectsRequest req = SBX__V1__LIST_PROJECTS_REQUEST__INIT;
-            req.prefix = (char *)sbx__nz(prefix);
-            req.page_token = token;
-            req.limit = 1000;
-            ProtobufCMessage *resp = NULL;
-            e = sbx__unary(c, SBX_SERVICE_STORE, shard, M("ListProjects"), &req.base,
-                           &sbx__v1__list_projects_response__descriptor, &resp, true);
-            if (e)
-                break;
-            Sbx__V1__ListProjectsResponse *r = (void *)resp;
-            for (size_t i = 0; i < r->n_projects && !e; i++) {
-                if (l->count == cap) {
-                    size_t nc = cap ? cap * 2 : 64;
-                    sbx_project *np = realloc(l->projects, nc * sizeof *np);
-                    if (!np) {
-                        e = sbx__error_oom();
-                        break;
-                    }
-                    l->projects = np;
-                    cap = nc;
-                }
-                l->count++;
-                if (project_fill(&l->projects[l->count - 1], r->projects[i]) != 0)
-                    e = sbx__error_oom();
-                from_shard++;
-            }
-            free(token);
-            token = (!e && *r->next_page_token && (!limit || from_shard <= limit)) ? strdup(r->next_page_token)
-                                                                                    : NULL;
-            protobuf_c_message_free_unpacked(resp, NULL);
-        }
-        free(token);
-    }
+    for (size_t shard = 0; shard < c->n[SBX_SERVICE_STORE] && !e; shard++)
+        e = list_shard(c, shard, prefix, limit, l, &cap);
     if (e) {
         sbx_project_list_free(l);
         return e;

@@ -51,6 +51,11 @@ sbx_error *sbx__unary_key(sbx_client *c, sbx_service svc, const char *key, const
 /* Sleeps before retry attempt + 1; returns false when attempts are used up or the absolute
  * monotonic deadline (ms, 0 = none) would pass. */
 bool sbx__backoff_wait(sbx_client *c, int attempt, int64_t deadline_abs_ms);
+/* After a failed attempt of a stream call (code != OK): true when it should be made again
+ * (UNAVAILABLE, retryable, and a backoff was slept within the deadline); false with *e set to
+ * the call's error, its attempts recorded. Clears res either way. */
+bool sbx__stream_retry(sbx_client *c, sbx_rpc_result *res, int code, const char *addr,
+                       bool retryable, int attempt, int64_t deadline_abs_ms, sbx_error **e);
 int64_t sbx__mono_ms(void);
 int64_t sbx__now_ms(void);
 

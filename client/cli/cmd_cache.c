@@ -107,67 +107,118 @@ static void cached_json(FILE *f, const sbx_cached *r)
     fprintf(f, ",\"seq\":%" PRIu64 "}\n", r->seq);
 }
 
-int cmd_cache(cli_args *a, sbx_client *c)
+/* Prints "cleared N" or {"whole_project":…,"cleared":N}. */
+static void print_cleared(const cli_args *a, bool whole, uint64_t n)
+{
+    if (a->json)
+        fprintf(stdout, "{\"whole_project\":%s,\"cleared\":%" PRIu64 "}\n",
+                whole ? "true" : "false", n);
+    else
+        fprintf(stdout, "cleared %" PRIu64 "\n", n);
+}
+
+static int cache_clear(cli_args *a, sbx_client *c, const keyset *k, const char *what)
+{
+    uint64_t total = 0;
+    sbx_error *e = NULL;
+    for (size_t i = 0; i < k->n && !e; i++) {
+        uint64_t n = 0;
+        e = sbx_cache_clear(c, a->project, k->keys[i], &n);
+        total += n;
+    }
+    if (e)
+        return cli_fail(what, e);
+    print_cleared(a, false, total);
+    return 0;
+}
+
+/* The freshest cached result under any of the keys. */
+static int cache_get(cli_args *a, sbx_client *c, const keyset *k, const char *what)
+{
+    sbx_cached *best = NULL;
+    sbx_error *e = NULL;
+    for (size_t i = 0; i < k->n && !e; i++) {
+        bool found = false;
+        sbx_cached *r = NULL;
+        e = sbx_cache_get(c, a->project, k->keys[i], &found, NULL, &r);
+        if (found && (!best || r->created_at_ms > best->created_at_ms)) {
+            sbx_cached_free(best);
+            best = r;
+        } else {
+            sbx_cached_free(r);
+        }
+    }
+    int rc = 0;
+    if (e) {
+        rc = cli_fail(what, e);
+    } else if (!best) {
+        rc = cli_fail(what,
+                      sbx_error_new(SBX_CODE_NOT_FOUND, "no fresh cached result for this command"));
+    } else if (a->json) {
+        cached_json(stdout, best);
+    } else {
+        fwrite(best->out, 1, best->out_len, stdout);
+        fwrite(best->err, 1, best->err_len, stderr);
+    }
+    sbx_cached_free(best);
+    return rc;
+}
+
+static int run_cache(cli_args *a, sbx_client *c)
 {
     char what[256];
     snprintf(what, sizeof what, "cache %s -p %s", a->sub, a->project);
-    bool whole = !a->argc && !a->shell;
-    if (strcmp(a->sub, "clear") == 0 && whole) {
+    bool clear = strcmp(a->sub, "clear") == 0;
+    if (clear && !a->argc && !a->shell) {
         uint64_t n = 0;
         sbx_error *e = sbx_cache_clear(c, a->project, NULL, &n);
         if (e)
             return cli_fail(what, e);
-        if (a->json)
-            fprintf(stdout, "{\"whole_project\":true,\"cleared\":%" PRIu64 "}\n", n);
-        else
-            fprintf(stdout, "cleared %" PRIu64 "\n", n);
+        print_cleared(a, true, n);
         return 0;
     }
     keyset k = {0};
     sbx_error *e = command_keys(a, c, &k);
-    if (e) {
-        keyset_free(&k);
-        return cli_fail(what, e);
-    }
-    int rc = 0;
-    if (strcmp(a->sub, "clear") == 0) {
-        uint64_t total = 0;
-        for (size_t i = 0; i < k.n && !e; i++) {
-            uint64_t n = 0;
-            e = sbx_cache_clear(c, a->project, k.keys[i], &n);
-            total += n;
-        }
-        if (e)
-            rc = cli_fail(what, e);
-        else if (a->json)
-            fprintf(stdout, "{\"whole_project\":false,\"cleared\":%" PRIu64 "}\n", total);
-        else
-            fprintf(stdout, "cleared %" PRIu64 "\n", total);
-    } else {
-        sbx_cached *best = NULL;
-        for (size_t i = 0; i < k.n && !e; i++) {
-            bool found = false;
-            sbx_cached *r = NULL;
-            e = sbx_cache_get(c, a->project, k.keys[i], &found, NULL, &r);
-            if (found && (!best || r->created_at_ms > best->created_at_ms)) {
-                sbx_cached_free(best);
-                best = r;
-            } else {
-                sbx_cached_free(r);
-            }
-        }
-        if (e)
-            rc = cli_fail(what, e);
-        else if (!best)
-            rc = cli_fail(what, sbx_error_new(SBX_CODE_NOT_FOUND, "no fresh cached result for this command"));
-        else if (a->json)
-            cached_json(stdout, best);
-        else {
-            fwrite(best->out, 1, best->out_len, stdout);
-            fwrite(best->err, 1, best->err_len, stderr);
-        }
-        sbx_cached_free(best);
-    }
+    int rc = e       ? cli_fail(what, e)
+             : clear ? cache_clear(a, c, &k, what)
+                     : cache_get(a, c, &k, what);
     keyset_free(&k);
     return rc;
 }
+
+/* ---- the command line */
+static const cli_opt cache_opts[] = {
+    CLI_OPT_PROJECT,
+    CLI_OPT_CWD("the command's working directory"),
+    CLI_OPT_ENV("the command's environment (repeatable)"),
+    CLI_OPT_STR("shell", 0, shell, "S", "the command as a shell string (as `sbx sh` runs it)"),
+    CLI_OPT_END,
+};
+
+static int cache_finish(cli_args *a, char **pos, size_t np, cli_err *e)
+{
+    (void)pos;
+    (void)np; /* a trailing command: no positionals of its own */
+    if (cli_need_project(a, e))
+        return -1;
+    if (a->shell && a->argc)
+        return cli_bad(e, "give -- CMD... or --shell, not both");
+    if (strcmp(a->sub, "get") == 0 && !a->argc && !a->shell)
+        return cli_bad(e, "missing the command (usage: sbx cache get -p PROJ -- CMD...)");
+    return 0;
+}
+
+const cli_command cli_cmd_cache = {
+    .name = "cache",
+    .brief = "clear or show a command's cached result",
+    .cmd = CMD_CACHE,
+    .subs = "clear|get",
+    .trailing = true,
+    .synopsis = "sbx cache clear -p PROJ [--cwd D] [--env K=V]... [--shell S | [--] CMD...]\n"
+                "sbx cache get -p PROJ [--cwd D] [--env K=V]... [--shell S | [--] CMD...]",
+    .summary = "Clears one command's cached result (or, without a command, the whole "
+               "project's), or prints it.",
+    .opts = cache_opts,
+    .finish = cache_finish,
+    .run = run_cache,
+};

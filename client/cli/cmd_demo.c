@@ -21,6 +21,7 @@ typedef struct demo {
     sbx_client *c;
     char project[64];
     char dir[256];
+    char page_url[600]; /* the dev server's index.html (serve -> fetch) */
     int step;
     int failed_rc; /* first failure's exit status */
 } demo;
@@ -131,13 +132,32 @@ static void rm_tree(const char *dir)
     rmdir(dir);
 }
 
-static sbx_error *run(demo *d, const char *const *argv, size_t argc, int64_t cache_ttl, sbx_exec_result *res,
-                      buf out[2])
+static int64_t mono_ms(void)
 {
-    sbx_exec_req r = {.project_id = d->project, .argv = argv, .argc = argc, .cache_ttl_s = cache_ttl,
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* Runs argv once in the project's sandbox; out[0], out[1]: its stdout and stderr. Release with
+ * run_done (also after an error). */
+static sbx_error *run(demo *d, const char *const *argv, size_t argc, int64_t cache_ttl,
+                      sbx_exec_result *res, buf out[2])
+{
+    sbx_exec_req r = {.project_id = d->project,
+                      .argv = argv,
+                      .argc = argc,
+                      .cache_ttl_s = cache_ttl,
                       .timeout_ms = 60000};
     memset(out, 0, 2 * sizeof *out);
     return sbx_exec(d->c, &r, NULL, collect, out, res);
+}
+
+static void run_done(sbx_exec_result *res, buf out[2])
+{
+    free(out[0].p);
+    free(out[1].p);
+    sbx_exec_result_clear(res);
 }
 
 /* s without its trailing newlines, for inline display (modifies s). */
@@ -165,145 +185,175 @@ static size_t curl_sink(char *p, size_t size, size_t n, void *ud)
     return len;
 }
 
-static bool steps(demo *d)
+/* ---- the steps, in order (steps[] below) */
+static bool step_health(demo *d)
 {
-    sbx_error *e;
-    /* 1. health */
     say(d, "checking that both services are up");
     for (int svc = 0; svc < 2; svc++) {
+        const char *name = svc == SBX_SERVICE_EXECUTOR ? "executor" : "store";
         for (size_t i = 0; i < sbx_client_addr_count(d->c, (sbx_service)svc); i++) {
             int st = 0;
-            const char *name = svc == SBX_SERVICE_EXECUTOR ? "executor" : "store";
-            if ((e = sbx_health_check(d->c, (sbx_service)svc, i, &st)))
+            sbx_error *e = sbx_health_check(d->c, (sbx_service)svc, i, &st);
+            if (e)
                 return failed(d, "demo: health", e);
-            detail("%s %s: %s", name, sbx_client_addr(d->c, (sbx_service)svc, i), st == 1 ? "SERVING" : "not serving");
+            detail("%s %s: %s", name, sbx_client_addr(d->c, (sbx_service)svc, i),
+                   st == 1 ? "SERVING" : "not serving");
             if (st != 1)
                 return failed(d, "a service is not SERVING", NULL);
         }
     }
+    return true;
+}
 
-    /* 2. project */
+static bool step_project(demo *d)
+{
     char rid[37];
     sbx_request_id_new(rid);
     snprintf(d->project, sizeof d->project, "demo-%.8s", rid);
     say(d, "creating project %s with metadata", d->project);
-    sbx_field f[] = {{(char *)"purpose", (char *)"sbx demo"}, {(char *)"language", (char *)"python"}};
+    sbx_field f[] = {{(char *)"purpose", (char *)"sbx demo"},
+                     {(char *)"language", (char *)"python"}};
     sbx_project_update u = {.set = f, .n_set = 2, .check_version = true, .expected_version = 0};
     sbx_project *p = NULL;
-    if ((e = sbx_project_update_fields(d->c, d->project, &u, &p)))
+    sbx_error *e = sbx_project_update_fields(d->c, d->project, &u, &p);
+    if (e)
         return failed(d, "demo: project set", e);
     detail("version %" PRIu64 ", %zu fields (store %s)", p->version, p->n_fields,
            sbx_client_route(d->c, SBX_SERVICE_STORE, d->project));
     sbx_project_free(p);
+    return true;
+}
 
-    /* 3. upload */
+static bool step_upload(demo *d)
+{
     say(d, "generating a small Python project and uploading it (all-or-nothing)");
     if (!make_project_tree(d))
         return failed(d, "cannot create the local project in a temp dir", NULL);
     sbx_upload_result up;
-    if ((e = sbx_upload_dir(d->c, d->project, d->dir, "app", true, NULL, NULL, &up)))
+    sbx_error *e = sbx_upload_dir(d->c, d->project, d->dir, "app", true, NULL, NULL, &up);
+    if (e)
         return failed(d, "demo: setup", e);
-    detail("%u files, %" PRIu64 " bytes -> %s (executor %s)", up.files_written, up.bytes_written, up.dest_dir,
-           sbx_client_route(d->c, SBX_SERVICE_EXECUTOR, d->project));
+    detail("%u files, %" PRIu64 " bytes -> %s (executor %s)", up.files_written, up.bytes_written,
+           up.dest_dir, sbx_client_route(d->c, SBX_SERVICE_EXECUTOR, d->project));
     sbx_upload_result_clear(&up);
+    return true;
+}
 
-    /* 4. run */
+static bool step_run_app(demo *d)
+{
     say(d, "running: python3 app.py world");
     const char *app[] = {"python3", "app/app.py", "world"};
     sbx_exec_result res;
     buf out[2];
-    if ((e = run(d, app, 3, 0, &res, out)))
+    sbx_error *e = run(d, app, 3, 0, &res, out);
+    if (e) {
+        run_done(&res, out);
         return failed(d, "demo: exec", e);
+    }
     detail("exit %d in %" PRId64 " ms, stdout:", res.exit_code, res.duration_us / 1000);
     fputs(out[0].p ? out[0].p : "", stdout);
-    bool ok = res.exit_code == 0 && out[0].p && strstr(out[0].p, "hello, world!") && strstr(out[0].p, "338350");
-    free(out[0].p);
-    free(out[1].p);
-    sbx_exec_result_clear(&res);
+    bool ok = res.exit_code == 0 && out[0].p && strstr(out[0].p, "hello, world!") &&
+              strstr(out[0].p, "338350");
+    run_done(&res, out);
     if (!ok)
         return failed(d, "app.py did not print what was expected", NULL);
+    return true;
+}
 
-    /* 5. a failing command: exit statuses come through */
+/* Exit statuses come through. */
+static bool step_run_failing(demo *d)
+{
     say(d, "running a command that fails: sh -c 'echo oops >&2; exit 3'");
     const char *bad[] = {"sh", "-c", "echo oops >&2; exit 3"};
-    if ((e = run(d, bad, 3, 0, &res, out)))
+    sbx_exec_result res;
+    buf out[2];
+    sbx_error *e = run(d, bad, 3, 0, &res, out);
+    if (e) {
+        run_done(&res, out);
         return failed(d, "demo: exec", e);
+    }
     detail("exit %d, stderr: %s", res.exit_code, chomp(out[1].p));
-    ok = res.exit_code == 3;
-    free(out[0].p);
-    free(out[1].p);
-    sbx_exec_result_clear(&res);
+    bool ok = res.exit_code == 3;
+    run_done(&res, out);
     if (!ok)
         return failed(d, "the failing command did not report exit 3", NULL);
+    return true;
+}
 
-    /* 6. cached rerun */
-    say(d, "running a slow command twice with --cache=600");
+/* Run n of the slow command with --cache=600: *out (owned, chomped), *cached. */
+static bool slow_run(demo *d, int n, char **out, bool *cached)
+{
     const char *slow[] = {"python3", "app/slow.py"};
-    int64_t durations[2];
-    bool cached[2];
-    char *first_out = NULL;
-    for (int i = 0; i < 2; i++) {
-        int64_t t0 = (int64_t)time(NULL);
-        (void)t0;
-        struct timespec a0, a1;
-        clock_gettime(CLOCK_MONOTONIC, &a0);
-        if ((e = run(d, slow, 2, 600, &res, out))) {
-            free(first_out);
-            return failed(d, "demo: exec --cache", e);
-        }
-        clock_gettime(CLOCK_MONOTONIC, &a1);
-        durations[i] = (a1.tv_sec - a0.tv_sec) * 1000 + (a1.tv_nsec - a0.tv_nsec) / 1000000;
-        cached[i] = res.cached;
-        detail("run %d: exit %d, cached=%s, %" PRId64 " ms round trip, stdout: %s", i + 1, res.exit_code,
-               res.cached ? "true" : "false", durations[i], chomp(out[0].p));
-        if (i == 0) {
-            first_out = out[0].p;
-            /* the executor records a finished command in the store through its durable outbox,
-               right after answering: wait until run 1 is there, so run 2 can be answered from it */
-            size_t want = 3; /* app.py, the failing command, run 1 */
-            bool recorded = false;
-            struct timespec w0, w1;
-            clock_gettime(CLOCK_MONOTONIC, &w0);
-            for (int tries = 0; tries < 400 && !recorded; tries++) {
-                sbx_history_page *hp = NULL;
-                sbx_history_query q = {.limit = 10};
-                if ((e = sbx_history_list(d->c, d->project, &q, &hp))) {
-                    free(first_out);
-                    sbx_exec_result_clear(&res);
-                    free(out[1].p);
-                    return failed(d, "demo: history", e);
-                }
-                recorded = hp->count >= want;
-                sbx_history_page_free(hp);
-                if (!recorded)
-                    usleep(5 * 1000);
-            }
-            clock_gettime(CLOCK_MONOTONIC, &w1);
-            detail("run 1 is in the store's history and cache (%" PRId64 " ms after it finished)",
-                   (int64_t)((w1.tv_sec - w0.tv_sec) * 1000 + (w1.tv_nsec - w0.tv_nsec) / 1000000));
-            if (!recorded) {
-                free(first_out);
-                sbx_exec_result_clear(&res);
-                free(out[1].p);
-                return failed(d, "the executor did not record run 1 in the store within 2 s", NULL);
-            }
-        } else {
-            ok = cached[1] && first_out && out[0].p && strcmp(first_out, out[0].p) == 0;
-            free(out[0].p);
-        }
-        free(out[1].p);
-        sbx_exec_result_clear(&res);
+    sbx_exec_result res;
+    buf o[2];
+    int64_t t0 = mono_ms();
+    sbx_error *e = run(d, slow, 2, 600, &res, o);
+    if (e) {
+        run_done(&res, o);
+        return failed(d, "demo: exec --cache", e);
     }
-    free(first_out);
+    detail("run %d: exit %d, cached=%s, %" PRId64 " ms round trip, stdout: %s", n, res.exit_code,
+           res.cached ? "true" : "false", mono_ms() - t0, chomp(o[0].p));
+    *out = o[0].p;
+    *cached = res.cached;
+    o[0].p = NULL;
+    run_done(&res, o);
+    return true;
+}
+
+/* The executor records a finished command in the store through its durable outbox, right after
+ * answering: waits (up to 2 s) until the store has `want` records, so the rerun can be
+ * answered from the cache. */
+static bool wait_recorded(demo *d, size_t want)
+{
+    bool recorded = false;
+    int64_t t0 = mono_ms();
+    for (int tries = 0; tries < 400 && !recorded; tries++) {
+        sbx_history_page *hp = NULL;
+        sbx_history_query q = {.limit = 10};
+        sbx_error *e = sbx_history_list(d->c, d->project, &q, &hp);
+        if (e)
+            return failed(d, "demo: history", e);
+        recorded = hp->count >= want;
+        sbx_history_page_free(hp);
+        if (!recorded)
+            usleep(5 * 1000);
+    }
+    detail("run 1 is in the store's history and cache (%" PRId64 " ms after it finished)",
+           mono_ms() - t0);
+    if (!recorded)
+        return failed(d, "the executor did not record run 1 in the store within 2 s", NULL);
+    return true;
+}
+
+static bool step_cached_rerun(demo *d)
+{
+    say(d, "running a slow command twice with --cache=600");
+    char *first = NULL, *second = NULL;
+    bool cached = false;
+    /* recorded so far: app.py, the failing command, run 1 */
+    if (!slow_run(d, 1, &first, &cached) || !wait_recorded(d, 3) ||
+        !slow_run(d, 2, &second, &cached)) {
+        free(first);
+        return false;
+    }
+    bool ok = cached && first && second && strcmp(first, second) == 0;
+    free(first);
+    free(second);
     if (!ok)
         return failed(d, "the rerun was not answered from the cache with the same output", NULL);
+    return true;
+}
 
-    /* 7. history (recorded by the executor through its outbox: poll briefly) */
+/* Recorded by the executor through its outbox: polls briefly. */
+static bool step_history(demo *d)
+{
     say(d, "reading the project's history, newest first");
     sbx_history_page *h = NULL;
     for (int tries = 0; tries < 50; tries++) {
         sbx_history_query q = {.limit = 20};
-        if ((e = sbx_history_list(d->c, d->project, &q, &h)))
+        sbx_error *e = sbx_history_list(d->c, d->project, &q, &h);
+        if (e)
             return failed(d, "demo: history", e);
         if (h->count >= 4)
             break;
@@ -314,83 +364,144 @@ static bool steps(demo *d)
     if (!h)
         return failed(d, "the executor did not record 4 executions in the store within 5 s", NULL);
     for (size_t i = 0; i < h->count; i++) {
+        const sbx_record *r = &h->records[i];
         char t[48];
-        cli_rfc3339(h->records[i].started_at_ms, t, sizeof t);
-        detail("#%" PRIu64 " %s exit %d %s%s", h->records[i].seq, t, h->records[i].exit_code,
-               h->records[i].cached ? "[cached] " : "", h->records[i].command);
+        cli_rfc3339(r->started_at_ms, t, sizeof t);
+        detail("#%" PRIu64 " %s exit %d %s%s", r->seq, t, r->exit_code,
+               r->cached ? "[cached] " : "", r->command);
     }
     sbx_history_page_free(h);
+    return true;
+}
 
-    /* 8. kv */
+static bool step_kv(demo *d)
+{
     say(d, "counting demo runs in the KV space");
     int64_t runs = 0;
-    if ((e = sbx_kv_incr(d->c, "sbx-demo:runs", 1, &runs, NULL)))
+    sbx_error *e = sbx_kv_incr(d->c, "sbx-demo:runs", 1, &runs, NULL);
+    if (e)
         return failed(d, "demo: kv incr", e);
     detail("sbx-demo:runs = %" PRId64, runs);
+    return true;
+}
 
-    /* 9. dev server + libcurl */
+static bool step_serve(demo *d)
+{
     say(d, "starting a dev server (python3 -m http.server 8000) and waiting until it answers");
     const char *srv[] = {"python3", "-m", "http.server", "8000", "--bind", "127.0.0.1"};
-    sbx_dev_server_req sr = {.project_id = d->project, .argv = srv, .argc = 6, .cwd = "app", .port = 8000,
-                             .ready_path = "/", .ready_timeout_ms = 20000, .tag = "demo-web"};
+    sbx_dev_server_req sr = {.project_id = d->project,
+                             .argv = srv,
+                             .argc = 6,
+                             .cwd = "app",
+                             .port = 8000,
+                             .ready_path = "/",
+                             .ready_timeout_ms = 20000,
+                             .tag = "demo-web"};
     sbx_dev_server *ds = NULL;
-    if ((e = sbx_dev_server_start(d->c, &sr, &ds)))
+    sbx_error *e = sbx_dev_server_start(d->c, &sr, &ds);
+    if (e)
         return failed(d, "demo: serve", e);
     detail("%s (pid %d, ready after %" PRId64 " ms)", ds->url, ds->pid, ds->ready_after_ms);
-    say(d, "fetching %sindex.html with libcurl", ds->url);
-    char url[600];
-    snprintf(url, sizeof url, "%sindex.html", ds->url);
+    snprintf(d->page_url, sizeof d->page_url, "%sindex.html", ds->url);
     sbx_dev_server_free(ds);
+    return true;
+}
+
+/* GET url into *body (owned); CURLE_OK or the transfer error. */
+static CURLcode http_get(const char *url, buf *body, long *status)
+{
     CURL *cu = curl_easy_init();
     if (!cu)
-        return failed(d, "curl_easy_init failed", NULL);
-    buf body = {0};
+        return CURLE_FAILED_INIT;
     curl_easy_setopt(cu, CURLOPT_URL, url);
     curl_easy_setopt(cu, CURLOPT_WRITEFUNCTION, curl_sink);
-    curl_easy_setopt(cu, CURLOPT_WRITEDATA, &body);
+    curl_easy_setopt(cu, CURLOPT_WRITEDATA, body);
     curl_easy_setopt(cu, CURLOPT_TIMEOUT, 10L);
     curl_easy_setopt(cu, CURLOPT_NOPROXY, "*");
     CURLcode cc = curl_easy_perform(cu);
-    long status = 0;
-    curl_easy_getinfo(cu, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_getinfo(cu, CURLINFO_RESPONSE_CODE, status);
     curl_easy_cleanup(cu);
+    return cc;
+}
+
+static bool step_fetch(demo *d)
+{
+    say(d, "fetching %s with libcurl", d->page_url);
+    buf body = {0};
+    long status = 0;
+    CURLcode cc = http_get(d->page_url, &body, &status);
+    if (cc == CURLE_FAILED_INIT)
+        return failed(d, "curl_easy_init failed", NULL);
     if (cc != CURLE_OK) {
         free(body.p);
         char msg[1024];
-        snprintf(msg, sizeof msg, "fetching %s: %s", url, curl_easy_strerror(cc));
+        snprintf(msg, sizeof msg, "fetching %s: %s", d->page_url, curl_easy_strerror(cc));
         return failed(d, msg, NULL);
     }
-    size_t blen = body.len;
-    detail("HTTP %ld, %zu bytes: %s", status, blen, chomp(body.p));
-    ok = status == 200 && body.p && strstr(body.p, "hello from an sbx sandbox");
+    detail("HTTP %ld, %zu bytes: %s", status, body.len, chomp(body.p));
+    bool ok = status == 200 && body.p && strstr(body.p, "hello from an sbx sandbox");
     free(body.p);
     if (!ok)
         return failed(d, "the page did not come back as uploaded", NULL);
     return true;
 }
 
-int cmd_demo(cli_args *a, sbx_client *c)
+static bool (*const steps[])(demo *d) = {
+    step_health,       step_project, step_upload, step_run_app, step_run_failing,
+    step_cached_rerun, step_history, step_kv,     step_serve,   step_fetch,
+};
+
+/* Unless --keep: the dev server, the sandbox and the project's data. */
+static bool clean_up(demo *d)
+{
+    say(d, "cleaning up (sandbox, project data); --keep leaves them");
+    bool ok = true;
+    sbx_proc_sel web = {.tag = "demo-web"};
+    sbx_error_free(sbx_proc_signal(d->c, d->project, web, 9));
+    sbx_error *e = sbx_sandbox_kill(d->c, d->project, true, NULL);
+    if (e && e->code != SBX_CODE_NOT_FOUND)
+        ok = failed(d, "demo: sandbox kill", e);
+    else
+        sbx_error_free(e);
+    if ((e = sbx_project_delete(d->c, d->project, NULL)))
+        ok = failed(d, "demo: project delete", e);
+    return ok;
+}
+
+static int run_demo(cli_args *a, sbx_client *c)
 {
     demo d = {.c = c};
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    bool ok = steps(&d);
-    if (d.project[0] && !a->keep) {
-        say(&d, "cleaning up (sandbox, project data); --keep leaves them");
-        sbx_proc_sel web = {.tag = "demo-web"};
-        sbx_error_free(sbx_proc_signal(c, d.project, web, 9));
-        sbx_error *e = sbx_sandbox_kill(c, d.project, true, NULL);
-        if (e && e->code != SBX_CODE_NOT_FOUND)
-            ok = failed(&d, "demo: sandbox kill", e);
-        else
-            sbx_error_free(e);
-        if ((e = sbx_project_delete(c, d.project, NULL)))
-            ok = failed(&d, "demo: project delete", e);
-    } else if (d.project[0]) {
+    bool ok = true;
+    for (size_t i = 0; ok && i < sizeof steps / sizeof steps[0]; i++)
+        ok = steps[i](&d);
+    if (d.project[0] && !a->keep)
+        ok = clean_up(&d) && ok;
+    else if (d.project[0])
         detail("kept project %s", d.project);
-    }
     if (d.dir[0])
         rm_tree(d.dir);
     curl_global_cleanup();
     fprintf(stdout, ok ? "demo: every step worked\n" : "demo: FAILED\n");
     return ok ? 0 : (d.failed_rc ? d.failed_rc : CLI_EXIT_REQUEST);
 }
+
+/* ---- the command line */
+static const cli_opt demo_opts[] = {
+    CLI_OPT_FLAG("keep", 0, keep, "leave the sandbox and the project for a look afterwards"),
+    CLI_OPT_END,
+};
+
+const cli_command cli_cmd_demo = {
+    .name = "demo",
+    .brief = "the main job, end to end",
+    .cmd = CMD_DEMO,
+    .synopsis = "sbx demo [--keep]",
+    .summary = "The main job end to end, narrated step by step: health, a project with "
+               "metadata, an upload, commands (one failing), a cached rerun, history, a KV "
+               "counter, a dev server fetched with libcurl, clean-up. Exit 0 only if every step "
+               "worked.",
+    .opts = demo_opts,
+    .finish = cli_no_positionals,
+    .run = run_demo,
+};

@@ -42,29 +42,13 @@ typedef struct exec_ctx {
     growbuf out, err;
 } exec_ctx;
 
-static int write_all(int fd, const void *d, size_t n)
-{
-    const char *p = d;
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 static int on_output(sbx_stream_id s, const void *data, size_t len, uint64_t off, void *ud)
 {
-    (void)off;
     exec_ctx *x = ud;
     if (x->collect)
         return grow_add(s == SBX_STDOUT ? &x->out : &x->err, data, len);
     /* a reader that went away (sbx exec ... | head) stops us; the command keeps its rules */
-    return write_all(s == SBX_STDOUT ? STDOUT_FILENO : STDERR_FILENO, data, len);
+    return cli_copy_output(s, data, len, off, NULL);
 }
 
 /* Ctrl-C (and SIGTERM/SIGHUP) during a foreground command: main() blocked these signals before
@@ -141,12 +125,58 @@ static int slurp_stdin(growbuf *b)
     }
 }
 
-int cmd_exec(cli_args *a, sbx_client *c)
+static void print_json_result(const exec_ctx *x, const sbx_exec_result *res)
+{
+    fprintf(stdout, "{\"exit_code\":%d,\"signal\":%d,\"timed_out\":%s,\"cached\":%s,\"stdout\":",
+            res->exit_code, res->signal, res->timed_out ? "true" : "false",
+            res->cached ? "true" : "false");
+    json_str(stdout, x->out.p ? x->out.p : "", x->out.len);
+    fputs(",\"stderr\":", stdout);
+    json_str(stdout, x->err.p ? x->err.p : "", x->err.len);
+    fputs(",\"duration_ms\":", stdout);
+    json_duration_ms(stdout, res->duration_us);
+    fprintf(stdout,
+            ",\"output_truncated\":%s,\"sandbox_id\":", res->output_truncated ? "true" : "false");
+    json_cstr(stdout, res->sandbox_id);
+    fputs("}\n", stdout);
+}
+
+/* What `exec --background` prints: the pid (or {"pid","sandbox_id"}). */
+static void print_background(const cli_args *a, const sbx_exec_result *res)
+{
+    if (a->json) {
+        fprintf(stdout, "{\"pid\":%d,\"sandbox_id\":", res->pid);
+        json_cstr(stdout, res->sandbox_id);
+        fputs("}\n", stdout);
+    } else {
+        fprintf(stdout, "%d\n", res->pid);
+    }
+}
+
+/* Starts the signal thread when main() blocked the signals (a foreground exec/sh). */
+static void sigfwd_start(sigfwd *f)
+{
+    sigset_t blocked;
+    pthread_sigmask(SIG_BLOCK, NULL, &blocked);
+    if (sigismember(&blocked, SIGINT) == 1 && pthread_create(&f->th, NULL, sigfwd_main, f) == 0)
+        f->running = true;
+}
+
+static void sigfwd_stop(sigfwd *f)
+{
+    if (f->running) {
+        pthread_cancel(f->th); /* sigwait is a cancellation point */
+        pthread_join(f->th, NULL);
+    }
+}
+
+static int run_exec(cli_args *a, sbx_client *c)
 {
     const char *what = a->cmd == CMD_SH ? "sh" : "exec";
     growbuf in = {0};
     if (a->use_stdin && slurp_stdin(&in) != 0) {
-        int rc = cli_fail(what, sbx_error_new(SBX_CODE_INVALID_ARGUMENT, "reading stdin: %s", strerror(errno)));
+        int rc = cli_fail(
+            what, sbx_error_new(SBX_CODE_INVALID_ARGUMENT, "reading stdin: %s", strerror(errno)));
         free(in.p);
         return rc;
     }
@@ -170,47 +200,20 @@ int cmd_exec(cli_args *a, sbx_client *c)
     };
     sigfwd fwd = {.c = c, .project = a->project};
     atomic_init(&fwd.pid, 0);
-    sigset_t blocked;
-    pthread_sigmask(SIG_BLOCK, NULL, &blocked);
-    if (sigismember(&blocked, SIGINT) == 1 && pthread_create(&fwd.th, NULL, sigfwd_main, &fwd) == 0)
-        fwd.running = true;
+    sigfwd_start(&fwd);
     exec_ctx x = {.fwd = &fwd, .collect = a->json};
     sbx_exec_result res;
     sbx_error *e = sbx_exec(c, &r, on_started, on_output, &x, &res);
-    if (fwd.running) {
-        pthread_cancel(fwd.th); /* sigwait is a cancellation point */
-        pthread_join(fwd.th, NULL);
-    }
+    sigfwd_stop(&fwd);
     free(in.p);
+    int rc = 0;
     if (e) {
-        free(x.out.p);
-        free(x.err.p);
-        sbx_exec_result_clear(&res);
-        return cli_fail(what, e);
-    }
-    int rc;
-    if (a->background) {
-        if (a->json) {
-            fprintf(stdout, "{\"pid\":%d,\"sandbox_id\":", res.pid);
-            json_cstr(stdout, res.sandbox_id);
-            fputs("}\n", stdout);
-        } else {
-            fprintf(stdout, "%d\n", res.pid);
-        }
-        rc = 0;
+        rc = cli_fail(what, e);
+    } else if (a->background) {
+        print_background(a, &res);
     } else {
-        if (a->json) {
-            fprintf(stdout, "{\"exit_code\":%d,\"signal\":%d,\"timed_out\":%s,\"cached\":%s,\"stdout\":", res.exit_code,
-                    res.signal, res.timed_out ? "true" : "false", res.cached ? "true" : "false");
-            json_str(stdout, x.out.p ? x.out.p : "", x.out.len);
-            fputs(",\"stderr\":", stdout);
-            json_str(stdout, x.err.p ? x.err.p : "", x.err.len);
-            fputs(",\"duration_ms\":", stdout);
-            json_duration_ms(stdout, res.duration_us);
-            fprintf(stdout, ",\"output_truncated\":%s,\"sandbox_id\":", res.output_truncated ? "true" : "false");
-            json_cstr(stdout, res.sandbox_id);
-            fputs("}\n", stdout);
-        }
+        if (a->json)
+            print_json_result(&x, &res);
         rc = cli_command_status(&res);
     }
     free(x.out.p);
@@ -218,3 +221,78 @@ int cmd_exec(cli_args *a, sbx_client *c)
     sbx_exec_result_clear(&res);
     return rc;
 }
+
+/* ---- the command line */
+static const char *set_cache(cli_args *a, const char *v)
+{
+    int64_t ttl = 3600;
+    if (v && cli_parse_i64(v, 1, 2592000, &ttl) != 0)
+        return "want a TTL in seconds 1..2592000";
+    a->cache = true;
+    a->cache_ttl_s = ttl;
+    return NULL;
+}
+
+static const cli_opt exec_opts[] = {
+    CLI_OPT_PROJECT,
+    CLI_OPT_CWD("working directory (default: the home directory, /home/user)"),
+    CLI_OPT_ENV("an environment variable (repeatable)"),
+    CLI_OPT_TIMEOUT_MS("kill the command after MS milliseconds (exit status 124)"),
+    CLI_OPT_CALL("cache", 0, CLI_OPTVAL, set_cache, "TTL_S",
+                 "answer from a fresh cached result; cache this run for TTL_S seconds "
+                 "(default 3600)"),
+    CLI_OPT_FLAG("stdin", 0, use_stdin, "send our stdin (read to its end first) to the command"),
+    CLI_OPT_FLAG("background", 0, background, "start it in the background, print its pid"),
+    CLI_OPT_TAG("name the background process (for ps, kill, attach)"),
+    CLI_OPT_I64("max-output-bytes", 0, max_output_bytes, 0, INT64_MAX, "N", "want a byte count",
+                "keep at most N bytes of stdout+stderr"),
+    CLI_OPT_END,
+};
+
+static int exec_finish(cli_args *a, char **pos, size_t np, cli_err *e)
+{
+    (void)pos;
+    (void)np; /* a trailing command: no positionals of its own */
+    if (cli_need_project(a, e))
+        return -1;
+    if (a->argc == 0)
+        return cli_bad(e, "missing the command (usage: sbx exec -p PROJ [flags] -- CMD [ARG...])");
+    return 0;
+}
+
+static int sh_finish(cli_args *a, char **pos, size_t np, cli_err *e)
+{
+    if (cli_need_project(a, e) || cli_npos(e, np, 1, 1, "sbx sh -p PROJ 'SHELL STRING'"))
+        return -1;
+    a->shell = pos[0];
+    if (!*a->shell)
+        return cli_bad(e, "the shell string is empty");
+    return 0;
+}
+
+const cli_command cli_cmd_exec = {
+    .name = "exec",
+    .brief = "run a command in the project's sandbox",
+    .cmd = CMD_EXEC,
+    .trailing = true,
+    .synopsis = "sbx exec -p PROJ [--cwd D] [--env K=V]... [--timeout-ms N] [--cache[=TTL_S]]\n"
+                "  [--stdin] [--background] [--tag T] [--max-output-bytes N] [--] CMD [ARG...]",
+    .summary = "Runs CMD (argv, no shell) in the project's sandbox, created on first use, and "
+               "streams its stdout and stderr live. Exit status: the command's; 128+N if it was "
+               "killed by signal N; 124 if --timeout-ms hit. The first word that is not an "
+               "option starts CMD; \"--\" makes that explicit.",
+    .opts = exec_opts,
+    .finish = exec_finish,
+    .run = run_exec,
+};
+
+const cli_command cli_cmd_sh = {
+    .name = "sh",
+    .brief = "run a shell string in the project's sandbox",
+    .cmd = CMD_SH,
+    .synopsis = "sbx sh -p PROJ [exec options] 'SHELL STRING'",
+    .summary = "The same as exec with /bin/sh -c 'SHELL STRING'.",
+    .opts = exec_opts,
+    .finish = sh_finish,
+    .run = run_exec,
+};

@@ -1,5 +1,5 @@
-/* cmd_health.c: `sbx health [--service executor|store]` (every address of the service(s); exit
- * 0 only when all are SERVING) and `sbx keygen --tenant NAME`. */
+/* cmd_health.c: `sbx health [--service executor|store]`: every address of the service(s); exit
+ * 0 only when all are SERVING, 69 when one is unreachable. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +16,31 @@ static const char *status_name(int s)
     }
 }
 
-int cmd_health(cli_args *a, sbx_client *c)
+/* Checks one address; prints its line (or JSON element); returns its exit status. */
+static int check_one(cli_args *a, sbx_client *c, sbx_service svc, size_t i, bool first)
+{
+    const char *name = svc == SBX_SERVICE_EXECUTOR ? "executor" : "store";
+    const char *addr = sbx_client_addr(c, svc, i);
+    int st = 0;
+    sbx_error *e = sbx_health_check(c, svc, i, &st);
+    const char *shown = e ? e->name : status_name(st);
+    if (a->json) {
+        fprintf(stdout, "%s{\"service\":\"%s\",\"address\":", first ? "" : ",", name);
+        json_cstr(stdout, addr);
+        fputs(",\"status\":", stdout);
+        json_cstr(stdout, shown);
+        fputc('}', stdout);
+    } else if (!e) {
+        fprintf(stdout, "%s %s %s\n", name, addr, shown);
+    }
+    if (!e)
+        return st == 1 ? 0 : CLI_EXIT_REQUEST;
+    char what[300];
+    snprintf(what, sizeof what, "health %s %s", name, addr);
+    return cli_fail(what, e);
+}
+
+static int run_health(cli_args *a, sbx_client *c)
 {
     int rc = 0;
     bool first = true;
@@ -27,28 +51,8 @@ int cmd_health(cli_args *a, sbx_client *c)
         if (a->service && strcmp(a->service, name) != 0)
             continue;
         for (size_t i = 0; i < sbx_client_addr_count(c, (sbx_service)svc); i++) {
-            const char *addr = sbx_client_addr(c, (sbx_service)svc, i);
-            int st = 0;
-            sbx_error *e = sbx_health_check(c, (sbx_service)svc, i, &st);
-            const char *shown = e ? e->name : status_name(st);
-            if (a->json) {
-                fprintf(stdout, "%s{\"service\":\"%s\",\"address\":", first ? "" : ",", name);
-                json_cstr(stdout, addr);
-                fputs(",\"status\":", stdout);
-                json_cstr(stdout, shown);
-                fputc('}', stdout);
-            } else if (!e) {
-                fprintf(stdout, "%s %s %s\n", name, addr, shown);
-            }
+            int this_rc = check_one(a, c, (sbx_service)svc, i, first);
             first = false;
-            int this_rc;
-            if (e) {
-                char what[300];
-                snprintf(what, sizeof what, "health %s %s", name, addr);
-                this_rc = cli_fail(what, e);
-            } else {
-                this_rc = st == 1 ? 0 : CLI_EXIT_REQUEST;
-            }
             /* the worst outcome wins: unreachable (69) over not serving (1) */
             if (this_rc == CLI_EXIT_UNAVAILABLE || (this_rc && !rc))
                 rc = this_rc;
@@ -59,28 +63,29 @@ int cmd_health(cli_args *a, sbx_client *c)
     return rc;
 }
 
-int cmd_keygen(cli_args *a)
+/* ---- the command line */
+static const char *set_service(cli_args *a, const char *v)
 {
-    char *key = NULL, *line = NULL;
-    sbx_error *e = sbx_keygen(a->tenant, &key, &line);
-    if (e) {
-        int rc = e->code == SBX_CODE_INVALID_ARGUMENT ? CLI_EXIT_USAGE : cli_exit_code(e);
-        fprintf(stderr, "sbx: keygen: %s\n", e->message);
-        sbx_error_free(e);
-        return rc;
-    }
-    if (a->json) {
-        fputs("{\"tenant\":", stdout);
-        json_cstr(stdout, a->tenant);
-        fputs(",\"key\":", stdout);
-        json_cstr(stdout, key);
-        fputs(",\"keys_file_line\":", stdout);
-        json_cstr(stdout, line);
-        fputs("}\n", stdout);
-    } else {
-        fprintf(stdout, "%s\n%s\n", key, line);
-    }
-    free(key);
-    free(line);
-    return 0;
+    if (strcmp(v, "executor") != 0 && strcmp(v, "store") != 0)
+        return "want executor or store";
+    a->service = v;
+    return NULL;
 }
+
+static const cli_opt health_opts[] = {
+    CLI_OPT_CALL("service", 0, CLI_VAL, set_service, "executor|store",
+                 "check only this service (default: both)"),
+    CLI_OPT_END,
+};
+
+const cli_command cli_cmd_health = {
+    .name = "health",
+    .brief = "check the services",
+    .cmd = CMD_HEALTH,
+    .synopsis = "sbx health [--service executor|store]",
+    .summary = "Checks every address of the service(s): exit 0 when all are SERVING, 1 when "
+               "one is not, 69 when one is unreachable.",
+    .opts = health_opts,
+    .finish = cli_no_positionals,
+    .run = run_health,
+};

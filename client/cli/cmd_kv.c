@@ -102,41 +102,33 @@ static int kv_list(cli_args *a, sbx_client *c, const char *what)
     return 0;
 }
 
-int cmd_kv(cli_args *a, sbx_client *c)
+static int kv_del(cli_args *a, sbx_client *c, const char *what)
 {
-    char what[1200];
-    if (a->key)
-        snprintf(what, sizeof what, "kv %s %s", a->sub, a->key);
+    bool existed = false;
+    sbx_error *e = sbx_kv_del(c, a->key, &existed);
+    if (e)
+        return cli_fail(what, e);
+    if (a->json)
+        fprintf(stdout, "{\"existed\":%s}\n", existed ? "true" : "false");
+    return 0;
+}
+
+static int kv_incr(cli_args *a, sbx_client *c, const char *what)
+{
+    int64_t v = 0;
+    uint64_t ver = 0;
+    sbx_error *e = sbx_kv_incr(c, a->key, a->delta, &v, &ver);
+    if (e)
+        return cli_fail(what, e);
+    if (a->json)
+        fprintf(stdout, "{\"value\":%" PRId64 ",\"version\":%" PRIu64 "}\n", v, ver);
     else
-        snprintf(what, sizeof what, "kv %s", a->sub);
-    if (strcmp(a->sub, "set") == 0)
-        return kv_set(a, c, what);
-    if (strcmp(a->sub, "get") == 0)
-        return kv_get(a, c, what);
-    if (strcmp(a->sub, "list") == 0)
-        return kv_list(a, c, what);
-    if (strcmp(a->sub, "del") == 0) {
-        bool existed = false;
-        sbx_error *e = sbx_kv_del(c, a->key, &existed);
-        if (e)
-            return cli_fail(what, e);
-        if (a->json)
-            fprintf(stdout, "{\"existed\":%s}\n", existed ? "true" : "false");
-        return 0;
-    }
-    if (strcmp(a->sub, "incr") == 0) {
-        int64_t v = 0;
-        uint64_t ver = 0;
-        sbx_error *e = sbx_kv_incr(c, a->key, a->delta, &v, &ver);
-        if (e)
-            return cli_fail(what, e);
-        if (a->json)
-            fprintf(stdout, "{\"value\":%" PRId64 ",\"version\":%" PRIu64 "}\n", v, ver);
-        else
-            fprintf(stdout, "%" PRId64 "\n", v);
-        return 0;
-    }
-    /* flush */
+        fprintf(stdout, "%" PRId64 "\n", v);
+    return 0;
+}
+
+static int kv_flush(cli_args *a, sbx_client *c, const char *what)
+{
     uint64_t n = 0;
     sbx_error *e = sbx_kv_flush(c, &n);
     if (e)
@@ -145,3 +137,81 @@ int cmd_kv(cli_args *a, sbx_client *c)
         fprintf(stdout, "{\"deleted\":%" PRIu64 "}\n", n);
     return 0;
 }
+
+static int run_kv(cli_args *a, sbx_client *c)
+{
+    static const struct {
+        const char *sub;
+        int (*fn)(cli_args *a, sbx_client *c, const char *what);
+    } subs[] = {{"set", kv_set}, {"get", kv_get},   {"list", kv_list},
+                {"del", kv_del}, {"incr", kv_incr}, {"flush", kv_flush}};
+    char what[1200];
+    if (a->key)
+        snprintf(what, sizeof what, "kv %s %s", a->sub, a->key);
+    else
+        snprintf(what, sizeof what, "kv %s", a->sub);
+    for (size_t i = 0; i < sizeof subs / sizeof subs[0]; i++)
+        if (strcmp(a->sub, subs[i].sub) == 0)
+            return subs[i].fn(a, c, what);
+    return cli_usage_error("kv: unknown subcommand \"%s\"", a->sub);
+}
+
+/* ---- the command line */
+static const cli_opt kv_opts[] = {
+    CLI_OPT_I64("ttl", 0, ttl_s, 1, 315360000, "S", "want seconds 1..315360000",
+                "set: the key expires after S seconds"),
+    CLI_OPT_EXPECT_VERSION("set: only if the key is at version N (0: does not exist yet)"),
+    CLI_OPT_LIMIT("list: at most N keys"),
+    CLI_OPT_FLAG("keys-only", 0, keys_only, "list: keys without values"),
+    CLI_OPT_END,
+};
+
+/* KEY [VALUE | DELTA] or [PREFIX], by subcommand. */
+static int kv_finish(cli_args *a, char **pos, size_t np, cli_err *e)
+{
+    const char *sub = a->sub;
+    if (strcmp(sub, "set") == 0) {
+        if (cli_npos(e, np, 2, 2, "sbx kv set KEY VALUE [--ttl S] [--expect-version N]"))
+            return -1;
+        a->value = pos[1];
+    } else if (strcmp(sub, "get") == 0 || strcmp(sub, "del") == 0) {
+        if (cli_npos(e, np, 1, 1, "KEY"))
+            return -1;
+    } else if (strcmp(sub, "incr") == 0) {
+        if (cli_npos(e, np, 1, 2, "sbx kv incr KEY [DELTA]"))
+            return -1;
+        a->delta = 1;
+        if (np > 1 && cli_parse_i64(pos[1], INT64_MIN, INT64_MAX, &a->delta) != 0)
+            return cli_bad(e, "DELTA must be an integer (got \"%s\")", pos[1]);
+    } else if (strcmp(sub, "list") == 0) {
+        if (cli_npos(e, np, 0, 1, "sbx kv list [PREFIX] [--limit N] [--keys-only]"))
+            return -1;
+        a->prefix = np ? pos[0] : NULL;
+        return 0;
+    } else {
+        return cli_npos(e, np, 0, 0, "sbx kv flush");
+    }
+    a->key = pos[0];
+    if (!*a->key)
+        return cli_bad(e, "KEY is empty");
+    return 0;
+}
+
+const cli_command cli_cmd_kv = {
+    .name = "kv",
+    .brief = "the tenant's key-value space",
+    .cmd = CMD_KV,
+    .subs = "set|get|del|incr|list|flush",
+    .synopsis = "sbx kv set KEY VALUE [--ttl S] [--expect-version N]\n"
+                "sbx kv get KEY\n"
+                "sbx kv del KEY\n"
+                "sbx kv incr KEY [DELTA]\n"
+                "sbx kv list [PREFIX] [--limit N] [--keys-only]\n"
+                "sbx kv flush",
+    .summary = "The key-value space of the caller's tenant. `get` prints the value alone; a "
+               "missing or expired key exits 1. `list` prints KEY<TAB>VALUE lines (keys alone "
+               "with --keys-only). `incr` adds DELTA (default 1) and prints the new value.",
+    .opts = kv_opts,
+    .finish = kv_finish,
+    .run = run_kv,
+};

@@ -10,8 +10,9 @@ static const char *state_name(int s)
     return s == 1 ? "running" : s == 2 ? "stopped" : "unknown";
 }
 
-static void sandbox_json(FILE *f, const sbx_sandbox *s)
+static void sandbox_json(FILE *f, const void *item)
 {
+    const sbx_sandbox *s = item;
     fputs("{\"sandbox_id\":", f);
     json_cstr(f, s->sandbox_id);
     fputs(",\"project_id\":", f);
@@ -63,45 +64,48 @@ static void sandbox_text(FILE *f, const sbx_sandbox *s)
         fprintf(f, "port %u: %s\n", s->ports[i].port, s->ports[i].url);
 }
 
-int cmd_sandbox(cli_args *a, sbx_client *c)
+/* `sandbox list`: ID PROJECT STATE */
+static void sandbox_line(FILE *f, const void *item)
+{
+    const sbx_sandbox *s = item;
+    fprintf(f, "%s\t%s\t%s\n", s->sandbox_id, s->project_id, state_name(s->state));
+}
+
+static int sandbox_list(cli_args *a, sbx_client *c, const char *what)
+{
+    sbx_sandbox_list *l = NULL;
+    sbx_error *e = sbx_sandbox_list_all(c, a->project, a->all, &l);
+    if (e)
+        return cli_fail(what, e);
+    cli_print_items(a, l->sandboxes, l->count, sizeof *l->sandboxes, sandbox_json, sandbox_line);
+    sbx_sandbox_list_free(l);
+    return 0;
+}
+
+static int sandbox_kill(cli_args *a, sbx_client *c, const char *what)
+{
+    bool killed = false;
+    sbx_error *e = sbx_sandbox_kill(c, a->project, a->wipe_home, &killed);
+    if (e)
+        return cli_fail(what, e);
+    if (a->json)
+        fprintf(stdout, "{\"killed\":%s}\n", killed ? "true" : "false");
+    else if (!killed)
+        fprintf(stdout, "already stopped\n");
+    return 0;
+}
+
+static int run_sandbox(cli_args *a, sbx_client *c)
 {
     char what[256];
-    snprintf(what, sizeof what, "sandbox %s%s%s", a->sub, a->project ? " -p " : "", a->project ? a->project : "");
+    snprintf(what, sizeof what, "sandbox %s%s%s", a->sub, a->project ? " -p " : "",
+             a->project ? a->project : "");
+    if (strcmp(a->sub, "list") == 0)
+        return sandbox_list(a, c, what);
+    if (strcmp(a->sub, "kill") == 0)
+        return sandbox_kill(a, c, what);
     sbx_sandbox *s = NULL;
-    sbx_error *e = NULL;
-    if (strcmp(a->sub, "list") == 0) {
-        sbx_sandbox_list *l = NULL;
-        e = sbx_sandbox_list_all(c, a->project, a->all, &l);
-        if (e)
-            return cli_fail(what, e);
-        if (a->json)
-            fputc('[', stdout);
-        for (size_t i = 0; i < l->count; i++) {
-            if (a->json) {
-                if (i)
-                    fputc(',', stdout);
-                sandbox_json(stdout, &l->sandboxes[i]);
-            } else {
-                fprintf(stdout, "%s\t%s\t%s\n", l->sandboxes[i].sandbox_id, l->sandboxes[i].project_id,
-                        state_name(l->sandboxes[i].state));
-            }
-        }
-        if (a->json)
-            fputs("]\n", stdout);
-        sbx_sandbox_list_free(l);
-        return 0;
-    }
-    if (strcmp(a->sub, "kill") == 0) {
-        bool killed = false;
-        e = sbx_sandbox_kill(c, a->project, a->wipe_home, &killed);
-        if (e)
-            return cli_fail(what, e);
-        if (a->json)
-            fprintf(stdout, "{\"killed\":%s}\n", killed ? "true" : "false");
-        else if (!killed)
-            fprintf(stdout, "already stopped\n");
-        return 0;
-    }
+    sbx_error *e;
     if (strcmp(a->sub, "create") == 0)
         e = sbx_sandbox_new(c, a->project, NULL, &s);
     else if (strcmp(a->sub, "get") == 0)
@@ -121,3 +125,39 @@ int cmd_sandbox(cli_args *a, sbx_client *c)
     sbx_sandbox_free(s);
     return 0;
 }
+
+/* ---- the command line */
+static const cli_opt sandbox_opts[] = {
+    CLI_OPT_PROJECT,
+    CLI_OPT_FLAG("all", 'a', all, "list: stopped sandboxes too"),
+    CLI_OPT_FLAG("wipe-home", 0, wipe_home, "kill: delete the home directory too"),
+    CLI_OPT_END,
+};
+
+static int sandbox_finish(cli_args *a, char **pos, size_t np, cli_err *e)
+{
+    if (strcmp(a->sub, "list") != 0 && cli_need_project(a, e))
+        return -1;
+    if (strcmp(a->sub, "timeout") != 0)
+        return cli_npos(e, np, 0, 0, "sbx sandbox create|get|list|kill -p PROJ");
+    if (cli_npos(e, np, 1, 1, "sbx sandbox timeout -p PROJ SECONDS"))
+        return -1;
+    if (cli_parse_i64(pos[0], 0, 604800, &a->seconds) != 0)
+        return cli_bad(e, "SECONDS must be 0..604800 (got \"%s\")", pos[0]);
+    return 0;
+}
+
+const cli_command cli_cmd_sandbox = {
+    .name = "sandbox",
+    .brief = "create, show, list, kill a sandbox; set its timeout",
+    .cmd = CMD_SANDBOX,
+    .subs = "create|get|list|kill|timeout",
+    .synopsis = "sbx sandbox create|get|kill -p PROJ [--wipe-home]\n"
+                "sbx sandbox list [-p PROJ] [--all]\n"
+                "sbx sandbox timeout -p PROJ SECONDS",
+    .summary = "Sandbox lifecycle: create (or return) the project's sandbox, show it, list "
+               "them, kill it, or set its idle timeout (0..604800 seconds).",
+    .opts = sandbox_opts,
+    .finish = sandbox_finish,
+    .run = run_sandbox,
+};

@@ -24,15 +24,7 @@ static void progress(uint64_t done, uint64_t total, size_t files_done, size_t fi
     fflush(stderr);
 }
 
-static int on_out(sbx_stream_id s, const void *d, size_t n, uint64_t off, void *ud)
-{
-    (void)off;
-    (void)ud;
-    return fwrite(d, 1, n, s == SBX_STDOUT ? stdout : stderr) == n ? (fflush(s == SBX_STDOUT ? stdout : stderr), 0)
-                                                                   : -1;
-}
-
-int cmd_setup(cli_args *a, sbx_client *c)
+static int run_setup(cli_args *a, sbx_client *c)
 {
     char what[600];
     snprintf(what, sizeof what, "setup %s", a->local_dir);
@@ -57,7 +49,7 @@ int cmd_setup(cli_args *a, sbx_client *c)
             .deadline_ms = a->deadline_set ? a->deadline_ms : 0,
         };
         fflush(stdout);
-        e = sbx_exec(c, &r, NULL, a->json ? NULL : on_out, NULL, &res);
+        e = sbx_exec(c, &r, NULL, a->json ? NULL : cli_copy_output, NULL, &res);
         if (e) {
             sbx_upload_result_clear(&up);
             return cli_fail("setup --install", e);
@@ -79,3 +71,35 @@ int cmd_setup(cli_args *a, sbx_client *c)
     sbx_upload_result_clear(&up);
     return rc;
 }
+
+/* ---- the command line */
+static const cli_opt setup_opts[] = {
+    CLI_OPT_PROJECT,
+    CLI_OPT_STR("to", 0, to, "PATH", "destination directory (default: the home directory)"),
+    CLI_OPT_STR("install", 0, install, "'CMD'", "run CMD with /bin/sh -c in PATH after the upload"),
+    CLI_OPT_UNFLAG("no-replace", 0, replace, "fail instead of overwriting existing files"),
+    CLI_OPT_TIMEOUT_MS("time limit of the install command"),
+    CLI_OPT_END,
+};
+
+static int setup_finish(cli_args *a, char **pos, size_t np, cli_err *e)
+{
+    if (cli_need_project(a, e) ||
+        cli_npos(e, np, 1, 1, "sbx setup -p PROJ LOCAL_DIR [--to PATH] [--install 'CMD']"))
+        return -1;
+    a->local_dir = pos[0];
+    return 0;
+}
+
+const cli_command cli_cmd_setup = {
+    .name = "setup",
+    .brief = "upload a directory tree, then install",
+    .cmd = CMD_SETUP,
+    .synopsis = "sbx setup -p PROJ LOCAL_DIR [--to PATH] [--install 'CMD'] [--no-replace]",
+    .summary = "Uploads a directory tree all-or-nothing (a progress bar when stderr is a "
+               "terminal), then runs the install command if given; exit status: the install "
+               "command's.",
+    .opts = setup_opts,
+    .finish = setup_finish,
+    .run = run_setup,
+};

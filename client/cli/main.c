@@ -21,8 +21,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "sbx: %s\n", err);
         return CLI_EXIT_USAGE;
     }
-    if (a.cmd == CMD_HELP || a.cmd == CMD_VERSION || a.cmd == CMD_KEYGEN)
-        return cli_run(&a);
+    if (a.cmd == CMD_HELP || a.cmd == CMD_VERSION || a.command->offline)
+        return cli_run(&a); /* no service: no gRPC */
     if ((a.cmd == CMD_EXEC || a.cmd == CMD_SH) && !a.background)
         cli_block_signals(); /* before gRPC starts its threads: they inherit the mask */
     sbx_global_init();

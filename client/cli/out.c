@@ -1,9 +1,11 @@
 /* out.c: how `sbx` reports: the one-line error format, exit statuses (1 request error, 2 usage,
- * 69 unreachable), and a finished command's status (its code, 128+N for signal N, 124 on
- * timeout). */
+ * 69 unreachable), a finished command's status (its code, 128+N for signal N, 124 on
+ * timeout), and the raw copy of a remote process's output to our stdout/stderr. */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -52,4 +54,45 @@ int cli_command_status(const sbx_exec_result *r)
     if (r->exit_code < 0 || r->exit_code > 255)
         return 255;
     return r->exit_code;
+}
+
+int cli_write_all(int fd, const void *d, size_t n)
+{
+    const char *p = d;
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+void cli_print_items(const cli_args *a, const void *items, size_t n, size_t size, cli_item_fn json,
+                     cli_item_fn text)
+{
+    const char *p = items;
+    if (a->json)
+        fputc('[', stdout);
+    for (size_t i = 0; i < n; i++, p += size) {
+        if (!a->json) {
+            text(stdout, p);
+            continue;
+        }
+        if (i)
+            fputc(',', stdout);
+        json(stdout, p);
+    }
+    if (a->json)
+        fputs("]\n", stdout);
+}
+
+int cli_copy_output(sbx_stream_id s, const void *d, size_t n, uint64_t off, void *ud)
+{
+    (void)off;
+    (void)ud;
+    return cli_write_all(s == SBX_STDOUT ? STDOUT_FILENO : STDERR_FILENO, d, n);
 }

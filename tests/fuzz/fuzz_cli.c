@@ -1,9 +1,10 @@
-/* fuzz_cli.c: the `sbx` command line (client/cli/args.c) and its JSON string writer
- * (client/cli/json.c). The input, split at NUL bytes, is argv[1..] for cli_parse, which must
- * either fail with a message or leave a cli_args whose lists and command argv stay in bounds;
- * every argument also goes through cli_parse_signal. The whole input is written with json_str
- * and read back by an independent decoder: the output must be one valid JSON string literal
- * (strict UTF-8, no raw control characters) that decodes, with \udcXX meaning the raw byte
+/* fuzz_cli.c: the `sbx` command line (client/cli/args.c with the commands' option tables, and
+ * the help printed from them) and its JSON string writer (client/cli/json.c). The input, split
+ * at NUL bytes, is argv[1..] for cli_parse, which must either fail with a message or leave a
+ * cli_args whose lists and command argv stay in bounds (a --help is printed to a memory
+ * stream); every argument also goes through cli_parse_signal. The whole input is written with
+ * json_str and read back by an independent decoder: the output must be one valid JSON string
+ * literal (strict UTF-8, no raw control characters) that decodes, with \udcXX meaning the raw byte
  * XX, to exactly the input. */
 #include <stdbool.h>
 #include <stdint.h>
@@ -163,6 +164,22 @@ static void check_json(const uint8_t *data, size_t size)
     free(out);
 }
 
+/* The usage text of a command (or the list) comes out whole. */
+static void check_help(const cli_command *c)
+{
+    char *out = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&out, &len);
+    CHECK(f);
+    if (c)
+        cli_command_usage(c, f);
+    else
+        cli_usage(f);
+    CHECK(fclose(f) == 0);
+    CHECK(len > 0 && strncmp(out, "usage: sbx", 10) == 0);
+    free(out);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size > 16384)
@@ -208,6 +225,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             CHECK(a->env[i]);
         for (size_t i = 0; i < a->n_set; i++)
             CHECK(a->set_keys[i] && a->set_values[i]);
+        CHECK(a->command || a->cmd == CMD_HELP || a->cmd == CMD_VERSION);
+        if (a->cmd == CMD_HELP)
+            check_help(a->help_topic);
     }
     for (int i = 1; i < argc; i++) {
         int s = cli_parse_signal(argv[i]);

@@ -161,10 +161,15 @@ SECOND=$(printf '%s' "$OUT" | "$PY" -c 'import json,sys; print(json.load(sys.std
 run exec -p p1 --cache -- sh -c 'date +%s%N; echo cache-me'
 [ "$RC" = 0 ] && [ "$OUT" = "$FIRST" ] && ok "exec --cache (text) prints the cached output" || fail "exec --cache text output"
 
+# the command's own flags: after its first word, or after "--"
+run exec -p p1 echo -p x --json; expect_out "-p x --json" "exec: words after the command are its own"
+run exec -p p1 -- printf '%s\n' --help; expect_out "--help" "exec: --help after -- is the command's"
+
 # ---------------------------------------------------------------- sh
 run sh -p p1 'echo $((6 * 7)) && echo shell-err >&2 && exit 5'
 expect_rc 5 "sh: exit status"
 [ "$OUT" = 42 ] && [ "$ERR" = shell-err ] && ok "sh: /bin/sh -c semantics" || fail "sh output"
+run sh 'echo after' -p p1 --timeout-ms 5000; expect_out "after" "sh: options after the shell string"
 
 # ---------------------------------------------------------------- files
 head -c 1048576 /dev/urandom >"$T/rand.bin"
