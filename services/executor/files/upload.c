@@ -5,6 +5,7 @@
  * no-follow *at() calls are used; the destination is reached through the sbx_files root. */
 #include "upload.h"
 
+#include "files_int.h"
 #include "log.h"
 
 #include <dirent.h>
@@ -14,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -183,21 +183,6 @@ static int stage_dirs(int stgfd, const char *rel, int *out)
     return 0;
 }
 
-static int write_all(int fd, const void *buf, size_t len)
-{
-    const char *p = buf;
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -errno;
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 /* Creates one entry in staging. `pfd` is its parent there, `name` its last component. */
 static int stage_one(struct upload *u, int pfd, const char *name, const sbx_upload_entry *e)
 {
@@ -217,7 +202,7 @@ static int stage_one(struct upload *u, int pfd, const char *name, const sbx_uplo
         int fd = openat(pfd, name, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, mode);
         if (fd < 0)
             return -errno;
-        int rc = write_all(fd, e->data, e->len);
+        int rc = sbx__files_write_all(fd, e->data, e->len);
         if (rc == 0)
             rc = sbx__files_fix_mode(fd, mode);
         close(fd);
@@ -605,10 +590,7 @@ int sbx_files_upload(sbx_files *fs, const sbx_upload_opts *opts, const sbx_uploa
         sbx__files_seterr(err, errlen, "dest: %s", sbx__files_strerror(rc));
         goto out_creds;
     }
-    uint64_t r = 0;
-    if (getrandom(&r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r)
-        r = (uint64_t)getpid() * 0x9E3779B97F4A7C15ULL ^ (uint64_t)(uintptr_t)&r;
-    snprintf(stg, sizeof stg, "%s%016llx", SBX_UPLOAD_STAGING_PREFIX, (unsigned long long)r);
+    sbx__files_random_name(stg, sizeof stg, SBX_UPLOAD_STAGING_PREFIX);
     if (mkdirat(u.destfd, stg, 0700) != 0) {
         rc = -errno;
         sbx__files_seterr(err, errlen, "dest: creating the staging directory: %s",
