@@ -63,6 +63,11 @@ int sbx__files_open_in_root(const sbx_files *fs, const char *p, int flags);
 /* Splits an in-root path in place into its parent and last component. Trailing slashes are
  * dropped. -EINVAL when the last component is "", "." or ".." (no name to act on). */
 int sbx__files_split_last(char *p, const char **parent, const char **name);
+/* The prologue of an operation on one client path: validates `path` into full[SBX__PATHBUF]
+ * and switches the thread to the sandbox user (*c: leave it after). op names the operation in
+ * the message ("stat: switch to the sandbox user: ..."). */
+int sbx__files_enter(const sbx_files *fs, const char *path, char *full, sbx__creds *c,
+                     const char *op, char *err, size_t errlen);
 /* Opens (O_PATH) the directory an in-root path's last component lives in, creating missing
  * directories when `create`; -EPERM on a pseudo filesystem. */
 int sbx__files_open_parent(const sbx_files *fs, const char *parent, bool create);
@@ -77,6 +82,12 @@ int sbx__files_read_link(int dirfd, const char *name, size_t hint, char **out);
 int sbx__files_resolve_target(const sbx_files *fs, char *full, bool parents, int *dirfd,
                               const char **name, struct stat *st, bool *exists, char *err,
                               size_t errlen);
+
+/* ---- read.c */
+/* Reads up to `limit` names of the directory fd (consumed), sorted, "." and ".." left out;
+ * *more says whether more exist. Free *out with sbx__files_free_names(*out, *n). */
+int sbx__files_read_names(int fd, size_t limit, char ***out, size_t *n, bool *more);
+void sbx__files_free_names(char **names, size_t n);
 
 /* ---- tree.c */
 /* mkdir -p of an in-root absolute path; *fd gets an O_PATH fd of it. *created (may be NULL)

@@ -21,13 +21,10 @@ int sbx_files_stat(sbx_files *fs, const char *path, sbx_file_info *out, char *er
 {
     char full[SBX__PATHBUF];
     memset(out, 0, sizeof *out);
-    int rc = sbx__files_full_path(fs, "path", path, full, err, errlen);
+    sbx__creds c;
+    int rc = sbx__files_enter(fs, path, full, &c, "stat", err, errlen);
     if (rc < 0)
         return rc;
-    sbx__creds c;
-    rc = sbx__files_creds_enter(fs, &c);
-    if (rc < 0)
-        return sbx__files_fail(err, errlen, rc, "stat: switch to the sandbox user");
     /* O_PATH|O_NOFOLLOW opens a final symlink itself: lstat semantics in one resolution */
     int fd = sbx__files_open_in_root(fs, full, O_PATH | O_NOFOLLOW);
     if (fd < 0) {
@@ -61,13 +58,10 @@ int sbx_files_open_read(sbx_files *fs, const char *path, int *fdout, sbx_file_in
     *fdout = -1;
     if (info)
         memset(info, 0, sizeof *info);
-    int rc = sbx__files_full_path(fs, "path", path, full, err, errlen);
+    sbx__creds c;
+    int rc = sbx__files_enter(fs, path, full, &c, "read", err, errlen);
     if (rc < 0)
         return rc;
-    sbx__creds c;
-    rc = sbx__files_creds_enter(fs, &c);
-    if (rc < 0)
-        return sbx__files_fail(err, errlen, rc, "read: switch to the sandbox user");
     int pfd = sbx__files_open_in_root(fs, full, O_PATH);
     if (pfd < 0) {
         rc = sbx__files_fail(err, errlen, pfd, "read path");
@@ -124,15 +118,14 @@ static int cmp_names(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static void free_names(char **names, size_t n)
+void sbx__files_free_names(char **names, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         free(names[i]);
     free(names);
 }
 
-/* Reads up to `limit` names of the directory fd (consumed); *more says whether more exist. */
-static int read_names(int fd, size_t limit, char ***out, size_t *n, bool *more)
+int sbx__files_read_names(int fd, size_t limit, char ***out, size_t *n, bool *more)
 {
     *out = NULL;
     *n = 0;
@@ -176,7 +169,7 @@ static int read_names(int fd, size_t limit, char ***out, size_t *n, bool *more)
         rc = -errno;
     closedir(d);
     if (rc < 0) {
-        free_names(names, cnt);
+        sbx__files_free_names(names, cnt);
         return rc;
     }
     qsort(names, cnt, sizeof *names, cmp_names);
@@ -243,7 +236,7 @@ static int list_dir(struct lister *l, int dirfd, const char *prefix, uint32_t de
     char **names;
     size_t cnt;
     bool more;
-    int rc = read_names(dup, l->max - l->n, &names, &cnt, &more);
+    int rc = sbx__files_read_names(dup, l->max - l->n, &names, &cnt, &more);
     if (rc < 0)
         return rc;
     if (more)
@@ -268,7 +261,7 @@ static int list_dir(struct lister *l, int dirfd, const char *prefix, uint32_t de
         if (S_ISDIR(st.st_mode) && depth < max_depth)
             rc = list_subdir(l, dirfd, names[i], e, depth, max_depth);
     }
-    free_names(names, cnt);
+    sbx__files_free_names(names, cnt);
     return rc;
 }
 
@@ -303,13 +296,10 @@ int sbx_files_list(sbx_files *fs, const char *path, uint32_t depth, size_t max_e
         return -EINVAL;
     }
     char full[SBX__PATHBUF];
-    int rc = sbx__files_full_path(fs, "path", path, full, err, errlen);
+    sbx__creds c;
+    int rc = sbx__files_enter(fs, path, full, &c, "list", err, errlen);
     if (rc < 0)
         return rc;
-    sbx__creds c;
-    rc = sbx__files_creds_enter(fs, &c);
-    if (rc < 0)
-        return sbx__files_fail(err, errlen, rc, "list: switch to the sandbox user");
     int fd = sbx__files_open_in_root(fs, full, O_PATH | O_DIRECTORY);
     if (fd < 0) {
         rc = sbx__files_fail(err, errlen, fd, "list path");

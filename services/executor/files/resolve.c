@@ -84,6 +84,19 @@ int sbx__files_full_path(const sbx_files *fs, const char *field, const char *pat
     return 0;
 }
 
+int sbx__files_enter(const sbx_files *fs, const char *path, char *full, sbx__creds *c,
+                     const char *op, char *err, size_t errlen)
+{
+    int rc = sbx__files_full_path(fs, "path", path, full, err, errlen);
+    if (rc < 0)
+        return rc;
+    rc = sbx__files_creds_enter(fs, c);
+    if (rc < 0)
+        sbx__files_seterr(err, errlen, "%s: switch to the sandbox user: %s", op,
+                          sbx__files_strerror(rc));
+    return rc;
+}
+
 int sbx__files_open_in_root(const sbx_files *fs, const char *p, int flags)
 {
     struct open_how how = {

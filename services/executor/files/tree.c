@@ -147,13 +147,10 @@ int sbx_files_mkdir(sbx_files *fs, const char *path, uint32_t mode, bool parents
     if (!mode)
         mode = SBX_FILES_MODE_DIR;
     char full[SBX__PATHBUF];
-    int rc = sbx__files_full_path(fs, "path", path, full, err, errlen);
+    sbx__creds c;
+    int rc = sbx__files_enter(fs, path, full, &c, "mkdir", err, errlen);
     if (rc < 0)
         return rc;
-    sbx__creds c;
-    rc = sbx__files_creds_enter(fs, &c);
-    if (rc < 0)
-        return sbx__files_fail(err, errlen, rc, "mkdir: switch to the sandbox user");
     const char *parent, *name;
     if (sbx__files_split_last(full, &parent, &name) < 0) {
         /* "/", "x/." or "x/..": an existing directory or nothing to create */

@@ -104,3 +104,9 @@ sbx_cg_env sbx__detect_cg_env(void)
     pthread_mutex_unlock(&caps.lock);
     return e;
 }
+
+int sbx__runtime_start(const char *init_path, sbx_sandbox_caps *caps)
+{
+    int rc = sbx__svc_start();
+    return rc < 0 ? rc : sbx_sandbox_caps_detect(init_path, caps);
+}

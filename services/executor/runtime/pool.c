@@ -360,11 +360,9 @@ int sbx_sandbox_pool_config(const sbx_sandbox_pool_cfg *cfg)
 {
     if (!valid_pool_cfg(cfg))
         return -EINVAL;
-    int rc = sbx__svc_start();
-    if (rc < 0)
-        return rc;
     sbx_sandbox_caps caps;
-    if ((rc = sbx_sandbox_caps_detect(cfg->init_path, &caps)) < 0)
+    int rc = sbx__runtime_start(cfg->init_path, &caps);
+    if (rc < 0)
         return rc;
     if (!caps.namespaces) {
         SBX_LOG_ERROR("sandbox", "no sandbox pool: namespaces cannot be created");

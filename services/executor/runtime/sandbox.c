@@ -283,11 +283,9 @@ int sbx_sandbox_create(const sbx_sandbox_cfg *cfg, sbx_sandbox **out)
                       cfg->id);
         return -EINVAL;
     }
-    int rc = sbx__svc_start();
-    if (rc < 0)
-        return rc;
     sbx_sandbox_caps caps;
-    if ((rc = sbx_sandbox_caps_detect(cfg->init_path, &caps)) < 0)
+    int rc = sbx__runtime_start(cfg->init_path, &caps);
+    if (rc < 0)
         return rc;
     if (!caps.namespaces && !cfg->allow_weak_isolation) {
         SBX_LOG_ERROR("sandbox", "refusing to create a sandbox without namespaces id=%s", cfg->id);

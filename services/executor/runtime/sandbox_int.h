@@ -141,6 +141,9 @@ int sbx__home_mount_fd(const char *home);
 uint32_t sbx__home_owner_base(const char *home);
 
 /* ---- detect.c */
+/* What every create and pool configuration needs first: the service threads running and the
+ * host's caps detected (*caps). 0 or -errno. */
+int sbx__runtime_start(const char *init_path, sbx_sandbox_caps *caps);
 /* The cgroup environment found by sbx_sandbox_caps_detect (zeroed before it ran). */
 sbx_cg_env sbx__detect_cg_env(void);
 
