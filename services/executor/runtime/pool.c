@@ -13,15 +13,14 @@
  * Threads: the refill thread (pool_main, joined by sbx_sandbox_pool_shutdown) and callers of
  * any thread. Ownership: parked inits belong to the pool until claimed; a claimed one belongs
  * to the creator. Locks: pool.lock, taken after the registry lock (service.c), never before
- * it; no other lock is taken while it is held. pool.cond runs on the default (realtime)
- * clock. */
+ * it; no other lock is taken while it is held. pool.cond runs on CLOCK_MONOTONIC (made so
+ * before main, pool_cond_init). */
 #include "sandbox_int.h"
 
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "clock.h"
@@ -56,7 +55,18 @@ static struct {
     sbx_sandbox *ready[POOL_MAX];
     size_t nready, building;
     uint64_t claimed, cold, built, failures;
-} pool = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+} pool = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+/* pool.cond waits with sbx_deadline_in deadlines: it must run on CLOCK_MONOTONIC, which a
+ * static initializer cannot say. */
+__attribute__((constructor)) static void pool_cond_init(void)
+{
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&pool.cond, &ca);
+    pthread_condattr_destroy(&ca);
+}
 
 /* ---------------------------------------------------------------- uid blocks */
 
@@ -257,8 +267,7 @@ static void *pool_main(void *arg)
         }
         if (nmade == 0 && !pool.stop) { /* do not spin on a persistent failure */
             struct timespec dl;
-            clock_gettime(CLOCK_REALTIME, &dl); /* pool.cond runs on the default clock */
-            dl.tv_sec += 1;
+            sbx_deadline_in(&dl, 1000);
             pthread_cond_timedwait(&pool.cond, &pool.lock, &dl);
         }
     }
@@ -427,38 +436,18 @@ int sbx_sandbox_pool_stats_get(sbx_sandbox_pool_stats *st)
     return 0;
 }
 
-/* ts >= dl (both CLOCK_MONOTONIC)? */
-static bool deadline_passed(const struct timespec *dl)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return now.tv_sec > dl->tv_sec || (now.tv_sec == dl->tv_sec && now.tv_nsec >= dl->tv_nsec);
-}
-
 int sbx_sandbox_pool_wait(size_t ready, int timeout_ms)
 {
     struct timespec dl;
     sbx_deadline_in(&dl, timeout_ms < 0 ? 0 : timeout_ms);
     int rc = 0;
     pthread_mutex_lock(&pool.lock);
-    while (pool.nready < ready) {
-        if (timeout_ms < 0) {
+    while (pool.nready < ready && rc == 0) {
+        if (timeout_ms < 0)
             pthread_cond_wait(&pool.cond, &pool.lock);
-            continue;
-        }
-        if (deadline_passed(&dl)) {
+        else if (pthread_cond_timedwait(&pool.cond, &pool.lock, &dl) == ETIMEDOUT &&
+                 pool.nready < ready)
             rc = -ETIMEDOUT;
-            break;
-        }
-        /* pool.cond runs on the default (realtime) clock: wake every 10 ms to check */
-        struct timespec wake;
-        clock_gettime(CLOCK_REALTIME, &wake);
-        wake.tv_nsec += 10 * 1000000L;
-        if (wake.tv_nsec >= 1000000000L) {
-            wake.tv_sec++;
-            wake.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&pool.cond, &pool.lock, &wake);
     }
     pthread_mutex_unlock(&pool.lock);
     return rc;
@@ -616,8 +605,7 @@ static int slot_for_cold(uint32_t *base, bool *parked)
     int slot = pool.configured ? slot_take_locked() : -2;
     if (slot == -1 && pool.building > 0) {
         struct timespec dl;
-        clock_gettime(CLOCK_REALTIME, &dl); /* pool.cond runs on the default clock */
-        dl.tv_sec += FULL_WAIT_S;
+        sbx_deadline_in(&dl, FULL_WAIT_S * 1000);
         while (pool.nready == 0 && pool.building > 0 &&
                pthread_cond_timedwait(&pool.cond, &pool.lock, &dl) == 0) {
         }
