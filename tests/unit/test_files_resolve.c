@@ -128,8 +128,8 @@ static int target(files_fx *f, const char *path, bool parents, const char **name
     snprintf(full, sizeof full, "%s", path);
     struct stat st;
     int dfd = -1;
-    int rc = sbx__files_resolve_target(f->fs, full, parents, &dfd, name, &st, exists, err,
-                                       sizeof err);
+    int rc =
+        sbx__files_resolve_target(f->fs, full, parents, &dfd, name, &st, exists, err, sizeof err);
     if (rc == 0) {
         assert_true(dfd >= 0);
         close(dfd);
@@ -198,8 +198,7 @@ static void mkdir_p_reports_the_top_directory_it_made(void **state)
     close(fd);
     assert_null(created);
     /* "." and ".." components are walked, not created, and stay inside the root */
-    assert_int_equal(sbx__files_mkdir_p(f->fs, "/../home/user/a/./b/../d", 0700, &fd, &created),
-                     0);
+    assert_int_equal(sbx__files_mkdir_p(f->fs, "/../home/user/a/./b/../d", 0700, &fd, &created), 0);
     close(fd);
     assert_non_null(created);
     free(created);
@@ -207,8 +206,7 @@ static void mkdir_p_reports_the_top_directory_it_made(void **state)
     assert_int_equal(stat(fx_path(f, "home/user/a/d"), &st), 0);
     assert_int_equal(st.st_mode & 07777, 0700);
     fx_put(f, "home/user/file", "x", 0644, FX_HOST_UID);
-    assert_int_equal(sbx__files_mkdir_p(f->fs, "/home/user/file/x", 0755, &fd, &created),
-                     -ENOTDIR);
+    assert_int_equal(sbx__files_mkdir_p(f->fs, "/home/user/file/x", 0755, &fd, &created), -ENOTDIR);
     assert_null(created);
 }
 

@@ -196,8 +196,7 @@ static void creates_and_removes_groups_beneath_our_own(void **state)
     sbx_cg cg;
     const char *enforced[8];
     size_t n = 0;
-    assert_int_equal(sbx_cg_create(&f->env, f->parent, "g1", &none, 1000000, &cg, enforced, &n),
-                     0);
+    assert_int_equal(sbx_cg_create(&f->env, f->parent, "g1", &none, 1000000, &cg, enforced, &n), 0);
     assert_int_equal(n, 0); /* nothing limited, nothing claimed */
     char want[PATH_MAX + 160];
     struct stat st;
@@ -244,8 +243,8 @@ static void expect_limits(const sbx_cg_env *env, const sbx_cg *cg, int c, const 
         uint64_t got = read_u64(dir, v2 ? "memory.max" : "memory.limit_in_bytes");
         if (lim->memory_bytes)
             assert_int_equal(got, lim->memory_bytes);
-        else
-            assert_true(got >= (1ull << 62)); /* v1 shows "unlimited" as a huge page-aligned value */
+        else /* v1 shows "unlimited" as a huge page-aligned value */
+            assert_true(got >= (1ull << 62));
     } else if (c == SBX_CG_PIDS) {
         assert_int_equal(read_u64(dir, "pids.max"), lim->pids ? lim->pids : UINT64_MAX);
     } else if (v2) {
@@ -274,8 +273,7 @@ static void limits_are_written_and_read_back(void **state)
     sbx_cg cg;
     const char *enforced[8];
     size_t n = 0;
-    assert_int_equal(sbx_cg_create(&f->env, f->parent, "lim", &lim, 1000000, &cg, enforced, &n),
-                     0);
+    assert_int_equal(sbx_cg_create(&f->env, f->parent, "lim", &lim, 1000000, &cg, enforced, &n), 0);
     size_t checked = 0;
     for (int c = 0; c < SBX_CG_NCTRL; c++) {
         bool v2;
@@ -375,17 +373,15 @@ static void a_stale_group_is_killed_and_made_again(void **state)
     sbx_cg old, fresh;
     const char *enforced[8];
     size_t n = 0;
-    assert_int_equal(sbx_cg_create(&f->env, f->parent, "stale", &none, 1000000, &old, enforced,
-                                   &n),
+    assert_int_equal(sbx_cg_create(&f->env, f->parent, "stale", &none, 1000000, &old, enforced, &n),
                      0);
     pid_t pid = sleeper();
     assert_int_equal(sbx_cg_attach(&old, pid), 0);
     /* an executor that died left "stale" behind with a process in it: the next create of the
        same id kills the process, removes the group and makes it again */
     n = 0;
-    assert_int_equal(sbx_cg_create(&f->env, f->parent, "stale", &none, 1000000, &fresh, enforced,
-                                   &n),
-                     0);
+    assert_int_equal(
+        sbx_cg_create(&f->env, f->parent, "stale", &none, 1000000, &fresh, enforced, &n), 0);
     expect_killed(pid);
     assert_string_equal(fresh.v2, old.v2);
     if (fresh.v2[0])

@@ -125,8 +125,7 @@ static void build_drop(parked_build *b)
 
 /* Phase 1 for one slot: the parked sandbox, its groups and its helper. false when it failed
  * (the slot is released). */
-static bool build_spawn(int slot, const pool_params *pp, const sbx_cg_env *cgenv,
-                        parked_build *b)
+static bool build_spawn(int slot, const pool_params *pp, const sbx_cg_env *cgenv, parked_build *b)
 {
     uint32_t base = pp->uid_first + (uint32_t)slot * UID_BLOCK;
     char id[32];
@@ -342,8 +341,7 @@ static int start_refill_locked(void)
 static int reconfigure_locked(const sbx_sandbox_pool_cfg *cfg, const pool_params *np,
                               uint32_t nslots, sbx_sandbox **drop, size_t *ndrop)
 {
-    bool same_range =
-        pool.configured && pool.p.uid_first == np->uid_first && pool.nslots == nslots;
+    bool same_range = pool.configured && pool.p.uid_first == np->uid_first && pool.nslots == nslots;
     if (!same_range && pool.nused > 0) {
         SBX_LOG_ERROR("sandbox",
                       "pool: the uid range cannot change while %u of its blocks are in use",

@@ -232,8 +232,7 @@ static int cold_start(sbx_sandbox *sb, const sbx_sandbox_cfg *cfg, int *cg2fd)
     return sbx__sb_setup(sb, &su, helper);
 }
 
-int sbx__sb_create_cold(const sbx_sandbox_cfg *cfg, uint32_t uid_base, int slot,
-                        sbx_sandbox **out)
+int sbx__sb_create_cold(const sbx_sandbox_cfg *cfg, uint32_t uid_base, int slot, sbx_sandbox **out)
 {
     int rc;
     sbx_sandbox *sb = sbx__sb_alloc(cfg->id, uid_base, slot);

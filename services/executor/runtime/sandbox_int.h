@@ -119,8 +119,7 @@ int sbx__sb_take_ready(sbx_sandbox *sb, sbx__pending *p);
 void sbx__sb_add_rlimit_enforced(sbx_sandbox *sb);
 sbx_cg_limits sbx__cg_limits_of(const sbx_sandbox_limits *l);
 /* A cold create in the range at uid_base (slot: its pool block, or -1; released on failure). */
-int sbx__sb_create_cold(const sbx_sandbox_cfg *cfg, uint32_t uid_base, int slot,
-                        sbx_sandbox **out);
+int sbx__sb_create_cold(const sbx_sandbox_cfg *cfg, uint32_t uid_base, int slot, sbx_sandbox **out);
 
 /* ---- pool.c */
 /* uid_base 0: claims a parked init that fits cfg, else a cold create in a free block. */
