@@ -207,7 +207,13 @@ static void use_path(uint8_t ops, const char *path, const char *path2)
     }
     if (ops & 4) {
         sbx_files_write_opts wo = {.append = (ops & 0x20) != 0, .no_parents = (ops & 0x40) != 0};
-        sbx_files_write(fs, path, "pwned\n", 6, &wo, err, sizeof err);
+        sbx_files_writer *w;
+        if (sbx_files_write_begin(fs, path, &wo, &w, err, sizeof err) == 0) {
+            if (sbx_files_write_chunk(w, "pwned\n", 6, err, sizeof err) == 0)
+                sbx_files_write_commit(w, NULL, err, sizeof err);
+            else
+                sbx_files_write_abort(w);
+        }
     }
     if ((ops & 8) && path2)
         sbx_files_move(fs, path, path2, (ops & 0x20) != 0, err, sizeof err);

@@ -1,13 +1,13 @@
-/* test_files_escape.c: escape attempts against the sandbox file layer. A temp directory is the
- * sandbox root (with its own /etc/passwd and /etc/shadow sentinels); the sandbox user is host
- * uid 100999. Each case asserts the exact errno or the exact file that was reached. Cases that
- * need mounts (procfs for magic links, a read-only bind) run in a forked child with a private
- * mount namespace and report back through the exit status. */
-#include "test_main.h"
+/* test_files_escape.c: escape attempts against the sandbox file layer (services/executor/files/,
+ * resolve.c first). A temp directory is the sandbox root (tests/lib files_fixture, with its own
+ * /etc/passwd and /etc/shadow sentinels, plus a /proc mount point and a user-owned /usr); the
+ * sandbox user is host uid 100999. Each case asserts the exact errno or the exact file that was
+ * reached. Cases that need mounts (procfs for magic links, a read-only bind) run in a forked
+ * child with a private mount namespace and report back through the exit status. */
+#include "files_fixture.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,111 +20,29 @@
 #include "status.h"
 #include "upload.h"
 
-#define HOST_UID 100999
-#define HOST_GID 100999
-
-struct fx {
-    char root[64];
-    int rootfd;
-    sbx_files *fs;
-    char buf[8192];
-};
-
 static char err[512];
-
-static const char *hp(struct fx *f, const char *rel)
-{
-    snprintf(f->buf, sizeof f->buf, "%s/%s", f->root, rel);
-    return f->buf;
-}
-
-static void put(struct fx *f, const char *rel, const char *content, mode_t mode, uid_t uid)
-{
-    int fd = open(hp(f, rel), O_CREAT | O_TRUNC | O_WRONLY, mode);
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, content, strlen(content)), (ssize_t)strlen(content));
-    assert_int_equal(fchmod(fd, mode), 0);
-    assert_int_equal(fchown(fd, uid, uid), 0);
-    close(fd);
-}
-
-static void mkd(struct fx *f, const char *rel, mode_t mode, uid_t uid)
-{
-    assert_int_equal(mkdir(hp(f, rel), mode), 0);
-    assert_int_equal(chmod(f->buf, mode), 0);
-    assert_int_equal(chown(f->buf, uid, uid), 0);
-}
-
-static char *slurp(const char *path)
-{
-    static char out[1 << 16];
-    int fd = open(path, O_RDONLY);
-    if (fd < 0)
-        return NULL;
-    ssize_t n = read(fd, out, sizeof out - 1);
-    close(fd);
-    out[n < 0 ? 0 : n] = '\0';
-    return out;
-}
 
 /* Reads a whole (small) file through the API; returns 0 or -errno. */
 static int api_read(sbx_files *fs, const char *path, char *out, size_t cap)
 {
-    int fd;
-    int rc = sbx_files_open_read(fs, path, &fd, NULL, err, sizeof err);
-    if (rc < 0)
-        return rc;
-    ssize_t n = pread(fd, out, cap - 1, 0);
-    close(fd);
-    out[n < 0 ? 0 : n] = '\0';
-    return 0;
+    return fx_read(fs, path, out, cap, err, sizeof err);
 }
 
-static int rm_cb(const char *p, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    return remove(p);
-}
-
+/* The fixture's root plus a /proc mount point and a user-owned /usr (so a read-only bind is
+ * the only obstacle there). */
 static int setup(void **state)
 {
-    struct fx *f = calloc(1, sizeof *f);
-    snprintf(f->root, sizeof f->root, "/tmp/sbx-escape-XXXXXX");
-    assert_non_null(mkdtemp(f->root));
-    assert_int_equal(chmod(f->root, 0755), 0);
-    mkd(f, "home", 0755, 0);
-    mkd(f, "home/user", 0755, HOST_UID);
-    mkd(f, "etc", 0755, 0);
-    mkd(f, "tmp", 01777, 0);
-    mkd(f, "proc", 0555, 0);
-    mkd(f, "usr", 0755, HOST_UID); /* user-owned, so a read-only bind is the only obstacle */
-    put(f, "usr/tool", "tool", 0755, HOST_UID);
-    put(f, "etc/passwd", "sandbox-passwd\n", 0644, 0);
-    put(f, "etc/shadow", "sandbox-shadow\n", 0640, 0);
-    f->rootfd = open(f->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
-    assert_true(f->rootfd >= 0);
-    sbx_files_config cfg;
-    sbx_files_config_init(&cfg);
-    cfg.host_uid = HOST_UID;
-    cfg.host_gid = HOST_GID;
-    assert_int_equal(sbx_files_new(f->rootfd, &cfg, &f->fs), 0);
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct fx *f = *state;
-    sbx_files_free(f->fs);
-    close(f->rootfd);
-    nftw(f->root, rm_cb, 32, FTW_DEPTH | FTW_PHYS);
-    free(f);
+    fx_setup(state);
+    files_fx *f = *state;
+    fx_mkdir(f, "proc", 0555, 0);
+    fx_mkdir(f, "usr", 0755, FX_HOST_UID);
+    fx_put(f, "usr/tool", "tool", 0755, FX_HOST_UID);
     return 0;
 }
 
 static void dotdot_stays_in_root(void **state)
 {
-    struct fx *f = *state;
+    files_fx *f = *state;
     char b[256];
     assert_int_equal(api_read(f->fs, "../../etc/passwd", b, sizeof b), 0);
     assert_string_equal(b, "sandbox-passwd\n");
@@ -138,14 +56,14 @@ static void dotdot_stays_in_root(void **state)
     assert_int_equal(api_read(f->fs, "/etc/hostname", b, sizeof b), -ENOENT);
     /* writing with .. lands inside the root */
     assert_int_equal(
-        sbx_files_write(f->fs, "../../../../tmp/dropped", "x", 1, NULL, err, sizeof err), 0);
-    assert_string_equal(slurp(hp(f, "tmp/dropped")), "x");
+        fx_write(f->fs, "../../../../tmp/dropped", "x", 1, NULL, err, sizeof err), 0);
+    assert_string_equal(fx_slurp(fx_path(f, "tmp/dropped")), "x");
     assert_int_equal(access("/tmp/dropped", F_OK), -1);
 }
 
 static void absolute_etc_shadow_is_the_sandbox_one_and_unreadable(void **state)
 {
-    struct fx *f = *state;
+    files_fx *f = *state;
     char b[256];
     /* the sandbox's own /etc/shadow (root 0640): refused to the sandbox user, as to a command */
     assert_int_equal(api_read(f->fs, "/etc/shadow", b, sizeof b), -EACCES);
@@ -161,19 +79,19 @@ static void absolute_etc_shadow_is_the_sandbox_one_and_unreadable(void **state)
     assert_string_equal(b, "sandbox-shadow\n");
     sbx_files_free(asroot);
     /* nor can the sandbox user overwrite it or create next to it */
-    assert_int_equal(sbx_files_write(f->fs, "/etc/shadow", "pwn", 3, NULL, err, sizeof err),
+    assert_int_equal(fx_write(f->fs, "/etc/shadow", "pwn", 3, NULL, err, sizeof err),
                      -EACCES);
-    assert_string_equal(slurp(hp(f, "etc/shadow")), "sandbox-shadow\n");
+    assert_string_equal(fx_slurp(fx_path(f, "etc/shadow")), "sandbox-shadow\n");
 }
 
 static void symlinks_to_slash_and_dotdot_stay_in_root(void **state)
 {
-    struct fx *f = *state;
+    files_fx *f = *state;
     char b[256];
-    assert_int_equal(symlink("/", hp(f, "home/user/esc")), 0);
-    assert_int_equal(symlink("../../..", hp(f, "home/user/up")), 0);
-    assert_int_equal(symlink("/etc/passwd", hp(f, "home/user/pw")), 0);
-    assert_int_equal(symlink("../../../../../../../../../../etc", hp(f, "home/user/etcl")), 0);
+    assert_int_equal(symlink("/", fx_path(f, "home/user/esc")), 0);
+    assert_int_equal(symlink("../../..", fx_path(f, "home/user/up")), 0);
+    assert_int_equal(symlink("/etc/passwd", fx_path(f, "home/user/pw")), 0);
+    assert_int_equal(symlink("../../../../../../../../../../etc", fx_path(f, "home/user/etcl")), 0);
     assert_int_equal(api_read(f->fs, "esc/etc/passwd", b, sizeof b), 0);
     assert_string_equal(b, "sandbox-passwd\n");
     assert_int_equal(api_read(f->fs, "up/etc/passwd", b, sizeof b), 0);
@@ -183,13 +101,13 @@ static void symlinks_to_slash_and_dotdot_stay_in_root(void **state)
     assert_int_equal(api_read(f->fs, "etcl/passwd", b, sizeof b), 0);
     assert_string_equal(b, "sandbox-passwd\n");
     /* writes through such links land inside the root */
-    assert_int_equal(sbx_files_write(f->fs, "esc/tmp/via-link", "v", 1, NULL, err, sizeof err), 0);
-    assert_string_equal(slurp(hp(f, "tmp/via-link")), "v");
+    assert_int_equal(fx_write(f->fs, "esc/tmp/via-link", "v", 1, NULL, err, sizeof err), 0);
+    assert_string_equal(fx_slurp(fx_path(f, "tmp/via-link")), "v");
     assert_int_equal(access("/tmp/via-link", F_OK), -1);
     /* a final symlink to an absolute path is followed inside the root too */
-    assert_int_equal(symlink("/tmp/final-target", hp(f, "home/user/fl")), 0);
-    assert_int_equal(sbx_files_write(f->fs, "fl", "w", 1, NULL, err, sizeof err), 0);
-    assert_string_equal(slurp(hp(f, "tmp/final-target")), "w");
+    assert_int_equal(symlink("/tmp/final-target", fx_path(f, "home/user/fl")), 0);
+    assert_int_equal(fx_write(f->fs, "fl", "w", 1, NULL, err, sizeof err), 0);
+    assert_string_equal(fx_slurp(fx_path(f, "tmp/final-target")), "w");
     assert_int_equal(access("/tmp/final-target", F_OK), -1);
     /* list does not descend through them; remove removes only the link */
     sbx_files_entry *e;
@@ -203,7 +121,7 @@ static void symlinks_to_slash_and_dotdot_stay_in_root(void **state)
     bool existed;
     assert_int_equal(sbx_files_remove(f->fs, "esc", true, &existed, err, sizeof err), 0);
     assert_true(existed);
-    assert_string_equal(slurp(hp(f, "etc/passwd")), "sandbox-passwd\n");
+    assert_string_equal(fx_slurp(fx_path(f, "etc/passwd")), "sandbox-passwd\n");
     /* stat reports the link, with its target as stored */
     sbx_file_info i;
     assert_int_equal(sbx_files_stat(f->fs, "up", &i, err, sizeof err), 0);
@@ -212,12 +130,13 @@ static void symlinks_to_slash_and_dotdot_stay_in_root(void **state)
     sbx_file_info_clear(&i);
     /* move of a link moves the link */
     assert_int_equal(sbx_files_move(f->fs, "up", "up2", false, err, sizeof err), 0);
-    assert_int_equal(access(hp(f, "etc/passwd"), F_OK), 0);
+    assert_int_equal(access(fx_path(f, "etc/passwd"), F_OK), 0);
 }
 
-/* Runs fn in a child with a private mount namespace; returns its exit code, or -1 with a
- * printed reason when the namespace cannot be set up. fn returns 0 for pass, >0 for fail. */
-static int in_private_mounts(struct fx *f, int (*fn)(struct fx *f, char *why))
+/* Runs fn in a child with a private mount namespace and fails the test when fn fails; skips
+ * it, printing why, when the child cannot set up its mounts (fn returns 99). fn returns 0 for
+ * pass, >0 for fail, with the reason in why. */
+static void in_private_mounts(files_fx *f, int (*fn)(files_fx *f, char *why))
 {
     int pfd[2];
     assert_int_equal(pipe(pfd), 0);
@@ -247,22 +166,17 @@ static int in_private_mounts(struct fx *f, int (*fn)(struct fx *f, char *why))
     assert_true(WIFEXITED(status));
     if (WEXITSTATUS(status) == 99) {
         printf("# %s\n", why);
-        return -1;
+        skip();
     }
     if (WEXITSTATUS(status) != 0)
         fail_msg("child: %s", why);
-    return 0;
 }
 
 /* New mounts are seen only through a root fd opened in the child's own mount namespace. */
-static int child_reopen(struct fx *f, char *why)
+static int child_reopen(files_fx *f, char *why)
 {
     int fd = open(f->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
-    sbx_files_config cfg;
-    sbx_files_config_init(&cfg);
-    cfg.host_uid = HOST_UID;
-    cfg.host_gid = HOST_GID;
-    if (fd < 0 || sbx_files_new(fd, &cfg, &f->fs) != 0) {
+    if (fd < 0 || fx_files_new(fd, &f->fs) != 0) {
         snprintf(why, 256, "reopen root: %s", strerror(errno));
         return 1;
     }
@@ -278,16 +192,16 @@ static int child_reopen(struct fx *f, char *why)
         }                                                                                          \
     } while (0)
 
-static int magic_links_child(struct fx *f, char *why)
+static int magic_links_child(files_fx *f, char *why)
 {
-    if (mount("proc", hp(f, "proc"), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0) {
+    if (mount("proc", fx_path(f, "proc"), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0) {
         snprintf(why, 256, "SKIP: mount proc: %s", strerror(errno));
         return 99;
     }
     if (child_reopen(f, why))
         return 1;
-    if (symlink("/proc/self/root", hp(f, "home/user/m")) != 0 ||
-        symlink("/proc/1/root", hp(f, "home/user/m1")) != 0)
+    if (symlink("/proc/self/root", fx_path(f, "home/user/m")) != 0 ||
+        symlink("/proc/1/root", fx_path(f, "home/user/m1")) != 0)
         return 2;
     char b[256];
     int rc = api_read(f->fs, "m/etc/passwd", b, sizeof b);
@@ -300,7 +214,7 @@ static int magic_links_child(struct fx *f, char *why)
     CHECK(rc == -ELOOP || rc == -EXDEV || rc == -EACCES, "via /proc/1/root link: rc=%d", rc);
     rc = api_read(f->fs, "/proc/self/cwd/x", b, sizeof b);
     CHECK(rc == -ELOOP || rc == -EXDEV, "/proc/self/cwd: rc=%d", rc);
-    rc = sbx_files_write(f->fs, "m/tmp/x", "x", 1, NULL, err, sizeof err);
+    rc = fx_write(f->fs, "m/tmp/x", "x", 1, NULL, err, sizeof err);
     CHECK(rc == -ELOOP || rc == -EXDEV, "write via magic link: rc=%d", rc);
     rc = sbx_files_list(f->fs, "/proc/self/root", 1, 0, &(sbx_files_entry *){NULL}, &(size_t){0},
                         NULL, err, sizeof err);
@@ -310,10 +224,10 @@ static int magic_links_child(struct fx *f, char *why)
     CHECK(rc == -EPERM, "/proc/version: rc=%d", rc);
     rc = api_read(f->fs, "/proc/sys/kernel/hostname", b, sizeof b);
     CHECK(rc == -EPERM, "/proc/sys/kernel/hostname: rc=%d", rc);
-    rc = sbx_files_write(f->fs, "/proc/sys/kernel/core_pattern", "|/pwn", 5, NULL, err, sizeof err);
+    rc = fx_write(f->fs, "/proc/sys/kernel/core_pattern", "|/pwn", 5, NULL, err, sizeof err);
     CHECK(rc == -EPERM, "write core_pattern: rc=%d", rc);
     sbx_files_write_opts ap = {.append = true};
-    rc = sbx_files_write(f->fs, "/proc/sys/kernel/core_pattern", "|/pwn", 5, &ap, err, sizeof err);
+    rc = fx_write(f->fs, "/proc/sys/kernel/core_pattern", "|/pwn", 5, &ap, err, sizeof err);
     CHECK(rc == -EPERM, "append core_pattern: rc=%d", rc);
     rc = sbx_files_mkdir(f->fs, "/proc/x", 0, false, NULL, err, sizeof err);
     CHECK(rc == -EPERM, "mkdir in proc: rc=%d", rc);
@@ -331,9 +245,9 @@ static void magic_links_are_blocked(void **state)
     in_private_mounts(*state, magic_links_child);
 }
 
-static int ro_bind_child(struct fx *f, char *why)
+static int ro_bind_child(files_fx *f, char *why)
 {
-    const char *usr = hp(f, "usr");
+    const char *usr = fx_path(f, "usr");
     if (mount(usr, usr, NULL, MS_BIND, NULL) != 0 ||
         mount(NULL, usr, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL) != 0) {
         snprintf(why, 256, "SKIP: read-only bind mount: %s", strerror(errno));
@@ -341,15 +255,15 @@ static int ro_bind_child(struct fx *f, char *why)
     }
     if (child_reopen(f, why))
         return 1;
-    int rc = sbx_files_write(f->fs, "/usr/evil", "x", 1, NULL, err, sizeof err);
+    int rc = fx_write(f->fs, "/usr/evil", "x", 1, NULL, err, sizeof err);
     CHECK(rc == -EROFS, "write new: rc=%d", rc);
     CHECK(sbx_files_status(rc) == SBX_PERMISSION_DENIED, "status");
-    rc = sbx_files_write(f->fs, "/usr/tool", "x", 1, NULL, err, sizeof err);
+    rc = fx_write(f->fs, "/usr/tool", "x", 1, NULL, err, sizeof err);
     CHECK(rc == -EROFS, "overwrite: rc=%d", rc);
     sbx_files_write_opts ap = {.append = true};
-    rc = sbx_files_write(f->fs, "/usr/tool", "x", 1, &ap, err, sizeof err);
+    rc = fx_write(f->fs, "/usr/tool", "x", 1, &ap, err, sizeof err);
     CHECK(rc == -EROFS, "append: rc=%d", rc);
-    rc = sbx_files_write(f->fs, "/usr/a/b/c", "x", 1, NULL, err, sizeof err);
+    rc = fx_write(f->fs, "/usr/a/b/c", "x", 1, NULL, err, sizeof err);
     CHECK(rc == -EROFS, "write with parents: rc=%d", rc);
     rc = sbx_files_mkdir(f->fs, "/usr/d", 0, true, NULL, err, sizeof err);
     CHECK(rc == -EROFS, "mkdir: rc=%d", rc);
@@ -357,7 +271,7 @@ static int ro_bind_child(struct fx *f, char *why)
     CHECK(rc == -EROFS, "remove: rc=%d", rc);
     rc = sbx_files_remove(f->fs, "/usr", true, NULL, err, sizeof err);
     CHECK(rc == -EBUSY || rc == -EROFS, "remove -r of the mount: rc=%d", rc);
-    if (sbx_files_write(f->fs, "f", "x", 1, NULL, err, sizeof err) != 0)
+    if (fx_write(f->fs, "f", "x", 1, NULL, err, sizeof err) != 0)
         return 3;
     rc = sbx_files_move(f->fs, "f", "/usr/f", false, err, sizeof err);
     CHECK(rc == -EXDEV, "move into: rc=%d", rc);
@@ -370,7 +284,7 @@ static int ro_bind_child(struct fx *f, char *why)
     char b[16];
     rc = api_read(f->fs, "/usr/tool", b, sizeof b);
     CHECK(rc == 0 && strcmp(b, "tool") == 0, "read still works: rc=%d", rc);
-    CHECK(strcmp(slurp(hp(f, "usr/tool")), "tool") == 0, "content changed");
+    CHECK(strcmp(fx_slurp(fx_path(f, "usr/tool")), "tool") == 0, "content changed");
     return 0;
 }
 
@@ -381,37 +295,39 @@ static void read_only_bind_is_refused_cleanly(void **state)
 
 static void hardlinks_cannot_reach_outside(void **state)
 {
-    struct fx *f = *state;
-    /* a host file on the same filesystem, hard-linked into the sandbox by someone */
-    char outside[64] = "/tmp/sbx-outside-XXXXXX";
+    files_fx *f = *state;
+    /* a host file on the same filesystem (next to the root), hard-linked into the sandbox by
+       someone */
+    char outside[128];
+    snprintf(outside, sizeof outside, "%s-outside-XXXXXX", f->root);
     int ofd = mkstemp(outside);
     assert_true(ofd >= 0);
     assert_int_equal(write(ofd, "host-secret", 11), 11);
     fchmod(ofd, 0644);
     close(ofd);
-    assert_int_equal(link(outside, hp(f, "home/user/hl")), 0);
+    assert_int_equal(link(outside, fx_path(f, "home/user/hl")), 0);
     /* writing through the API replaces the name: the host inode is never written */
-    assert_int_equal(sbx_files_write(f->fs, "hl", "changed", 7, NULL, err, sizeof err), 0);
-    assert_string_equal(slurp(outside), "host-secret");
-    assert_string_equal(slurp(hp(f, "home/user/hl")), "changed");
+    assert_int_equal(fx_write(f->fs, "hl", "changed", 7, NULL, err, sizeof err), 0);
+    assert_string_equal(fx_slurp(outside), "host-secret");
+    assert_string_equal(fx_slurp(fx_path(f, "home/user/hl")), "changed");
     struct stat a, b;
     assert_int_equal(stat(outside, &a), 0);
-    assert_int_equal(stat(hp(f, "home/user/hl"), &b), 0);
+    assert_int_equal(stat(fx_path(f, "home/user/hl"), &b), 0);
     assert_true(a.st_ino != b.st_ino);
     assert_int_equal(a.st_nlink, 1);
     /* append copies too */
-    assert_int_equal(link(outside, hp(f, "home/user/hl2")), 0);
+    assert_int_equal(link(outside, fx_path(f, "home/user/hl2")), 0);
     sbx_files_write_opts ap = {.append = true};
-    assert_int_equal(sbx_files_write(f->fs, "hl2", "+", 1, &ap, err, sizeof err), 0);
-    assert_string_equal(slurp(outside), "host-secret");
+    assert_int_equal(fx_write(f->fs, "hl2", "+", 1, &ap, err, sizeof err), 0);
+    assert_string_equal(fx_slurp(outside), "host-secret");
     /* removing the link leaves the host file */
     assert_int_equal(sbx_files_remove(f->fs, "hl2", false, NULL, err, sizeof err), 0);
     assert_int_equal(access(outside, F_OK), 0);
     /* a hard link to a root-only file keeps the inode's permissions */
-    put(f, "etc/secret", "root-only", 0600, 0);
+    fx_put(f, "etc/secret", "root-only", 0600, 0);
     char secret[8192];
-    snprintf(secret, sizeof secret, "%s", hp(f, "etc/secret"));
-    assert_int_equal(link(secret, hp(f, "home/user/hs")), 0);
+    snprintf(secret, sizeof secret, "%s", fx_path(f, "etc/secret"));
+    assert_int_equal(link(secret, fx_path(f, "home/user/hs")), 0);
     char buf[64];
     assert_int_equal(api_read(f->fs, "hs", buf, sizeof buf), -EACCES);
     /* the API has no way to create hard links: uploads refuse anything but file/dir/symlink */
@@ -422,7 +338,7 @@ static void hardlinks_cannot_reach_outside(void **state)
 
 static void nul_and_oversized_paths_are_invalid(void **state)
 {
-    struct fx *f = *state;
+    files_fx *f = *state;
     assert_int_equal(sbx_files_check_path("path", "etc\0/shadow", 11, err, sizeof err), -EINVAL);
     assert_string_equal(err, "path: contains a NUL byte");
     assert_int_equal(sbx_files_status(-EINVAL), SBX_INVALID_ARGUMENT);
@@ -438,7 +354,7 @@ static void nul_and_oversized_paths_are_invalid(void **state)
     sbx_file_info info;
     assert_int_equal(sbx_files_open_read(f->fs, p, &fd, NULL, err, sizeof err), -ENAMETOOLONG);
     assert_string_equal(err, "path: longer than 4096 bytes");
-    assert_int_equal(sbx_files_write(f->fs, p, "x", 1, NULL, err, sizeof err), -ENAMETOOLONG);
+    assert_int_equal(fx_write(f->fs, p, "x", 1, NULL, err, sizeof err), -ENAMETOOLONG);
     assert_int_equal(sbx_files_stat(f->fs, p, &info, err, sizeof err), -ENAMETOOLONG);
     assert_int_equal(sbx_files_mkdir(f->fs, p, 0, true, NULL, err, sizeof err), -ENAMETOOLONG);
     assert_int_equal(sbx_files_remove(f->fs, p, true, NULL, err, sizeof err), -ENAMETOOLONG);
@@ -462,41 +378,41 @@ static void nul_and_oversized_paths_are_invalid(void **state)
 
 static void sandbox_root_owned_places_are_refused(void **state)
 {
-    struct fx *f = *state;
+    files_fx *f = *state;
     /* what the sandbox user may not do, the API may not do either */
-    assert_int_equal(sbx_files_write(f->fs, "/evil", "x", 1, NULL, err, sizeof err), -EACCES);
-    assert_int_equal(sbx_files_write(f->fs, "/etc/cron.d/x", "x", 1, NULL, err, sizeof err),
+    assert_int_equal(fx_write(f->fs, "/evil", "x", 1, NULL, err, sizeof err), -EACCES);
+    assert_int_equal(fx_write(f->fs, "/etc/cron.d/x", "x", 1, NULL, err, sizeof err),
                      -EACCES);
     assert_int_equal(sbx_files_remove(f->fs, "/etc", true, NULL, err, sizeof err), -EACCES);
-    assert_string_equal(slurp(hp(f, "etc/passwd")), "sandbox-passwd\n");
+    assert_string_equal(fx_slurp(fx_path(f, "etc/passwd")), "sandbox-passwd\n");
     assert_int_equal(sbx_files_move(f->fs, "/etc/passwd", "/tmp/p", false, err, sizeof err),
                      -EACCES);
     sbx_upload_entry e = {.path = "x", .type = SBX_UPLOAD_FILE, .data = "x", .len = 1};
     sbx_upload_opts o = {.dest = "../../.."};
     assert_int_equal(sbx_files_upload(f->fs, &o, &e, 1, NULL, err, sizeof err), -EACCES);
-    assert_int_equal(access(hp(f, "x"), F_OK), -1);
+    assert_int_equal(access(fx_path(f, "x"), F_OK), -1);
     /* an uploaded symlink is stored as given and never followed by a later upload */
     sbx_upload_entry l = {.path = "lnk", .type = SBX_UPLOAD_SYMLINK, .target = "/etc"};
     assert_int_equal(sbx_files_upload(f->fs, NULL, &l, 1, NULL, err, sizeof err), 0);
     sbx_upload_entry through = {
         .path = "lnk/passwd", .type = SBX_UPLOAD_FILE, .data = "p", .len = 1};
     assert_int_equal(sbx_files_upload(f->fs, NULL, &through, 1, NULL, err, sizeof err), 0);
-    assert_string_equal(slurp(hp(f, "etc/passwd")), "sandbox-passwd\n");
+    assert_string_equal(fx_slurp(fx_path(f, "etc/passwd")), "sandbox-passwd\n");
     struct stat st;
-    assert_int_equal(lstat(hp(f, "home/user/lnk"), &st), 0);
+    assert_int_equal(lstat(fx_path(f, "home/user/lnk"), &st), 0);
     assert_true(S_ISDIR(st.st_mode)); /* the link was replaced by the uploaded directory */
 }
 
 static const struct CMUnitTest tests[] = {
-    cmocka_unit_test_setup_teardown(dotdot_stays_in_root, setup, teardown),
+    cmocka_unit_test_setup_teardown(dotdot_stays_in_root, setup, fx_teardown),
     cmocka_unit_test_setup_teardown(absolute_etc_shadow_is_the_sandbox_one_and_unreadable, setup,
-                                    teardown),
-    cmocka_unit_test_setup_teardown(symlinks_to_slash_and_dotdot_stay_in_root, setup, teardown),
-    cmocka_unit_test_setup_teardown(magic_links_are_blocked, setup, teardown),
-    cmocka_unit_test_setup_teardown(read_only_bind_is_refused_cleanly, setup, teardown),
-    cmocka_unit_test_setup_teardown(hardlinks_cannot_reach_outside, setup, teardown),
-    cmocka_unit_test_setup_teardown(nul_and_oversized_paths_are_invalid, setup, teardown),
-    cmocka_unit_test_setup_teardown(sandbox_root_owned_places_are_refused, setup, teardown),
+                                    fx_teardown),
+    cmocka_unit_test_setup_teardown(symlinks_to_slash_and_dotdot_stay_in_root, setup, fx_teardown),
+    cmocka_unit_test_setup_teardown(magic_links_are_blocked, setup, fx_teardown),
+    cmocka_unit_test_setup_teardown(read_only_bind_is_refused_cleanly, setup, fx_teardown),
+    cmocka_unit_test_setup_teardown(hardlinks_cannot_reach_outside, setup, fx_teardown),
+    cmocka_unit_test_setup_teardown(nul_and_oversized_paths_are_invalid, setup, fx_teardown),
+    cmocka_unit_test_setup_teardown(sandbox_root_owned_places_are_refused, setup, fx_teardown),
 };
 
 SBX_TEST_MAIN(tests)

@@ -1,9 +1,14 @@
-/* test_sandbox_security.c: hostile commands against the sandbox runtime (sbx-init + sandbox.c +
- * proc.c). Each test asserts the exact failure (errno name printed by sbx_probe inside the
- * sandbox, exit status, or limit counters), then checks that a fresh sandbox still works. */
+/* test_sandbox_security.c: hostile commands against the sandbox runtime (sbx-init and
+ * services/executor/runtime/). Each test asserts the exact failure (errno name printed by
+ * sbx_probe inside the sandbox, exit status, or limit counters), then checks that a fresh
+ * sandbox still works. */
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <signal.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 
@@ -350,9 +355,6 @@ static void sec_many_small_files(void **state)
     assert_int_equal(tsbx_sh(&t, "mkdir /home/user/many", 10000, &r), 0);
     assert_int_equal(tsbx_probe(&t, "files", "/home/user/many", "20000", &r), 0);
     assert_string_equal(r.out, "created=20000 OK\n");
-    uint64_t used = 0;
-    assert_int_equal(sbx_sandbox_home_usage(t.sb, &used), 0);
-    assert_true(used > 0);
     assert_int_equal(sbx_sandbox_ping(t.sb), 0);
     tsbx_close(&t);
     tsbx_assert_fresh_works();
@@ -378,6 +380,7 @@ static void sec_timeout_kills_daemons(void **state)
 int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN);
+    tsbx_probe_path = SBX_PROBE_PATH; /* every sandbox gets /home/user/sbx_probe */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(sec_host_file_invisible),
         cmocka_unit_test(sec_etc_shadow_eacces),

@@ -1,12 +1,12 @@
-/* test_files_upload.c: UploadFiles (services/executor/upload.c): staging, the three modes,
- * rollback on a failure half-way through the renames, validation and limits, and the
- * 1000 files / 10 MB timing. Temp directory as the sandbox root, sandbox user = host 100999. */
-#include "test_main.h"
+/* test_files_upload.c: UploadFiles (services/executor/files/upload.c): staging, the three
+ * modes, rollback on a failure half-way through the renames, validation and limits. A temp
+ * directory is the sandbox root (tests/lib files_fixture), sandbox user = host 100999. Built
+ * with -DSBX_BENCH it is tests/bench's bench_files_upload (1000 files / 10 MB). */
+#include "files_fixture.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,95 +14,12 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "upload.h"
 
-#define HOST_UID 100999
-#define HOST_GID 100999
-
-struct fx {
-    char root[64];
-    int rootfd;
-    sbx_files *fs;
-    char buf[8192];
-};
-
 static char err[512];
-
-static const char *hp(struct fx *f, const char *rel)
-{
-    snprintf(f->buf, sizeof f->buf, "%s/%s", f->root, rel);
-    return f->buf;
-}
-
-static void put(struct fx *f, const char *rel, const char *content, mode_t mode, uid_t uid)
-{
-    int fd = open(hp(f, rel), O_CREAT | O_TRUNC | O_WRONLY, mode);
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, content, strlen(content)), (ssize_t)strlen(content));
-    assert_int_equal(fchmod(fd, mode), 0);
-    assert_int_equal(fchown(fd, uid, uid), 0);
-    close(fd);
-}
-
-static void mkd(struct fx *f, const char *rel, mode_t mode, uid_t uid)
-{
-    assert_int_equal(mkdir(hp(f, rel), mode), 0);
-    assert_int_equal(chmod(f->buf, mode), 0);
-    assert_int_equal(chown(f->buf, uid, uid), 0);
-}
-
-static char *slurp(const char *path)
-{
-    static char out[1 << 16];
-    int fd = open(path, O_RDONLY);
-    if (fd < 0)
-        return NULL;
-    ssize_t n = read(fd, out, sizeof out - 1);
-    close(fd);
-    out[n < 0 ? 0 : n] = '\0';
-    return out;
-}
-
-static int rm_cb(const char *p, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    return remove(p);
-}
-
-static int setup(void **state)
-{
-    struct fx *f = calloc(1, sizeof *f);
-    const char *tmp = getenv("SBX_TEST_TMPDIR") ? getenv("SBX_TEST_TMPDIR") : "/tmp";
-    snprintf(f->root, sizeof f->root, "%s/sbx-upload-XXXXXX", tmp);
-    assert_non_null(mkdtemp(f->root));
-    assert_int_equal(chmod(f->root, 0755), 0);
-    mkd(f, "home", 0755, 0);
-    mkd(f, "home/user", 0755, HOST_UID);
-    mkd(f, "etc", 0755, 0);
-    put(f, "etc/shadow", "sandbox-shadow\n", 0640, 0);
-    f->rootfd = open(f->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
-    assert_true(f->rootfd >= 0);
-    sbx_files_config cfg;
-    sbx_files_config_init(&cfg);
-    cfg.host_uid = HOST_UID;
-    cfg.host_gid = HOST_GID;
-    assert_int_equal(sbx_files_new(f->rootfd, &cfg, &f->fs), 0);
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct fx *f = *state;
-    sbx_files_free(f->fs);
-    close(f->rootfd);
-    nftw(f->root, rm_cb, 32, FTW_DEPTH | FTW_PHYS);
-    free(f);
-    return 0;
-}
 
 /* No hidden staging directory left anywhere directly in `dir`. */
 static void assert_no_staging(const char *dir)
@@ -122,7 +39,7 @@ static void assert_no_staging(const char *dir)
 
 static void uploads_files_dirs_symlinks(void **state)
 {
-    struct fx *f = *state;
+    files_fx *f = *state;
     sbx_upload_entry e[] = {
         FILE_E("src/main.c", "int main(void){return 0;}\n"),
         FILE_E("README.md", "# hi\n"),
@@ -143,34 +60,34 @@ static void uploads_files_dirs_symlinks(void **state)
     assert_int_equal(res.dirs, 2);
     assert_int_equal(res.symlinks, 1);
     assert_int_equal(res.replaced, 0);
-    assert_string_equal(slurp(hp(f, "home/user/src/main.c")), "int main(void){return 0;}\n");
-    assert_string_equal(slurp(hp(f, "home/user/ro/inside.txt")), "still written");
+    assert_string_equal(fx_slurp(fx_path(f, "home/user/src/main.c")), "int main(void){return 0;}\n");
+    assert_string_equal(fx_slurp(fx_path(f, "home/user/ro/inside.txt")), "still written");
     struct stat st;
-    assert_int_equal(stat(hp(f, "home/user/bin"), &st), 0);
+    assert_int_equal(stat(fx_path(f, "home/user/bin"), &st), 0);
     assert_int_equal(st.st_mode & 07777, 0700);
-    assert_int_equal(st.st_uid, HOST_UID);
-    assert_int_equal(stat(hp(f, "home/user/bin/run.sh"), &st), 0);
+    assert_int_equal(st.st_uid, FX_HOST_UID);
+    assert_int_equal(stat(fx_path(f, "home/user/bin/run.sh"), &st), 0);
     assert_int_equal(st.st_mode & 07777, 0755);
-    assert_int_equal(st.st_uid, HOST_UID);
-    assert_int_equal(st.st_gid, HOST_GID);
-    assert_int_equal(stat(hp(f, "home/user/ro"), &st), 0);
+    assert_int_equal(st.st_uid, FX_HOST_UID);
+    assert_int_equal(st.st_gid, FX_HOST_GID);
+    assert_int_equal(stat(fx_path(f, "home/user/ro"), &st), 0);
     assert_int_equal(st.st_mode & 07777, 0555);
-    assert_int_equal(stat(hp(f, "home/user/src"), &st), 0);
+    assert_int_equal(stat(fx_path(f, "home/user/src"), &st), 0);
     assert_int_equal(st.st_mode & 07777, 0755);
-    assert_int_equal(st.st_uid, HOST_UID);
+    assert_int_equal(st.st_uid, FX_HOST_UID);
     char target[64] = {0};
-    assert_int_equal(readlink(hp(f, "home/user/link"), target, sizeof target - 1), 11);
+    assert_int_equal(readlink(fx_path(f, "home/user/link"), target, sizeof target - 1), 11);
     assert_string_equal(target, "/etc/shadow");
-    assert_no_staging(hp(f, "home/user"));
+    assert_no_staging(fx_path(f, "home/user"));
 }
 
 static void merge_keeps_siblings_and_replaces_files(void **state)
 {
-    struct fx *f = *state;
-    mkd(f, "home/user/src", 0755, HOST_UID);
-    put(f, "home/user/src/old.c", "old", 0644, HOST_UID);
-    put(f, "home/user/src/main.c", "old main", 0644, HOST_UID);
-    mkd(f, "home/user/docs", 0755, HOST_UID); /* becomes a file */
+    files_fx *f = *state;
+    fx_mkdir(f, "home/user/src", 0755, FX_HOST_UID);
+    fx_put(f, "home/user/src/old.c", "old", 0644, FX_HOST_UID);
+    fx_put(f, "home/user/src/main.c", "old main", 0644, FX_HOST_UID);
+    fx_mkdir(f, "home/user/docs", 0755, FX_HOST_UID); /* becomes a file */
     sbx_upload_entry e[] = {
         FILE_E("src/main.c", "new main"),
         FILE_E("src/new.c", "new"),
@@ -179,52 +96,52 @@ static void merge_keeps_siblings_and_replaces_files(void **state)
     sbx_upload_result res;
     assert_int_equal(sbx_files_upload(f->fs, NULL, e, 3, &res, err, sizeof err), 0);
     assert_int_equal(res.replaced, 2);
-    assert_string_equal(slurp(hp(f, "home/user/src/old.c")), "old");
-    assert_string_equal(slurp(hp(f, "home/user/src/main.c")), "new main");
-    assert_string_equal(slurp(hp(f, "home/user/src/new.c")), "new");
-    assert_string_equal(slurp(hp(f, "home/user/docs")), "docs is a file now");
-    assert_no_staging(hp(f, "home/user"));
+    assert_string_equal(fx_slurp(fx_path(f, "home/user/src/old.c")), "old");
+    assert_string_equal(fx_slurp(fx_path(f, "home/user/src/main.c")), "new main");
+    assert_string_equal(fx_slurp(fx_path(f, "home/user/src/new.c")), "new");
+    assert_string_equal(fx_slurp(fx_path(f, "home/user/docs")), "docs is a file now");
+    assert_no_staging(fx_path(f, "home/user"));
 }
 
 static void replace_swaps_top_level(void **state)
 {
-    struct fx *f = *state;
-    mkd(f, "home/user/proj", 0755, HOST_UID);
-    put(f, "home/user/proj/stale.c", "stale", 0644, HOST_UID);
-    put(f, "home/user/other", "untouched", 0644, HOST_UID);
+    files_fx *f = *state;
+    fx_mkdir(f, "home/user/proj", 0755, FX_HOST_UID);
+    fx_put(f, "home/user/proj/stale.c", "stale", 0644, FX_HOST_UID);
+    fx_put(f, "home/user/other", "untouched", 0644, FX_HOST_UID);
     sbx_upload_entry e[] = {FILE_E("proj/fresh.c", "fresh")};
     sbx_upload_opts o = {.mode = SBX_UPLOAD_REPLACE};
     sbx_upload_result res;
     assert_int_equal(sbx_files_upload(f->fs, &o, e, 1, &res, err, sizeof err), 0);
     assert_int_equal(res.replaced, 1);
-    assert_int_equal(access(hp(f, "home/user/proj/stale.c"), F_OK), -1);
-    assert_string_equal(slurp(hp(f, "home/user/proj/fresh.c")), "fresh");
-    assert_string_equal(slurp(hp(f, "home/user/other")), "untouched");
-    assert_no_staging(hp(f, "home/user"));
+    assert_int_equal(access(fx_path(f, "home/user/proj/stale.c"), F_OK), -1);
+    assert_string_equal(fx_slurp(fx_path(f, "home/user/proj/fresh.c")), "fresh");
+    assert_string_equal(fx_slurp(fx_path(f, "home/user/other")), "untouched");
+    assert_no_staging(fx_path(f, "home/user"));
 }
 
 static void create_mode_fails_whole_when_one_exists(void **state)
 {
-    struct fx *f = *state;
-    put(f, "home/user/z", "mine", 0644, HOST_UID);
+    files_fx *f = *state;
+    fx_put(f, "home/user/z", "mine", 0644, FX_HOST_UID);
     sbx_upload_entry e[] = {FILE_E("a", "A"), FILE_E("b/c", "C"), FILE_E("z", "Z")};
     sbx_upload_opts o = {.mode = SBX_UPLOAD_CREATE};
     assert_int_equal(sbx_files_upload(f->fs, &o, e, 3, NULL, err, sizeof err), -EEXIST);
     assert_non_null(strstr(err, "entries[2].path"));
     /* "a" and "b" were renamed in before "z" failed: both rolled back */
-    assert_int_equal(access(hp(f, "home/user/a"), F_OK), -1);
-    assert_int_equal(access(hp(f, "home/user/b"), F_OK), -1);
-    assert_string_equal(slurp(hp(f, "home/user/z")), "mine");
-    assert_no_staging(hp(f, "home/user"));
+    assert_int_equal(access(fx_path(f, "home/user/a"), F_OK), -1);
+    assert_int_equal(access(fx_path(f, "home/user/b"), F_OK), -1);
+    assert_string_equal(fx_slurp(fx_path(f, "home/user/z")), "mine");
+    assert_no_staging(fx_path(f, "home/user"));
 }
 
 static void failure_mid_commit_rolls_back_everything(void **state)
 {
-    struct fx *f = *state;
-    put(f, "home/user/a.txt", "old a", 0644, HOST_UID);
-    mkd(f, "home/user/m", 0755, HOST_UID);
-    put(f, "home/user/m/k", "old k", 0644, HOST_UID);
-    mkd(f, "home/user/n", 0755, 0); /* root-owned: the sandbox user cannot add to it */
+    files_fx *f = *state;
+    fx_put(f, "home/user/a.txt", "old a", 0644, FX_HOST_UID);
+    fx_mkdir(f, "home/user/m", 0755, FX_HOST_UID);
+    fx_put(f, "home/user/m/k", "old k", 0644, FX_HOST_UID);
+    fx_mkdir(f, "home/user/n", 0755, 0); /* root-owned: the sandbox user cannot add to it */
     sbx_upload_entry e[] = {
         FILE_E("a.txt", "new a"),
         FILE_E("m/k", "new k"),
@@ -233,32 +150,32 @@ static void failure_mid_commit_rolls_back_everything(void **state)
     };
     assert_int_equal(sbx_files_upload(f->fs, NULL, e, 4, NULL, err, sizeof err), -EACCES);
     assert_non_null(strstr(err, "entries[3].path"));
-    assert_string_equal(slurp(hp(f, "home/user/a.txt")), "old a");
-    assert_string_equal(slurp(hp(f, "home/user/m/k")), "old k");
-    assert_int_equal(access(hp(f, "home/user/m/l"), F_OK), -1);
-    assert_int_equal(access(hp(f, "home/user/n/x"), F_OK), -1);
-    assert_no_staging(hp(f, "home/user"));
+    assert_string_equal(fx_slurp(fx_path(f, "home/user/a.txt")), "old a");
+    assert_string_equal(fx_slurp(fx_path(f, "home/user/m/k")), "old k");
+    assert_int_equal(access(fx_path(f, "home/user/m/l"), F_OK), -1);
+    assert_int_equal(access(fx_path(f, "home/user/n/x"), F_OK), -1);
+    assert_no_staging(fx_path(f, "home/user"));
 }
 
 static void dest_is_created_and_removed_on_failure(void **state)
 {
-    struct fx *f = *state;
+    files_fx *f = *state;
     sbx_upload_entry e[] = {FILE_E("f", "x")};
     sbx_upload_opts o = {.dest = "work/proj"};
     assert_int_equal(sbx_files_upload(f->fs, &o, e, 1, NULL, err, sizeof err), 0);
-    assert_string_equal(slurp(hp(f, "home/user/work/proj/f")), "x");
+    assert_string_equal(fx_slurp(fx_path(f, "home/user/work/proj/f")), "x");
     struct stat st;
-    assert_int_equal(stat(hp(f, "home/user/work"), &st), 0);
-    assert_int_equal(st.st_uid, HOST_UID);
+    assert_int_equal(stat(fx_path(f, "home/user/work"), &st), 0);
+    assert_int_equal(st.st_uid, FX_HOST_UID);
     /* create mode conflict in a new dest: the created dest dirs go again */
     sbx_upload_entry e2[] = {FILE_E("f", "x"), FILE_E("g", "y")};
     o.dest = "/home/user/new1/new2";
     o.mode = SBX_UPLOAD_CREATE;
-    mkd(f, "home/user/new1", 0755, HOST_UID);
-    mkd(f, "home/user/new1/new2", 0755, HOST_UID);
-    put(f, "home/user/new1/new2/g", "there", 0644, HOST_UID);
+    fx_mkdir(f, "home/user/new1", 0755, FX_HOST_UID);
+    fx_mkdir(f, "home/user/new1/new2", 0755, FX_HOST_UID);
+    fx_put(f, "home/user/new1/new2/g", "there", 0644, FX_HOST_UID);
     assert_int_equal(sbx_files_upload(f->fs, &o, e2, 2, NULL, err, sizeof err), -EEXIST);
-    assert_int_equal(access(hp(f, "home/user/new1/new2/f"), F_OK), -1);
+    assert_int_equal(access(fx_path(f, "home/user/new1/new2/f"), F_OK), -1);
     /* a failure while staging (RLIMIT_FSIZE, in a child) in a dest that did not exist */
     pid_t pid = fork();
     if (pid == 0) {
@@ -277,13 +194,13 @@ static void dest_is_created_and_removed_on_failure(void **state)
     assert_int_equal(waitpid(pid, &status, 0), pid);
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 0);
-    assert_int_equal(access(hp(f, "home/user/fresh"), F_OK), -1);
-    assert_no_staging(hp(f, "home/user"));
+    assert_int_equal(access(fx_path(f, "home/user/fresh"), F_OK), -1);
+    assert_no_staging(fx_path(f, "home/user"));
 }
 
 static void validation_names_the_entry(void **state)
 {
-    struct fx *f = *state;
+    files_fx *f = *state;
     sbx_upload_entry bad[][2] = {
         {FILE_E("ok", "x"), FILE_E("../escape", "x")},
         {FILE_E("ok", "x"), FILE_E("a/../../b", "x")},
@@ -304,13 +221,13 @@ static void validation_names_the_entry(void **state)
             fail_msg("case %zu: rc=%d err=%s", i, rc, err);
     }
     assert_int_equal(sbx_files_upload(f->fs, NULL, bad[0], 0, NULL, err, sizeof err), -EINVAL);
-    assert_int_equal(access(hp(f, "home/user/ok"), F_OK), -1); /* nothing applied */
-    assert_no_staging(hp(f, "home/user"));
+    assert_int_equal(access(fx_path(f, "home/user/ok"), F_OK), -1); /* nothing applied */
+    assert_no_staging(fx_path(f, "home/user"));
 }
 
 static void limits_on_count_and_bytes(void **state)
 {
-    struct fx *f = *state;
+    files_fx *f = *state;
     sbx_upload_entry e[3] = {FILE_E("a", "123"), FILE_E("b", "456"), FILE_E("c", "789")};
     sbx_upload_opts o = {.max_entries = 2};
     assert_int_equal(sbx_files_upload(f->fs, &o, e, 3, NULL, err, sizeof err), -E2BIG);
@@ -322,13 +239,6 @@ static void limits_on_count_and_bytes(void **state)
     assert_int_equal(sbx_files_upload(f->fs, &o, e, 3, NULL, err, sizeof err), 0);
 }
 
-__attribute__((unused)) static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
 __attribute__((unused)) static int cmp_d(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -338,7 +248,7 @@ __attribute__((unused)) static int cmp_d(const void *a, const void *b)
 #ifdef SBX_BENCH
 static void perf_1000_files_10mb(void **state)
 {
-    struct fx *f = *state;
+    files_fx *f = *state;
     enum { N = 1000, SZ = 10 * 1000 * 1000 / N, RUNS = 5 };
     sbx_upload_entry *e = calloc(N, sizeof *e);
     char(*paths)[48] = calloc(N, 48);
@@ -355,7 +265,7 @@ static void perf_1000_files_10mb(void **state)
     for (int r = 0; r < RUNS; r++) {
         char bd[128];
         snprintf(bd, sizeof bd, "%s/home/user/base%d", f->root, r);
-        double t0b = now_ms();
+        double t0b = (sbx_mono_ns() / 1e6);
         mkdir(bd, 0755);
         for (int i = 0; i < N; i++) {
             char p[200], d[160];
@@ -369,24 +279,24 @@ static void perf_1000_files_10mb(void **state)
             assert_int_equal(write(fd, data, SZ), SZ);
             close(fd);
         }
-        tb[r] = now_ms() - t0b;
+        tb[r] = (sbx_mono_ns() / 1e6) - t0b;
 
         char dest[32];
         snprintf(dest, sizeof dest, "run%d", r);
         sbx_upload_opts o = {.dest = dest};
         sbx_upload_result res;
-        double t0 = now_ms();
+        double t0 = (sbx_mono_ns() / 1e6);
         assert_int_equal(sbx_files_upload(f->fs, &o, e, N, &res, err, sizeof err), 0);
-        t[r] = now_ms() - t0;
+        t[r] = (sbx_mono_ns() / 1e6) - t0;
         assert_int_equal(res.files, N);
         assert_int_equal(res.bytes, (uint64_t)N * SZ);
     }
     /* and once more over an existing tree: every file replaced (merge) */
     sbx_upload_opts o = {.dest = "run0"};
     sbx_upload_result res;
-    double t0 = now_ms();
+    double t0 = (sbx_mono_ns() / 1e6);
     assert_int_equal(sbx_files_upload(f->fs, &o, e, N, &res, err, sizeof err), 0);
-    double tover = now_ms() - t0;
+    double tover = (sbx_mono_ns() / 1e6) - t0;
     assert_int_equal(res.replaced, N);
     qsort(t, RUNS, sizeof t[0], cmp_d);
     qsort(tb, RUNS, sizeof tb[0], cmp_d);
@@ -403,20 +313,20 @@ static void perf_1000_files_10mb(void **state)
 /* Timing cases are benchmarks, not unit tests: they build only into the bench binary
  * (tests/bench/files.cmake, -DSBX_BENCH) and print figures with a same-run baseline. */
 #ifdef SBX_BENCH
-#define SBX_BENCH_CASE(f) cmocka_unit_test_setup_teardown (f, setup, teardown),
+#define SBX_BENCH_CASE(f) cmocka_unit_test_setup_teardown (f, fx_setup, fx_teardown),
 #else
 #define SBX_BENCH_CASE(f)
 #endif
 
 static const struct CMUnitTest tests[] = {
-    cmocka_unit_test_setup_teardown(uploads_files_dirs_symlinks, setup, teardown),
-    cmocka_unit_test_setup_teardown(merge_keeps_siblings_and_replaces_files, setup, teardown),
-    cmocka_unit_test_setup_teardown(replace_swaps_top_level, setup, teardown),
-    cmocka_unit_test_setup_teardown(create_mode_fails_whole_when_one_exists, setup, teardown),
-    cmocka_unit_test_setup_teardown(failure_mid_commit_rolls_back_everything, setup, teardown),
-    cmocka_unit_test_setup_teardown(dest_is_created_and_removed_on_failure, setup, teardown),
-    cmocka_unit_test_setup_teardown(validation_names_the_entry, setup, teardown),
-    cmocka_unit_test_setup_teardown(limits_on_count_and_bytes, setup, teardown),
+    cmocka_unit_test_setup_teardown(uploads_files_dirs_symlinks, fx_setup, fx_teardown),
+    cmocka_unit_test_setup_teardown(merge_keeps_siblings_and_replaces_files, fx_setup, fx_teardown),
+    cmocka_unit_test_setup_teardown(replace_swaps_top_level, fx_setup, fx_teardown),
+    cmocka_unit_test_setup_teardown(create_mode_fails_whole_when_one_exists, fx_setup, fx_teardown),
+    cmocka_unit_test_setup_teardown(failure_mid_commit_rolls_back_everything, fx_setup, fx_teardown),
+    cmocka_unit_test_setup_teardown(dest_is_created_and_removed_on_failure, fx_setup, fx_teardown),
+    cmocka_unit_test_setup_teardown(validation_names_the_entry, fx_setup, fx_teardown),
+    cmocka_unit_test_setup_teardown(limits_on_count_and_bytes, fx_setup, fx_teardown),
     SBX_BENCH_CASE(perf_1000_files_10mb)
 };
 

@@ -134,9 +134,6 @@ int sbx_files_write_chunk(sbx_files_writer *w, const void *buf, size_t len, char
 /* *size (may be NULL) gets the final file size. */
 int sbx_files_write_commit(sbx_files_writer *w, uint64_t *size, char *err, size_t errlen);
 void sbx_files_write_abort(sbx_files_writer *w);
-/* begin + one chunk + commit. */
-int sbx_files_write(sbx_files *fs, const char *path, const void *buf, size_t len,
-                    const sbx_files_write_opts *opts, char *err, size_t errlen);
 
 typedef struct sbx_files_entry {
     char *path;     /* relative to the listed directory, e.g. "src/main.c"; malloc'd */
@@ -171,41 +168,5 @@ int sbx_files_remove(sbx_files *fs, const char *path, bool recursive, bool *exis
  * dst is -EEXIST (RENAME_NOREPLACE). Across mounts: -EXDEV. */
 int sbx_files_move(sbx_files *fs, const char *src, const char *dst, bool overwrite, char *err,
                    size_t errlen);
-
-/* ---- internal: shared with upload.c only (sbx__ prefix) ------------------------------------ */
-
-/* Saved per-thread filesystem credentials while an operation runs as the sandbox user. */
-typedef struct sbx__creds {
-    bool on;
-    uid_t fsuid;
-    gid_t fsgid;
-    int ngroups;
-    gid_t *groups;
-    gid_t groups_buf[16];
-} sbx__creds;
-
-#define SBX__PATHBUF (SBX_FILES_PATH_MAX + 512)
-
-int sbx__files_creds_enter(const sbx_files *fs, sbx__creds *c);
-void sbx__files_creds_leave(sbx__creds *c);
-/* Validates `path` and writes the in-root absolute form into buf[SBX__PATHBUF]. */
-int sbx__files_full_path(const sbx_files *fs, const char *field, const char *path, char *buf,
-                         char *err, size_t errlen);
-/* openat2(rootfd, p, flags, RESOLVE_IN_ROOT|RESOLVE_NO_MAGICLINKS); returns fd or -errno. */
-int sbx__files_open_in_root(const sbx_files *fs, const char *p, int flags);
-/* mkdir -p of an in-root absolute path; *fd gets an O_PATH fd of it. *created (may be NULL)
- * gets the in-root path of the top-most directory created (malloc'd; NULL if none). */
-int sbx__files_mkdir_p(const sbx_files *fs, const char *p, uint32_t mode, int *fd, char **created);
-/* Makes a new file's (fd) or directory's (dirfd/name, no-follow) mode exactly `mode`; the
- * chmod (a journaled write on ext4) only when the umask changed it. */
-int sbx__files_fix_mode(int fd, uint32_t mode);
-int sbx__files_fix_mode_at(int dirfd, const char *name, uint32_t mode);
-/* -EPERM when fd is on a kernel pseudo filesystem, 0 otherwise. */
-int sbx__files_check_fs(int fd);
-/* rm -rf of dirfd/name without following symlinks or crossing mounts. */
-int sbx__files_rmtree_at(int dirfd, const char *name, int depth);
-void sbx__files_seterr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-const char *sbx__files_strerror(int err);
 
 #endif

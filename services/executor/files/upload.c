@@ -5,16 +5,17 @@
  * no-follow *at() calls are used; the destination is reached through the sbx_files root. */
 #include "upload.h"
 
+#include "files_int.h"
 #include "log.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -183,21 +184,6 @@ static int stage_dirs(int stgfd, const char *rel, int *out)
     return 0;
 }
 
-static int write_all(int fd, const void *buf, size_t len)
-{
-    const char *p = buf;
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -errno;
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 /* Creates one entry in staging. `pfd` is its parent there, `name` its last component. */
 static int stage_one(struct upload *u, int pfd, const char *name, const sbx_upload_entry *e)
 {
@@ -217,7 +203,7 @@ static int stage_one(struct upload *u, int pfd, const char *name, const sbx_uplo
         int fd = openat(pfd, name, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, mode);
         if (fd < 0)
             return -errno;
-        int rc = write_all(fd, e->data, e->len);
+        int rc = sbx__files_write_all(fd, e->data, e->len);
         if (rc == 0)
             rc = sbx__files_fix_mode(fd, mode);
         close(fd);
@@ -289,7 +275,42 @@ static char *join(const char *parent, const char *name)
     return s;
 }
 
-/* Moves staging `parent/name` into dest; sp/dp are the two parent directories. */
+static int place(struct upload *u, int sp, int dp, const char *parent, const char *name);
+
+/* Merges the staged directory sp/name into the existing dp/name: places each staged child. */
+static int merge_dirs(struct upload *u, int sp, int dp, const char *parent, const char *name)
+{
+    int csp = openat(sp, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (csp < 0)
+        return -errno;
+    int cdp = openat(dp, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (cdp < 0) {
+        int rc = -errno;
+        close(csp);
+        return rc;
+    }
+    char *sub = join(parent, name);
+    char **names = NULL;
+    size_t cnt = 0;
+    bool more;
+    int rc = sub ? 0 : -ENOMEM;
+    /* collect first: placing children changes the directory being read */
+    if (rc == 0) {
+        int lfd = openat(csp, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        rc = lfd < 0 ? -errno : sbx__files_read_names(lfd, SIZE_MAX, &names, &cnt, &more);
+    }
+    for (size_t i = 0; i < cnt && rc == 0; i++)
+        rc = place(u, csp, cdp, sub, names[i]);
+    sbx__files_free_names(names, cnt);
+    free(sub);
+    close(csp);
+    close(cdp);
+    return rc;
+}
+
+/* Moves staging `parent/name` into dest (sp/dp are the two parent directories): a plain
+ * rename when nothing is there, an exchange when something is (merge keeps existing
+ * directories and places into them). */
 static int place(struct upload *u, int sp, int dp, const char *parent, const char *name)
 {
     struct stat dst, sst;
@@ -304,58 +325,7 @@ static int place(struct upload *u, int sp, int dp, const char *parent, const cha
         return -errno;
     if (u->mode == SBX_UPLOAD_REPLACE || !S_ISDIR(dst.st_mode) || !S_ISDIR(sst.st_mode))
         return rename_logged(u, sp, dp, parent, name, true);
-    /* merge two directories: place each staged child */
-    int csp = openat(sp, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (csp < 0)
-        return -errno;
-    int cdp = openat(dp, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (cdp < 0) {
-        int rc = -errno;
-        close(csp);
-        return rc;
-    }
-    char *sub = join(parent, name);
-    int rc = sub ? 0 : -ENOMEM;
-    int lfd = rc == 0 ? openat(csp, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
-    DIR *d = lfd >= 0 ? fdopendir(lfd) : NULL;
-    if (rc == 0 && !d) {
-        rc = -errno;
-        if (lfd >= 0)
-            close(lfd);
-    }
-    if (d) {
-        /* collect first: placing children changes the directory being read */
-        char **names = NULL;
-        size_t cnt = 0, cap = 0;
-        struct dirent *de;
-        while (rc == 0 && (de = readdir(d))) {
-            if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-                continue;
-            if (cnt == cap) {
-                cap = cap ? cap * 2 : 16;
-                char **nn = realloc(names, cap * sizeof *nn);
-                if (!nn) {
-                    rc = -ENOMEM;
-                    break;
-                }
-                names = nn;
-            }
-            if (!(names[cnt] = strdup(de->d_name)))
-                rc = -ENOMEM;
-            else
-                cnt++;
-        }
-        closedir(d);
-        for (size_t i = 0; i < cnt && rc == 0; i++)
-            rc = place(u, csp, cdp, sub, names[i]);
-        for (size_t i = 0; i < cnt; i++)
-            free(names[i]);
-        free(names);
-    }
-    free(sub);
-    close(csp);
-    close(cdp);
-    return rc;
+    return merge_dirs(u, sp, dp, parent, name);
 }
 
 static void rollback(struct upload *u)
@@ -507,14 +477,11 @@ static int commit_all(struct upload *u, struct item *items, size_t n)
     return 0;
 }
 
-int sbx_files_upload(sbx_files *fs, const sbx_upload_opts *opts, const sbx_upload_entry *entries,
-                     size_t n, sbx_upload_result *res, char *err, size_t errlen)
+/* Checks the options and every entry (types, modes, count and byte limits) before anything is
+ * touched. */
+static int check_request(const sbx_upload_opts *opts, const sbx_upload_entry *entries, size_t n,
+                         char *err, size_t errlen)
 {
-    static const sbx_upload_opts defaults;
-    if (!opts)
-        opts = &defaults;
-    if (res)
-        memset(res, 0, sizeof *res);
     size_t max_entries = opts->max_entries ? opts->max_entries : SBX_UPLOAD_ENTRIES_DEFAULT;
     uint64_t max_bytes = opts->max_bytes ? opts->max_bytes : SBX_UPLOAD_BYTES_DEFAULT;
     if (max_entries > SBX_UPLOAD_ENTRIES_MAX)
@@ -546,41 +513,136 @@ int sbx_files_upload(sbx_files *fs, const sbx_upload_opts *opts, const sbx_uploa
             }
         }
     }
-    char dest[SBX__PATHBUF];
-    int rc = sbx__files_full_path(fs, "dest", opts->dest ? opts->dest : ".", dest, err, errlen);
-    if (rc < 0)
-        return rc;
+    return 0;
+}
 
-    struct item *items = calloc(n, sizeof *items);
-    if (!items)
-        return -ENOMEM;
-    size_t nitems = 0;
-    for (; nitems < n; nitems++) {
-        items[nitems].idx = nitems;
-        rc = normalise(&entries[nitems], nitems, &items[nitems].path, err, errlen);
-        if (rc < 0)
-            goto out_items;
-    }
-    qsort(items, n, sizeof *items, item_cmp);
+static void free_items(struct item *items, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(items[i].path);
+    free(items);
+}
+
+/* Sorted items: no path twice, nothing below an entry that is not a directory. */
+static int check_order(const sbx_upload_entry *entries, const struct item *items, size_t n,
+                       char *err, size_t errlen)
+{
     for (size_t k = 1; k < n; k++) {
         const char *a = items[k - 1].path, *b = items[k].path;
         size_t al = strlen(a);
         if (strcmp(a, b) == 0) {
             sbx__files_seterr(err, errlen, "entries[%zu].path: duplicate of entries[%zu].path",
                               items[k].idx, items[k - 1].idx);
-            rc = -EINVAL;
-            goto out_items;
+            return -EINVAL;
         }
         if (strncmp(a, b, al) == 0 && b[al] == '/' &&
             entries[items[k - 1].idx].type != SBX_UPLOAD_DIR) {
             sbx__files_seterr(err, errlen,
                               "entries[%zu].path: its parent entries[%zu] is not a directory",
                               items[k].idx, items[k - 1].idx);
-            rc = -EINVAL;
-            goto out_items;
+            return -EINVAL;
         }
     }
+    return 0;
+}
 
+/* The entries' normalised paths, sorted so that a directory's descendants follow it. *out is
+ * freed with free_items(*out, n). */
+static int sort_items(const sbx_upload_entry *entries, size_t n, struct item **out, char *err,
+                      size_t errlen)
+{
+    struct item *items = calloc(n, sizeof *items);
+    if (!items)
+        return -ENOMEM;
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        items[i].idx = i;
+        rc = normalise(&entries[i], i, &items[i].path, err, errlen);
+    }
+    if (rc == 0) {
+        qsort(items, n, sizeof *items, item_cmp);
+        rc = check_order(entries, items, n, err, errlen);
+    }
+    if (rc < 0) {
+        free_items(items, n);
+        return rc;
+    }
+    *out = items;
+    return 0;
+}
+
+/* As the sandbox user: makes dest if missing, stages the tree in a hidden directory of it,
+ * renames the items into place and sets the directory modes, or undoes all of it (dest too,
+ * when this call made it). */
+static int upload_into(struct upload *u, const char *dest, struct item *items, size_t n)
+{
+    char stg[64];
+    char *created = NULL;
+    bool staged = false;
+    int rc = sbx__files_mkdir_p(u->fs, dest, SBX_FILES_MODE_DIR, &u->destfd, &created);
+    if (rc == 0)
+        rc = sbx__files_check_fs(u->destfd);
+    if (rc < 0) {
+        sbx__files_seterr(u->err, u->errlen, "dest: %s", sbx__files_strerror(rc));
+        goto out_dest;
+    }
+    sbx__files_random_name(stg, sizeof stg, SBX_UPLOAD_STAGING_PREFIX);
+    if (mkdirat(u->destfd, stg, 0700) != 0) {
+        rc = -errno;
+        sbx__files_seterr(u->err, u->errlen, "dest: creating the staging directory: %s",
+                          sbx__files_strerror(rc));
+        goto out_dest;
+    }
+    staged = true;
+    u->stgfd = openat(u->destfd, stg, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (u->stgfd < 0) {
+        rc = -errno;
+        sbx__files_seterr(u->err, u->errlen, "dest: opening the staging directory: %s",
+                          sbx__files_strerror(rc));
+        goto out_dest;
+    }
+    rc = stage_all(u, items, n);
+    if (rc == 0)
+        rc = commit_all(u, items, n);
+    if (rc == 0)
+        rc = apply_dir_modes(u, items, n);
+    if (rc < 0)
+        rollback(u);
+
+out_dest:
+    if (u->stgfd >= 0)
+        close(u->stgfd);
+    if (staged) {
+        int r2 = sbx__files_rmtree_at(u->destfd, stg, 0);
+        if (r2 < 0)
+            SBX_LOG_ERRNO(SBX_LOG_WARN, "files", r2, "upload staging not removed name=%s", stg);
+    }
+    if (u->destfd >= 0)
+        close(u->destfd);
+    if (rc < 0 && created)
+        remove_created(u->fs, dest, created);
+    free(created);
+    return rc;
+}
+
+int sbx_files_upload(sbx_files *fs, const sbx_upload_opts *opts, const sbx_upload_entry *entries,
+                     size_t n, sbx_upload_result *res, char *err, size_t errlen)
+{
+    static const sbx_upload_opts defaults;
+    if (!opts)
+        opts = &defaults;
+    if (res)
+        memset(res, 0, sizeof *res);
+    int rc = check_request(opts, entries, n, err, errlen);
+    if (rc < 0)
+        return rc;
+    char dest[SBX__PATHBUF];
+    rc = sbx__files_full_path(fs, "dest", opts->dest ? opts->dest : ".", dest, err, errlen);
+    if (rc < 0)
+        return rc;
+    struct item *items;
+    if ((rc = sort_items(entries, n, &items, err, errlen)) < 0)
+        return rc;
     struct upload u = {.fs = fs,
                        .entries = entries,
                        .mode = opts->mode,
@@ -588,64 +650,15 @@ int sbx_files_upload(sbx_files *fs, const sbx_upload_opts *opts, const sbx_uploa
                        .stgfd = -1,
                        .err = err,
                        .errlen = errlen};
-    char stg[64];
-    char *created = NULL;
-    bool staged = false;
     sbx__creds c;
     rc = sbx__files_creds_enter(fs, &c);
     if (rc < 0) {
         sbx__files_seterr(err, errlen, "upload: switch to the sandbox user: %s",
                           sbx__files_strerror(rc));
-        goto out_items;
+    } else {
+        rc = upload_into(&u, dest, items, n);
+        sbx__files_creds_leave(&c);
     }
-    rc = sbx__files_mkdir_p(fs, dest, SBX_FILES_MODE_DIR, &u.destfd, &created);
-    if (rc == 0)
-        rc = sbx__files_check_fs(u.destfd);
-    if (rc < 0) {
-        sbx__files_seterr(err, errlen, "dest: %s", sbx__files_strerror(rc));
-        goto out_creds;
-    }
-    uint64_t r = 0;
-    if (getrandom(&r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r)
-        r = (uint64_t)getpid() * 0x9E3779B97F4A7C15ULL ^ (uint64_t)(uintptr_t)&r;
-    snprintf(stg, sizeof stg, "%s%016llx", SBX_UPLOAD_STAGING_PREFIX, (unsigned long long)r);
-    if (mkdirat(u.destfd, stg, 0700) != 0) {
-        rc = -errno;
-        sbx__files_seterr(err, errlen, "dest: creating the staging directory: %s",
-                          sbx__files_strerror(rc));
-        goto out_dest;
-    }
-    staged = true;
-    u.stgfd = openat(u.destfd, stg, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (u.stgfd < 0) {
-        rc = -errno;
-        sbx__files_seterr(err, errlen, "dest: opening the staging directory: %s",
-                          sbx__files_strerror(rc));
-        goto out_dest;
-    }
-    rc = stage_all(&u, items, n);
-    if (rc == 0)
-        rc = commit_all(&u, items, n);
-    if (rc == 0)
-        rc = apply_dir_modes(&u, items, n);
-    if (rc < 0)
-        rollback(&u);
-
-out_dest:
-    if (u.stgfd >= 0)
-        close(u.stgfd);
-    if (staged) {
-        int r2 = sbx__files_rmtree_at(u.destfd, stg, 0);
-        if (r2 < 0)
-            SBX_LOG_ERRNO(SBX_LOG_WARN, "files", r2, "upload staging not removed name=%s", stg);
-    }
-    if (u.destfd >= 0)
-        close(u.destfd);
-    if (rc < 0 && created)
-        remove_created(fs, dest, created);
-out_creds:
-    sbx__files_creds_leave(&c);
-    free(created);
     for (size_t i = 0; i < u.nops; i++) {
         free(u.ops[i].parent);
         free(u.ops[i].name);
@@ -653,9 +666,6 @@ out_creds:
     free(u.ops);
     if (rc == 0 && res)
         *res = u.res;
-out_items:
-    for (size_t i = 0; i < nitems; i++)
-        free(items[i].path);
-    free(items);
+    free_items(items, n);
     return rc;
 }

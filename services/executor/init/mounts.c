@@ -237,75 +237,72 @@ static int step(const char **what, const char *name, int rc)
 }
 
 /* With park: everything but the home, and the root stays writable (sbx_mounts_finish). */
-static int build(const sbx_mounts_cfg *cfg, bool park, const char **what)
+#define SYS(expr) ((expr) < 0 ? -errno : 0)
+
+/* /home/user in the new root: the bind of the home dir, a tmpfs, or (parked) an empty dir for
+ * sbx_mounts_finish. */
+static int build_home(const sbx_mounts_cfg *cfg, bool park, const char **what)
 {
     char opts[128];
     int rc;
-#define SYS(expr) ((expr) < 0 ? -errno : 0)
+    if ((rc = step(what, "home", mkdir_p1("home", 0755))) < 0 ||
+        (rc = step(what, "home", mkdir_p1("home/user", 0755))) < 0 || park)
+        return rc;
+    if (cfg->home_fd >= 0)
+        return step(what, "home-bind",
+                    bind_at(cfg->home_fd, "", "home/user", false,
+                            MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV));
+    snprintf(opts, sizeof opts, "size=%llu,mode=0755,uid=%u,gid=%u",
+             (unsigned long long)cfg->tmp_bytes, cfg->user_uid, cfg->user_uid);
+    return step(what, "home-tmpfs",
+                SYS(mount("tmpfs", "home/user", "tmpfs", MS_NOSUID | MS_NODEV, opts)));
+}
 
+/* /tmp (size-limited tmpfs, /var/tmp points at it), a fresh /proc, /dev, passwd and group. */
+static int build_runtime_dirs(const sbx_mounts_cfg *cfg, const char **what)
+{
+    char opts[128];
+    int rc;
+    snprintf(opts, sizeof opts, "size=%llu,mode=1777", (unsigned long long)cfg->tmp_bytes);
+    if ((rc = step(what, "tmp", mkdir_p1("tmp", 01777))) < 0 ||
+        (rc = step(what, "tmp-tmpfs",
+                   SYS(mount("tmpfs", "tmp", "tmpfs", MS_NOSUID | MS_NODEV, opts)))) < 0 ||
+        (rc = step(what, "var", mkdir_p1("var", 0755))) < 0 ||
+        (rc = step(what, "var-tmp", SYS(symlink("../tmp", "var/tmp")))) < 0 ||
+        (rc = step(what, "proc", mkdir_p1("proc", 0555))) < 0 ||
+        (rc = step(what, "proc-mount",
+                   SYS(mount("proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL)))) <
+            0 ||
+        (rc = step(what, "dev", add_dev(cfg->tmp_bytes))) < 0)
+        return rc;
+    return step(what, "identity", add_identity(cfg->user_uid));
+}
+
+static int build(const sbx_mounts_cfg *cfg, bool park, const char **what)
+{
+    int rc;
     umask(022);
     if ((rc = step(what, "make-rprivate", SYS(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL)))) <
-        0)
-        return rc;
-    if ((rc = step(what, "root-tmpfs",
+            0 ||
+        (rc = step(what, "root-tmpfs",
                    SYS(mount("tmpfs", STAGE, "tmpfs", MS_NOSUID | MS_NODEV,
-                             "size=4m,nr_inodes=4096,mode=0755")))) < 0)
-        return rc;
-    if ((rc = step(what, "chdir-root", SYS(chdir(STAGE)))) < 0)
-        return rc;
-    if ((rc = step(what, "system-dirs", add_system(cfg))) < 0)
-        return rc;
-
-    if ((rc = step(what, "home", mkdir_p1("home", 0755))) < 0)
-        return rc;
-    if ((rc = step(what, "home", mkdir_p1("home/user", 0755))) < 0)
-        return rc;
-    if (park) {
-        /* sbx_mounts_finish mounts it */
-    } else if (cfg->home_fd >= 0) {
-        if ((rc = step(what, "home-bind",
-                       bind_at(cfg->home_fd, "", "home/user", false,
-                               MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV))) < 0)
-            return rc;
-    } else {
-        snprintf(opts, sizeof opts, "size=%llu,mode=0755,uid=%u,gid=%u",
-                 (unsigned long long)cfg->tmp_bytes, cfg->user_uid, cfg->user_uid);
-        if ((rc = step(what, "home-tmpfs",
-                       SYS(mount("tmpfs", "home/user", "tmpfs", MS_NOSUID | MS_NODEV, opts)))) < 0)
-            return rc;
-    }
-    if ((rc = step(what, "tmp", mkdir_p1("tmp", 01777))) < 0)
-        return rc;
-    snprintf(opts, sizeof opts, "size=%llu,mode=1777", (unsigned long long)cfg->tmp_bytes);
-    if ((rc = step(what, "tmp-tmpfs",
-                   SYS(mount("tmpfs", "tmp", "tmpfs", MS_NOSUID | MS_NODEV, opts)))) < 0)
-        return rc;
-    if ((rc = step(what, "var", mkdir_p1("var", 0755))) < 0)
-        return rc;
-    if ((rc = step(what, "var-tmp", SYS(symlink("../tmp", "var/tmp")))) < 0)
-        return rc;
-    if ((rc = step(what, "proc", mkdir_p1("proc", 0555))) < 0)
-        return rc;
-    if ((rc = step(what, "proc-mount",
-                   SYS(mount("proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL)))) < 0)
-        return rc;
-    if ((rc = step(what, "dev", add_dev(cfg->tmp_bytes))) < 0)
-        return rc;
-    if ((rc = step(what, "identity", add_identity(cfg->user_uid))) < 0)
+                             "size=4m,nr_inodes=4096,mode=0755")))) < 0 ||
+        (rc = step(what, "chdir-root", SYS(chdir(STAGE)))) < 0 ||
+        (rc = step(what, "system-dirs", add_system(cfg))) < 0 ||
+        (rc = build_home(cfg, park, what)) < 0 || (rc = build_runtime_dirs(cfg, what)) < 0)
         return rc;
     if (!park &&
         (rc = step(what, "root-readonly", setattr(AT_FDCWD, ".", 0, MOUNT_ATTR_RDONLY))) < 0)
         return rc;
-    if ((rc = step(what, "pivot-root", SYS(syscall(SYS_pivot_root, ".", ".")))) < 0)
-        return rc;
-    if ((rc = step(what, "detach-old-root", SYS(umount2(".", MNT_DETACH)))) < 0)
-        return rc;
-    if ((rc = step(what, "chdir", SYS(chdir("/")))) < 0)
+    if ((rc = step(what, "pivot-root", SYS(syscall(SYS_pivot_root, ".", ".")))) < 0 ||
+        (rc = step(what, "detach-old-root", SYS(umount2(".", MNT_DETACH)))) < 0 ||
+        (rc = step(what, "chdir", SYS(chdir("/")))) < 0)
         return rc;
     *what = NULL;
     return 0;
-#undef SYS
 }
+
+#undef SYS
 
 int sbx_mounts_build(const sbx_mounts_cfg *cfg, const char **what)
 {

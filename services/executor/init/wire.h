@@ -1,6 +1,7 @@
 /* wire.h: framing of the executor <-> sandbox init protocol (init.proto) over a SOCK_SEQPACKET
  * socket: one packet = 4-byte little-endian length + packed sbxinit.InitMsg, with any file
- * descriptors attached to the same packet as SCM_RIGHTS. Used by sbx-init and sandbox.c. */
+ * descriptors attached to the same packet as SCM_RIGHTS. Used by sbx-init and the runtime
+ * (runtime/service.c). */
 #ifndef SBX_WIRE_H
 #define SBX_WIRE_H
 

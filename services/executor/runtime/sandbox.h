@@ -222,11 +222,6 @@ typedef struct {
 /* Reads the sandbox's cgroup counters. */
 int sbx_sandbox_read_stats(const sbx_sandbox *sb, sbx_sandbox_stats *st);
 
-/* Bytes used by the home dir (a walk of the tree; files counted by allocated blocks). The
- * executor can compare this with a disk quota: the kernel enforces only RLIMIT_FSIZE per file
- * on the home bind. */
-int sbx_sandbox_home_usage(const sbx_sandbox *sb, uint64_t *bytes);
-
 #ifdef __cplusplus
 }
 #endif

@@ -1,152 +1,37 @@
-/* test_files.c: the sandbox file layer (services/executor/files.c) on a temp directory used as
- * a sandbox root: path checks, atomic streaming writes, read, stat with id mapping, list,
- * mkdir, remove, move, ownership by the sandbox user (host uid 100999), 4 KiB latency. */
-#include "test_main.h"
+/* test_files_ops.c: the operations of the sandbox file layer (services/executor/files/ read.c,
+ * write.c, tree.c, handle.c) on a temp directory used as a sandbox root (tests/lib
+ * files_fixture): atomic streaming writes, read, stat with id mapping, list, mkdir, remove,
+ * move, ownership by the sandbox user (host uid 100999), per-thread credentials. Built with
+ * -DSBX_BENCH it is tests/bench's bench_files (4 KiB write/read latency). */
+#include "files_fixture.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/fsuid.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "files.h"
-#include "status.h"
-
-#define HOST_UID 100999 /* the sandbox user (1000 inside) on the host */
-#define HOST_GID 100999
-
-struct fx {
-    char root[64];
-    int rootfd;
-    sbx_files *fs;
-    char buf[8192];
-};
-
-static const char *hp(struct fx *f, const char *rel)
-{
-    snprintf(f->buf, sizeof f->buf, "%s/%s", f->root, rel);
-    return f->buf;
-}
-
-static void put(struct fx *f, const char *rel, const char *content, mode_t mode, uid_t uid)
-{
-    int fd = open(hp(f, rel), O_CREAT | O_TRUNC | O_WRONLY, mode);
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, content, strlen(content)), (ssize_t)strlen(content));
-    assert_int_equal(fchmod(fd, mode), 0);
-    assert_int_equal(fchown(fd, uid, uid), 0);
-    close(fd);
-}
-
-static void mkd(struct fx *f, const char *rel, mode_t mode, uid_t uid)
-{
-    assert_int_equal(mkdir(hp(f, rel), mode), 0);
-    assert_int_equal(chmod(f->buf, mode), 0);
-    assert_int_equal(chown(f->buf, uid, uid), 0);
-}
-
-static char *slurp(const char *path)
-{
-    static char out[1 << 16];
-    int fd = open(path, O_RDONLY);
-    if (fd < 0)
-        return NULL;
-    ssize_t n = read(fd, out, sizeof out - 1);
-    close(fd);
-    out[n < 0 ? 0 : n] = '\0';
-    return out;
-}
-
-static int rm_cb(const char *p, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    return remove(p);
-}
-
-static int setup(void **state)
-{
-    struct fx *f = calloc(1, sizeof *f);
-    const char *tmp = getenv("SBX_TEST_TMPDIR") ? getenv("SBX_TEST_TMPDIR") : "/tmp";
-    snprintf(f->root, sizeof f->root, "%s/sbx-files-XXXXXX", tmp);
-    assert_non_null(mkdtemp(f->root));
-    assert_int_equal(chmod(f->root, 0755), 0);
-    mkd(f, "home", 0755, 0);
-    mkd(f, "home/user", 0755, HOST_UID);
-    mkd(f, "etc", 0755, 0);
-    mkd(f, "tmp", 01777, 0);
-    put(f, "etc/passwd", "sandbox-passwd\n", 0644, 0);
-    put(f, "etc/shadow", "sandbox-shadow\n", 0640, 0);
-    f->rootfd = open(f->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
-    assert_true(f->rootfd >= 0);
-    sbx_files_config cfg;
-    sbx_files_config_init(&cfg);
-    cfg.host_uid = HOST_UID;
-    cfg.host_gid = HOST_GID;
-    assert_int_equal(sbx_files_new(f->rootfd, &cfg, &f->fs), 0);
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct fx *f = *state;
-    sbx_files_free(f->fs);
-    close(f->rootfd);
-    nftw(f->root, rm_cb, 32, FTW_DEPTH | FTW_PHYS);
-    free(f);
-    return 0;
-}
+#include "clock.h"
 
 static char err[512];
-
-/* ---- path checks ---------------------------------------------------------------------- */
-
-static void path_checks_name_field_and_limit(void **state)
-{
-    (void)state;
-    assert_int_equal(sbx_files_check_path("path", "", 0, err, sizeof err), -EINVAL);
-    assert_non_null(strstr(err, "path"));
-    assert_int_equal(sbx_files_check_path("path", "a\0b", 3, err, sizeof err), -EINVAL);
-    assert_non_null(strstr(err, "NUL"));
-    static char longp[5001];
-    memset(longp, 'a', 5000);
-    for (int i = 100; i < 5000; i += 100)
-        longp[i] = '/';
-    assert_int_equal(sbx_files_check_path("dst", longp, 5000, err, sizeof err), -ENAMETOOLONG);
-    assert_non_null(strstr(err, "dst"));
-    assert_non_null(strstr(err, "4096"));
-    char comp[300];
-    memset(comp, 'b', 256);
-    comp[256] = '\0';
-    assert_int_equal(sbx_files_check_path("path", comp, 256, err, sizeof err), -ENAMETOOLONG);
-    assert_non_null(strstr(err, "255"));
-    assert_int_equal(sbx_files_check_path("path", comp, 255, err, sizeof err), 0);
-    assert_int_equal(sbx_files_status(-E2BIG), SBX_RESOURCE_EXHAUSTED);
-    assert_int_equal(sbx_files_status(-EROFS), SBX_PERMISSION_DENIED);
-    assert_int_equal(sbx_files_status(-EFBIG), SBX_RESOURCE_EXHAUSTED);
-    assert_int_equal(sbx_files_status(-EBUSY), SBX_FAILED_PRECONDITION);
-    assert_int_equal(sbx_files_status(-ENOENT), SBX_NOT_FOUND);
-}
 
 /* ---- write / read ----------------------------------------------------------------------- */
 
 static void write_then_read_relative_to_home(void **state)
 {
-    struct fx *f = *state;
-    assert_int_equal(sbx_files_write(f->fs, "hello.txt", "hi there", 8, NULL, err, sizeof err), 0);
+    files_fx *f = *state;
+    assert_int_equal(fx_write(f->fs, "hello.txt", "hi there", 8, NULL, err, sizeof err), 0);
     struct stat st;
-    assert_int_equal(stat(hp(f, "home/user/hello.txt"), &st), 0);
-    assert_int_equal(st.st_uid, HOST_UID);
-    assert_int_equal(st.st_gid, HOST_GID);
+    assert_int_equal(stat(fx_path(f, "home/user/hello.txt"), &st), 0);
+    assert_int_equal(st.st_uid, FX_HOST_UID);
+    assert_int_equal(st.st_gid, FX_HOST_GID);
     assert_int_equal(st.st_mode & 07777, 0644);
-    assert_string_equal(slurp(f->buf), "hi there");
+    assert_string_equal(fx_slurp(f->buf), "hi there");
 
     int fd;
     sbx_file_info info;
@@ -165,36 +50,36 @@ static void write_then_read_relative_to_home(void **state)
 
 static void write_creates_parents_owned_by_user(void **state)
 {
-    struct fx *f = *state;
-    assert_int_equal(sbx_files_write(f->fs, "a/b/c.txt", "x", 1, NULL, err, sizeof err), 0);
+    files_fx *f = *state;
+    assert_int_equal(fx_write(f->fs, "a/b/c.txt", "x", 1, NULL, err, sizeof err), 0);
     struct stat st;
-    assert_int_equal(stat(hp(f, "home/user/a"), &st), 0);
+    assert_int_equal(stat(fx_path(f, "home/user/a"), &st), 0);
     assert_true(S_ISDIR(st.st_mode));
-    assert_int_equal(st.st_uid, HOST_UID);
+    assert_int_equal(st.st_uid, FX_HOST_UID);
     assert_int_equal(st.st_mode & 07777, 0755);
-    assert_int_equal(stat(hp(f, "home/user/a/b"), &st), 0);
-    assert_int_equal(st.st_uid, HOST_UID);
+    assert_int_equal(stat(fx_path(f, "home/user/a/b"), &st), 0);
+    assert_int_equal(st.st_uid, FX_HOST_UID);
     sbx_files_write_opts o = {.no_parents = true};
-    assert_int_equal(sbx_files_write(f->fs, "q/r.txt", "x", 1, &o, err, sizeof err), -ENOENT);
-    assert_int_equal(access(hp(f, "home/user/q"), F_OK), -1);
+    assert_int_equal(fx_write(f->fs, "q/r.txt", "x", 1, &o, err, sizeof err), -ENOENT);
+    assert_int_equal(access(fx_path(f, "home/user/q"), F_OK), -1);
 }
 
 static void write_mode_is_exact_despite_umask(void **state)
 {
-    struct fx *f = *state;
+    files_fx *f = *state;
     mode_t old = umask(077);
     sbx_files_write_opts o = {.mode = 0777};
-    assert_int_equal(sbx_files_write(f->fs, "x.sh", "#!", 2, &o, err, sizeof err), 0);
+    assert_int_equal(fx_write(f->fs, "x.sh", "#!", 2, &o, err, sizeof err), 0);
     bool created;
     assert_int_equal(sbx_files_mkdir(f->fs, "d", 01777, false, &created, err, sizeof err), 0);
     umask(old);
     struct stat st;
-    assert_int_equal(stat(hp(f, "home/user/x.sh"), &st), 0);
+    assert_int_equal(stat(fx_path(f, "home/user/x.sh"), &st), 0);
     assert_int_equal(st.st_mode & 07777, 0777);
-    assert_int_equal(stat(hp(f, "home/user/d"), &st), 0);
+    assert_int_equal(stat(fx_path(f, "home/user/d"), &st), 0);
     assert_int_equal(st.st_mode & 07777, 01777);
     o.mode = 04755;
-    assert_int_equal(sbx_files_write(f->fs, "suid", "x", 1, &o, err, sizeof err), -EINVAL);
+    assert_int_equal(fx_write(f->fs, "suid", "x", 1, &o, err, sizeof err), -EINVAL);
     assert_non_null(strstr(err, "mode"));
 }
 
@@ -212,57 +97,57 @@ static size_t count_entries(const char *dir)
 
 static void abort_leaves_nothing_behind(void **state)
 {
-    struct fx *f = *state;
+    files_fx *f = *state;
     sbx_files_writer *w;
     assert_int_equal(sbx_files_write_begin(f->fs, "half.bin", NULL, &w, err, sizeof err), 0);
     assert_int_equal(sbx_files_write_chunk(w, "abc", 3, err, sizeof err), 0);
-    assert_int_equal(access(hp(f, "home/user/half.bin"), F_OK), -1);
+    assert_int_equal(access(fx_path(f, "home/user/half.bin"), F_OK), -1);
     sbx_files_write_abort(w);
-    assert_int_equal(count_entries(hp(f, "home/user")), 0);
+    assert_int_equal(count_entries(fx_path(f, "home/user")), 0);
     sbx_files_write_abort(NULL);
 }
 
 static void replace_is_atomic_and_keeps_mode(void **state)
 {
-    struct fx *f = *state;
-    put(f, "home/user/f.txt", "old", 0600, HOST_UID);
+    files_fx *f = *state;
+    fx_put(f, "home/user/f.txt", "old", 0600, FX_HOST_UID);
     sbx_files_writer *w;
     assert_int_equal(sbx_files_write_begin(f->fs, "f.txt", NULL, &w, err, sizeof err), 0);
     assert_int_equal(sbx_files_write_chunk(w, "new ", 4, err, sizeof err), 0);
     assert_int_equal(sbx_files_write_chunk(w, "content", 7, err, sizeof err), 0);
-    assert_string_equal(slurp(hp(f, "home/user/f.txt")), "old");
+    assert_string_equal(fx_slurp(fx_path(f, "home/user/f.txt")), "old");
     uint64_t size = 0;
     assert_int_equal(sbx_files_write_commit(w, &size, err, sizeof err), 0);
     assert_int_equal(size, 11);
-    assert_string_equal(slurp(hp(f, "home/user/f.txt")), "new content");
+    assert_string_equal(fx_slurp(fx_path(f, "home/user/f.txt")), "new content");
     struct stat st;
     assert_int_equal(stat(f->buf, &st), 0);
     assert_int_equal(st.st_mode & 07777, 0600);
-    assert_int_equal(count_entries(hp(f, "home/user")), 1); /* no temp left */
+    assert_int_equal(count_entries(fx_path(f, "home/user")), 1); /* no temp left */
 }
 
 static void append_copies_then_extends(void **state)
 {
-    struct fx *f = *state;
-    put(f, "home/user/log", "abc", 0640, HOST_UID);
+    files_fx *f = *state;
+    fx_put(f, "home/user/log", "abc", 0640, FX_HOST_UID);
     sbx_files_write_opts o = {.append = true};
-    assert_int_equal(sbx_files_write(f->fs, "log", "def", 3, &o, err, sizeof err), 0);
-    assert_string_equal(slurp(hp(f, "home/user/log")), "abcdef");
+    assert_int_equal(fx_write(f->fs, "log", "def", 3, &o, err, sizeof err), 0);
+    assert_string_equal(fx_slurp(fx_path(f, "home/user/log")), "abcdef");
     /* appending to a missing file creates it */
-    assert_int_equal(sbx_files_write(f->fs, "newlog", "x", 1, &o, err, sizeof err), 0);
-    assert_string_equal(slurp(hp(f, "home/user/newlog")), "x");
+    assert_int_equal(fx_write(f->fs, "newlog", "x", 1, &o, err, sizeof err), 0);
+    assert_string_equal(fx_slurp(fx_path(f, "home/user/newlog")), "x");
     /* an aborted append leaves the old content */
     sbx_files_writer *w;
     assert_int_equal(sbx_files_write_begin(f->fs, "log", &o, &w, err, sizeof err), 0);
     assert_int_equal(sbx_files_write_chunk(w, "zzz", 3, err, sizeof err), 0);
     sbx_files_write_abort(w);
-    assert_string_equal(slurp(hp(f, "home/user/log")), "abcdef");
+    assert_string_equal(fx_slurp(fx_path(f, "home/user/log")), "abcdef");
 }
 
 static void size_cap_gives_efbig(void **state)
 {
-    struct fx *f = *state;
-    put(f, "home/user/keep", "original", 0644, HOST_UID);
+    files_fx *f = *state;
+    fx_put(f, "home/user/keep", "original", 0644, FX_HOST_UID);
     sbx_files_write_opts o = {.max_size = 10};
     sbx_files_writer *w;
     assert_int_equal(sbx_files_write_begin(f->fs, "keep", &o, &w, err, sizeof err), 0);
@@ -270,7 +155,7 @@ static void size_cap_gives_efbig(void **state)
     assert_int_equal(sbx_files_write_chunk(w, "x", 1, err, sizeof err), -EFBIG);
     assert_non_null(strstr(err, "10 bytes"));
     assert_int_equal(sbx_files_write_commit(w, NULL, err, sizeof err), -EINVAL);
-    assert_string_equal(slurp(hp(f, "home/user/keep")), "original");
+    assert_string_equal(fx_slurp(fx_path(f, "home/user/keep")), "original");
     o.append = true;
     o.max_size = 5; /* the existing 8 bytes already exceed it */
     assert_int_equal(sbx_files_write_begin(f->fs, "keep", &o, &w, err, sizeof err), -EFBIG);
@@ -278,31 +163,24 @@ static void size_cap_gives_efbig(void **state)
     /* the handle's default cap */
     sbx_files_config cfg;
     sbx_files_config_init(&cfg);
-    cfg.host_uid = HOST_UID;
-    cfg.host_gid = HOST_GID;
+    cfg.host_uid = FX_HOST_UID;
+    cfg.host_gid = FX_HOST_GID;
     cfg.max_file_size = 4;
     sbx_files *capped;
     assert_int_equal(sbx_files_new(f->rootfd, &cfg, &capped), 0);
-    assert_int_equal(sbx_files_write(capped, "big", "12345", 5, NULL, err, sizeof err), -EFBIG);
-    assert_int_equal(access(hp(f, "home/user/big"), F_OK), -1);
+    assert_int_equal(fx_write(capped, "big", "12345", 5, NULL, err, sizeof err), -EFBIG);
+    assert_int_equal(access(fx_path(f, "home/user/big"), F_OK), -1);
     sbx_files_free(capped);
-}
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
 static void streams_100mb_in_chunks(void **state)
 {
-    struct fx *f = *state;
+    files_fx *f = *state;
     size_t chunk = 1 << 20;
     char *buf = malloc(chunk);
     memset(buf, 'z', chunk);
     sbx_files_writer *w;
-    double t0 = now_ms();
+    double t0 = (sbx_mono_ns() / 1e6);
     assert_int_equal(sbx_files_write_begin(f->fs, "big/file.bin", NULL, &w, err, sizeof err), 0);
     for (int i = 0; i < 100; i++) {
         buf[0] = (char)i;
@@ -310,7 +188,7 @@ static void streams_100mb_in_chunks(void **state)
     }
     uint64_t size;
     assert_int_equal(sbx_files_write_commit(w, &size, err, sizeof err), 0);
-    double t1 = now_ms();
+    double t1 = (sbx_mono_ns() / 1e6);
     assert_int_equal(size, 100u << 20);
     int fd;
     sbx_file_info info;
@@ -326,44 +204,44 @@ static void streams_100mb_in_chunks(void **state)
 
 static void write_rejects_directories_and_bad_names(void **state)
 {
-    struct fx *f = *state;
-    mkd(f, "home/user/dir", 0755, HOST_UID);
-    assert_int_equal(sbx_files_write(f->fs, "dir", "x", 1, NULL, err, sizeof err), -EISDIR);
-    assert_int_equal(sbx_files_write(f->fs, "dir/..", "x", 1, NULL, err, sizeof err), -EINVAL);
-    assert_int_equal(sbx_files_write(f->fs, "/", "x", 1, NULL, err, sizeof err), -EINVAL);
-    assert_int_equal(sbx_files_write(f->fs, "", "x", 1, NULL, err, sizeof err), -EINVAL);
+    files_fx *f = *state;
+    fx_mkdir(f, "home/user/dir", 0755, FX_HOST_UID);
+    assert_int_equal(fx_write(f->fs, "dir", "x", 1, NULL, err, sizeof err), -EISDIR);
+    assert_int_equal(fx_write(f->fs, "dir/..", "x", 1, NULL, err, sizeof err), -EINVAL);
+    assert_int_equal(fx_write(f->fs, "/", "x", 1, NULL, err, sizeof err), -EINVAL);
+    assert_int_equal(fx_write(f->fs, "", "x", 1, NULL, err, sizeof err), -EINVAL);
 }
 
 static void write_follows_final_symlink_inside_root(void **state)
 {
-    struct fx *f = *state;
-    put(f, "home/user/real.txt", "old", 0644, HOST_UID);
-    assert_int_equal(symlink("real.txt", hp(f, "home/user/link")), 0);
-    assert_int_equal(sbx_files_write(f->fs, "link", "new", 3, NULL, err, sizeof err), 0);
-    assert_string_equal(slurp(hp(f, "home/user/real.txt")), "new");
+    files_fx *f = *state;
+    fx_put(f, "home/user/real.txt", "old", 0644, FX_HOST_UID);
+    assert_int_equal(symlink("real.txt", fx_path(f, "home/user/link")), 0);
+    assert_int_equal(fx_write(f->fs, "link", "new", 3, NULL, err, sizeof err), 0);
+    assert_string_equal(fx_slurp(fx_path(f, "home/user/real.txt")), "new");
     struct stat st;
-    assert_int_equal(lstat(hp(f, "home/user/link"), &st), 0);
+    assert_int_equal(lstat(fx_path(f, "home/user/link"), &st), 0);
     assert_true(S_ISLNK(st.st_mode));
     /* a dangling link: its target is created */
-    assert_int_equal(symlink("sub/made.txt", hp(f, "home/user/dangling")), 0);
-    assert_int_equal(sbx_files_write(f->fs, "dangling", "m", 1, NULL, err, sizeof err), 0);
-    assert_string_equal(slurp(hp(f, "home/user/sub/made.txt")), "m");
+    assert_int_equal(symlink("sub/made.txt", fx_path(f, "home/user/dangling")), 0);
+    assert_int_equal(fx_write(f->fs, "dangling", "m", 1, NULL, err, sizeof err), 0);
+    assert_string_equal(fx_slurp(fx_path(f, "home/user/sub/made.txt")), "m");
     /* a loop */
-    assert_int_equal(symlink("loop2", hp(f, "home/user/loop1")), 0);
-    assert_int_equal(symlink("loop1", hp(f, "home/user/loop2")), 0);
-    assert_int_equal(sbx_files_write(f->fs, "loop1", "m", 1, NULL, err, sizeof err), -ELOOP);
+    assert_int_equal(symlink("loop2", fx_path(f, "home/user/loop1")), 0);
+    assert_int_equal(symlink("loop1", fx_path(f, "home/user/loop2")), 0);
+    assert_int_equal(fx_write(f->fs, "loop1", "m", 1, NULL, err, sizeof err), -ELOOP);
 }
 
 static void read_refuses_non_regular_and_unreadable(void **state)
 {
-    struct fx *f = *state;
+    files_fx *f = *state;
     int fd = -1;
-    mkd(f, "home/user/d", 0755, HOST_UID);
+    fx_mkdir(f, "home/user/d", 0755, FX_HOST_UID);
     assert_int_equal(sbx_files_open_read(f->fs, "d", &fd, NULL, err, sizeof err), -EISDIR);
-    assert_int_equal(mkfifo(hp(f, "home/user/fifo"), 0666), 0);
+    assert_int_equal(mkfifo(fx_path(f, "home/user/fifo"), 0666), 0);
     assert_int_equal(sbx_files_open_read(f->fs, "fifo", &fd, NULL, err, sizeof err), -EINVAL);
     assert_non_null(strstr(err, "regular"));
-    put(f, "home/user/private", "root only", 0600, 0);
+    fx_put(f, "home/user/private", "root only", 0600, 0);
     assert_int_equal(sbx_files_open_read(f->fs, "private", &fd, NULL, err, sizeof err), -EACCES);
     assert_int_equal(sbx_files_open_read(f->fs, "missing", &fd, NULL, err, sizeof err), -ENOENT);
     assert_int_equal(fd, -1);
@@ -373,10 +251,10 @@ static void read_refuses_non_regular_and_unreadable(void **state)
 
 static void stat_is_lstat_with_ids_as_seen_inside(void **state)
 {
-    struct fx *f = *state;
-    put(f, "home/user/f", "12345", 0640, HOST_UID);
-    assert_int_equal(symlink("f", hp(f, "home/user/l")), 0);
-    assert_int_equal(lchown(f->buf, HOST_UID, HOST_GID), 0);
+    files_fx *f = *state;
+    fx_put(f, "home/user/f", "12345", 0640, FX_HOST_UID);
+    assert_int_equal(symlink("f", fx_path(f, "home/user/l")), 0);
+    assert_int_equal(lchown(f->buf, FX_HOST_UID, FX_HOST_GID), 0);
     sbx_file_info i;
     assert_int_equal(sbx_files_stat(f->fs, "f", &i, err, sizeof err), 0);
     assert_int_equal(i.type, SBX_FILE_REGULAR);
@@ -386,7 +264,7 @@ static void stat_is_lstat_with_ids_as_seen_inside(void **state)
     assert_int_equal(i.gid, 1000);
     assert_null(i.symlink_target);
     struct stat st;
-    stat(hp(f, "home/user/f"), &st);
+    stat(fx_path(f, "home/user/f"), &st);
     assert_int_equal(i.mtime_ms, (int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000);
     sbx_file_info_clear(&i);
     assert_int_equal(sbx_files_stat(f->fs, "l", &i, err, sizeof err), 0);
@@ -399,7 +277,7 @@ static void stat_is_lstat_with_ids_as_seen_inside(void **state)
     assert_int_equal(i.uid, SBX_FILES_OVERFLOW_ID);
     sbx_file_info_clear(&i);
     /* host 100000 = sandbox root with the derived 65536-id map */
-    assert_int_equal(chown(hp(f, "home/user/f"), 100000, 100005), 0);
+    assert_int_equal(chown(fx_path(f, "home/user/f"), 100000, 100005), 0);
     assert_int_equal(sbx_files_stat(f->fs, "f", &i, err, sizeof err), 0);
     assert_int_equal(i.uid, 1);
     assert_int_equal(i.gid, 6);
@@ -411,14 +289,14 @@ static void stat_is_lstat_with_ids_as_seen_inside(void **state)
 
 static void list_depth_sort_truncation(void **state)
 {
-    struct fx *f = *state;
-    mkd(f, "home/user/src", 0755, HOST_UID);
-    mkd(f, "home/user/src/lib", 0755, HOST_UID);
-    put(f, "home/user/src/lib/deep.c", "x", 0644, HOST_UID);
-    put(f, "home/user/src/main.c", "int main;", 0644, HOST_UID);
-    put(f, "home/user/b.txt", "b", 0644, HOST_UID);
-    put(f, "home/user/a.txt", "a", 0644, HOST_UID);
-    assert_int_equal(symlink("/", hp(f, "home/user/zroot")), 0);
+    files_fx *f = *state;
+    fx_mkdir(f, "home/user/src", 0755, FX_HOST_UID);
+    fx_mkdir(f, "home/user/src/lib", 0755, FX_HOST_UID);
+    fx_put(f, "home/user/src/lib/deep.c", "x", 0644, FX_HOST_UID);
+    fx_put(f, "home/user/src/main.c", "int main;", 0644, FX_HOST_UID);
+    fx_put(f, "home/user/b.txt", "b", 0644, FX_HOST_UID);
+    fx_put(f, "home/user/a.txt", "a", 0644, FX_HOST_UID);
+    assert_int_equal(symlink("/", fx_path(f, "home/user/zroot")), 0);
     sbx_files_entry *e;
     size_t n;
     bool trunc;
@@ -464,7 +342,7 @@ static void list_depth_sort_truncation(void **state)
 
 static void mkdir_reports_created(void **state)
 {
-    struct fx *f = *state;
+    files_fx *f = *state;
     bool created;
     assert_int_equal(sbx_files_mkdir(f->fs, "x", 0, false, &created, err, sizeof err), 0);
     assert_true(created);
@@ -475,12 +353,12 @@ static void mkdir_reports_created(void **state)
     assert_int_equal(sbx_files_mkdir(f->fs, "p/q/r", 0700, true, &created, err, sizeof err), 0);
     assert_true(created);
     struct stat st;
-    assert_int_equal(stat(hp(f, "home/user/p/q/r"), &st), 0);
+    assert_int_equal(stat(fx_path(f, "home/user/p/q/r"), &st), 0);
     assert_int_equal(st.st_mode & 07777, 0700);
-    assert_int_equal(st.st_uid, HOST_UID);
-    assert_int_equal(stat(hp(f, "home/user/p"), &st), 0);
+    assert_int_equal(st.st_uid, FX_HOST_UID);
+    assert_int_equal(stat(fx_path(f, "home/user/p"), &st), 0);
     assert_int_equal(st.st_mode & 07777, 0755);
-    put(f, "home/user/file", "x", 0644, HOST_UID);
+    fx_put(f, "home/user/file", "x", 0644, FX_HOST_UID);
     assert_int_equal(sbx_files_mkdir(f->fs, "file", 0, true, &created, err, sizeof err), -EEXIST);
     assert_int_equal(sbx_files_mkdir(f->fs, "/", 0, true, &created, err, sizeof err), 0);
     assert_false(created);
@@ -490,25 +368,25 @@ static void mkdir_reports_created(void **state)
 
 static void remove_never_follows(void **state)
 {
-    struct fx *f = *state;
+    files_fx *f = *state;
     bool existed;
-    mkd(f, "home/user/t", 0755, HOST_UID);
-    mkd(f, "home/user/t/u", 0755, HOST_UID);
-    put(f, "home/user/t/u/f", "x", 0644, HOST_UID);
-    put(f, "home/user/t/g", "x", 0644, HOST_UID);
-    mkd(f, "home/user/keep", 0755, HOST_UID);
-    put(f, "home/user/keep/precious", "x", 0644, HOST_UID);
-    assert_int_equal(symlink("../keep", hp(f, "home/user/t/u/tokeep")), 0);
+    fx_mkdir(f, "home/user/t", 0755, FX_HOST_UID);
+    fx_mkdir(f, "home/user/t/u", 0755, FX_HOST_UID);
+    fx_put(f, "home/user/t/u/f", "x", 0644, FX_HOST_UID);
+    fx_put(f, "home/user/t/g", "x", 0644, FX_HOST_UID);
+    fx_mkdir(f, "home/user/keep", 0755, FX_HOST_UID);
+    fx_put(f, "home/user/keep/precious", "x", 0644, FX_HOST_UID);
+    assert_int_equal(symlink("../keep", fx_path(f, "home/user/t/u/tokeep")), 0);
     assert_int_equal(sbx_files_remove(f->fs, "t", false, &existed, err, sizeof err), -ENOTEMPTY);
     assert_int_equal(sbx_files_remove(f->fs, "t", true, &existed, err, sizeof err), 0);
     assert_true(existed);
-    assert_int_equal(access(hp(f, "home/user/t"), F_OK), -1);
-    assert_int_equal(access(hp(f, "home/user/keep/precious"), F_OK), 0);
+    assert_int_equal(access(fx_path(f, "home/user/t"), F_OK), -1);
+    assert_int_equal(access(fx_path(f, "home/user/keep/precious"), F_OK), 0);
     /* a symlink to a directory: the link goes, the directory stays */
-    assert_int_equal(symlink("keep", hp(f, "home/user/lk")), 0);
+    assert_int_equal(symlink("keep", fx_path(f, "home/user/lk")), 0);
     assert_int_equal(sbx_files_remove(f->fs, "lk", true, &existed, err, sizeof err), 0);
     assert_true(existed);
-    assert_int_equal(access(hp(f, "home/user/keep/precious"), F_OK), 0);
+    assert_int_equal(access(fx_path(f, "home/user/keep/precious"), F_OK), 0);
     assert_int_equal(sbx_files_remove(f->fs, "lk", true, &existed, err, sizeof err), 0);
     assert_false(existed);
     assert_int_equal(sbx_files_remove(f->fs, "no/such/dir/x", true, &existed, err, sizeof err), 0);
@@ -522,16 +400,16 @@ static void remove_never_follows(void **state)
 
 static void move_noreplace_and_overwrite(void **state)
 {
-    struct fx *f = *state;
-    put(f, "home/user/a", "A", 0644, HOST_UID);
-    put(f, "home/user/b", "B", 0644, HOST_UID);
+    files_fx *f = *state;
+    fx_put(f, "home/user/a", "A", 0644, FX_HOST_UID);
+    fx_put(f, "home/user/b", "B", 0644, FX_HOST_UID);
     assert_int_equal(sbx_files_move(f->fs, "a", "b", false, err, sizeof err), -EEXIST);
-    assert_string_equal(slurp(hp(f, "home/user/b")), "B");
+    assert_string_equal(fx_slurp(fx_path(f, "home/user/b")), "B");
     assert_int_equal(sbx_files_move(f->fs, "a", "b", true, err, sizeof err), 0);
-    assert_string_equal(slurp(hp(f, "home/user/b")), "A");
+    assert_string_equal(fx_slurp(fx_path(f, "home/user/b")), "A");
     assert_int_equal(sbx_files_move(f->fs, "a", "c", false, err, sizeof err), -ENOENT);
     assert_int_equal(sbx_files_move(f->fs, "b", "/tmp/b", false, err, sizeof err), 0);
-    assert_string_equal(slurp(hp(f, "tmp/b")), "A");
+    assert_string_equal(fx_slurp(fx_path(f, "tmp/b")), "A");
     assert_int_equal(sbx_files_move(f->fs, "/tmp/b", "/etc/b", false, err, sizeof err), -EACCES);
     assert_int_equal(sbx_files_move(f->fs, "/tmp/b", "..", false, err, sizeof err), -EINVAL);
     assert_non_null(strstr(err, "dst"));
@@ -541,11 +419,11 @@ static void move_noreplace_and_overwrite(void **state)
 
 static void *other_thread(void *arg)
 {
-    struct fx *f = arg;
+    files_fx *f = arg;
     for (int i = 0; i < 200; i++) {
         char name[32];
         snprintf(name, sizeof name, "t%d", i % 10);
-        if (sbx_files_write(f->fs, name, "x", 1, NULL, NULL, 0) != 0)
+        if (fx_write(f->fs, name, "x", 1, NULL, NULL, 0) != 0)
             return (void *)1;
     }
     return NULL;
@@ -553,7 +431,7 @@ static void *other_thread(void *arg)
 
 static void credentials_are_per_thread_and_restored(void **state)
 {
-    struct fx *f = *state;
+    files_fx *f = *state;
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, other_thread, f), 0);
     /* while the other thread acts as the sandbox user, this one stays root */
@@ -584,7 +462,7 @@ __attribute__((unused)) static int cmp_d(const void *a, const void *b)
 #ifdef SBX_BENCH
 static void perf_4k_write_and_read_p50(void **state)
 {
-    struct fx *f = *state;
+    files_fx *f = *state;
     enum { N = 2000 };
     static double wt[N], rt[N];
     char data[4096], back[4096];
@@ -592,14 +470,14 @@ static void perf_4k_write_and_read_p50(void **state)
     for (int i = 0; i < N; i++) {
         char name[32];
         snprintf(name, sizeof name, "p%d", i % 50);
-        double t0 = now_ms();
-        assert_int_equal(sbx_files_write(f->fs, name, data, sizeof data, NULL, err, sizeof err), 0);
-        double t1 = now_ms();
+        double t0 = (sbx_mono_ns() / 1e6);
+        assert_int_equal(fx_write(f->fs, name, data, sizeof data, NULL, err, sizeof err), 0);
+        double t1 = (sbx_mono_ns() / 1e6);
         int fd;
         assert_int_equal(sbx_files_open_read(f->fs, name, &fd, NULL, err, sizeof err), 0);
         assert_int_equal(pread(fd, back, sizeof back, 0), 4096);
         close(fd);
-        double t2 = now_ms();
+        double t2 = (sbx_mono_ns() / 1e6);
         wt[i] = t1 - t0;
         rt[i] = t2 - t1;
     }
@@ -610,13 +488,13 @@ static void perf_4k_write_and_read_p50(void **state)
         char p[128], tmp[128];
         snprintf(p, sizeof p, "%s/home/user/p%d", f->root, i % 50);
         snprintf(tmp, sizeof tmp, "%s/home/user/.base-tmp", f->root);
-        double t0 = now_ms();
+        double t0 = (sbx_mono_ns() / 1e6);
         int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         assert_true(fd >= 0);
         assert_int_equal(write(fd, data, sizeof data), 4096);
         close(fd);
         assert_int_equal(rename(tmp, p), 0);
-        bt[i] = now_ms() - t0;
+        bt[i] = (sbx_mono_ns() / 1e6) - t0;
     }
     qsort(wt, N, sizeof wt[0], cmp_d);
     qsort(rt, N, sizeof rt[0], cmp_d);
@@ -631,30 +509,29 @@ static void perf_4k_write_and_read_p50(void **state)
 /* Timing cases are benchmarks, not unit tests: they build only into the bench binary
  * (tests/bench/files.cmake, -DSBX_BENCH) and print figures with a same-run baseline. */
 #ifdef SBX_BENCH
-#define SBX_BENCH_CASE(f) cmocka_unit_test_setup_teardown (f, setup, teardown),
+#define SBX_BENCH_CASE(f) cmocka_unit_test_setup_teardown (f, fx_setup, fx_teardown),
 #else
 #define SBX_BENCH_CASE(f)
 #endif
 
 static const struct CMUnitTest tests[] = {
-    cmocka_unit_test(path_checks_name_field_and_limit),
-    cmocka_unit_test_setup_teardown(write_then_read_relative_to_home, setup, teardown),
-    cmocka_unit_test_setup_teardown(write_creates_parents_owned_by_user, setup, teardown),
-    cmocka_unit_test_setup_teardown(write_mode_is_exact_despite_umask, setup, teardown),
-    cmocka_unit_test_setup_teardown(abort_leaves_nothing_behind, setup, teardown),
-    cmocka_unit_test_setup_teardown(replace_is_atomic_and_keeps_mode, setup, teardown),
-    cmocka_unit_test_setup_teardown(append_copies_then_extends, setup, teardown),
-    cmocka_unit_test_setup_teardown(size_cap_gives_efbig, setup, teardown),
-    cmocka_unit_test_setup_teardown(streams_100mb_in_chunks, setup, teardown),
-    cmocka_unit_test_setup_teardown(write_rejects_directories_and_bad_names, setup, teardown),
-    cmocka_unit_test_setup_teardown(write_follows_final_symlink_inside_root, setup, teardown),
-    cmocka_unit_test_setup_teardown(read_refuses_non_regular_and_unreadable, setup, teardown),
-    cmocka_unit_test_setup_teardown(stat_is_lstat_with_ids_as_seen_inside, setup, teardown),
-    cmocka_unit_test_setup_teardown(list_depth_sort_truncation, setup, teardown),
-    cmocka_unit_test_setup_teardown(mkdir_reports_created, setup, teardown),
-    cmocka_unit_test_setup_teardown(remove_never_follows, setup, teardown),
-    cmocka_unit_test_setup_teardown(move_noreplace_and_overwrite, setup, teardown),
-    cmocka_unit_test_setup_teardown(credentials_are_per_thread_and_restored, setup, teardown),
+    cmocka_unit_test_setup_teardown(write_then_read_relative_to_home, fx_setup, fx_teardown),
+    cmocka_unit_test_setup_teardown(write_creates_parents_owned_by_user, fx_setup, fx_teardown),
+    cmocka_unit_test_setup_teardown(write_mode_is_exact_despite_umask, fx_setup, fx_teardown),
+    cmocka_unit_test_setup_teardown(abort_leaves_nothing_behind, fx_setup, fx_teardown),
+    cmocka_unit_test_setup_teardown(replace_is_atomic_and_keeps_mode, fx_setup, fx_teardown),
+    cmocka_unit_test_setup_teardown(append_copies_then_extends, fx_setup, fx_teardown),
+    cmocka_unit_test_setup_teardown(size_cap_gives_efbig, fx_setup, fx_teardown),
+    cmocka_unit_test_setup_teardown(streams_100mb_in_chunks, fx_setup, fx_teardown),
+    cmocka_unit_test_setup_teardown(write_rejects_directories_and_bad_names, fx_setup, fx_teardown),
+    cmocka_unit_test_setup_teardown(write_follows_final_symlink_inside_root, fx_setup, fx_teardown),
+    cmocka_unit_test_setup_teardown(read_refuses_non_regular_and_unreadable, fx_setup, fx_teardown),
+    cmocka_unit_test_setup_teardown(stat_is_lstat_with_ids_as_seen_inside, fx_setup, fx_teardown),
+    cmocka_unit_test_setup_teardown(list_depth_sort_truncation, fx_setup, fx_teardown),
+    cmocka_unit_test_setup_teardown(mkdir_reports_created, fx_setup, fx_teardown),
+    cmocka_unit_test_setup_teardown(remove_never_follows, fx_setup, fx_teardown),
+    cmocka_unit_test_setup_teardown(move_noreplace_and_overwrite, fx_setup, fx_teardown),
+    cmocka_unit_test_setup_teardown(credentials_are_per_thread_and_restored, fx_setup, fx_teardown),
     SBX_BENCH_CASE(perf_4k_write_and_read_p50)
 };
 

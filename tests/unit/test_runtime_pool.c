@@ -1,9 +1,14 @@
-/* test_sandbox_pool.c: the warm pool of sandbox inits (sandbox.c sbx_sandbox_pool_*): claims
+/* test_runtime_pool.c: the warm pool of sandbox inits (runtime/pool.c, sbx_sandbox_pool_*): claims
  * give working sandboxes with the pool's uid blocks, the pool refills, two claimed sandboxes do
  * not see each other's homes, uid blocks are distinct, limits and tmpfs sizes are applied at
  * claim, parked inits are not sandboxes, die with the executor (kill -9) and are destroyed by
  * sbx_sandbox_pool_shutdown. No timing assertions (bench_sandbox_pool measures). */
+#include <errno.h>
 #include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include "cgroup.h"
@@ -416,7 +421,7 @@ static void test_pool_dies_with_executor(void **state)
     if (child == 0) {
         char fdarg[16];
         snprintf(fdarg, sizeof fdarg, "%d", pp[1]);
-        execl("/proc/self/exe", "test_sandbox_pool", "--executor-child", fdarg, (char *)NULL);
+        execl("/proc/self/exe", "test_runtime_pool", "--executor-child", fdarg, (char *)NULL);
         _exit(127);
     }
     close(pp[1]);
