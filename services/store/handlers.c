@@ -21,9 +21,9 @@
 #define SHORT_MAX 64  /* sandbox_id, tag */
 #define DIR_MAX 4096
 
-static sbx_slice str(const char *s)
+static sdb_slice str(const char *s)
 {
-    return sbx_slice_c(s ? s : "");
+    return sdb_slice_c(s ? s : "");
 }
 
 static int fail(sbx_ctx *ctx, int rc, const char *err)
@@ -42,12 +42,12 @@ static void arena_free(void *data, void *p)
     (void)p;
 }
 
-static sbx_slice pack(sbx_ctx *ctx, const ProtobufCMessage *m)
+static sdb_slice pack(sbx_ctx *ctx, const ProtobufCMessage *m)
 {
     size_t n = protobuf_c_message_get_packed_size(m);
     uint8_t *buf = sbx_ctx_alloc(ctx, n ? n : 1);
     protobuf_c_message_pack(m, buf);
-    return sbx_slice_n(buf, n);
+    return sdb_slice_n(buf, n);
 }
 
 /* ---- validation of proto-level limits ---- */
@@ -78,7 +78,7 @@ static int check_record(sbx_ctx *ctx, const Sbx__V1__ExecutionRecord *r)
         (rc = check_len(ctx, "record.cwd", r->cwd, TEXT_MAX)) ||
         (rc = check_len(ctx, "record.sandbox_id", r->sandbox_id, SHORT_MAX)) ||
         (rc = check_len(ctx, "record.tag", r->tag, SHORT_MAX)) ||
-        (rc = check_len(ctx, "record.command_key", r->command_key, SBX_COMMAND_KEY_MAX)))
+        (rc = check_len(ctx, "record.command_key", r->command_key, SDB_COMMAND_KEY_MAX)))
         return rc;
     if (r->n_argv > ARGV_MAX)
         return sbx_ctx_error(ctx, SBX_INVALID_ARGUMENT,
@@ -110,7 +110,7 @@ static int check_record(sbx_ctx *ctx, const Sbx__V1__ExecutionRecord *r)
 }
 
 /* The stored form of a record: server-owned fields cleared, started_at defaulted. */
-static sbx_slice pack_record(sbx_ctx *ctx, sbx_storedb *db, const Sbx__V1__ExecutionRecord *in,
+static sdb_slice pack_record(sbx_ctx *ctx, sdb *db, const Sbx__V1__ExecutionRecord *in,
                              int64_t *started)
 {
     Sbx__V1__ExecutionRecord r = *in;
@@ -118,7 +118,7 @@ static sbx_slice pack_record(sbx_ctx *ctx, sbx_storedb *db, const Sbx__V1__Execu
     r.seq = 0;
     r.recorded_at_unix_ms = 0;
     if (!r.started_at_unix_ms)
-        r.started_at_unix_ms = sbx_storedb_now_ms(db);
+        r.started_at_unix_ms = sdb_now_ms(db);
     if (r.stdout_bytes < r.stdout.len)
         r.stdout_bytes = r.stdout.len;
     if (r.stderr_bytes < r.stderr.len)
@@ -129,7 +129,7 @@ static sbx_slice pack_record(sbx_ctx *ctx, sbx_storedb *db, const Sbx__V1__Execu
 
 /* A stored record back as a message (allocator NULL = heap: free with
  * protobuf_c_message_free_unpacked). */
-static Sbx__V1__ExecutionRecord *unpack_record(ProtobufCAllocator *a, const sbx_hist_rec *h,
+static Sbx__V1__ExecutionRecord *unpack_record(ProtobufCAllocator *a, const sdb_hist_rec *h,
                                                bool include_output)
 {
     Sbx__V1__ExecutionRecord *r =
@@ -154,19 +154,19 @@ static size_t record_size(const Sbx__V1__ExecutionRecord *r)
 
 static int h_append(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **resp, void *data)
 {
-    sbx_storedb *db = data;
+    sdb *db = data;
     const Sbx__V1__AppendExecutionRequest *q = (const void *)req;
     int rc = check_record(ctx, q->record);
     if (rc)
         return rc;
     int64_t started;
-    sbx_hist_entry e = {
+    sdb_hist_entry e = {
         str(q->project_id), str(q->record->record_id), {0}, 0, q->record->exit_code};
     e.data = pack_record(ctx, db, q->record, &started);
     e.time_ms = started;
-    sbx_hist_result res;
+    sdb_hist_result res;
     char err[ERRLEN] = "";
-    rc = sbx_hist_append(db, sbx_slice_c(sbx_ctx_tenant(ctx)), &e, &res, err, sizeof err);
+    rc = sdb_hist_append(db, sdb_slice_c(sbx_ctx_tenant(ctx)), &e, &res, err, sizeof err);
     if (rc)
         return fail(ctx, rc, err);
     Sbx__V1__AppendExecutionResponse *r =
@@ -187,7 +187,7 @@ typedef struct {
     int rc;
 } list_exec_state;
 
-static int list_exec_cb(void *arg, const sbx_hist_rec *h)
+static int list_exec_cb(void *arg, const sdb_hist_rec *h)
 {
     list_exec_state *s = arg;
     Sbx__V1__ExecutionRecord *r = unpack_record(&s->alloc, h, s->include_output);
@@ -198,7 +198,7 @@ static int list_exec_cb(void *arg, const sbx_hist_rec *h)
     }
     size_t sz = record_size(r);
     if (s->n > 0 && s->bytes + sz > SBX_STORE_RESPONSE_BUDGET)
-        return SBX_PAGE_FULL;
+        return SDB_PAGE_FULL;
     r->project_id = (char *)s->project;
     s->recs[s->n++] = r;
     s->bytes += sz;
@@ -208,9 +208,9 @@ static int list_exec_cb(void *arg, const sbx_hist_rec *h)
 static int h_list_executions(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **resp,
                              void *data)
 {
-    sbx_storedb *db = data;
+    sdb *db = data;
     const Sbx__V1__ListExecutionsRequest *q = (const void *)req;
-    sbx_hist_query hq = {
+    sdb_hist_query hq = {
         .project = str(q->project_id),
         .has_limit = q->limit != 0,
         .limit = q->limit,
@@ -226,10 +226,10 @@ static int h_list_executions(sbx_ctx *ctx, const ProtobufCMessage *req, Protobuf
                          0,
                          0,
                          SBX_OK};
-    s.recs = sbx_ctx_alloc(ctx, SBX_LIST_MAX * sizeof *s.recs);
-    sbx_page pg;
+    s.recs = sbx_ctx_alloc(ctx, SDB_LIST_MAX * sizeof *s.recs);
+    sdb_page pg;
     char err[ERRLEN] = "";
-    int rc = sbx_hist_list(db, sbx_slice_c(sbx_ctx_tenant(ctx)), &hq, list_exec_cb, &s, &pg, err,
+    int rc = sdb_hist_list(db, sdb_slice_c(sbx_ctx_tenant(ctx)), &hq, list_exec_cb, &s, &pg, err,
                            sizeof err);
     if (s.rc)
         return s.rc;
@@ -252,7 +252,7 @@ typedef struct {
     int rc;
 } watch_state;
 
-static int watch_cb(void *arg, const sbx_hist_rec *h)
+static int watch_cb(void *arg, const sdb_hist_rec *h)
 {
     watch_state *w = arg;
     Sbx__V1__ExecutionRecord *r = unpack_record(NULL, h, w->include_output);
@@ -278,21 +278,21 @@ static int watch_cb(void *arg, const sbx_hist_rec *h)
 static int h_watch(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **resp, void *data)
 {
     (void)resp;
-    sbx_storedb *db = data;
+    sdb *db = data;
     const Sbx__V1__WatchExecutionsRequest *q = (const void *)req;
-    sbx_slice tenant = sbx_slice_c(sbx_ctx_tenant(ctx)), project = str(q->project_id);
+    sdb_slice tenant = sdb_slice_c(sbx_ctx_tenant(ctx)), project = str(q->project_id);
     char err[ERRLEN] = "";
     uint64_t after = 0;
     int rc;
     if (q->from_seq == 0) {
         /* only records appended after the call */
-        if ((rc = sbx_hist_last_seq(db, tenant, project, &after, err, sizeof err)))
+        if ((rc = sdb_hist_last_seq(db, tenant, project, &after, err, sizeof err)))
             return fail(ctx, rc, err);
     } else {
         after = q->from_seq - 1;
     }
     int64_t incarnation = 0;
-    if ((rc = sbx_proj_incarnation(db, tenant, project, &incarnation, err, sizeof err)))
+    if ((rc = sdb_proj_incarnation(db, tenant, project, &incarnation, err, sizeof err)))
         return fail(ctx, rc, err);
     watch_state w = {ctx, sbx_ctx_strdup(ctx, q->project_id), q->include_output, SBX_OK};
     for (;;) {
@@ -301,9 +301,9 @@ static int h_watch(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage *
         if (sbx_ctx_server_stopping(ctx))
             return sbx_ctx_error(ctx, SBX_UNAVAILABLE, "the store is shutting down: watch again from seq %llu",
                                  (unsigned long long)after + 1);
-        uint64_t ticket = sbx_hist_watch_ticket(db, tenant, project);
+        uint64_t ticket = sdb_hist_watch_ticket(db, tenant, project);
         uint64_t last = after;
-        rc = sbx_hist_read_after(db, tenant, project, after, 64, watch_cb, &w, &last, err,
+        rc = sdb_hist_read_after(db, tenant, project, after, 64, watch_cb, &w, &last, err,
                                  sizeof err);
         if (w.rc)
             return w.rc == SBX_CANCELLED ? sbx_ctx_error(ctx, SBX_CANCELLED, "the client went away")
@@ -316,7 +316,7 @@ static int h_watch(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage *
         }
         /* nothing new: was the project deleted (or deleted and re-created)? */
         int64_t now_inc = 0;
-        if ((rc = sbx_proj_incarnation(db, tenant, project, &now_inc, err, sizeof err)))
+        if ((rc = sdb_proj_incarnation(db, tenant, project, &now_inc, err, sizeof err)))
             return fail(ctx, rc, err);
         if (incarnation && now_inc != incarnation)
             return sbx_ctx_error(ctx, SBX_NOT_FOUND, "project_id: '%s' was deleted while watching",
@@ -326,7 +326,7 @@ static int h_watch(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage *
         int wait = left < SBX_STORE_WATCH_POLL_MS ? (int)left : SBX_STORE_WATCH_POLL_MS;
         if (wait <= 0)
             return sbx_ctx_error(ctx, SBX_DEADLINE_EXCEEDED, "the deadline passed");
-        rc = sbx_hist_watch_wait(db, tenant, project, ticket, wait);
+        rc = sdb_hist_watch_wait(db, tenant, project, ticket, wait);
         if (rc == SBX_UNAVAILABLE)
             return sbx_ctx_error(ctx, SBX_UNAVAILABLE, "the store is shutting down");
     }
@@ -337,11 +337,11 @@ static int h_watch(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage *
 static int h_get_cached(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **resp,
                         void *data)
 {
-    sbx_storedb *db = data;
+    sdb *db = data;
     const Sbx__V1__GetCachedResultRequest *q = (const void *)req;
-    sbx_cache_entry e;
+    sdb_cache_entry e;
     char err[ERRLEN] = "";
-    int rc = sbx_cache_get(db, sbx_slice_c(sbx_ctx_tenant(ctx)), str(q->project_id),
+    int rc = sdb_cache_get(db, sdb_slice_c(sbx_ctx_tenant(ctx)), str(q->project_id),
                            str(q->command_key), &e, err, sizeof err);
     if (rc)
         return fail(ctx, rc, err);
@@ -352,7 +352,7 @@ static int h_get_cached(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMess
         ProtobufCAllocator a = {arena_alloc, arena_free, ctx};
         Sbx__V1__CachedResult *c = sbx__v1__cached_result__unpack(&a, e.len, e.data);
         if (!c) {
-            sbx_cache_entry_clear(&e);
+            sdb_cache_entry_clear(&e);
             return sbx_ctx_error(ctx, SBX_DATA_LOSS, "cached result does not decode");
         }
         c->project_id = sbx_ctx_strdup(ctx, q->project_id ? q->project_id : "");
@@ -363,7 +363,7 @@ static int h_get_cached(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMess
         r->found = true;
         r->result = c;
     }
-    sbx_cache_entry_clear(&e);
+    sdb_cache_entry_clear(&e);
     *resp = &r->base;
     return SBX_OK;
 }
@@ -385,7 +385,7 @@ static int check_result(sbx_ctx *ctx, const Sbx__V1__CachedResult *c)
 }
 
 /* The stored form of a cached result: what the engine keeps itself is cleared. */
-static sbx_slice pack_result(sbx_ctx *ctx, Sbx__V1__CachedResult c)
+static sdb_slice pack_result(sbx_ctx *ctx, Sbx__V1__CachedResult c)
 {
     c.project_id = (char *)protobuf_c_empty_string;
     c.command_key = (char *)protobuf_c_empty_string;
@@ -402,7 +402,7 @@ static sbx_slice pack_result(sbx_ctx *ctx, Sbx__V1__CachedResult c)
 static int h_put_cached(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **resp,
                         void *data)
 {
-    sbx_storedb *db = data;
+    sdb *db = data;
     const Sbx__V1__PutCachedResultRequest *q = (const void *)req;
     int rc = check_result(ctx, q->result);
     if (rc)
@@ -413,7 +413,7 @@ static int h_put_cached(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMess
                              (long long)q->ttl_s);
     char err[ERRLEN] = "";
     int64_t exp = 0;
-    rc = sbx_cache_put(db, sbx_slice_c(sbx_ctx_tenant(ctx)), str(q->project_id),
+    rc = sdb_cache_put(db, sdb_slice_c(sbx_ctx_tenant(ctx)), str(q->project_id),
                        str(q->result->command_key), pack_result(ctx, *q->result), q->ttl_s, &exp,
                        err, sizeof err);
     if (rc)
@@ -428,11 +428,11 @@ static int h_put_cached(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMess
 static int h_clear_cache(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **resp,
                          void *data)
 {
-    sbx_storedb *db = data;
+    sdb *db = data;
     const Sbx__V1__ClearCacheRequest *q = (const void *)req;
     uint64_t n = 0;
     char err[ERRLEN] = "";
-    int rc = sbx_cache_clear(db, sbx_slice_c(sbx_ctx_tenant(ctx)), str(q->project_id),
+    int rc = sdb_cache_clear(db, sdb_slice_c(sbx_ctx_tenant(ctx)), str(q->project_id),
                              str(q->command_key), &n, err, sizeof err);
     if (rc)
         return fail(ctx, rc, err);
@@ -446,7 +446,7 @@ static int h_clear_cache(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMes
 
 static int h_record(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **resp, void *data)
 {
-    sbx_storedb *db = data;
+    sdb *db = data;
     const Sbx__V1__RecordExecutionRequest *q = (const void *)req;
     int rc = check_record(ctx, q->record);
     if (rc)
@@ -460,7 +460,7 @@ static int h_record(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage 
         return sbx_ctx_error(ctx, SBX_INVALID_ARGUMENT,
                              "record.command_key: must not be empty when cache_ttl_s > 0");
     int64_t started;
-    sbx_record_exec x = {.hist = {str(q->project_id), str(in->record_id), {0}, 0, in->exit_code}};
+    sdb_record_exec x = {.hist = {str(q->project_id), str(in->record_id), {0}, 0, in->exit_code}};
     x.hist.data = pack_record(ctx, db, in, &started);
     x.hist.time_ms = started;
     if (q->cache_ttl_s > 0) {
@@ -478,11 +478,11 @@ static int h_record(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage 
         x.cache_data = pack_result(ctx, c);
         x.ttl_s = q->cache_ttl_s;
     }
-    sbx_hist_result res;
+    sdb_hist_result res;
     int64_t exp = 0;
     char err[ERRLEN] = "";
     rc =
-        sbx_record_execution(db, sbx_slice_c(sbx_ctx_tenant(ctx)), &x, &res, &exp, err, sizeof err);
+        sdb_record_execution(db, sdb_slice_c(sbx_ctx_tenant(ctx)), &x, &res, &exp, err, sizeof err);
     if (rc)
         return fail(ctx, rc, err);
     Sbx__V1__RecordExecutionResponse *r =
@@ -496,7 +496,7 @@ static int h_record(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage 
 
 /* ---- projects ---- */
 
-static char *arena_str(sbx_ctx *ctx, sbx_slice s)
+static char *arena_str(sbx_ctx *ctx, sdb_slice s)
 {
     char *p = sbx_ctx_alloc(ctx, s.n + 1);
     memcpy(p, s.p, s.n);
@@ -504,7 +504,7 @@ static char *arena_str(sbx_ctx *ctx, sbx_slice s)
     return p;
 }
 
-static Sbx__V1__Project *to_project(sbx_ctx *ctx, const sbx_project *p)
+static Sbx__V1__Project *to_project(sbx_ctx *ctx, const sdb_project *p)
 {
     Sbx__V1__Project *r = (void *)sbx_ctx_new_msg(ctx, &sbx__v1__project__descriptor);
     r->project_id = arena_str(ctx, p->id);
@@ -535,37 +535,37 @@ static Sbx__V1__Project *to_project(sbx_ctx *ctx, const sbx_project *p)
 static int h_get_project(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **resp,
                          void *data)
 {
-    sbx_storedb *db = data;
+    sdb *db = data;
     const Sbx__V1__GetProjectRequest *q = (const void *)req;
-    sbx_project *p = NULL;
+    sdb_project *p = NULL;
     char err[ERRLEN] = "";
     int rc =
-        sbx_proj_get(db, sbx_slice_c(sbx_ctx_tenant(ctx)), str(q->project_id), &p, err, sizeof err);
+        sdb_proj_get(db, sdb_slice_c(sbx_ctx_tenant(ctx)), str(q->project_id), &p, err, sizeof err);
     if (rc)
         return fail(ctx, rc, err);
     *resp = &to_project(ctx, p)->base;
-    sbx_project_free(p);
+    sdb_project_free(p);
     return SBX_OK;
 }
 
 static int h_update_project(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **resp,
                             void *data)
 {
-    sbx_storedb *db = data;
+    sdb *db = data;
     const Sbx__V1__UpdateProjectRequest *q = (const void *)req;
-    sbx_field *set = sbx_ctx_alloc(ctx, (q->n_set_fields ? q->n_set_fields : 1) * sizeof *set);
+    sdb_field *set = sbx_ctx_alloc(ctx, (q->n_set_fields ? q->n_set_fields : 1) * sizeof *set);
     for (size_t i = 0; i < q->n_set_fields; i++) {
         set[i].key = str(q->set_fields[i]->key);
         set[i].value = str(q->set_fields[i]->value);
     }
-    sbx_slice *rm = sbx_ctx_alloc(ctx, (q->n_remove_fields ? q->n_remove_fields : 1) * sizeof *rm);
+    sdb_slice *rm = sbx_ctx_alloc(ctx, (q->n_remove_fields ? q->n_remove_fields : 1) * sizeof *rm);
     for (size_t i = 0; i < q->n_remove_fields; i++)
         rm[i] = str(q->remove_fields[i]);
     if (q->retention && q->retention->max_age_s < 0)
         return sbx_ctx_error(ctx, SBX_INVALID_ARGUMENT,
                              "retention.max_age_s: %lld must not be negative",
                              (long long)q->retention->max_age_s);
-    sbx_proj_patch u = {
+    sdb_proj_patch u = {
         .project = str(q->project_id),
         .set = set,
         .n_set = q->n_set_fields,
@@ -577,13 +577,13 @@ static int h_update_project(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufC
         .retention_max_records = q->retention ? q->retention->max_records : 0,
         .retention_max_age_s = q->retention ? q->retention->max_age_s : 0,
     };
-    sbx_project *p = NULL;
+    sdb_project *p = NULL;
     char err[ERRLEN] = "";
-    int rc = sbx_proj_update(db, sbx_slice_c(sbx_ctx_tenant(ctx)), &u, &p, err, sizeof err);
+    int rc = sdb_proj_update(db, sdb_slice_c(sbx_ctx_tenant(ctx)), &u, &p, err, sizeof err);
     if (rc)
         return fail(ctx, rc, err);
     *resp = &to_project(ctx, p)->base;
-    sbx_project_free(p);
+    sdb_project_free(p);
     return SBX_OK;
 }
 
@@ -593,13 +593,13 @@ typedef struct {
     size_t n, bytes;
 } list_proj_state;
 
-static int list_proj_cb(void *arg, const sbx_project *p)
+static int list_proj_cb(void *arg, const sdb_project *p)
 {
     list_proj_state *s = arg;
     Sbx__V1__Project *m = to_project(s->ctx, p);
     size_t sz = protobuf_c_message_get_packed_size(&m->base) + 16;
     if (s->n > 0 && s->bytes + sz > SBX_STORE_RESPONSE_BUDGET)
-        return SBX_PAGE_FULL;
+        return SDB_PAGE_FULL;
     s->items[s->n++] = m;
     s->bytes += sz;
     return 0;
@@ -608,12 +608,12 @@ static int list_proj_cb(void *arg, const sbx_project *p)
 static int h_list_projects(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **resp,
                            void *data)
 {
-    sbx_storedb *db = data;
+    sdb *db = data;
     const Sbx__V1__ListProjectsRequest *q = (const void *)req;
-    list_proj_state s = {ctx, sbx_ctx_alloc(ctx, SBX_LIST_MAX * sizeof(Sbx__V1__Project *)), 0, 0};
-    sbx_page pg;
+    list_proj_state s = {ctx, sbx_ctx_alloc(ctx, SDB_LIST_MAX * sizeof(Sbx__V1__Project *)), 0, 0};
+    sdb_page pg;
     char err[ERRLEN] = "";
-    int rc = sbx_proj_list(db, sbx_slice_c(sbx_ctx_tenant(ctx)), str(q->prefix), q->limit != 0,
+    int rc = sdb_proj_list(db, sdb_slice_c(sbx_ctx_tenant(ctx)), str(q->prefix), q->limit != 0,
                            q->limit, str(q->page_token), list_proj_cb, &s, &pg, err, sizeof err);
     if (rc)
         return fail(ctx, rc, err);
@@ -629,11 +629,11 @@ static int h_list_projects(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCM
 static int h_delete_project(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **resp,
                             void *data)
 {
-    sbx_storedb *db = data;
+    sdb *db = data;
     const Sbx__V1__DeleteProjectRequest *q = (const void *)req;
     bool existed = false;
     char err[ERRLEN] = "";
-    int rc = sbx_proj_delete(db, sbx_slice_c(sbx_ctx_tenant(ctx)), str(q->project_id), &existed,
+    int rc = sdb_proj_delete(db, sdb_slice_c(sbx_ctx_tenant(ctx)), str(q->project_id), &existed,
                              err, sizeof err);
     if (rc)
         return fail(ctx, rc, err);
@@ -648,19 +648,19 @@ static int h_delete_project(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufC
 
 static int h_kv_set(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **resp, void *data)
 {
-    sbx_storedb *db = data;
+    sdb *db = data;
     const Sbx__V1__KvSetRequest *q = (const void *)req;
-    sbx_kv_set_req s = {
+    sdb_kv_set_req s = {
         .key = str(q->key),
-        .value = sbx_slice_n(q->value.data, q->value.len),
+        .value = sdb_slice_n(q->value.data, q->value.len),
         .ttl_s = q->ttl_s,
         .expires_at_ms = q->expires_at_unix_ms,
         .has_expected_version = q->expected != NULL,
         .expected_version = q->expected ? q->expected->version : 0,
     };
-    sbx_kv_meta m;
+    sdb_kv_meta m;
     char err[ERRLEN] = "";
-    int rc = sbx_kv_set(db, sbx_slice_c(sbx_ctx_tenant(ctx)), &s, &m, err, sizeof err);
+    int rc = sdb_kv_set(db, sdb_slice_c(sbx_ctx_tenant(ctx)), &s, &m, err, sizeof err);
     if (rc)
         return fail(ctx, rc, err);
     Sbx__V1__KvSetResponse *r = (void *)sbx_ctx_new_msg(ctx, &sbx__v1__kv_set_response__descriptor);
@@ -672,14 +672,14 @@ static int h_kv_set(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage 
 
 static int h_kv_get(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **resp, void *data)
 {
-    sbx_storedb *db = data;
+    sdb *db = data;
     const Sbx__V1__KvGetRequest *q = (const void *)req;
     char *v = NULL;
     size_t n = 0;
-    sbx_kv_meta m;
+    sdb_kv_meta m;
     char err[ERRLEN] = "";
     int rc =
-        sbx_kv_get(db, sbx_slice_c(sbx_ctx_tenant(ctx)), str(q->key), &v, &n, &m, err, sizeof err);
+        sdb_kv_get(db, sdb_slice_c(sbx_ctx_tenant(ctx)), str(q->key), &v, &n, &m, err, sizeof err);
     if (rc)
         return fail(ctx, rc, err);
     sbx_ctx_defer(ctx, free, v); /* no copy: freed with the call, after packing */
@@ -696,12 +696,12 @@ static int h_kv_get(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage 
 static int h_kv_delete(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **resp,
                        void *data)
 {
-    sbx_storedb *db = data;
+    sdb *db = data;
     const Sbx__V1__KvDeleteRequest *q = (const void *)req;
     bool existed = false;
     char err[ERRLEN] = "";
     int rc =
-        sbx_kv_delete(db, sbx_slice_c(sbx_ctx_tenant(ctx)), str(q->key), &existed, err, sizeof err);
+        sdb_kv_delete(db, sdb_slice_c(sbx_ctx_tenant(ctx)), str(q->key), &existed, err, sizeof err);
     if (rc)
         return fail(ctx, rc, err);
     Sbx__V1__KvDeleteResponse *r =
@@ -713,12 +713,12 @@ static int h_kv_delete(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessa
 
 static int h_kv_incr(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **resp, void *data)
 {
-    sbx_storedb *db = data;
+    sdb *db = data;
     const Sbx__V1__KvIncrRequest *q = (const void *)req;
     int64_t v = 0;
-    sbx_kv_meta m;
+    sdb_kv_meta m;
     char err[ERRLEN] = "";
-    int rc = sbx_kv_incr(db, sbx_slice_c(sbx_ctx_tenant(ctx)), str(q->key), q->delta, &v, &m, err,
+    int rc = sdb_kv_incr(db, sdb_slice_c(sbx_ctx_tenant(ctx)), str(q->key), q->delta, &v, &m, err,
                          sizeof err);
     if (rc)
         return fail(ctx, rc, err);
@@ -736,12 +736,12 @@ typedef struct {
     size_t n, bytes;
 } list_kv_state;
 
-static int list_kv_cb(void *arg, const sbx_kv_item *it)
+static int list_kv_cb(void *arg, const sdb_kv_item *it)
 {
     list_kv_state *s = arg;
     size_t sz = it->key.n + it->value.n + 32;
     if (s->n > 0 && s->bytes + sz > SBX_STORE_RESPONSE_BUDGET)
-        return SBX_PAGE_FULL;
+        return SDB_PAGE_FULL;
     Sbx__V1__KvEntry *e = (void *)sbx_ctx_new_msg(s->ctx, &sbx__v1__kv_entry__descriptor);
     e->key = arena_str(s->ctx, it->key);
     if (it->value.n) {
@@ -757,13 +757,13 @@ static int list_kv_cb(void *arg, const sbx_kv_item *it)
 
 static int h_kv_list(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **resp, void *data)
 {
-    sbx_storedb *db = data;
+    sdb *db = data;
     const Sbx__V1__KvListRequest *q = (const void *)req;
-    list_kv_state s = {ctx, sbx_ctx_alloc(ctx, SBX_LIST_MAX * sizeof(Sbx__V1__KvEntry *)), 0, 0};
-    sbx_page pg;
+    list_kv_state s = {ctx, sbx_ctx_alloc(ctx, SDB_LIST_MAX * sizeof(Sbx__V1__KvEntry *)), 0, 0};
+    sdb_page pg;
     char err[ERRLEN] = "";
     int rc =
-        sbx_kv_list(db, sbx_slice_c(sbx_ctx_tenant(ctx)), str(q->prefix), q->limit != 0, q->limit,
+        sdb_kv_list(db, sdb_slice_c(sbx_ctx_tenant(ctx)), str(q->prefix), q->limit != 0, q->limit,
                     str(q->cursor), q->keys_only, list_kv_cb, &s, &pg, err, sizeof err);
     if (rc)
         return fail(ctx, rc, err);
@@ -780,10 +780,10 @@ static int h_kv_flush(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessag
                       void *data)
 {
     (void)req;
-    sbx_storedb *db = data;
+    sdb *db = data;
     uint64_t n = 0;
     char err[ERRLEN] = "";
-    int rc = sbx_kv_flush(db, sbx_slice_c(sbx_ctx_tenant(ctx)), &n, err, sizeof err);
+    int rc = sdb_kv_flush(db, sdb_slice_c(sbx_ctx_tenant(ctx)), &n, err, sizeof err);
     if (rc)
         return fail(ctx, rc, err);
     Sbx__V1__KvFlushResponse *r =
@@ -798,7 +798,7 @@ static int h_kv_flush(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessag
 static int h_checkpoint(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **resp,
                         void *data)
 {
-    sbx_storedb *db = data;
+    sdb *db = data;
     const Sbx__V1__CheckpointRequest *q = (const void *)req;
     if (!sbx_ctx_is_service(ctx))
         return sbx_ctx_error(ctx, SBX_PERMISSION_DENIED,
@@ -809,7 +809,7 @@ static int h_checkpoint(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMess
     uint64_t seq = 0;
     int64_t us = 0;
     char err[ERRLEN] = "";
-    rc = sbx_storedb_checkpoint(db, str(q->dir), &seq, &us, err, sizeof err);
+    rc = sdb_checkpoint(db, str(q->dir), &seq, &us, err, sizeof err);
     if (rc)
         return fail(ctx, rc, err);
     Sbx__V1__CheckpointResponse *r =
@@ -846,7 +846,7 @@ static const sbx_method store_methods[] = {
 
 static sbx_service_def store_service;
 
-const sbx_service_def *sbx_store_service(sbx_storedb *db)
+const sbx_service_def *sbx_store_service(sdb *db)
 {
     store_service.desc = &sbx__v1__state_store__descriptor;
     store_service.methods = store_methods;

@@ -59,11 +59,11 @@ int main(int argc, char **argv)
     sbx_server_opts so;
     sbx_server_flags_apply(&sf, &so, "sbx.v1.StateStore");
 
-    sbx_storedb_opts dbo;
-    sbx_storedb_opts_default(&dbo);
+    sdb_opts dbo;
+    sdb_opts_default(&dbo);
     dbo.path = data_dir;
     dbo.sync = sync;
-    dbo.commit_mode = commit && commit[0] == 'd' ? SBX_COMMIT_DIRECT : SBX_COMMIT_GROUP;
+    dbo.commit_mode = commit && commit[0] == 'd' ? SDB_COMMIT_DIRECT : SDB_COMMIT_GROUP;
     dbo.kv_max_key = (size_t)kv_max_key;
     dbo.kv_max_value = (size_t)kv_max_value;
     dbo.cache_default_ttl_s = cache_ttl;
@@ -72,8 +72,8 @@ int main(int argc, char **argv)
     dbo.history_max_age_s = hist_age;
     dbo.sweep_interval_ms = (int)sweep_ms;
     char err[512];
-    sbx_storedb *db = NULL;
-    if (sbx_storedb_open(&dbo, &db, err, sizeof err) != 0) {
+    sdb *db = NULL;
+    if (sdb_open(&dbo, &db, err, sizeof err) != 0) {
         SBX_LOG_ERROR("store", "cannot open the database: %s", err);
         return 1;
     }
@@ -83,7 +83,7 @@ int main(int argc, char **argv)
     sbx_server *srv = sbx_server_new(&so, sbx_store_service(db), 1);
     if (!srv) {
         sbx_rpc_shutdown();
-        sbx_storedb_close(db);
+        sdb_close(db);
         return 1;
     }
     sbx_metrics_http *mh = NULL;
@@ -93,7 +93,7 @@ int main(int argc, char **argv)
         if (!mh) {
             sbx_server_free(srv);
             sbx_rpc_shutdown();
-            sbx_storedb_close(db);
+            sdb_close(db);
             return 1;
         }
         char maddr[300];
@@ -105,7 +105,7 @@ int main(int argc, char **argv)
     sbx_metrics_stop(mh);
     sbx_server_free(srv);
     sbx_rpc_shutdown();
-    sbx_storedb_close(db); /* flushes; after the server so no handler is still running */
+    sdb_close(db); /* flushes; after the server so no handler is still running */
     SBX_LOG_INFO("store", "stopped cleanly");
     return 0;
 }
