@@ -1,11 +1,12 @@
 /* cache.c: the result cache. An entry lives under (tenant, project, generation, command key)
- * and stores its expiry in the value; every read checks it (expired = miss, reported as
- * expired), the sweeper and the compaction filter purge expired entries. Clearing a whole
+ * and stores its expiry in the value (codec.c); every read checks it (expired = miss, reported
+ * as expired), the sweeper and the compaction filter purge expired entries. Clearing a whole
  * project is O(1): the project's generation (meta 'g') is bumped, so every older entry becomes
  * unreachable, and the older generations are range-deleted in the same write (one tombstone;
  * compaction reclaims the space in the background). A per-project entry counter (meta 'n',
  * maintained by put, clear and the sweeper) makes the number a clear reports exact without a
- * scan. RecordExecution appends history and fills the cache in one atomic write.
+ * scan. record.c fills the cache in RecordExecution's write through sdb__cache_fill. Calls
+ * projects.c (implicit creation), commit.c, read.c, codec.c and keys.c.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,18 @@ static int check_key(sdb_slice tenant, sdb_slice project, sdb_slice cmd, bool al
     return SBX_OK;
 }
 
+int sdb__cache_check_put(sdb *db, sdb_slice tenant, sdb_slice project, sdb_slice cmd,
+                         sdb_slice data, int64_t ttl_s, int64_t *eff_ttl_s, char *err,
+                         size_t errlen)
+{
+    int rc;
+    if ((rc = check_key(tenant, project, cmd, false, err, errlen)) ||
+        (rc = sdb__check_size("result", data.n, db->o.max_cache_bytes, err, errlen)) ||
+        (rc = check_ttl(db, ttl_s, eff_ttl_s, err, errlen)))
+        return rc;
+    return SBX_OK;
+}
+
 /* Generation through the txn (t != NULL) or the committed state. */
 static int read_gen(sdb *db, sdb__txn *t, sdb_slice tenant, sdb_slice project, uint64_t *gen,
                     char *err, size_t errlen)
@@ -56,23 +69,13 @@ static int read_gen(sdb *db, sdb__txn *t, sdb_slice tenant, sdb_slice project, u
     return rc;
 }
 
-static void entry_encode(sdb__buf *b, int64_t created, int64_t expires, uint64_t seq,
-                         sdb_slice data)
-{
-    sdb__buf_u8(b, SDB__VALUE_V1);
-    sdb__buf_be64(b, (uint64_t)created);
-    sdb__buf_be64(b, (uint64_t)expires);
-    sdb__buf_be64(b, seq);
-    sdb__buf_raw(b, data.p, data.n);
-}
-
 static void count_key(sdb__buf *k, sdb_slice tenant, sdb_slice project)
 {
     sdb__key_meta(k, tenant, project, 'n', sdb_slice_n("", 0));
 }
 
-static int fill(sdb__txn *t, sdb_slice tenant, sdb_slice project, sdb_slice cmd, sdb_slice data,
-                int64_t expires, uint64_t seq, char *err, size_t errlen)
+int sdb__cache_fill(sdb__txn *t, sdb_slice tenant, sdb_slice project, sdb_slice cmd, sdb_slice data,
+                    int64_t expires, uint64_t seq, char *err, size_t errlen)
 {
     sdb *db = sdb__txn_db(t);
     uint64_t gen;
@@ -89,7 +92,8 @@ static int fill(sdb__txn *t, sdb_slice tenant, sdb_slice project, sdb_slice cmd,
     free(old);
     if (rc == SBX_OK || rc == SBX_NOT_FOUND) {
         bool is_new = rc == SBX_NOT_FOUND;
-        entry_encode(&b, sdb__now(db), expires, seq, data);
+        sdb__cache_val c = {sdb__now(db), expires, seq, data};
+        sdb__cache_val_encode(&b, &c);
         sdb__txn_put(t, SDB__CF_CACHE, &k, b.p, b.n);
         rc = SBX_OK;
         if (is_new) {
@@ -133,16 +137,14 @@ int sdb_cache_get(sdb *db, sdb_slice tenant, sdb_slice project, sdb_slice comman
     }
     if (rc)
         return rc;
-    sdb__rd d = sdb__rd_init(v, vn);
-    uint8_t ver = sdb__rd_u8(&d);
-    out->created_ms = (int64_t)sdb__rd_be64(&d);
-    out->expires_ms = (int64_t)sdb__rd_be64(&d);
-    out->seq = sdb__rd_be64(&d);
-    if (d.bad || ver != SDB__VALUE_V1) {
+    sdb__cache_val c;
+    if (!sdb__cache_val_decode(v, vn, &c)) {
         free(v);
-        memset(out, 0, sizeof *out);
         return sdb__err(err, errlen, SBX_DATA_LOSS, "cache entry is corrupted");
     }
+    out->created_ms = c.created_ms;
+    out->expires_ms = c.expires_ms;
+    out->seq = c.seq;
     if (out->expires_ms <= sdb__now(db)) {
         out->expired = true;
         SDB__STAT_ADD(db, cache_misses, 1);
@@ -151,8 +153,8 @@ int sdb_cache_get(sdb *db, sdb_slice tenant, sdb_slice project, sdb_slice comman
         return SBX_OK;
     }
     /* hand out the payload: move it to the front of RocksDB's malloc'd buffer */
-    out->len = d.n;
-    memmove(v, d.p, d.n);
+    out->len = c.data.n;
+    memmove(v, c.data.p, c.data.n);
     out->data = v;
     out->found = true;
     SDB__STAT_ADD(db, cache_hits, 1);
@@ -167,20 +169,19 @@ typedef struct {
 static int put_apply(sdb__txn *t, void *arg, char *err, size_t errlen)
 {
     put_arg *x = arg;
-    int rc = sdb__ensure_project(t, x->tenant, x->project, sdb__now(sdb__txn_db(t)), err, errlen);
+    int rc =
+        sdb__project_ensure(t, x->tenant, x->project, sdb__now(sdb__txn_db(t)), NULL, err, errlen);
     if (rc)
         return rc;
-    return fill(t, x->tenant, x->project, x->cmd, x->data, x->expires, 0, err, errlen);
+    return sdb__cache_fill(t, x->tenant, x->project, x->cmd, x->data, x->expires, 0, err, errlen);
 }
 
 int sdb_cache_put(sdb *db, sdb_slice tenant, sdb_slice project, sdb_slice command_key,
                   sdb_slice data, int64_t ttl_s, int64_t *expires_ms, char *err, size_t errlen)
 {
     int64_t ttl = 0;
-    int rc;
-    if ((rc = check_key(tenant, project, command_key, false, err, errlen)) ||
-        (rc = sdb__check_size("result", data.n, db->o.max_cache_bytes, err, errlen)) ||
-        (rc = check_ttl(db, ttl_s, &ttl, err, errlen)))
+    int rc = sdb__cache_check_put(db, tenant, project, command_key, data, ttl_s, &ttl, err, errlen);
+    if (rc)
         return rc;
     put_arg x = {tenant, project, command_key, data, sdb__now(db) + ttl * 1000};
     rc = sdb__commit(db, put_apply, &x, sdb__hash(tenant, project), false, err, errlen);
@@ -270,57 +271,5 @@ int sdb_cache_clear(sdb *db, sdb_slice tenant, sdb_slice project, sdb_slice comm
                      sdb__hash(tenant, project), whole, err, errlen);
     if (rc)
         *cleared = 0;
-    return rc;
-}
-
-typedef struct {
-    sdb_slice tenant;
-    const sdb_record_exec *r;
-    sdb_hist_result *res;
-    int64_t expires;
-} record_arg;
-
-static int record_apply(sdb__txn *t, void *arg, char *err, size_t errlen)
-{
-    record_arg *x = arg;
-    int rc = sdb__hist_apply_append(t, x->tenant, &x->r->hist, x->res, err, errlen);
-    if (rc || x->res->duplicate || x->r->command_key.n == 0)
-        return rc;
-    return fill(t, x->tenant, x->r->hist.project, x->r->command_key, x->r->cache_data, x->expires,
-                x->res->seq, err, errlen);
-}
-
-int sdb_record_execution(sdb *db, sdb_slice tenant, const sdb_record_exec *r, sdb_hist_result *res,
-                         int64_t *expires_ms, char *err, size_t errlen)
-{
-    sdb_hist_result tmp;
-    if (!res)
-        res = &tmp;
-    memset(res, 0, sizeof *res);
-    if (expires_ms)
-        *expires_ms = 0;
-    int rc = sdb__hist_check_append(db, tenant, &r->hist, err, errlen);
-    if (rc)
-        return rc;
-    int64_t ttl = 0;
-    if (r->command_key.n &&
-        ((rc = check_key(tenant, r->hist.project, r->command_key, false, err, errlen)) ||
-         (rc = sdb__check_size("result", r->cache_data.n, db->o.max_cache_bytes, err, errlen)) ||
-         (rc = check_ttl(db, r->ttl_s, &ttl, err, errlen))))
-        return rc;
-    record_arg x = {tenant, r, res, sdb__now(db) + ttl * 1000};
-    rc = sdb__commit(db, record_apply, &x, sdb__hash(tenant, r->hist.project), false, err, errlen);
-    if (rc == SBX_OK) {
-        if (res->duplicate) {
-            SDB__STAT_ADD(db, history_duplicates, 1);
-        } else {
-            SDB__STAT_ADD(db, history_appends, 1);
-            if (r->command_key.n) {
-                SDB__STAT_ADD(db, cache_puts, 1);
-                if (expires_ms)
-                    *expires_ms = x.expires;
-            }
-        }
-    }
     return rc;
 }

@@ -1,14 +1,15 @@
 /* checkpoint.c: consistent on-disk copies of the database (RocksDB checkpoints: hard links to
  * the immutable SST files plus a copy of the live WAL/manifest, taken after a memtable flush).
  * The target must be a new directory whose parent exists; the copy opens like any data dir.
+ * Calls keys.c only.
  */
 #include <errno.h>
 #include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 
+#include "clock.h"
 #include "log.h"
 #include "storedb_int.h"
 
@@ -42,8 +43,7 @@ int sdb_checkpoint(sdb *db, sdb_slice dir, uint64_t *sequence, int64_t *took_us,
         return sdb__err(err, errlen, SBX_FAILED_PRECONDITION,
                         "dir: parent directory %s does not exist", pd);
 
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    uint64_t t0 = sbx_mono_us();
     char *rerr = NULL;
     /* the sequence number taken before the checkpoint is covered by it (it flushes first) */
     uint64_t seqno = rocksdb_get_latest_sequence_number(db->rdb);
@@ -55,8 +55,7 @@ int sdb_checkpoint(sdb *db, sdb_slice dir, uint64_t *sequence, int64_t *took_us,
     rocksdb_checkpoint_object_destroy(cp);
     if (rerr)
         return sdb__rocks_err("checkpoint", rerr, err, errlen);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    int64_t us = (int64_t)(t1.tv_sec - t0.tv_sec) * 1000000 + (t1.tv_nsec - t0.tv_nsec) / 1000;
+    int64_t us = (int64_t)(sbx_mono_us() - t0);
     if (sequence)
         *sequence = seqno;
     if (took_us)

@@ -18,6 +18,9 @@
  * Exclusive operations (range deletes: DeleteProject, project-wide cache clear, Flush) run
  * alone: in GROUP mode the committer first writes what it has, in DIRECT mode they take the
  * write side of a rwlock whose read side every other write holds.
+ *
+ * A write that became durable wakes the watchers of the projects it touched (watch.c). Calls
+ * read.c, watch.c and keys.c; open.c starts and stops the committer.
  */
 #include <errno.h>
 #include <semaphore.h>

@@ -1,15 +1,16 @@
 /* keys.c: how the store lays out bytes. A growable byte builder and a bounds-checked reader,
- * the tenant-prefixed, length-delimited key encoding (see storedb_int.h), input validation
+ * the tenant-prefixed, length-delimited key encoding (see keys.h), input validation
  * with messages that name the field and the limit, RocksDB error mapping, and the opaque page
  * tokens: base64url of (version, kind, binding to tenant + listing, cursor, checksum), so a
  * token is rejected when tampered with, truncated, or replayed by another tenant or listing.
+ * The bottom of the engine: no state, no handle, calls no other engine file.
  */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "storedb_int.h"
+#include "keys.h"
 
 /* ---- byte builder ---- */
 
@@ -279,6 +280,14 @@ int sdb__check_bytes(const char *field, sdb_slice s, size_t max, bool allow_empt
     return SBX_OK;
 }
 
+int sdb__check_size(const char *field, size_t n, size_t max, char *err, size_t errlen)
+{
+    if (n > max)
+        return sdb__err(err, errlen, SBX_INVALID_ARGUMENT,
+                        "%s: %zu bytes exceeds the limit of %zu bytes", field, n, max);
+    return SBX_OK;
+}
+
 int sdb__check_tenant(sdb_slice tenant, char *err, size_t errlen)
 {
     return sdb__check_bytes("tenant", tenant, SDB_TENANT_MAX, false, err, errlen);
@@ -510,13 +519,5 @@ int sdb__token_decode(const char *field, int kind, sdb_slice tenant, sdb_slice s
                         field);
     memcpy(cur, c.p, c.n);
     *n = c.n;
-    return SBX_OK;
-}
-
-int sdb__check_size(const char *field, size_t n, size_t max, char *err, size_t errlen)
-{
-    if (n > max)
-        return sdb__err(err, errlen, SBX_INVALID_ARGUMENT,
-                        "%s: %zu bytes exceeds the limit of %zu bytes", field, n, max);
     return SBX_OK;
 }

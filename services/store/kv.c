@@ -6,7 +6,7 @@
  * number Flush reports exact. Set supports a TTL (relative or absolute) and expected-version
  * CAS; Incr is an atomic int64 add on a decimal-text value. Read-modify-writes go through
  * commit.c, which makes them atomic under concurrent clients. Flush range-deletes the caller's
- * tenant only.
+ * tenant only. Calls commit.c, read.c, codec.c (the entry) and keys.c.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -14,37 +14,6 @@
 #include <string.h>
 
 #include "storedb_int.h"
-
-typedef struct {
-    bool live;
-    sdb_kv_meta meta;
-    sdb_slice value;
-} kv_entry;
-
-static bool entry_decode(const char *v, size_t vn, int64_t now, kv_entry *e)
-{
-    sdb__rd d = sdb__rd_init(v, vn);
-    memset(e, 0, sizeof *e);
-    uint8_t ver = sdb__rd_u8(&d);
-    e->meta.version = sdb__rd_be64(&d);
-    e->meta.expires_ms = (int64_t)sdb__rd_be64(&d);
-    e->meta.updated_ms = (int64_t)sdb__rd_be64(&d);
-    if (d.bad || ver != SDB__VALUE_V1)
-        return false;
-    e->value.p = d.p;
-    e->value.n = d.n;
-    e->live = e->meta.expires_ms == 0 || e->meta.expires_ms > now;
-    return true;
-}
-
-static void entry_encode(sdb__buf *b, const sdb_kv_meta *m, sdb_slice value)
-{
-    sdb__buf_u8(b, SDB__VALUE_V1);
-    sdb__buf_be64(b, m->version);
-    sdb__buf_be64(b, (uint64_t)m->expires_ms);
-    sdb__buf_be64(b, (uint64_t)m->updated_ms);
-    sdb__buf_raw(b, value.p, value.n);
-}
 
 static int check_key(sdb *db, sdb_slice tenant, sdb_slice key, char *err, size_t errlen)
 {
@@ -90,7 +59,7 @@ static int mismatch(uint64_t expected, uint64_t have, char *err, size_t errlen)
 }
 
 /* Reads the current entry through the txn. *raw must be freed. */
-static int read_entry(sdb__txn *t, const sdb__buf *k, char **raw, kv_entry *e, char *err,
+static int read_entry(sdb__txn *t, const sdb__buf *k, char **raw, sdb__kv_val *e, char *err,
                       size_t errlen)
 {
     size_t vn = 0;
@@ -101,7 +70,7 @@ static int read_entry(sdb__txn *t, const sdb__buf *k, char **raw, kv_entry *e, c
         return SBX_OK;
     if (rc)
         return rc;
-    if (!entry_decode(*raw, vn, sdb__now(sdb__txn_db(t)), e))
+    if (!sdb__kv_val_decode(*raw, vn, sdb__now(sdb__txn_db(t)), e))
         return sdb__err(err, errlen, SBX_DATA_LOSS, "kv entry is corrupted");
     return SBX_OK;
 }
@@ -123,7 +92,7 @@ static int set_apply(sdb__txn *t, void *arg, char *err, size_t errlen)
     sdb__buf_init(&b);
     sdb__key_kv(&k, x->tenant, x->s->key);
     char *raw;
-    kv_entry e;
+    sdb__kv_val e;
     int rc = read_entry(t, &k, &raw, &e, err, errlen);
     if (rc)
         goto out;
@@ -135,7 +104,7 @@ static int set_apply(sdb__txn *t, void *arg, char *err, size_t errlen)
     if ((rc = bump(t, x->tenant, raw ? 0 : 1, &rev, err, errlen)))
         goto out;
     sdb_kv_meta m = {rev, x->expires, sdb__now(sdb__txn_db(t))};
-    entry_encode(&b, &m, x->s->value);
+    sdb__kv_val_encode(&b, &m, x->s->value);
     sdb__txn_put(t, SDB__CF_KV, &k, b.p, b.n);
     *x->out = m;
 out:
@@ -211,8 +180,8 @@ int sdb_kv_get(sdb *db, sdb_slice tenant, sdb_slice key, char **value, size_t *l
         return sdb__err(err, errlen, SBX_NOT_FOUND, "key not found");
     if (rc)
         return rc;
-    kv_entry e;
-    if (!entry_decode(v, vn, sdb__now(db), &e)) {
+    sdb__kv_val e;
+    if (!sdb__kv_val_decode(v, vn, sdb__now(db), &e)) {
         free(v);
         return sdb__err(err, errlen, SBX_DATA_LOSS, "kv entry is corrupted");
     }
@@ -220,7 +189,7 @@ int sdb_kv_get(sdb *db, sdb_slice tenant, sdb_slice key, char **value, size_t *l
         free(v);
         return sdb__err(err, errlen, SBX_NOT_FOUND, "key not found (expired)");
     }
-    /* reuse RocksDB's buffer: it is SDB__KV_HDR bytes longer than the value */
+    /* reuse RocksDB's buffer: it is the entry header longer than the value */
     size_t n = e.value.n;
     memmove(v, e.value.p, n);
     v[n] = '\0';
@@ -245,7 +214,7 @@ static int del_apply(sdb__txn *t, void *arg, char *err, size_t errlen)
     sdb__buf_init(&k);
     sdb__key_kv(&k, x->tenant, x->key);
     char *raw;
-    kv_entry e;
+    sdb__kv_val e;
     int rc = read_entry(t, &k, &raw, &e, err, errlen);
     if (rc == SBX_OK && raw) {
         *x->existed = e.live;
@@ -316,7 +285,7 @@ static int incr_apply(sdb__txn *t, void *arg, char *err, size_t errlen)
     sdb__buf_init(&b);
     sdb__key_kv(&k, x->tenant, x->key);
     char *raw;
-    kv_entry e;
+    sdb__kv_val e;
     int rc = read_entry(t, &k, &raw, &e, err, errlen);
     if (rc)
         goto out;
@@ -338,7 +307,7 @@ static int incr_apply(sdb__txn *t, void *arg, char *err, size_t errlen)
     char num[24];
     int nn = snprintf(num, sizeof num, "%lld", (long long)next);
     sdb_kv_meta m = {rev, e.live ? e.meta.expires_ms : 0, sdb__now(sdb__txn_db(t))};
-    entry_encode(&b, &m, sdb_slice_n(num, (size_t)nn));
+    sdb__kv_val_encode(&b, &m, sdb_slice_n(num, (size_t)nn));
     sdb__txn_put(t, SDB__CF_KV, &k, b.p, b.n);
     *x->result = next;
     *x->meta = m;
@@ -394,6 +363,58 @@ int sdb_kv_incr(sdb *db, sdb_slice tenant, sdb_slice key, int64_t delta, int64_t
 
 /* ---- List ---- */
 
+typedef struct {
+    sdb_slice tenant, prefix;
+    bool keys_only;
+    sdb_kv_cb cb;
+    void *arg;
+    sdb_page *page;
+} list_arg;
+
+/* The page from the iterator's position on; returns what ends the listing early (an error or
+ * the callback's stop value), else 0. */
+static int list_page(sdb *db, sdb__iter *it, const list_arg *l, char *err, size_t errlen)
+{
+    int64_t now = sdb__now(db);
+    sdb_page *page = l->page;
+    sdb__buf last; /* the key last returned: the cursor of the next page */
+    sdb__buf_init(&last);
+    int stop = 0;
+    for (; sdb__iter_valid(it); sdb__iter_next(it)) {
+        size_t kn, vn;
+        const char *k = sdb__iter_key(it, &kn);
+        const char *v = sdb__iter_value(it, &vn);
+        sdb_slice t;
+        sdb_kv_item item;
+        sdb__kv_val e;
+        if (!sdb__key_split(k, kn, &t, &item.key) || !sdb__kv_val_decode(v, vn, now, &e)) {
+            stop = sdb__err(err, errlen, SBX_DATA_LOSS, "kv entry is corrupted");
+            break;
+        }
+        if (!e.live)
+            continue;
+        if (page->count == page->applied_limit) {
+            sdb__token_encode(SDB__TOK_KV, l->tenant, l->prefix, last.p, last.n, page->next_token);
+            break;
+        }
+        item.value = l->keys_only ? sdb_slice_n("", 0) : e.value;
+        item.meta = e.meta;
+        stop = l->cb ? l->cb(l->arg, &item) : 0;
+        if (stop == SDB_PAGE_FULL) {
+            stop = 0;
+            sdb__token_encode(SDB__TOK_KV, l->tenant, l->prefix, last.p, last.n, page->next_token);
+            break;
+        }
+        page->count++;
+        if (stop)
+            break;
+        sdb__buf_reset(&last);
+        sdb__buf_raw(&last, item.key.p, item.key.n);
+    }
+    sdb__buf_free(&last);
+    return stop;
+}
+
 int sdb_kv_list(sdb *db, sdb_slice tenant, sdb_slice prefix, bool has_limit, int64_t limit,
                 sdb_slice page_token, bool keys_only, sdb_kv_cb cb, void *arg, sdb_page *page,
                 char *err, size_t errlen)
@@ -403,79 +424,15 @@ int sdb_kv_list(sdb *db, sdb_slice tenant, sdb_slice prefix, bool has_limit, int
         (rc = sdb__check_bytes("prefix", prefix, db->o.kv_max_key, true, err, errlen)) ||
         (rc = sdb__check_limit(has_limit, limit, SDB_LIST_DEFAULT, page, err, errlen)))
         return rc;
-    char cur[SDB_TOKEN_MAX];
-    size_t cn = 0;
-    if (page_token.n && (rc = sdb__token_decode("cursor", SDB__TOK_KV, tenant, prefix, page_token,
-                                                cur, &cn, err, errlen)))
+    sdb__iter it;
+    if ((rc = sdb__iter_open_page(db, &it, SDB__CF_KV, SDB__TOK_KV, "cursor", tenant, prefix,
+                                  page_token, err, errlen)))
         return rc;
     SDB__STAT_ADD(db, kv_reads, 1);
-    sdb__buf lo, hi, seek;
-    sdb__buf_init(&lo);
-    sdb__buf_init(&hi);
-    sdb__buf_init(&seek);
-    sdb__key_kv(&lo, tenant, prefix);
-    sdb__buf_copy(&hi, &lo);
-    bool has_hi = sdb__buf_successor(&hi);
-    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
-    rocksdb_readoptions_set_iterate_lower_bound(ro, lo.p, lo.n);
-    if (has_hi)
-        rocksdb_readoptions_set_iterate_upper_bound(ro, hi.p, hi.n);
-    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(db->rdb, ro, db->cf[SDB__CF_KV]);
-    if (cn) {
-        sdb__key_kv(&seek, tenant, sdb_slice_n(cur, cn));
-        sdb__buf_u8(&seek, 0); /* the smallest key after the cursor */
-    } else {
-        sdb__buf_copy(&seek, &lo);
-    }
-    rocksdb_iter_seek(it, seek.p, seek.n);
-    int64_t now = sdb__now(db);
-    int stop = 0;
-    sdb__buf last;
-    sdb__buf_init(&last);
-    for (; rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
-        size_t kn, vn;
-        const char *k = rocksdb_iter_key(it, &kn);
-        const char *v = rocksdb_iter_value(it, &vn);
-        sdb_slice t;
-        sdb_kv_item item;
-        kv_entry e;
-        if (!sdb__key_split(k, kn, &t, &item.key) || !entry_decode(v, vn, now, &e)) {
-            stop = sdb__err(err, errlen, SBX_DATA_LOSS, "kv entry is corrupted");
-            break;
-        }
-        if (!e.live)
-            continue;
-        if (page->count == page->applied_limit) {
-            sdb__token_encode(SDB__TOK_KV, tenant, prefix, last.p, last.n, page->next_token);
-            break;
-        }
-        item.value = keys_only ? sdb_slice_n("", 0) : e.value;
-        item.meta = e.meta;
-        stop = cb ? cb(arg, &item) : 0;
-        if (stop == SDB_PAGE_FULL) {
-            stop = 0;
-            sdb__token_encode(SDB__TOK_KV, tenant, prefix, last.p, last.n, page->next_token);
-            break;
-        }
-        page->count++;
-        if (stop)
-            break;
-        sdb__buf_reset(&last);
-        sdb__buf_raw(&last, item.key.p, item.key.n);
-    }
-    char *rerr = NULL;
-    rocksdb_iter_get_error(it, &rerr);
-    rocksdb_iter_destroy(it);
-    rocksdb_readoptions_destroy(ro);
-    sdb__buf_free(&lo);
-    sdb__buf_free(&hi);
-    sdb__buf_free(&seek);
-    sdb__buf_free(&last);
-    if (stop) {
-        free(rerr);
-        return stop;
-    }
-    return rerr ? sdb__rocks_err("read", rerr, err, errlen) : SBX_OK;
+    list_arg l = {tenant, prefix, keys_only, cb, arg, page};
+    int stop = list_page(db, &it, &l, err, errlen);
+    rc = sdb__iter_close(&it, stop ? NULL : err, stop ? 0 : errlen);
+    return stop ? stop : rc;
 }
 
 /* ---- Flush ---- */

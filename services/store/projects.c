@@ -1,66 +1,16 @@
-/* projects.c: project metadata. A project record holds a sorted field map, a version bumped on
- * every update (expected-version CAS, 0 = must not exist), created/updated times and its
- * history retention. Reads merge in the execution statistics kept with the history counter
- * and the cache generation. DeleteProject removes the record and range-deletes the project's
- * scope in history, cache and meta in one atomic write.
+/* projects.c: project metadata. A project record (codec.c) holds a sorted field map, a
+ * version bumped on every update (expected-version CAS, 0 = must not exist), created/updated
+ * times and its history retention. Reads merge in the execution statistics kept with the
+ * history counter and the cache generation. An append or a cache put creates a missing project
+ * (version 0) through sdb__project_ensure. DeleteProject removes the record and range-deletes
+ * the project's scope in history, cache and meta in one atomic write. Calls commit.c, read.c,
+ * codec.c and keys.c.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "storedb_int.h"
-
-/* ---- record encoding ---- */
-
-void sdb__projrec_encode(sdb__buf *b, const sdb__projrec *r)
-{
-    sdb__buf_u8(b, SDB__VALUE_V1);
-    sdb__buf_be64(b, r->version);
-    sdb__buf_be64(b, (uint64_t)r->created_ms);
-    sdb__buf_be64(b, (uint64_t)r->updated_ms);
-    sdb__buf_be64(b, r->ret_max_records);
-    sdb__buf_be64(b, (uint64_t)r->ret_max_age_s);
-    sdb__buf_be32(b, (uint32_t)r->n_fields);
-    for (size_t i = 0; i < r->n_fields; i++) {
-        sdb__buf_be32(b, (uint32_t)r->fields[i].key.n);
-        sdb__buf_raw(b, r->fields[i].key.p, r->fields[i].key.n);
-        sdb__buf_be32(b, (uint32_t)r->fields[i].value.n);
-        sdb__buf_raw(b, r->fields[i].value.p, r->fields[i].value.n);
-    }
-}
-
-/* r->fields is malloc'd (free it) and points into v. */
-bool sdb__projrec_decode(const char *v, size_t n, sdb__projrec *r)
-{
-    sdb__rd d = sdb__rd_init(v, n);
-    memset(r, 0, sizeof *r);
-    if (sdb__rd_u8(&d) != SDB__VALUE_V1)
-        return false;
-    r->version = sdb__rd_be64(&d);
-    r->created_ms = (int64_t)sdb__rd_be64(&d);
-    r->updated_ms = (int64_t)sdb__rd_be64(&d);
-    r->ret_max_records = sdb__rd_be64(&d);
-    r->ret_max_age_s = (int64_t)sdb__rd_be64(&d);
-    uint32_t nf = sdb__rd_be32(&d);
-    if (d.bad || nf > SDB_FIELDS_MAX)
-        return false;
-    r->fields = nf ? calloc(nf, sizeof *r->fields) : NULL;
-    if (nf && !r->fields)
-        return false;
-    for (uint32_t i = 0; i < nf; i++) {
-        uint32_t kn = sdb__rd_be32(&d);
-        r->fields[i].key = sdb__rd_bytes(&d, kn);
-        uint32_t vn = sdb__rd_be32(&d);
-        r->fields[i].value = sdb__rd_bytes(&d, vn);
-    }
-    r->n_fields = nf;
-    if (d.bad) {
-        free(r->fields);
-        r->fields = NULL;
-        return false;
-    }
-    return true;
-}
 
 /* ---- building sdb_project ---- */
 
@@ -262,63 +212,62 @@ typedef struct {
     sdb_project **out;
 } update_arg;
 
-static int update_apply(sdb__txn *t, void *arg, char *err, size_t errlen)
+/* The stored record through the txn; *exists is false when there is none. */
+static int load_record(sdb__txn *t, const sdb__buf *k, char **raw, sdb__projrec *cur, bool *exists,
+                       char *err, size_t errlen)
 {
-    update_arg *x = arg;
-    const sdb_proj_patch *u = x->u;
-    sdb *db = sdb__txn_db(t);
-    sdb__buf k, b;
-    sdb__buf_init(&k);
-    sdb__buf_init(&b);
-    char *raw = NULL;
     size_t rn = 0;
-    sdb__projrec cur = {0};
-    mfield *mf = NULL;
-    sdb_field *nf = NULL;
-    bool exists = false;
+    *exists = false;
+    int rc = sdb__txn_get(t, SDB__CF_PROJECTS, k, raw, &rn, err, errlen);
+    if (rc == SBX_NOT_FOUND)
+        return SBX_OK;
+    if (rc)
+        return rc;
+    if (!sdb__projrec_decode(*raw, rn, cur))
+        return sdb__err(err, errlen, SBX_DATA_LOSS, "project record is corrupted");
+    *exists = true;
+    return SBX_OK;
+}
 
-    sdb__key_project(&k, x->tenant, u->project);
-    int rc = sdb__txn_get(t, SDB__CF_PROJECTS, &k, &raw, &rn, err, errlen);
-    if (rc == SBX_OK) {
-        if (!sdb__projrec_decode(raw, rn, &cur)) {
-            rc = sdb__err(err, errlen, SBX_DATA_LOSS, "project record is corrupted");
-            goto out;
-        }
-        exists = true;
-    } else if (rc != SBX_NOT_FOUND) {
-        goto out;
-    }
-    if (u->has_expected_version) {
-        uint64_t have = exists ? cur.version : 0;
-        if (u->expected_version != have) {
-            rc = sdb__err(err, errlen, SBX_FAILED_PRECONDITION,
-                          "version mismatch: expected %llu, current %llu",
-                          (unsigned long long)u->expected_version, (unsigned long long)have);
-            goto out;
-        }
-    }
+static int check_version(const sdb_proj_patch *u, uint64_t have, char *err, size_t errlen)
+{
+    if (u->has_expected_version && u->expected_version != have)
+        return sdb__err(err, errlen, SBX_FAILED_PRECONDITION,
+                        "version mismatch: expected %llu, current %llu",
+                        (unsigned long long)u->expected_version, (unsigned long long)have);
+    return SBX_OK;
+}
 
-    /* merge: existing fields (prio 0), then set (prio 1+i, later wins), minus remove */
-    size_t total = cur.n_fields + u->n_set, n = 0;
-    mf = calloc(total ? total : 1, sizeof *mf);
-    nf = calloc(total ? total : 1, sizeof *nf);
+static bool removed_by(const sdb_proj_patch *u, sdb_slice key)
+{
+    for (size_t j = 0; j < u->n_remove; j++)
+        if (slice_eq(u->remove[j], key))
+            return true;
+    return false;
+}
+
+/* The fields after the patch, sorted by key: the existing ones (prio 0), then set (prio 1+i,
+ * later wins), minus remove. *out (malloc'd, free it) points into cur and u. */
+static int merge_fields(const sdb__projrec *cur, const sdb_proj_patch *u, sdb_field **out,
+                        size_t *m_out, char *err, size_t errlen)
+{
+    size_t total = cur->n_fields + u->n_set, n = 0, m = 0;
+    mfield *mf = calloc(total ? total : 1, sizeof *mf);
+    sdb_field *nf = calloc(total ? total : 1, sizeof *nf);
     if (!mf || !nf) {
-        rc = sdb__err(err, errlen, SBX_RESOURCE_EXHAUSTED, "out of memory");
-        goto out;
+        free(mf);
+        free(nf);
+        return sdb__err(err, errlen, SBX_RESOURCE_EXHAUSTED, "out of memory");
     }
-    for (size_t i = 0; i < cur.n_fields; i++)
-        mf[n++] = (mfield){cur.fields[i].key, cur.fields[i].value, 0};
+    for (size_t i = 0; i < cur->n_fields; i++)
+        mf[n++] = (mfield){cur->fields[i].key, cur->fields[i].value, 0};
     for (size_t i = 0; i < u->n_set; i++)
         mf[n++] = (mfield){u->set[i].key, u->set[i].value, 1 + i};
     qsort(mf, n, sizeof *mf, mfield_cmp);
-    size_t m = 0;
     for (size_t i = 0; i < n; i++) {
         if (m && slice_eq(nf[m - 1].key, mf[i].key))
-            continue;
-        bool removed = false;
-        for (size_t j = 0; j < u->n_remove && !removed; j++)
-            removed = slice_eq(u->remove[j], mf[i].key);
-        if (removed) {
+            continue; /* an older value of the field just taken */
+        if (removed_by(u, mf[i].key)) {
             /* keep it out, and skip its older duplicates */
             while (i + 1 < n && slice_eq(mf[i + 1].key, mf[i].key))
                 i++;
@@ -328,53 +277,85 @@ static int update_apply(sdb__txn *t, void *arg, char *err, size_t errlen)
         nf[m].value = mf[i].value;
         m++;
     }
+    free(mf);
+    *out = nf;
+    *m_out = m;
+    return SBX_OK;
+}
+
+static int check_fields(const sdb_field *f, size_t m, char *err, size_t errlen)
+{
     size_t total_bytes = 0;
     for (size_t i = 0; i < m; i++)
-        total_bytes += nf[i].key.n + nf[i].value.n;
-    if (m > SDB_FIELDS_MAX) {
-        rc = sdb__err(err, errlen, SBX_INVALID_ARGUMENT,
-                      "fields: %zu exceeds the limit of %d fields per project", m, SDB_FIELDS_MAX);
-        goto out;
-    }
-    if (total_bytes > SDB_FIELDS_TOTAL_MAX) {
-        rc = sdb__err(err, errlen, SBX_INVALID_ARGUMENT,
-                      "fields: %zu bytes in total exceeds the limit of %u bytes", total_bytes,
-                      SDB_FIELDS_TOTAL_MAX);
-        goto out;
-    }
-    int64_t now = sdb__now(db);
-    sdb__projrec nr = {
-        .version = (exists ? cur.version : 0) + 1,
-        .created_ms = exists ? cur.created_ms : now,
-        .updated_ms = now,
-        .ret_max_records = u->has_retention ? u->retention_max_records : cur.ret_max_records,
-        .ret_max_age_s = u->has_retention ? u->retention_max_age_s : cur.ret_max_age_s,
-        .n_fields = m,
-        .fields = nf,
-    };
-    sdb__projrec_encode(&b, &nr);
-    sdb__txn_put(t, SDB__CF_PROJECTS, &k, b.p, b.n);
-    rc = SBX_OK;
+        total_bytes += f[i].key.n + f[i].value.n;
+    if (m > SDB_FIELDS_MAX)
+        return sdb__err(err, errlen, SBX_INVALID_ARGUMENT,
+                        "fields: %zu exceeds the limit of %d fields per project", m,
+                        SDB_FIELDS_MAX);
+    if (total_bytes > SDB_FIELDS_TOTAL_MAX)
+        return sdb__err(err, errlen, SBX_INVALID_ARGUMENT,
+                        "fields: %zu bytes in total exceeds the limit of %u bytes", total_bytes,
+                        SDB_FIELDS_TOTAL_MAX);
+    return SBX_OK;
+}
 
-    if (x->out) {
-        char *copy = malloc(b.n);
-        extras ex;
-        if (!copy) {
-            rc = sdb__err(err, errlen, SBX_RESOURCE_EXHAUSTED, "out of memory");
-            goto out;
-        }
-        memcpy(copy, b.p, b.n);
-        rc = read_extras(get_txn, t, x->tenant, u->project, &ex, err, errlen);
-        if (rc) {
-            free(copy);
-            goto out;
-        }
-        rc = make_project(db, u->project, copy, b.n, &ex, x->out, err, errlen);
+/* *out: the project as just written (value b), with its counter and cache figures read
+ * through the txn. */
+static int updated_project(sdb__txn *t, const update_arg *x, const sdb__buf *b, char *err,
+                           size_t errlen)
+{
+    char *copy = malloc(b->n);
+    extras ex;
+    if (!copy)
+        return sdb__err(err, errlen, SBX_RESOURCE_EXHAUSTED, "out of memory");
+    memcpy(copy, b->p, b->n);
+    int rc = read_extras(get_txn, t, x->tenant, x->u->project, &ex, err, errlen);
+    if (rc) {
+        free(copy);
+        return rc;
     }
-out:
+    return make_project(sdb__txn_db(t), x->u->project, copy, b->n, &ex, x->out, err, errlen);
+}
+
+static int update_apply(sdb__txn *t, void *arg, char *err, size_t errlen)
+{
+    update_arg *x = arg;
+    const sdb_proj_patch *u = x->u;
+    sdb__buf k, b;
+    sdb__buf_init(&k);
+    sdb__buf_init(&b);
+    char *raw = NULL;
+    sdb__projrec cur = {0};
+    sdb_field *nf = NULL;
+    size_t m = 0;
+    bool exists;
+
+    sdb__key_project(&k, x->tenant, u->project);
+    int rc = load_record(t, &k, &raw, &cur, &exists, err, errlen);
+    if (rc == SBX_OK)
+        rc = check_version(u, exists ? cur.version : 0, err, errlen);
+    if (rc == SBX_OK)
+        rc = merge_fields(&cur, u, &nf, &m, err, errlen);
+    if (rc == SBX_OK)
+        rc = check_fields(nf, m, err, errlen);
+    if (rc == SBX_OK) {
+        int64_t now = sdb__now(sdb__txn_db(t));
+        sdb__projrec nr = {
+            .version = (exists ? cur.version : 0) + 1,
+            .created_ms = exists ? cur.created_ms : now,
+            .updated_ms = now,
+            .ret_max_records = u->has_retention ? u->retention_max_records : cur.ret_max_records,
+            .ret_max_age_s = u->has_retention ? u->retention_max_age_s : cur.ret_max_age_s,
+            .n_fields = m,
+            .fields = nf,
+        };
+        sdb__projrec_encode(&b, &nr);
+        sdb__txn_put(t, SDB__CF_PROJECTS, &k, b.p, b.n);
+        if (x->out)
+            rc = updated_project(t, x, &b, err, errlen);
+    }
     free(cur.fields);
     free(raw);
-    free(mf);
     free(nf);
     sdb__buf_free(&k);
     sdb__buf_free(&b);
@@ -431,6 +412,65 @@ int sdb_proj_update(sdb *db, sdb_slice tenant, const sdb_proj_patch *u, sdb_proj
 
 /* ---- list ---- */
 
+/* Hands one listed project to cb. Returns an error status (reading its counter or decoding it
+ * failed) or SBX_OK with *cb_rc set to what cb returned. */
+static int list_one(sdb *db, sdb_slice tenant, sdb_slice id, const char *v, size_t vn,
+                    sdb_proj_cb cb, void *arg, int *cb_rc, char *err, size_t errlen)
+{
+    extras ex;
+    sdb_project p;
+    int rc = read_extras(get_db, db, tenant, id, &ex, err, errlen);
+    if (rc == SBX_OK)
+        rc = fill_project(db, &p, id, v, vn, &ex, err, errlen);
+    if (rc) {
+        free(ex.craw);
+        return rc;
+    }
+    *cb_rc = cb ? cb(arg, &p) : 0;
+    free(p.fields);
+    free(ex.craw);
+    return SBX_OK;
+}
+
+/* The page from the iterator's position on; returns what ends the listing early (an error or
+ * the callback's stop value), else 0. */
+static int list_page(sdb *db, sdb__iter *it, sdb_slice tenant, sdb_slice prefix, sdb_proj_cb cb,
+                     void *arg, sdb_page *page, char *err, size_t errlen)
+{
+    sdb__buf last; /* the id last returned: the cursor of the next page */
+    sdb__buf_init(&last);
+    int stop = 0;
+    for (; sdb__iter_valid(it); sdb__iter_next(it)) {
+        size_t kn, vn;
+        const char *k = sdb__iter_key(it, &kn);
+        const char *v = sdb__iter_value(it, &vn);
+        sdb_slice t, id;
+        if (!sdb__key_split(k, kn, &t, &id))
+            continue;
+        if (page->count == page->applied_limit) {
+            sdb__token_encode(SDB__TOK_PROJ, tenant, prefix, last.p, last.n, page->next_token);
+            break;
+        }
+        int rc = list_one(db, tenant, id, v, vn, cb, arg, &stop, err, errlen);
+        if (rc) {
+            stop = rc;
+            break;
+        }
+        if (stop == SDB_PAGE_FULL) {
+            stop = 0;
+            sdb__token_encode(SDB__TOK_PROJ, tenant, prefix, last.p, last.n, page->next_token);
+            break;
+        }
+        page->count++;
+        if (stop)
+            break;
+        sdb__buf_reset(&last);
+        sdb__buf_raw(&last, id.p, id.n);
+    }
+    sdb__buf_free(&last);
+    return stop;
+}
+
 int sdb_proj_list(sdb *db, sdb_slice tenant, sdb_slice prefix, bool has_limit, int64_t limit,
                   sdb_slice page_token, sdb_proj_cb cb, void *arg, sdb_page *page, char *err,
                   size_t errlen)
@@ -440,107 +480,36 @@ int sdb_proj_list(sdb *db, sdb_slice tenant, sdb_slice prefix, bool has_limit, i
         (rc = sdb__check_bytes("prefix", prefix, SDB_PROJECT_ID_MAX, true, err, errlen)) ||
         (rc = sdb__check_limit(has_limit, limit, SDB_LIST_DEFAULT, page, err, errlen)))
         return rc;
-    char cur[SDB_TOKEN_MAX];
-    size_t cn = 0;
-    if (page_token.n && (rc = sdb__token_decode("page_token", SDB__TOK_PROJ, tenant, prefix,
-                                                page_token, cur, &cn, err, errlen)))
+    sdb__iter it;
+    if ((rc = sdb__iter_open_page(db, &it, SDB__CF_PROJECTS, SDB__TOK_PROJ, "page_token", tenant,
+                                  prefix, page_token, err, errlen)))
         return rc;
-
-    sdb__buf lo, hi, seek;
-    sdb__buf_init(&lo);
-    sdb__buf_init(&hi);
-    sdb__buf_init(&seek);
-    sdb__key_project(&lo, tenant, prefix);
-    sdb__buf_copy(&hi, &lo);
-    bool has_hi = sdb__buf_successor(&hi);
-    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
-    rocksdb_readoptions_set_iterate_lower_bound(ro, lo.p, lo.n);
-    if (has_hi)
-        rocksdb_readoptions_set_iterate_upper_bound(ro, hi.p, hi.n);
-    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(db->rdb, ro, db->cf[SDB__CF_PROJECTS]);
-    if (cn)
-        sdb__key_project(&seek, tenant, sdb_slice_n(cur, cn));
-    else
-        sdb__buf_copy(&seek, &lo);
-    rocksdb_iter_seek(it, seek.p, seek.n);
-    if (cn && rocksdb_iter_valid(it)) {
-        size_t kn;
-        const char *k = rocksdb_iter_key(it, &kn);
-        if (kn == seek.n && memcmp(k, seek.p, kn) == 0)
-            rocksdb_iter_next(it); /* the cursor is the last id returned */
-    }
-    int stop = 0;
-    sdb_slice last = {NULL, 0};
-    char *lastbuf = NULL;
-    for (; rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
-        size_t kn, vn;
-        const char *k = rocksdb_iter_key(it, &kn);
-        const char *v = rocksdb_iter_value(it, &vn);
-        sdb_slice t, id;
-        if (!sdb__key_split(k, kn, &t, &id))
-            continue;
-        if (page->count == page->applied_limit) {
-            sdb__token_encode(SDB__TOK_PROJ, tenant, prefix, last.p, last.n, page->next_token);
-            break;
-        }
-        extras ex;
-        sdb_project p;
-        rc = read_extras(get_db, db, tenant, id, &ex, err, errlen);
-        if (rc == SBX_OK) {
-            rc = fill_project(db, &p, id, v, vn, &ex, err, errlen);
-            if (rc)
-                free(ex.craw);
-        }
-        if (rc) {
-            stop = rc;
-            break;
-        }
-        stop = cb ? cb(arg, &p) : 0;
-        free(p.fields);
-        free(ex.craw);
-        if (stop == SDB_PAGE_FULL) {
-            stop = 0;
-            sdb__token_encode(SDB__TOK_PROJ, tenant, prefix, last.p, last.n, page->next_token);
-            break;
-        }
-        page->count++;
-        if (stop)
-            break;
-        free(lastbuf);
-        lastbuf = malloc(id.n ? id.n : 1);
-        if (!lastbuf)
-            abort();
-        memcpy(lastbuf, id.p, id.n);
-        last = sdb_slice_n(lastbuf, id.n);
-    }
-    char *rerr = NULL;
-    rocksdb_iter_get_error(it, &rerr);
-    rocksdb_iter_destroy(it);
-    rocksdb_readoptions_destroy(ro);
-    sdb__buf_free(&lo);
-    sdb__buf_free(&hi);
-    sdb__buf_free(&seek);
-    free(lastbuf);
-    if (stop) {
-        free(rerr);
-        return stop;
-    }
-    return rerr ? sdb__rocks_err("read", rerr, err, errlen) : SBX_OK;
+    int stop = list_page(db, &it, tenant, prefix, cb, arg, page, err, errlen);
+    rc = sdb__iter_close(&it, stop ? NULL : err, stop ? 0 : errlen);
+    return stop ? stop : rc;
 }
 
 /* ---- implicit creation, incarnation ---- */
 
-int sdb__ensure_project(sdb__txn *t, sdb_slice tenant, sdb_slice project, int64_t now, char *err,
-                        size_t errlen)
+int sdb__project_ensure(sdb__txn *t, sdb_slice tenant, sdb_slice project, int64_t now,
+                        uint64_t *max_records, char *err, size_t errlen)
 {
     sdb__buf k;
     sdb__buf_init(&k);
     sdb__key_project(&k, tenant, project);
     char *v = NULL;
     size_t vn = 0;
+    if (max_records)
+        *max_records = sdb__txn_db(t)->o.history_max_records;
     int rc = sdb__txn_get(t, SDB__CF_PROJECTS, &k, &v, &vn, err, errlen);
-    free(v);
-    if (rc == SBX_NOT_FOUND) {
+    if (rc == SBX_OK && max_records) {
+        sdb__projrec r;
+        if (!sdb__projrec_decode(v, vn, &r))
+            rc = sdb__err(err, errlen, SBX_DATA_LOSS, "project record is corrupted");
+        else if (r.ret_max_records)
+            *max_records = r.ret_max_records;
+        free(r.fields);
+    } else if (rc == SBX_NOT_FOUND) {
         sdb__projrec r = {.version = 0, .created_ms = now};
         sdb__buf b;
         sdb__buf_init(&b);
@@ -549,6 +518,7 @@ int sdb__ensure_project(sdb__txn *t, sdb_slice tenant, sdb_slice project, int64_
         sdb__buf_free(&b);
         rc = SBX_OK;
     }
+    free(v);
     sdb__buf_free(&k);
     return rc;
 }

@@ -8,13 +8,14 @@
  * per-tenant kv-key and per-project retained-record counters exact. Optionally
  * (opts.compaction_filter) a compaction filter on the cache and kv column families also drops
  * expired entries whenever RocksDB compacts them (those are then not subtracted from the
- * counters).
+ * counters). open.c starts and stops the thread and installs the filter. Calls history.c (the
+ * last sequence), commit.c, read.c, codec.c and keys.c.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "clock.h"
 #include "log.h"
 #include "storedb_int.h"
 
@@ -37,10 +38,7 @@ static unsigned char expiry_filter(void *st, int level, const char *key, size_t 
     (void)nvn;
     filter_state *fs = st;
     *changed = 0;
-    /* cache: ver, created, expires...; kv: ver, version, expires...: expiry at offset 9 */
-    if (vn < 17 || v[0] != SDB__VALUE_V1)
-        return 0;
-    int64_t exp = (int64_t)sdb__be64(v + 9);
+    int64_t exp = sdb__entry_expiry(v, vn);
     return exp != 0 && exp <= sdb__now(fs->db);
 }
 
@@ -127,7 +125,7 @@ static int expired_apply(sdb__txn *t, void *arg, char *err, size_t errlen)
         }
         if (rc)
             break;
-        int64_t exp = vn >= 17 ? (int64_t)sdb__be64(v + 9) : 0;
+        int64_t exp = sdb__entry_expiry(v, vn);
         free(v);
         if (exp != 0 && exp <= now) { /* still expired: no write refreshed it meanwhile */
             sdb__buf ck;
@@ -160,26 +158,41 @@ static uint64_t commit_expired(sdb *db, int cf, sdb__buf *keys, uint64_t hash)
     return x.removed;
 }
 
+/* Where the next tick resumes: the iterator's key, or the start when it reached the end. */
+static void save_cursor(sdb *db, int cf, const sdb__iter *it)
+{
+    free(db->sweep_cursor[cf]);
+    db->sweep_cursor[cf] = NULL;
+    db->sweep_cursor_len[cf] = 0;
+    if (!sdb__iter_valid(it))
+        return;
+    size_t kn;
+    const char *k = sdb__iter_key(it, &kn);
+    db->sweep_cursor[cf] = malloc(kn ? kn : 1);
+    if (db->sweep_cursor[cf]) {
+        memcpy(db->sweep_cursor[cf], k, kn);
+        db->sweep_cursor_len[cf] = kn;
+    }
+}
+
 static uint64_t sweep_expired(sdb *db, int cf)
 {
     int64_t now = sdb__now(db);
-    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(db->rdb, db->ro, db->cf[cf]);
-    if (db->sweep_cursor[cf]) {
-        rocksdb_iter_seek(it, db->sweep_cursor[cf], db->sweep_cursor_len[cf]);
-    } else {
-        rocksdb_iter_seek_to_first(it);
-    }
+    sdb__iter it;
+    sdb__iter_open(db, &it, cf, NULL);
+    if (db->sweep_cursor[cf])
+        sdb__iter_seek(&it, db->sweep_cursor[cf], db->sweep_cursor_len[cf]);
+    else
+        sdb__iter_seek_first(&it);
     sdb__buf keys;
     sdb__buf_init(&keys);
     uint64_t removed = 0, hash = 0;
     int budget = db->o.sweep_batch > 0 ? db->o.sweep_batch : 20000, n = 0, found = 0;
-    for (; rocksdb_iter_valid(it) && n < budget; rocksdb_iter_next(it), n++) {
+    for (; sdb__iter_valid(&it) && n < budget; sdb__iter_next(&it), n++) {
         size_t kn, vn;
-        const char *k = rocksdb_iter_key(it, &kn);
-        const char *v = rocksdb_iter_value(it, &vn);
-        if (vn < 17 || v[0] != SDB__VALUE_V1)
-            continue;
-        int64_t exp = (int64_t)sdb__be64(v + 9);
+        const char *k = sdb__iter_key(&it, &kn);
+        const char *v = sdb__iter_value(&it, &vn);
+        int64_t exp = sdb__entry_expiry(v, vn);
         uint64_t h;
         if (exp != 0 && exp <= now && owner_of(cf, k, kn, NULL, &h)) {
             /* one commit per owner and chunk: the DIRECT mode locks by owner */
@@ -192,25 +205,10 @@ static uint64_t sweep_expired(sdb *db, int cf)
             found++;
         }
     }
-    free(db->sweep_cursor[cf]);
-    db->sweep_cursor[cf] = NULL;
-    db->sweep_cursor_len[cf] = 0;
-    if (rocksdb_iter_valid(it)) { /* budget used up: resume here next tick */
-        size_t kn;
-        const char *k = rocksdb_iter_key(it, &kn);
-        db->sweep_cursor[cf] = malloc(kn ? kn : 1);
-        if (db->sweep_cursor[cf]) {
-            memcpy(db->sweep_cursor[cf], k, kn);
-            db->sweep_cursor_len[cf] = kn;
-        }
-    }
-    char *rerr = NULL;
-    rocksdb_iter_get_error(it, &rerr);
-    if (rerr) {
-        SBX_LOG_WARN("store", "sweep iteration failed err=\"%s\"", rerr);
-        free(rerr);
-    }
-    rocksdb_iter_destroy(it);
+    save_cursor(db, cf, &it); /* budget used up: resume there next tick */
+    char err[256];
+    if (sdb__iter_close(&it, err, sizeof err) != SBX_OK)
+        SBX_LOG_WARN("store", "sweep iteration failed err=\"%s\"", err);
     removed += commit_expired(db, cf, &keys, hash);
     sdb__buf_free(&keys);
     return removed;
@@ -225,71 +223,95 @@ typedef struct {
     uint64_t removed;
 } retention_arg;
 
-static int retention_apply(sdb__txn *t, void *arg, char *err, size_t errlen)
+/* Whether the project is still the incarnation the scan saw (not deleted, or deleted and
+ * re-created, meanwhile). */
+static int same_project(sdb__txn *t, const retention_arg *x, bool *same, char *err, size_t errlen)
 {
-    retention_arg *x = arg;
     sdb__buf k;
     sdb__buf_init(&k);
     sdb__key_project(&k, x->tenant, x->project);
     char *v = NULL;
     size_t vn = 0;
-    x->removed = 0;
+    *same = false;
     int rc = sdb__txn_get(t, SDB__CF_PROJECTS, &k, &v, &vn, err, errlen);
-    if (rc == SBX_NOT_FOUND) { /* deleted meanwhile */
-        sdb__buf_free(&k);
-        return SBX_OK;
+    sdb__buf_free(&k);
+    if (rc == SBX_OK) {
+        sdb__projrec r;
+        *same = sdb__projrec_decode(v, vn, &r) && r.created_ms == x->created_ms;
+        free(r.fields);
+    } else if (rc == SBX_NOT_FOUND) {
+        rc = SBX_OK;
     }
-    if (rc) {
-        sdb__buf_free(&k);
-        return rc;
-    }
-    sdb__projrec r;
-    bool same = sdb__projrec_decode(v, vn, &r) && r.created_ms == x->created_ms;
-    free(r.fields);
     free(v);
-    if (same) { /* not deleted and re-created since the scan */
-        sdb__rd rd = sdb__rd_init(x->keys->p, x->keys->n);
-        while (rc == SBX_OK && list_next(&rd, &k)) {
-            /* packed entries carry a leading cf byte */
-            int cf = (unsigned char)k.p[0];
-            sdb__buf kk;
-            sdb__buf_init(&kk);
-            sdb__buf_raw(&kk, k.p + 1, k.n - 1);
-            if (cf == SDB__CF_HISTORY) {
-                /* count only records still there (the append may have dropped one too) */
-                char *hv = NULL;
-                size_t hn = 0;
-                rc = sdb__txn_get(t, cf, &kk, &hv, &hn, err, errlen);
-                free(hv);
-                if (rc == SBX_OK)
-                    x->removed++;
-                if (rc == SBX_NOT_FOUND)
-                    rc = SBX_OK;
-            }
-            sdb__txn_del(t, cf, &kk);
-            sdb__buf_free(&kk);
-        }
-        if (rc == SBX_OK && x->removed) {
-            /* the counter's execution_count is the number of records retained */
-            char *cv = NULL;
-            size_t cn = 0;
-            sdb__counter c;
-            sdb__key_meta(&k, x->tenant, x->project, 'c', sdb_slice_n("", 0));
-            rc = sdb__txn_get(t, SDB__CF_META, &k, &cv, &cn, err, errlen);
-            if (rc == SBX_OK && sdb__counter_decode(cv, cn, &c)) {
-                sdb__buf b;
-                sdb__buf_init(&b);
-                c.exec_count = c.exec_count > x->removed ? c.exec_count - x->removed : 0;
-                sdb__counter_encode(&b, &c);
-                sdb__txn_put(t, SDB__CF_META, &k, b.p, b.n);
-                sdb__buf_free(&b);
-            } else if (rc == SBX_NOT_FOUND) {
+    return rc;
+}
+
+/* Deletes the packed keys; x->removed counts the records that were still there (the append
+ * may have dropped one too). */
+static int drop_keys(sdb__txn *t, retention_arg *x, char *err, size_t errlen)
+{
+    sdb__rd rd = sdb__rd_init(x->keys->p, x->keys->n);
+    sdb__buf k;
+    sdb__buf_init(&k);
+    int rc = SBX_OK;
+    while (rc == SBX_OK && list_next(&rd, &k)) {
+        int cf = (unsigned char)k.p[0]; /* packed entries carry a leading cf byte */
+        sdb__buf kk;
+        sdb__buf_init(&kk);
+        sdb__buf_raw(&kk, k.p + 1, k.n - 1);
+        if (cf == SDB__CF_HISTORY) {
+            char *hv = NULL;
+            size_t hn = 0;
+            rc = sdb__txn_get(t, cf, &kk, &hv, &hn, err, errlen);
+            free(hv);
+            if (rc == SBX_OK)
+                x->removed++;
+            if (rc == SBX_NOT_FOUND)
                 rc = SBX_OK;
-            }
-            free(cv);
         }
+        sdb__txn_del(t, cf, &kk);
+        sdb__buf_free(&kk);
     }
     sdb__buf_free(&k);
+    return rc;
+}
+
+/* The counter's execution_count is the number of records retained: subtract x->removed. */
+static int uncount(sdb__txn *t, const retention_arg *x, char *err, size_t errlen)
+{
+    sdb__buf k;
+    sdb__buf_init(&k);
+    sdb__key_meta(&k, x->tenant, x->project, 'c', sdb_slice_n("", 0));
+    char *cv = NULL;
+    size_t cn = 0;
+    sdb__counter c;
+    int rc = sdb__txn_get(t, SDB__CF_META, &k, &cv, &cn, err, errlen);
+    if (rc == SBX_OK && sdb__counter_decode(cv, cn, &c)) {
+        sdb__buf b;
+        sdb__buf_init(&b);
+        c.exec_count = c.exec_count > x->removed ? c.exec_count - x->removed : 0;
+        sdb__counter_encode(&b, &c);
+        sdb__txn_put(t, SDB__CF_META, &k, b.p, b.n);
+        sdb__buf_free(&b);
+    } else if (rc == SBX_NOT_FOUND) {
+        rc = SBX_OK;
+    }
+    free(cv);
+    sdb__buf_free(&k);
+    return rc;
+}
+
+static int retention_apply(sdb__txn *t, void *arg, char *err, size_t errlen)
+{
+    retention_arg *x = arg;
+    bool same;
+    x->removed = 0;
+    int rc = same_project(t, x, &same, err, errlen);
+    if (rc || !same)
+        return rc;
+    rc = drop_keys(t, x, err, errlen);
+    if (rc == SBX_OK && x->removed)
+        rc = uncount(t, x, err, errlen);
     return rc;
 }
 
@@ -308,11 +330,53 @@ static uint64_t commit_retention(sdb *db, retention_arg *x)
     return x->removed;
 }
 
-static void add_packed(sdb__buf *l, int cf, const sdb__buf *key)
+static void add_packed(sdb__buf *l, int cf, const char *k, size_t n)
 {
-    sdb__buf_be32(l, (uint32_t)key->n + 1);
+    sdb__buf_be32(l, (uint32_t)n + 1);
     sdb__buf_u8(l, (uint8_t)cf);
-    sdb__buf_raw(l, key->p, key->n);
+    sdb__buf_raw(l, k, n);
+}
+
+/* Drops x's project's records oldest first while they are at or below seq cut or older than
+ * threshold, up to the first record to keep, committing CHUNK records at a time. */
+static uint64_t drop_old(sdb *db, retention_arg *x, uint64_t cut, int64_t threshold)
+{
+    sdb__buf scope, rk;
+    sdb__buf_init(&scope);
+    sdb__buf_init(&rk);
+    sdb__key_scope(&scope, x->tenant, x->project);
+    sdb__iter it;
+    sdb__iter_open(db, &it, SDB__CF_HISTORY, &scope);
+    uint64_t removed = 0;
+    int n = 0;
+    for (sdb__iter_seek_first(&it); sdb__iter_valid(&it); sdb__iter_next(&it)) {
+        size_t kn, vn;
+        const char *k = sdb__iter_key(&it, &kn);
+        const char *v = sdb__iter_value(&it, &vn);
+        sdb_hist_rec rec;
+        if (kn != scope.n + 8)
+            continue;
+        if (!sdb__rec_decode(k, kn, scope.n, v, vn, &rec))
+            break;
+        /* a record older than max_age that was appended after a younger one waits until the
+         * younger one goes */
+        if (rec.seq > cut && rec.time_ms >= threshold)
+            break;
+        add_packed(x->keys, SDB__CF_HISTORY, k, kn);
+        if (rec.record_id.n) {
+            sdb__key_meta(&rk, x->tenant, x->project, 'i', rec.record_id);
+            add_packed(x->keys, SDB__CF_META, rk.p, rk.n);
+        }
+        if (++n == CHUNK) {
+            removed += commit_retention(db, x);
+            n = 0;
+        }
+    }
+    sdb__iter_close(&it, NULL, 0);
+    removed += commit_retention(db, x);
+    sdb__buf_free(&scope);
+    sdb__buf_free(&rk);
+    return removed;
 }
 
 static uint64_t retain_project(sdb *db, sdb_slice tenant, sdb_slice project, const sdb__projrec *pr,
@@ -327,58 +391,11 @@ static uint64_t retain_project(sdb *db, sdb_slice tenant, sdb_slice project, con
         return 0;
     uint64_t cut = max_records && last > max_records ? last - max_records : 0;
     int64_t threshold = max_age ? now - max_age * 1000 : INT64_MIN;
-
-    sdb__buf lo, hi, keys, rk;
-    sdb__buf_init(&lo);
-    sdb__buf_init(&hi);
+    sdb__buf keys;
     sdb__buf_init(&keys);
-    sdb__buf_init(&rk);
-    sdb__key_scope(&lo, tenant, project);
-    sdb__buf_copy(&hi, &lo);
-    sdb__buf_successor(&hi);
-    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
-    rocksdb_readoptions_set_iterate_lower_bound(ro, lo.p, lo.n);
-    rocksdb_readoptions_set_iterate_upper_bound(ro, hi.p, hi.n);
-    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(db->rdb, ro, db->cf[SDB__CF_HISTORY]);
     retention_arg x = {tenant, project, pr->created_ms, &keys, 0};
-    uint64_t removed = 0;
-    int n = 0;
-    for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
-        size_t kn, vn;
-        const char *k = rocksdb_iter_key(it, &kn);
-        const char *v = rocksdb_iter_value(it, &vn);
-        if (kn != lo.n + 8)
-            continue;
-        uint64_t seq = sdb__be64(k + lo.n);
-        sdb_hist_rec rec;
-        if (!sdb__rec_decode_value(v, vn, &rec))
-            break;
-        /* oldest first; stop at the first record to keep (a record older than max_age that
-         * was appended after a younger one waits until the younger one goes) */
-        if (seq > cut && rec.time_ms >= threshold)
-            break;
-        sdb_slice rid = rec.record_id;
-        sdb__buf kb;
-        sdb__buf_init(&kb);
-        sdb__buf_raw(&kb, k, kn);
-        add_packed(&keys, SDB__CF_HISTORY, &kb);
-        sdb__buf_free(&kb);
-        if (rid.n) {
-            sdb__key_meta(&rk, tenant, project, 'i', rid);
-            add_packed(&keys, SDB__CF_META, &rk);
-        }
-        if (++n == CHUNK) {
-            removed += commit_retention(db, &x);
-            n = 0;
-        }
-    }
-    rocksdb_iter_destroy(it);
-    rocksdb_readoptions_destroy(ro);
-    removed += commit_retention(db, &x);
-    sdb__buf_free(&lo);
-    sdb__buf_free(&hi);
+    uint64_t removed = drop_old(db, &x, cut, threshold);
     sdb__buf_free(&keys);
-    sdb__buf_free(&rk);
     return removed;
 }
 
@@ -386,13 +403,14 @@ static uint64_t sweep_retention(sdb *db)
 {
     int64_t now = sdb__now(db);
     uint64_t removed = 0;
-    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(db->rdb, db->ro, db->cf[SDB__CF_PROJECTS]);
-    for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+    sdb__iter it;
+    sdb__iter_open(db, &it, SDB__CF_PROJECTS, NULL);
+    for (sdb__iter_seek_first(&it); sdb__iter_valid(&it); sdb__iter_next(&it)) {
         if (atomic_load(&db->closing))
             break;
         size_t kn, vn;
-        const char *k = rocksdb_iter_key(it, &kn);
-        const char *v = rocksdb_iter_value(it, &vn);
+        const char *k = sdb__iter_key(&it, &kn);
+        const char *v = sdb__iter_value(&it, &vn);
         sdb_slice tenant, project;
         sdb__projrec pr;
         if (!sdb__key_split(k, kn, &tenant, &project) || !sdb__projrec_decode(v, vn, &pr))
@@ -401,7 +419,7 @@ static uint64_t sweep_retention(sdb *db)
         pr.fields = NULL;
         removed += retain_project(db, tenant, project, &pr, now);
     }
-    rocksdb_iter_destroy(it);
+    sdb__iter_close(&it, NULL, 0);
     return removed;
 }
 
@@ -427,13 +445,7 @@ static void *sweeper_main(void *arg)
     pthread_mutex_lock(&db->sw_mu);
     while (!db->sw_stop) {
         struct timespec dl;
-        clock_gettime(CLOCK_MONOTONIC, &dl);
-        dl.tv_sec += db->o.sweep_interval_ms / 1000;
-        dl.tv_nsec += (long)(db->o.sweep_interval_ms % 1000) * 1000000L;
-        if (dl.tv_nsec >= 1000000000L) {
-            dl.tv_sec++;
-            dl.tv_nsec -= 1000000000L;
-        }
+        sbx_deadline_in(&dl, db->o.sweep_interval_ms);
         int e = 0;
         while (!db->sw_stop && e != ETIMEDOUT)
             e = pthread_cond_timedwait(&db->sw_cv, &db->sw_mu, &dl);

@@ -14,7 +14,28 @@
  *     out-parameters is owned by the caller and freed as the function says (free() unless a
  *     dedicated *_free is named). Freeing NULL is harmless.
  *   - a write returns SBX_OK only once it is in the WAL (fdatasync'ed when opts.sync is on).
- * All functions are thread-safe.
+ * All functions are thread-safe. Everything the engine exports is sdb_* / SDB_*; its files
+ * share sdb__* / SDB__* through storedb_int.h and keys.h, which are not for use outside it.
+ *
+ * Layers, bottom to top. A file calls only files of lower layers (no circle; each file's head
+ * comment names the files it calls):
+ *   0  keys.c        byte builder and reader, key layout, stripe hash, validation and error
+ *                    messages, RocksDB error mapping, page tokens (keys.h; no handle)
+ *   1  read.c        point reads and prefix-bounded iterators of the committed state
+ *      codec.c       the stored values: counter, history record, record-id entry, project
+ *                    record, cache entry, kv entry
+ *      watch.c       watch stripes: the ticket protocol of sdb_hist_watch_*
+ *      checkpoint.c  sdb_checkpoint
+ *   2  commit.c      writes: operations, transactions, the group committer / direct mode
+ *   3  projects.c    sdb_proj_*, sdb_project_free, implicit project creation
+ *      kv.c          sdb_kv_*
+ *   4  history.c     sdb_hist_append/list/read_after/last_seq
+ *      cache.c       sdb_cache_*
+ *   5  record.c      sdb_record_execution (an append and a cache fill in one write)
+ *      retention.c   sdb_sweep, the sweeper thread, the expiry compaction filter
+ *   6  open.c        sdb_open/close (start and stop the committer, the watch stripes and the
+ *                    sweeper), sdb_opts_default, sdb_now_ms, sdb_stats_read, sdb_property,
+ *                    sdb_compact
  */
 #ifndef SBX_STOREDB_H
 #define SBX_STOREDB_H
@@ -59,6 +80,8 @@ static inline sdb_slice sdb_slice_n(const void *p, size_t n)
 #define SDB_LIST_MAX 1000
 #define SDB_HIST_SCAN_MAX 20000 /* records examined per ListExecutions page with a time range */
 
+/* ---- open.c: the handle ---- */
+
 /* How writes reach RocksDB (see commit.c). GROUP: one committer thread applies queued
  * operations into one indexed batch and makes a single synced write per group (sequence
  * assignment, CAS and Incr need no locks; all concurrent writers share one fsync). DIRECT:
@@ -91,7 +114,7 @@ typedef struct sdb_opts {
                                  false: entries it drops are not subtracted from the exact
                                  counts ClearCache/Flush report; the sweeper keeps them exact) */
     int rocksdb_log_level;    /* RocksDB's info LOG in the data dir: 0 debug .. 4 fatal
-                                 (default 4: see db.c for why) */
+                                 (default 4: see open.c for why) */
     sdb_clock_fn clock;       /* NULL = CLOCK_REALTIME; tests inject their own */
     void *clock_arg;
 } sdb_opts;
@@ -206,6 +229,7 @@ int sdb_hist_read_after(sdb *db, sdb_slice tenant, sdb_slice project, uint64_t a
 /* Last assigned sequence of a project (0 when none). */
 int sdb_hist_last_seq(sdb *db, sdb_slice tenant, sdb_slice project, uint64_t *seq, char *err,
                       size_t errlen);
+/* ---- watch.c ---- */
 /* Watch: take a ticket, read (sdb_hist_read_after), and when nothing new arrived wait with
  * the ticket: the wait returns at once if an append to the project committed after the ticket
  * was taken, so no append between the read and the wait is missed.
@@ -239,6 +263,7 @@ int sdb_cache_put(sdb *db, sdb_slice tenant, sdb_slice project, sdb_slice comman
 int sdb_cache_clear(sdb *db, sdb_slice tenant, sdb_slice project, sdb_slice command_key,
                     uint64_t *cleared, char *err, size_t errlen);
 
+/* ---- record.c ---- */
 typedef struct sdb_record_exec {
     sdb_hist_entry hist;   /* as for sdb_hist_append */
     sdb_slice command_key; /* n == 0: do not fill the cache */

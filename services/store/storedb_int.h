@@ -1,21 +1,16 @@
-/* storedb_int.h: internals shared by the engine's files (db.c, keys.c, commit.c, history.c,
- * cache.c, projects.c, kv.c, checkpoint.c, retention.c). Not for use outside services/store.
- *
- * Key layout (every key starts with the tenant; "str" = u16 big-endian length + bytes):
- *   projects: str(tenant) raw(project_id)                       -> project record
- *   history:  str(tenant) str(project) be64(seq)                -> history record
- *   cache:    str(tenant) str(project) be64(generation) raw(cmd) -> cache entry
- *   meta:     str(tenant) str(project) 'c'                      -> counter (last seq, stats)
- *             str(tenant) str(project) 'g'                      -> cache generation (be64)
- *             str(tenant) str(project) 'n'                      -> cache entries (be64)
- *             str(tenant) str(project) 'i' raw(record_id)       -> be64(seq) be64(time)
- *             str(tenant) str("") 'v'                           -> kv revision (be64)
- *             str(tenant) str("") 'n'                           -> kv keys (be64)
- *   kv:       str(tenant) raw(key)                              -> kv entry
- * The project scope str(tenant) str(project) is a prefix of exactly that project's history,
- * cache and meta keys, so DeleteProject is three range deletes (project ids are never
- * empty, so the tenant-wide meta keys under str("") are outside every project scope). Values
- * start with a format version byte (1).
+/* storedb_int.h: the engine's internal interface, shared by its files and by nothing outside
+ * services/store (tests of internals excepted). The database handle's state, then one section
+ * per file in the order the engine is layered (storedb.h's head comment draws the picture):
+ * every file calls only files of the sections above its own.
+ *   keys.h        bytes, keys, validation, errors, page tokens (no handle)
+ *   read.c        point reads and range iterators of the committed state
+ *   codec.c       the values: history record, record id, counter, project, cache and kv entries
+ *   watch.c       the watch stripes: append notification for WatchExecutions
+ *   commit.c      writes: operations, transactions, the group committer
+ *   projects.c    implicit project creation (used by appends and cache puts)
+ *   history.c     the body of an append (used by RecordExecution)
+ *   cache.c       the body of a cache fill (used by RecordExecution)
+ *   retention.c   the sweeper thread and the expiry compaction filter (started by open.c)
  */
 #ifndef SBX_STOREDB_INT_H
 #define SBX_STOREDB_INT_H
@@ -24,8 +19,7 @@
 #include <rocksdb/c.h>
 #include <stdatomic.h>
 
-#include "status.h"
-#include "storedb.h"
+#include "keys.h"
 
 enum {
     SDB__CF_DEFAULT,
@@ -39,12 +33,7 @@ enum {
 
 #define SDB__WATCH_STRIPES 64
 #define SDB__LOCK_STRIPES 1024
-#define SDB__VALUE_V1 1
 #define SDB__MAX_GROUP_BYTES (16u << 20)
-
-/* Value header sizes (fixed offsets are read by the compaction filter). */
-#define SDB__CACHE_HDR 25 /* ver, created, expires, seq */
-#define SDB__KV_HDR 25    /* ver, version, expires, updated */
 
 typedef struct sdb__op sdb__op;
 
@@ -54,6 +43,7 @@ typedef struct sdb__watch {
     uint64_t gen;
 } sdb__watch;
 
+/* The handle. open.c creates and frees it; each part below belongs to the file named. */
 struct sdb {
     sdb_opts o;
     char *path;
@@ -79,7 +69,7 @@ struct sdb {
     pthread_rwlock_t excl;
     pthread_mutex_t stripes[SDB__LOCK_STRIPES];
 
-    /* history.c: watch notification */
+    /* watch.c: append notification */
     sdb__watch watch[SDB__WATCH_STRIPES];
     atomic_bool closing;
 
@@ -104,105 +94,115 @@ struct sdb {
 
 #define SDB__STAT_ADD(db, f, n) atomic_fetch_add_explicit(&(db)->st.f, (n), memory_order_relaxed)
 
-/* ---- keys.c: byte builder and reader ---- */
-typedef struct sdb__buf {
-    char *p;
-    size_t n, cap;
-    char inl[240];
-} sdb__buf;
-
-void sdb__buf_init(sdb__buf *b);
-void sdb__buf_free(sdb__buf *b);
-void sdb__buf_reset(sdb__buf *b);
-void sdb__buf_raw(sdb__buf *b, const void *p, size_t n);
-void sdb__buf_u8(sdb__buf *b, uint8_t v);
-void sdb__buf_be16(sdb__buf *b, uint16_t v);
-void sdb__buf_be32(sdb__buf *b, uint32_t v);
-void sdb__buf_be64(sdb__buf *b, uint64_t v);
-void sdb__buf_str(sdb__buf *b, sdb_slice s); /* u16 length + bytes (s.n <= 65535) */
-void sdb__buf_copy(sdb__buf *dst, const sdb__buf *src);
-/* Turns b into the smallest key greater than every key having b as a prefix. Returns false
- * when there is none (all bytes 0xff). */
-bool sdb__buf_successor(sdb__buf *b);
-
-typedef struct sdb__rd {
-    const char *p;
-    size_t n;
-    bool bad;
-} sdb__rd;
-static inline sdb__rd sdb__rd_init(const void *p, size_t n)
+/* Now on the database's clock (opts.clock: the wall clock unless a test injects one), ms. */
+static inline int64_t sdb__now(const sdb *db)
 {
-    sdb__rd r = {(const char *)p, n, false};
-    return r;
-}
-uint8_t sdb__rd_u8(sdb__rd *r);
-uint16_t sdb__rd_be16(sdb__rd *r);
-uint32_t sdb__rd_be32(sdb__rd *r);
-uint64_t sdb__rd_be64(sdb__rd *r);
-sdb_slice sdb__rd_bytes(sdb__rd *r, size_t n);
-sdb_slice sdb__rd_str(sdb__rd *r); /* u16 length + bytes */
-
-static inline uint64_t sdb__be64(const void *p)
-{
-    const unsigned char *b = p;
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = (v << 8) | b[i];
-    return v;
+    return db->o.clock(db->o.clock_arg);
 }
 
-/* ---- keys.c: key builders ---- */
-void sdb__key_tenant(sdb__buf *b, sdb_slice tenant);
-void sdb__key_project(sdb__buf *b, sdb_slice tenant, sdb_slice project); /* projects CF */
-void sdb__key_scope(sdb__buf *b, sdb_slice tenant, sdb_slice project);   /* history/cache/meta */
-void sdb__key_hist(sdb__buf *b, sdb_slice tenant, sdb_slice project, uint64_t seq);
-void sdb__key_meta(sdb__buf *b, sdb_slice tenant, sdb_slice project, char tag, sdb_slice suffix);
-void sdb__key_cache(sdb__buf *b, sdb_slice tenant, sdb_slice project, uint64_t gen, sdb_slice cmd);
-void sdb__key_kv(sdb__buf *b, sdb_slice tenant, sdb_slice key);
-/* Splits a projects-CF or kv-CF key into tenant and the raw rest. */
-bool sdb__key_split(const char *k, size_t n, sdb_slice *tenant, sdb_slice *rest);
-/* Splits a scope-prefixed key (history/cache/meta) into tenant, project and the rest. */
-bool sdb__key_split_scope(const char *k, size_t n, sdb_slice *tenant, sdb_slice *project,
-                          sdb_slice *rest);
+/* ---- read.c: reads of the committed state ---- */
+/* Point read. SBX_OK (found, *val malloc'd: free()), SBX_NOT_FOUND, or an error. */
+int sdb__get(sdb *db, int cf, const sdb__buf *key, char **val, size_t *vn, char *err,
+             size_t errlen);
 
-uint64_t sdb__hash(sdb_slice a, sdb_slice b);
+/* An iterator over the keys of one column family that start with a prefix. */
+typedef struct sdb__iter {
+    sdb__buf lo, hi;
+    rocksdb_readoptions_t *ro;
+    rocksdb_iterator_t *it;
+} sdb__iter;
+/* prefix NULL: the whole column family. Not positioned yet: seek first. */
+void sdb__iter_open(sdb *db, sdb__iter *i, int cf, const sdb__buf *prefix);
+void sdb__iter_seek_first(sdb__iter *i);
+void sdb__iter_seek(sdb__iter *i, const void *key, size_t n);          /* first key >= key */
+void sdb__iter_seek_for_prev(sdb__iter *i, const void *key, size_t n); /* last key <= key */
+bool sdb__iter_valid(const sdb__iter *i);
+void sdb__iter_next(sdb__iter *i);
+void sdb__iter_prev(sdb__iter *i);
+const char *sdb__iter_key(const sdb__iter *i, size_t *n);
+const char *sdb__iter_value(const sdb__iter *i, size_t *n);
+/* Frees the iterator. Returns SBX_OK, or the error the iteration hit (message in err). */
+int sdb__iter_close(sdb__iter *i, char *err, size_t errlen);
+/* One page of a listing of a tenant's names (the projects and kv column families: str(tenant)
+ * raw(name)) that start with prefix: validates token (kind, issued for tenant and prefix; field
+ * names it in errors) and opens i positioned after the token's cursor, the last name of the
+ * previous page, or at the first name. On error nothing is open. */
+int sdb__iter_open_page(sdb *db, sdb__iter *i, int cf, int kind, const char *field,
+                        sdb_slice tenant, sdb_slice prefix, sdb_slice token, char *err,
+                        size_t errlen);
+
+/* ---- codec.c: the values (each starts with a format version byte) ---- */
+#define SDB__VALUE_V1 1
+/* Cache and kv entries keep their expiry (be64 ms, 0 = never) at the same offset, so the
+ * compaction filter and the sweeper read it without knowing the kind of entry: this is that
+ * expiry (0 when the entry has none or the value is not one). */
+int64_t sdb__entry_expiry(const char *v, size_t vn);
+
+/* Per-project counter (meta 'c'). */
+typedef struct sdb__counter {
+    uint64_t last_seq;
+    uint64_t exec_count; /* records retained */
+    int64_t last_recorded_ms, last_time_ms;
+    int32_t last_exit_code;
+} sdb__counter;
+bool sdb__counter_decode(const char *v, size_t n, sdb__counter *c);
+void sdb__counter_encode(sdb__buf *b, const sdb__counter *c);
+
+/* History record: ver, be64 recorded, be64 time, str(record_id), payload. */
+void sdb__rec_encode(sdb__buf *b, int64_t recorded_ms, int64_t time_ms, sdb_slice record_id,
+                     sdb_slice data);
+bool sdb__rec_decode_value(const char *v, size_t vn, sdb_hist_rec *r);
+/* A history key and value; scope_n is the length of the project's scope (the seq follows). */
+bool sdb__rec_decode(const char *k, size_t kn, size_t scope_n, const char *v, size_t vn,
+                     sdb_hist_rec *r);
+/* Record-id entry (meta 'i'): be64 seq, be64 recorded, be64 time of the first append. */
+void sdb__recid_encode(sdb__buf *b, uint64_t seq, int64_t recorded_ms, int64_t time_ms);
+bool sdb__recid_decode(const char *v, size_t vn, sdb_hist_result *r);
+
+/* Project record. */
+typedef struct sdb__projrec {
+    uint64_t version;
+    int64_t created_ms, updated_ms;
+    uint64_t ret_max_records;
+    int64_t ret_max_age_s;
+    size_t n_fields;
+    sdb_field *fields; /* malloc'd array pointing into the value */
+} sdb__projrec;
+/* r->fields is malloc'd (free it) and points into v. */
+bool sdb__projrec_decode(const char *v, size_t n, sdb__projrec *r);
+void sdb__projrec_encode(sdb__buf *b, const sdb__projrec *r);
+
+/* Cache entry: ver, be64 created, be64 expires, be64 seq, payload. */
+typedef struct sdb__cache_val {
+    int64_t created_ms, expires_ms;
+    uint64_t seq;
+    sdb_slice data; /* points into the value */
+} sdb__cache_val;
+void sdb__cache_val_encode(sdb__buf *b, const sdb__cache_val *c);
+bool sdb__cache_val_decode(const char *v, size_t vn, sdb__cache_val *c);
+
+/* kv entry: ver, be64 version, be64 expires, be64 updated, value. */
+typedef struct sdb__kv_val {
+    bool live; /* not expired at the time given to decode */
+    sdb_kv_meta meta;
+    sdb_slice value; /* points into the value */
+} sdb__kv_val;
+void sdb__kv_val_encode(sdb__buf *b, const sdb_kv_meta *m, sdb_slice value);
+bool sdb__kv_val_decode(const char *v, size_t vn, int64_t now, sdb__kv_val *e);
+
+/* ---- watch.c: append notification (the ticket protocol of sdb_hist_watch_*) ---- */
 static inline unsigned sdb__watch_stripe(sdb_slice tenant, sdb_slice project)
 {
     return (unsigned)(sdb__hash(tenant, project) % SDB__WATCH_STRIPES);
 }
+void sdb__watch_init(sdb *db);
+/* Bumps the generation of every stripe set in mask and wakes its waiters. */
+void sdb__watch_notify(sdb *db, uint64_t mask);
+/* Wakes every waiter (db->closing is set: their waits return SBX_UNAVAILABLE). */
+void sdb__watch_close(sdb *db);
+void sdb__watch_destroy(sdb *db);
 
-/* ---- keys.c: validation and errors ---- */
-int sdb__err(char *err, size_t errlen, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-/* field: must not be empty (unless allow_empty), at most max bytes, no NUL byte. */
-int sdb__check_bytes(const char *field, sdb_slice s, size_t max, bool allow_empty, char *err,
-                     size_t errlen);
-int sdb__check_tenant(sdb_slice tenant, char *err, size_t errlen);
-int sdb__check_project(sdb_slice project, char *err, size_t errlen);
-/* Applies the list-limit rule: def when !has; < 1 -> INVALID_ARGUMENT; > max clamped. */
-int sdb__check_limit(bool has, int64_t limit, uint32_t def, sdb_page *page, char *err,
-                     size_t errlen);
-/* Maps a RocksDB error string to a status with a clear message; frees rerr. */
-int sdb__rocks_err(const char *what, char *rerr, char *err, size_t errlen);
-int sdb__rocks_status(const char *rerr);
-
-/* ---- keys.c: page tokens ---- */
-enum { SDB__TOK_HIST = 1, SDB__TOK_PROJ = 2, SDB__TOK_KV = 3 };
-/* base64url(ver, kind, bind(tenant, scope), u16 len, cursor, check). */
-void sdb__token_encode(int kind, sdb_slice tenant, sdb_slice scope, const void *cur, size_t n,
-                       char out[SDB_TOKEN_MAX]);
-/* Validates and decodes; cur must hold SDB_TOKEN_MAX bytes. INVALID_ARGUMENT on any defect. */
-int sdb__token_decode(const char *field, int kind, sdb_slice tenant, sdb_slice scope, sdb_slice tok,
-                      char *cur, size_t *n, char *err, size_t errlen);
-
-/* ---- db.c ---- */
-/* Point read of the committed state. SBX_OK (found, *val malloc'd: free()), SBX_NOT_FOUND,
- * or an error. */
-int sdb__get(sdb *db, int cf, const sdb__buf *key, char **val, size_t *vn, char *err,
-             size_t errlen);
-int64_t sdb__now(const sdb *db);
-
-/* ---- commit.c ---- */
+/* ---- commit.c: writes ---- */
 typedef struct sdb__txn sdb__txn;
 /* An operation's body: reads through the txn see the committed state plus every earlier
  * operation of the same group; it must validate before it writes (a failing op is rolled
@@ -234,46 +234,31 @@ int sdb__txn_add_u64(sdb__txn *t, int cf, const sdb__buf *key, int64_t delta, ui
 /* Wake watchers of that stripe once the write is durable. */
 void sdb__txn_notify(sdb__txn *t, unsigned stripe);
 
-/* ---- history.c ---- */
-void sdb__watch_notify(sdb *db, uint64_t mask);
-void sdb__watch_init(sdb *db);
-void sdb__watch_destroy(sdb *db);
-void sdb__watch_close(sdb *db);
+/* ---- projects.c ---- */
+/* Writes a version-0 project record when the project does not exist (implicit creation by an
+ * append or a cache put). max_records (may be NULL) gets the history retention by count in
+ * force for the project (its own, else the store default); then a stored record that does not
+ * decode is DATA_LOSS. */
+int sdb__project_ensure(sdb__txn *t, sdb_slice tenant, sdb_slice project, int64_t now,
+                        uint64_t *max_records, char *err, size_t errlen);
 
-typedef struct sdb__counter {
-    bool exists;
-    uint64_t last_seq;
-    uint64_t exec_count; /* records retained */
-    int64_t last_recorded_ms, last_time_ms;
-    int32_t last_exit_code;
-} sdb__counter;
-bool sdb__counter_decode(const char *v, size_t n, sdb__counter *c);
-void sdb__counter_encode(sdb__buf *b, const sdb__counter *c);
-/* History record value: ver, be64 recorded, be64 time, str(record_id), payload. */
-bool sdb__rec_decode_value(const char *v, size_t vn, sdb_hist_rec *r);
-/* The body of an append (also used by RecordExecution): record-id check, sequence, record,
- * counter, implicit project creation, watch notification. */
-int sdb__hist_apply_append(sdb__txn *t, sdb_slice tenant, const sdb_hist_entry *a,
-                           sdb_hist_result *res, char *err, size_t errlen);
+/* ---- history.c ---- */
+/* The checks of sdb_hist_append (before the commit). */
 int sdb__hist_check_append(sdb *db, sdb_slice tenant, const sdb_hist_entry *a, char *err,
                            size_t errlen);
-int sdb__check_size(const char *field, size_t n, size_t max, char *err, size_t errlen);
+/* The body of an append: record-id check, sequence, record, counter, implicit project
+ * creation, retention by count, watch notification. */
+int sdb__hist_apply_append(sdb__txn *t, sdb_slice tenant, const sdb_hist_entry *a,
+                           sdb_hist_result *res, char *err, size_t errlen);
 
-/* ---- projects.c ---- */
-typedef struct sdb__projrec {
-    uint64_t version;
-    int64_t created_ms, updated_ms;
-    uint64_t ret_max_records;
-    int64_t ret_max_age_s;
-    size_t n_fields;
-    sdb_field *fields; /* malloc'd array pointing into the value */
-} sdb__projrec;
-bool sdb__projrec_decode(const char *v, size_t n, sdb__projrec *r);
-void sdb__projrec_encode(sdb__buf *b, const sdb__projrec *r);
-/* Writes a version-0 project record when the project does not exist (implicit creation by an
- * append or a cache put). */
-int sdb__ensure_project(sdb__txn *t, sdb_slice tenant, sdb_slice project, int64_t now, char *err,
-                        size_t errlen);
+/* ---- cache.c ---- */
+/* The checks of sdb_cache_put (before the commit); *ttl_s gets the TTL in force. */
+int sdb__cache_check_put(sdb *db, sdb_slice tenant, sdb_slice project, sdb_slice cmd,
+                         sdb_slice data, int64_t ttl_s, int64_t *eff_ttl_s, char *err,
+                         size_t errlen);
+/* The body of a fill: the entry under the project's current generation and the entry count. */
+int sdb__cache_fill(sdb__txn *t, sdb_slice tenant, sdb_slice project, sdb_slice cmd, sdb_slice data,
+                    int64_t expires, uint64_t seq, char *err, size_t errlen);
 
 /* ---- retention.c ---- */
 int sdb__sweeper_start(sdb *db);

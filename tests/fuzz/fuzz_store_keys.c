@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "storedb_int.h"
+#include "keys.h"
 
 #define CHECK(c)                                                                                   \
     do {                                                                                           \

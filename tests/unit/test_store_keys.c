@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "storedb_int.h"
+#include "keys.h"
 
 #define S(x) sdb_slice_c(x)
 

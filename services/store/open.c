@@ -1,15 +1,19 @@
-/* db.c: opening and closing the store's RocksDB database. One column family per kind of data
- * (projects, history, cache, kv, meta), a shared LRU block cache with bloom filters for point
- * lookups, expiry compaction filters on cache and kv, WAL sync on or off, and the plumbing the
- * other files share: committed-state point reads, the clock, counters and RocksDB properties.
+/* open.c: the top of the engine: the database handle's life. Open checks the options, creates
+ * the data dir, opens RocksDB with one column family per kind of data (projects, history,
+ * cache, kv, meta), a shared LRU block cache with bloom filters for point lookups, optional
+ * expiry compaction filters on cache and kv, WAL sync on or off; then it starts the committer
+ * (commit.c) and the sweeper (retention.c) threads and readies the watch stripes (watch.c).
+ * Close stops them in reverse order. Also what the handle reports about itself: counters,
+ * RocksDB properties, manual compaction. Calls retention.c, commit.c, watch.c and keys.c;
+ * nothing calls it.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 
+#include "clock.h"
 #include "log.h"
 #include "storedb_int.h"
 
@@ -36,17 +40,10 @@ void sdb_opts_default(sdb_opts *o)
     o->rocksdb_log_level = 4; /* FATAL */
 }
 
-static int64_t realtime_ms(void *arg)
+static int64_t wall_clock(void *arg)
 {
     (void)arg;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-int64_t sdb__now(const sdb *db)
-{
-    return db->o.clock(db->o.clock_arg);
+    return sbx_wall_ms();
 }
 
 int64_t sdb_now_ms(const sdb *db)
@@ -169,23 +166,8 @@ static void destroy_sync(sdb *db)
     sdb__watch_destroy(db);
 }
 
-int sdb_open(const sdb_opts *o, sdb **out, char *err, size_t errlen)
+static void init_sync(sdb *db)
 {
-    *out = NULL;
-    int rc = check_opts(o, err, errlen);
-    if (rc)
-        return rc;
-    if (o->create_if_missing && (rc = mkdirs(o->path, err, errlen)) != SBX_OK)
-        return rc;
-
-    sdb *db = calloc(1, sizeof *db);
-    if (!db)
-        return sdb__err(err, errlen, SBX_RESOURCE_EXHAUSTED, "out of memory");
-    db->o = *o;
-    if (!db->o.clock)
-        db->o.clock = realtime_ms;
-    db->path = strdup(o->path);
-    db->o.path = db->path;
     pthread_mutex_init(&db->q_mu, NULL);
     pthread_cond_init(&db->q_cv, NULL);
     pthread_rwlock_init(&db->excl, NULL);
@@ -199,7 +181,11 @@ int sdb_open(const sdb_opts *o, sdb **out, char *err, size_t errlen)
     pthread_cond_init(&db->sw_cv, &ca);
     pthread_condattr_destroy(&ca);
     sdb__watch_init(db);
+}
 
+/* The RocksDB options of the database and of each column family. */
+static void make_options(sdb *db, const sdb_opts *o)
+{
     db->dbopts = rocksdb_options_create();
     rocksdb_options_set_create_if_missing(db->dbopts, o->create_if_missing);
     rocksdb_options_set_create_missing_column_families(db->dbopts, 1);
@@ -223,7 +209,6 @@ int sdb_open(const sdb_opts *o, sdb **out, char *err, size_t errlen)
     rocksdb_block_based_options_set_cache_index_and_filter_blocks(db->bbto, 1);
     rocksdb_block_based_options_set_pin_l0_filter_and_index_blocks_in_cache(db->bbto, 1);
 
-    const rocksdb_options_t *cfo[SDB__CF_COUNT];
     for (int i = 0; i < SDB__CF_COUNT; i++) {
         db->cfopts[i] = rocksdb_options_create_copy(db->dbopts);
         rocksdb_options_set_block_based_table_factory(db->cfopts[i], db->bbto);
@@ -231,37 +216,68 @@ int sdb_open(const sdb_opts *o, sdb **out, char *err, size_t errlen)
             db->cfilter[i] = sdb__expiry_filter(db, i);
             rocksdb_options_set_compaction_filter(db->cfopts[i], db->cfilter[i]);
         }
-        cfo[i] = db->cfopts[i];
     }
+}
 
+static int open_rocks(sdb *db, const sdb_opts *o, char *err, size_t errlen)
+{
+    const rocksdb_options_t *cfo[SDB__CF_COUNT];
+    for (int i = 0; i < SDB__CF_COUNT; i++)
+        cfo[i] = db->cfopts[i];
     char *rerr = NULL;
     db->rdb = rocksdb_open_column_families(db->dbopts, o->path, SDB__CF_COUNT, cf_names, cfo,
                                            db->cf, &rerr);
     if (rerr || !db->rdb) {
-        rc = sdb__rocks_err("open", rerr, err, errlen);
         for (int i = 0; i < SDB__CF_COUNT; i++)
             db->cf[i] = NULL; /* not set on failure */
-        goto out_free;
+        return sdb__rocks_err("open", rerr, err, errlen);
     }
     db->ro = rocksdb_readoptions_create();
     db->wo = rocksdb_writeoptions_create();
     rocksdb_writeoptions_set_sync(db->wo, o->sync);
+    return SBX_OK;
+}
 
-    if ((rc = sdb__commit_start(db)) != SBX_OK) {
-        sdb__err(err, errlen, rc, "store open failed: cannot start the committer thread");
-        goto out_free;
-    }
+static int start_threads(sdb *db, char *err, size_t errlen)
+{
+    int rc = sdb__commit_start(db);
+    if (rc)
+        return sdb__err(err, errlen, rc, "store open failed: cannot start the committer thread");
     if ((rc = sdb__sweeper_start(db)) != SBX_OK) {
-        sdb__err(err, errlen, rc, "store open failed: cannot start the sweeper thread");
         sdb__commit_stop(db);
-        goto out_free;
+        return sdb__err(err, errlen, rc, "store open failed: cannot start the sweeper thread");
     }
+    return SBX_OK;
+}
+
+int sdb_open(const sdb_opts *o, sdb **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    int rc = check_opts(o, err, errlen);
+    if (rc)
+        return rc;
+    if (o->create_if_missing && (rc = mkdirs(o->path, err, errlen)) != SBX_OK)
+        return rc;
+
+    sdb *db = calloc(1, sizeof *db);
+    if (!db)
+        return sdb__err(err, errlen, SBX_RESOURCE_EXHAUSTED, "out of memory");
+    db->o = *o;
+    if (!db->o.clock)
+        db->o.clock = wall_clock;
+    db->path = strdup(o->path);
+    db->o.path = db->path;
+    init_sync(db);
+    make_options(db, o);
+    if ((rc = open_rocks(db, o, err, errlen)) != SBX_OK ||
+        (rc = start_threads(db, err, errlen)) != SBX_OK)
+        goto free_db;
     SBX_LOG_INFO("store", "opened db path=%s sync=%s commit=%s", o->path, o->sync ? "on" : "off",
                  o->commit_mode == SDB_COMMIT_GROUP ? "group" : "direct");
     *out = db;
     return SBX_OK;
 
-out_free:
+free_db:
     free_handles(db);
     destroy_sync(db);
     free(db->path);
@@ -282,20 +298,6 @@ void sdb_close(sdb *db)
     SBX_LOG_INFO("store", "closed db path=%s", db->path);
     free(db->path);
     free(db);
-}
-
-int sdb__get(sdb *db, int cf, const sdb__buf *key, char **val, size_t *vn, char *err, size_t errlen)
-{
-    char *rerr = NULL;
-    size_t n = 0;
-    char *v = rocksdb_get_cf(db->rdb, db->ro, db->cf[cf], key->p, key->n, &n, &rerr);
-    if (rerr)
-        return sdb__rocks_err("read", rerr, err, errlen);
-    if (!v)
-        return SBX_NOT_FOUND;
-    *val = v;
-    *vn = n;
-    return SBX_OK;
 }
 
 void sdb_stats_read(const sdb *db, sdb_stats *o)
