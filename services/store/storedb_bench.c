@@ -8,17 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "storedb.h"
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 typedef struct {
     sdb *db;
@@ -38,7 +31,7 @@ static void *work(void *arg)
     char payload[200];
     memset(payload, 'x', sizeof payload);
     snprintf(proj, sizeof proj, "p%d", w->id);
-    while (now_s() < w->until) {
+    while (sbx_mono_ns() / 1e9 < w->until) {
         int rc;
         switch (w->kind) {
         case APPEND_ONE_PROJECT:
@@ -87,7 +80,7 @@ static double run(sdb *db, int kind, int threads, double secs)
 {
     worker *w = calloc((size_t)threads, sizeof *w);
     pthread_t *th = calloc((size_t)threads, sizeof *th);
-    double t0 = now_s();
+    double t0 = sbx_mono_ns() / 1e9;
     for (int i = 0; i < threads; i++) {
         w[i] = (worker){db, i, kind, t0 + secs, 0, 0};
         pthread_create(&th[i], NULL, work, &w[i]);
@@ -98,7 +91,7 @@ static double run(sdb *db, int kind, int threads, double secs)
         ops += w[i].ops;
         fails += w[i].fails;
     }
-    double el = now_s() - t0;
+    double el = sbx_mono_ns() / 1e9 - t0;
     free(w);
     free(th);
     if (fails)
@@ -123,7 +116,7 @@ static void read_latency(sdb *db)
     const char *names[] = {"kv get", "cache get", "project get"};
     for (int k = 0; k < 3; k++) {
         for (int i = 0; i < N; i++) {
-            double t0 = now_s();
+            uint64_t t0 = sbx_mono_ns();
             if (k == 0) {
                 char *v;
                 size_t n;
@@ -139,7 +132,7 @@ static void read_latency(sdb *db)
                 sdb_proj_get(db, sdb_slice_c("bench"), sdb_slice_c("shared"), &p, NULL, 0);
                 sdb_project_free(p);
             }
-            lat[i] = (now_s() - t0) * 1e6;
+            lat[i] = (sbx_mono_ns() - t0) / 1e3;
         }
         qsort(lat, N, sizeof *lat, cmp_d);
         printf("%-12s p50 %.1f us  p99 %.1f us\n", names[k], lat[N / 2], lat[N * 99 / 100]);

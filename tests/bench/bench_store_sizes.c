@@ -7,21 +7,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "storedb.h"
 
 static sdb *db;
 static long total;
 static const int writers = 8;
-
-static double now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
-}
 
 static void *load_hist(void *arg)
 {
@@ -82,13 +75,13 @@ static int cmpd(const void *a, const void *b)
 static void load(void *(*fn)(void *), const char *what)
 {
     pthread_t t[8];
-    double t0 = now_us();
+    uint64_t t0 = sbx_mono_ns();
     for (long i = 0; i < writers; i++)
         pthread_create(&t[i], NULL, fn, (void *)i);
     for (int i = 0; i < writers; i++)
         pthread_join(t[i], NULL);
-    printf("loaded %ld %s in %.1f s (%.0f/s, sync off, %d writers)\n", total, what, (now_us() - t0) / 1e6,
-           total / ((now_us() - t0) / 1e6), writers);
+    printf("loaded %ld %s in %.1f s (%.0f/s, sync off, %d writers)\n", total, what,
+           (sbx_mono_ns() - t0) / 1e9, total / ((sbx_mono_ns() - t0) / 1e9), writers);
 }
 
 /* Times `reps` listings of one page; token selects where. */
@@ -104,12 +97,12 @@ static void time_hist(const char *label, const char *token, int reps)
                             .page_token = sdb_slice_c(token)};
         sdb_page pg;
         n = 0;
-        double t0 = now_us();
+        uint64_t t0 = sbx_mono_ns();
         if (sdb_hist_list(db, sdb_slice_c("bench"), &q, hist_cb, &n, &pg, err, sizeof err) != 0) {
             fprintf(stderr, "list: %s\n", err);
             exit(1);
         }
-        t[i] = now_us() - t0;
+        t[i] = (sbx_mono_ns() - t0) / 1e3;
     }
     qsort(t, (size_t)reps, sizeof *t, cmpd);
     printf("%-44s %3d records  p50 %7.1f us  p99 %7.1f us\n", label, n, t[reps / 2], t[reps * 99 / 100]);
@@ -124,13 +117,13 @@ static void time_kv(const char *label, const char *prefix, const char *token, in
     for (int i = 0; i < reps; i++) {
         sdb_page pg;
         n = 0;
-        double t0 = now_us();
+        uint64_t t0 = sbx_mono_ns();
         if (sdb_kv_list(db, sdb_slice_c("bench"), sdb_slice_c(prefix), true, 100,
                         sdb_slice_c(token), false, kv_cb, &n, &pg, err, sizeof err) != 0) {
             fprintf(stderr, "kv list: %s\n", err);
             exit(1);
         }
-        t[i] = now_us() - t0;
+        t[i] = (sbx_mono_ns() - t0) / 1e3;
     }
     qsort(t, (size_t)reps, sizeof *t, cmpd);
     printf("%-44s %3d keys     p50 %7.1f us  p99 %7.1f us\n", label, n, t[reps / 2], t[reps * 99 / 100]);
