@@ -68,7 +68,7 @@ void sdb__buf_u8(sdb__buf *b, uint8_t v)
     sdb__buf_raw(b, &v, 1);
 }
 
-void sdb__buf_be16(sdb__buf *b, uint16_t v)
+static void buf_be16(sdb__buf *b, uint16_t v)
 {
     unsigned char x[2] = {(unsigned char)(v >> 8), (unsigned char)v};
     sdb__buf_raw(b, x, 2);
@@ -92,7 +92,7 @@ void sdb__buf_be64(sdb__buf *b, uint64_t v)
 
 void sdb__buf_str(sdb__buf *b, sdb_slice s)
 {
-    sdb__buf_be16(b, (uint16_t)s.n);
+    buf_be16(b, (uint16_t)s.n);
     sdb__buf_raw(b, s.p, s.n);
 }
 
@@ -135,7 +135,7 @@ uint8_t sdb__rd_u8(sdb__rd *r)
     return p ? (uint8_t)p[0] : 0;
 }
 
-uint16_t sdb__rd_be16(sdb__rd *r)
+static uint16_t rd_be16(sdb__rd *r)
 {
     const unsigned char *p = (const unsigned char *)rd_take(r, 2);
     return p ? (uint16_t)((p[0] << 8) | p[1]) : 0;
@@ -164,7 +164,7 @@ sdb_slice sdb__rd_bytes(sdb__rd *r, size_t n)
 
 sdb_slice sdb__rd_str(sdb__rd *r)
 {
-    uint16_t n = sdb__rd_be16(r);
+    uint16_t n = rd_be16(r);
     return sdb__rd_bytes(r, n);
 }
 
@@ -477,7 +477,7 @@ void sdb__token_encode(int kind, sdb_slice tenant, sdb_slice scope, const void *
     sdb__buf_u8(&b, TOKEN_VERSION);
     sdb__buf_u8(&b, (uint8_t)kind);
     sdb__buf_be64(&b, sdb__hash(tenant, scope));
-    sdb__buf_be16(&b, (uint16_t)n);
+    buf_be16(&b, (uint16_t)n);
     sdb__buf_raw(&b, cur, n);
     sdb__buf_be32(&b, tok_check((const unsigned char *)b.p, b.n));
     if (!b64u_encode((const unsigned char *)b.p, b.n, out, SDB_TOKEN_MAX))
@@ -505,7 +505,7 @@ int sdb__token_decode(const char *field, int kind, sdb_slice tenant, sdb_slice s
     sdb__rd r = sdb__rd_init(raw, (size_t)len - 4);
     uint8_t ver = sdb__rd_u8(&r), k = sdb__rd_u8(&r);
     uint64_t bind = sdb__rd_be64(&r);
-    uint16_t cn = sdb__rd_be16(&r);
+    uint16_t cn = rd_be16(&r);
     sdb_slice c = sdb__rd_bytes(&r, cn);
     if (r.bad || r.n != 0)
         return sdb__err(err, errlen, SBX_INVALID_ARGUMENT, "%s: malformed cursor", field);

@@ -41,7 +41,6 @@ void sdb__buf_free(sdb__buf *b);
 void sdb__buf_reset(sdb__buf *b);
 void sdb__buf_raw(sdb__buf *b, const void *p, size_t n);
 void sdb__buf_u8(sdb__buf *b, uint8_t v);
-void sdb__buf_be16(sdb__buf *b, uint16_t v);
 void sdb__buf_be32(sdb__buf *b, uint32_t v);
 void sdb__buf_be64(sdb__buf *b, uint64_t v);
 void sdb__buf_str(sdb__buf *b, sdb_slice s); /* u16 length + bytes (s.n <= 65535) */
@@ -62,7 +61,6 @@ static inline sdb__rd sdb__rd_init(const void *p, size_t n)
     return r;
 }
 uint8_t sdb__rd_u8(sdb__rd *r);
-uint16_t sdb__rd_be16(sdb__rd *r);
 uint32_t sdb__rd_be32(sdb__rd *r);
 uint64_t sdb__rd_be64(sdb__rd *r);
 sdb_slice sdb__rd_bytes(sdb__rd *r, size_t n);
