@@ -1,4 +1,4 @@
-/* test_store_db.c: opening and closing the store (services/store/db.c, commit.c,
+/* test_store_open.c: opening and closing the store (services/store/open.c, commit.c,
  * checkpoint.c): options, parent dirs, the data-dir lock, restart persistence, sync off,
  * checkpoints that open and read back, counters and RocksDB properties, the opt-in expiry
  * compaction filter, and a full disk: the error is RESOURCE_EXHAUSTED and no write is
