@@ -99,11 +99,19 @@ void sdb__txn_notify(sdb__txn *t, unsigned stripe)
     t->notify |= 1ull << (stripe % SDB__WATCH_STRIPES);
 }
 
-static int write_failed(sdb *db, char *rerr, char *err, size_t errlen)
+/* After a write of n_ops operations: counts it, then maps its failure (rerr, freed) to a
+ * status, or wakes the watchers of the stripes in notify. */
+static int written(sdb *db, char *rerr, size_t n_ops, uint64_t notify, char *err, size_t errlen)
 {
-    SDB__STAT_ADD(db, commit_failures, 1);
-    SBX_LOG_ERROR("store", "write failed err=\"%s\"", rerr ? rerr : "?");
-    return sdb__rocks_err("write", rerr, err, errlen);
+    SDB__STAT_ADD(db, commit_groups, 1);
+    SDB__STAT_ADD(db, commit_ops, n_ops);
+    if (rerr) {
+        SDB__STAT_ADD(db, commit_failures, 1);
+        SBX_LOG_ERROR("store", "write failed err=\"%s\"", rerr);
+        return sdb__rocks_err("write", rerr, err, errlen);
+    }
+    sdb__watch_notify(db, notify);
+    return SBX_OK;
 }
 
 /* ---- exclusive ops (both modes) ---- */
@@ -115,12 +123,7 @@ static int run_exclusive(sdb *db, sdb__apply_fn apply, void *arg, char *err, siz
     if (rc == SBX_OK && rocksdb_writebatch_count(t.wb) > 0) {
         char *rerr = NULL;
         rocksdb_write(db->rdb, db->wo, t.wb, &rerr);
-        SDB__STAT_ADD(db, commit_groups, 1);
-        SDB__STAT_ADD(db, commit_ops, 1);
-        if (rerr)
-            rc = write_failed(db, rerr, err, errlen);
-        else
-            sdb__watch_notify(db, t.notify);
+        rc = written(db, rerr, 1, t.notify, err, errlen);
     }
     rocksdb_writebatch_destroy(t.wb);
     return rc;
@@ -146,12 +149,7 @@ static int commit_direct(sdb *db, sdb__apply_fn apply, void *arg, uint64_t lock_
     if (rc == SBX_OK && rocksdb_writebatch_wi_count(t.wi) > 0) {
         char *rerr = NULL;
         rocksdb_write_writebatch_wi(db->rdb, db->wo, t.wi, &rerr);
-        SDB__STAT_ADD(db, commit_groups, 1);
-        SDB__STAT_ADD(db, commit_ops, 1);
-        if (rerr)
-            rc = write_failed(db, rerr, err, errlen);
-        else
-            sdb__watch_notify(db, t.notify);
+        rc = written(db, rerr, 1, t.notify, err, errlen);
     }
     pthread_mutex_unlock(mu);
     pthread_rwlock_unlock(&db->excl);
@@ -172,12 +170,7 @@ static void flush_group(sdb *db, sdb__op **ops, size_t *n, uint64_t *notify)
     if (rocksdb_writebatch_wi_count(wi) > 0) {
         char *rerr = NULL;
         rocksdb_write_writebatch_wi(db->rdb, db->wo, wi, &rerr);
-        SDB__STAT_ADD(db, commit_groups, 1);
-        SDB__STAT_ADD(db, commit_ops, *n);
-        if (rerr)
-            wrc = write_failed(db, rerr, msg, sizeof msg);
-        else
-            sdb__watch_notify(db, *notify);
+        wrc = written(db, rerr, *n, *notify, msg, sizeof msg);
     }
     rocksdb_writebatch_wi_clear(wi);
     for (size_t i = 0; i < *n; i++) {

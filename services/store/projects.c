@@ -154,22 +154,31 @@ static int not_found(sdb_slice project, char *err, size_t errlen)
                     (int)(project.n > 200 ? 200 : project.n), project.p);
 }
 
-int sdb_proj_get(sdb *db, sdb_slice tenant, sdb_slice project, sdb_project **out, char *err,
-                 size_t errlen)
+/* The stored record of a valid (tenant, project): SBX_OK with *raw malloc'd, SBX_NOT_FOUND, or
+ * an error. */
+static int get_record(sdb *db, sdb_slice tenant, sdb_slice project, char **raw, size_t *rn,
+                      char *err, size_t errlen)
 {
     int rc;
-    *out = NULL;
     if ((rc = sdb__check_tenant(tenant, err, errlen)) ||
         (rc = sdb__check_project(project, err, errlen)))
         return rc;
     sdb__buf k;
     sdb__buf_init(&k);
     sdb__key_project(&k, tenant, project);
+    rc = sdb__get(db, SDB__CF_PROJECTS, &k, raw, rn, err, errlen);
+    sdb__buf_free(&k);
+    return rc;
+}
+
+int sdb_proj_get(sdb *db, sdb_slice tenant, sdb_slice project, sdb_project **out, char *err,
+                 size_t errlen)
+{
     char *raw = NULL;
     size_t rn = 0;
     extras x;
-    rc = sdb__get(db, SDB__CF_PROJECTS, &k, &raw, &rn, err, errlen);
-    sdb__buf_free(&k);
+    *out = NULL;
+    int rc = get_record(db, tenant, project, &raw, &rn, err, errlen);
     if (rc == SBX_NOT_FOUND)
         return not_found(project, err, errlen);
     if (rc)
@@ -526,18 +535,10 @@ int sdb__project_ensure(sdb__txn *t, sdb_slice tenant, sdb_slice project, int64_
 int sdb_proj_incarnation(sdb *db, sdb_slice tenant, sdb_slice project, int64_t *created_ms,
                          char *err, size_t errlen)
 {
-    int rc;
-    *created_ms = 0;
-    if ((rc = sdb__check_tenant(tenant, err, errlen)) ||
-        (rc = sdb__check_project(project, err, errlen)))
-        return rc;
-    sdb__buf k;
-    sdb__buf_init(&k);
-    sdb__key_project(&k, tenant, project);
     char *v = NULL;
     size_t vn = 0;
-    rc = sdb__get(db, SDB__CF_PROJECTS, &k, &v, &vn, err, errlen);
-    sdb__buf_free(&k);
+    *created_ms = 0;
+    int rc = get_record(db, tenant, project, &v, &vn, err, errlen);
     if (rc == SBX_NOT_FOUND)
         return SBX_OK;
     if (rc)
