@@ -1,32 +1,33 @@
 /* checkpoint.c: consistent on-disk copies of the database (RocksDB checkpoints: hard links to
  * the immutable SST files plus a copy of the live WAL/manifest, taken after a memtable flush).
  * The target must be a new directory whose parent exists; the copy opens like any data dir.
+ * Calls keys.c only.
  */
 #include <errno.h>
 #include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 
+#include "clock.h"
 #include "log.h"
 #include "storedb_int.h"
 
 #define CHECKPOINT_DIR_MAX 4096
 
-int sbx_storedb_checkpoint(sbx_storedb *db, sbx_slice dir, uint64_t *sequence, int64_t *took_us,
-                           char *err, size_t errlen)
+int sdb_checkpoint(sdb *db, sdb_slice dir, uint64_t *sequence, int64_t *took_us, char *err,
+                   size_t errlen)
 {
     if (sequence)
         *sequence = 0;
     if (took_us)
         *took_us = 0;
-    int rc = sdb_check_bytes("dir", dir, CHECKPOINT_DIR_MAX, false, err, errlen);
+    int rc = sdb__check_bytes("dir", dir, CHECKPOINT_DIR_MAX, false, err, errlen);
     if (rc)
         return rc;
     if (dir.p[0] != '/')
-        return sdb_err(err, errlen, SBX_INVALID_ARGUMENT, "dir: '%.*s' must be an absolute path",
-                       (int)dir.n, dir.p);
+        return sdb__err(err, errlen, SBX_INVALID_ARGUMENT, "dir: '%.*s' must be an absolute path",
+                        (int)dir.n, dir.p);
     char path[CHECKPOINT_DIR_MAX + 1], parent[CHECKPOINT_DIR_MAX + 1];
     memcpy(path, dir.p, dir.n);
     path[dir.n] = '\0';
@@ -34,29 +35,27 @@ int sbx_storedb_checkpoint(sbx_storedb *db, sbx_slice dir, uint64_t *sequence, i
         path[strlen(path) - 1] = '\0';
     struct stat st;
     if (lstat(path, &st) == 0)
-        return sdb_err(err, errlen, SBX_ALREADY_EXISTS,
-                       "dir: %s already exists (a checkpoint needs a new directory)", path);
+        return sdb__err(err, errlen, SBX_ALREADY_EXISTS,
+                        "dir: %s already exists (a checkpoint needs a new directory)", path);
     memcpy(parent, path, strlen(path) + 1);
     char *pd = dirname(parent);
     if (stat(pd, &st) != 0 || !S_ISDIR(st.st_mode))
-        return sdb_err(err, errlen, SBX_FAILED_PRECONDITION,
-                       "dir: parent directory %s does not exist", pd);
+        return sdb__err(err, errlen, SBX_FAILED_PRECONDITION,
+                        "dir: parent directory %s does not exist", pd);
 
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    uint64_t t0 = sbx_mono_us();
     char *rerr = NULL;
     /* the sequence number taken before the checkpoint is covered by it (it flushes first) */
     uint64_t seqno = rocksdb_get_latest_sequence_number(db->rdb);
     rocksdb_checkpoint_t *cp = rocksdb_checkpoint_object_create(db->rdb, &rerr);
     if (rerr)
-        return sdb_rocks_err("checkpoint", rerr, err, errlen);
+        return sdb__rocks_err("checkpoint", rerr, err, errlen);
     /* log_size_for_flush = 0: always flush the memtables first */
     rocksdb_checkpoint_create(cp, path, 0, &rerr);
     rocksdb_checkpoint_object_destroy(cp);
     if (rerr)
-        return sdb_rocks_err("checkpoint", rerr, err, errlen);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    int64_t us = (int64_t)(t1.tv_sec - t0.tv_sec) * 1000000 + (t1.tv_nsec - t0.tv_nsec) / 1000;
+        return sdb__rocks_err("checkpoint", rerr, err, errlen);
+    int64_t us = (int64_t)(sbx_mono_us() - t0);
     if (sequence)
         *sequence = seqno;
     if (took_us)

@@ -1,6 +1,6 @@
 /* commit.c: how writes reach RocksDB, atomically and durably.
  *
- * Every write of the store is an operation (sdb_apply_fn) that reads what it needs and adds
+ * Every write of the store is an operation (sdb__apply_fn) that reads what it needs and adds
  * puts/deletes to a transaction. Two strategies, chosen at open (opts.commit_mode):
  *
  * GROUP (default): callers enqueue their operation and sleep; one committer thread takes
@@ -18,6 +18,9 @@
  * Exclusive operations (range deletes: DeleteProject, project-wide cache clear, Flush) run
  * alone: in GROUP mode the committer first writes what it has, in DIRECT mode they take the
  * write side of a rwlock whose read side every other write holds.
+ *
+ * A write that became durable wakes the watchers of the projects it touched (watch.c). Calls
+ * read.c, watch.c and keys.c; open.c starts and stops the committer.
  */
 #include <errno.h>
 #include <semaphore.h>
@@ -27,40 +30,40 @@
 #include "log.h"
 #include "storedb_int.h"
 
-struct sdb_op {
-    sdb_apply_fn apply;
+struct sdb__op {
+    sdb__apply_fn apply;
     void *arg;
     bool exclusive;
     int status;
     char *err;
     size_t errlen;
     sem_t done;
-    sdb_op *next;
+    sdb__op *next;
 };
 
-struct sdb_txn {
-    sbx_storedb *db;
+struct sdb__txn {
+    sdb *db;
     rocksdb_writebatch_wi_t *wi; /* normal ops */
     rocksdb_writebatch_t *wb;    /* exclusive ops */
     uint64_t notify;
 };
 
-sbx_storedb *sdb_txn_db(sdb_txn *t)
+sdb *sdb__txn_db(sdb__txn *t)
 {
     return t->db;
 }
 
-int sdb_txn_get(sdb_txn *t, int cf, const sdb_buf *key, char **val, size_t *vn, char *err,
-                size_t errlen)
+int sdb__txn_get(sdb__txn *t, int cf, const sdb__buf *key, char **val, size_t *vn, char *err,
+                 size_t errlen)
 {
     if (!t->wi)
-        return sdb_get(t->db, cf, key, val, vn, err, errlen);
+        return sdb__get(t->db, cf, key, val, vn, err, errlen);
     char *rerr = NULL;
     size_t n = 0;
     char *v = rocksdb_writebatch_wi_get_from_batch_and_db_cf(
         t->wi, t->db->rdb, t->db->ro, t->db->cf[cf], key->p, key->n, &n, &rerr);
     if (rerr)
-        return sdb_rocks_err("read", rerr, err, errlen);
+        return sdb__rocks_err("read", rerr, err, errlen);
     if (!v)
         return SBX_NOT_FOUND;
     *val = v;
@@ -68,7 +71,7 @@ int sdb_txn_get(sdb_txn *t, int cf, const sdb_buf *key, char **val, size_t *vn, 
     return SBX_OK;
 }
 
-void sdb_txn_put(sdb_txn *t, int cf, const sdb_buf *key, const void *v, size_t vn)
+void sdb__txn_put(sdb__txn *t, int cf, const sdb__buf *key, const void *v, size_t vn)
 {
     if (t->wi)
         rocksdb_writebatch_wi_put_cf(t->wi, t->db->cf[cf], key->p, key->n, v, vn);
@@ -76,7 +79,7 @@ void sdb_txn_put(sdb_txn *t, int cf, const sdb_buf *key, const void *v, size_t v
         rocksdb_writebatch_put_cf(t->wb, t->db->cf[cf], key->p, key->n, v, vn);
 }
 
-void sdb_txn_del(sdb_txn *t, int cf, const sdb_buf *key)
+void sdb__txn_del(sdb__txn *t, int cf, const sdb__buf *key)
 {
     if (t->wi)
         rocksdb_writebatch_wi_delete_cf(t->wi, t->db->cf[cf], key->p, key->n);
@@ -84,40 +87,43 @@ void sdb_txn_del(sdb_txn *t, int cf, const sdb_buf *key)
         rocksdb_writebatch_delete_cf(t->wb, t->db->cf[cf], key->p, key->n);
 }
 
-void sdb_txn_del_range(sdb_txn *t, int cf, const sdb_buf *begin, const sdb_buf *end)
+void sdb__txn_del_range(sdb__txn *t, int cf, const sdb__buf *begin, const sdb__buf *end)
 {
     if (!t->wb)
         abort(); /* programming error: range deletes need an exclusive op */
     rocksdb_writebatch_delete_range_cf(t->wb, t->db->cf[cf], begin->p, begin->n, end->p, end->n);
 }
 
-void sdb_txn_notify(sdb_txn *t, unsigned stripe)
+void sdb__txn_notify(sdb__txn *t, unsigned stripe)
 {
-    t->notify |= 1ull << (stripe % SDB_WATCH_STRIPES);
+    t->notify |= 1ull << (stripe % SDB__WATCH_STRIPES);
 }
 
-static int write_failed(sbx_storedb *db, char *rerr, char *err, size_t errlen)
+/* After a write of n_ops operations: counts it, then maps its failure (rerr, freed) to a
+ * status, or wakes the watchers of the stripes in notify. */
+static int written(sdb *db, char *rerr, size_t n_ops, uint64_t notify, char *err, size_t errlen)
 {
-    SDB_STAT_ADD(db, commit_failures, 1);
-    SBX_LOG_ERROR("store", "write failed err=\"%s\"", rerr ? rerr : "?");
-    return sdb_rocks_err("write", rerr, err, errlen);
+    SDB__STAT_ADD(db, commit_groups, 1);
+    SDB__STAT_ADD(db, commit_ops, n_ops);
+    if (rerr) {
+        SDB__STAT_ADD(db, commit_failures, 1);
+        SBX_LOG_ERROR("store", "write failed err=\"%s\"", rerr);
+        return sdb__rocks_err("write", rerr, err, errlen);
+    }
+    sdb__watch_notify(db, notify);
+    return SBX_OK;
 }
 
 /* ---- exclusive ops (both modes) ---- */
 
-static int run_exclusive(sbx_storedb *db, sdb_apply_fn apply, void *arg, char *err, size_t errlen)
+static int run_exclusive(sdb *db, sdb__apply_fn apply, void *arg, char *err, size_t errlen)
 {
-    sdb_txn t = {db, NULL, rocksdb_writebatch_create(), 0};
+    sdb__txn t = {db, NULL, rocksdb_writebatch_create(), 0};
     int rc = apply(&t, arg, err, errlen);
     if (rc == SBX_OK && rocksdb_writebatch_count(t.wb) > 0) {
         char *rerr = NULL;
         rocksdb_write(db->rdb, db->wo, t.wb, &rerr);
-        SDB_STAT_ADD(db, commit_groups, 1);
-        SDB_STAT_ADD(db, commit_ops, 1);
-        if (rerr)
-            rc = write_failed(db, rerr, err, errlen);
-        else
-            sdb_watch_notify(db, t.notify);
+        rc = written(db, rerr, 1, t.notify, err, errlen);
     }
     rocksdb_writebatch_destroy(t.wb);
     return rc;
@@ -125,7 +131,7 @@ static int run_exclusive(sbx_storedb *db, sdb_apply_fn apply, void *arg, char *e
 
 /* ---- DIRECT mode ---- */
 
-static int commit_direct(sbx_storedb *db, sdb_apply_fn apply, void *arg, uint64_t lock_hash,
+static int commit_direct(sdb *db, sdb__apply_fn apply, void *arg, uint64_t lock_hash,
                          bool exclusive, char *err, size_t errlen)
 {
     int rc;
@@ -135,20 +141,15 @@ static int commit_direct(sbx_storedb *db, sdb_apply_fn apply, void *arg, uint64_
         pthread_rwlock_unlock(&db->excl);
         return rc;
     }
-    pthread_mutex_t *mu = &db->stripes[lock_hash % SDB_LOCK_STRIPES];
+    pthread_mutex_t *mu = &db->stripes[lock_hash % SDB__LOCK_STRIPES];
     pthread_rwlock_rdlock(&db->excl);
     pthread_mutex_lock(mu);
-    sdb_txn t = {db, rocksdb_writebatch_wi_create(0, 1), NULL, 0};
+    sdb__txn t = {db, rocksdb_writebatch_wi_create(0, 1), NULL, 0};
     rc = apply(&t, arg, err, errlen);
     if (rc == SBX_OK && rocksdb_writebatch_wi_count(t.wi) > 0) {
         char *rerr = NULL;
         rocksdb_write_writebatch_wi(db->rdb, db->wo, t.wi, &rerr);
-        SDB_STAT_ADD(db, commit_groups, 1);
-        SDB_STAT_ADD(db, commit_ops, 1);
-        if (rerr)
-            rc = write_failed(db, rerr, err, errlen);
-        else
-            sdb_watch_notify(db, t.notify);
+        rc = written(db, rerr, 1, t.notify, err, errlen);
     }
     pthread_mutex_unlock(mu);
     pthread_rwlock_unlock(&db->excl);
@@ -159,7 +160,7 @@ static int commit_direct(sbx_storedb *db, sdb_apply_fn apply, void *arg, uint64_
 /* ---- GROUP mode ---- */
 
 /* Writes the batch built so far and completes ops[0..n). */
-static void flush_group(sbx_storedb *db, sdb_op **ops, size_t *n, uint64_t *notify)
+static void flush_group(sdb *db, sdb__op **ops, size_t *n, uint64_t *notify)
 {
     if (*n == 0)
         return;
@@ -169,21 +170,16 @@ static void flush_group(sbx_storedb *db, sdb_op **ops, size_t *n, uint64_t *noti
     if (rocksdb_writebatch_wi_count(wi) > 0) {
         char *rerr = NULL;
         rocksdb_write_writebatch_wi(db->rdb, db->wo, wi, &rerr);
-        SDB_STAT_ADD(db, commit_groups, 1);
-        SDB_STAT_ADD(db, commit_ops, *n);
-        if (rerr)
-            wrc = write_failed(db, rerr, msg, sizeof msg);
-        else
-            sdb_watch_notify(db, *notify);
+        wrc = written(db, rerr, *n, *notify, msg, sizeof msg);
     }
     rocksdb_writebatch_wi_clear(wi);
     for (size_t i = 0; i < *n; i++) {
-        sdb_op *op = ops[i];
+        sdb__op *op = ops[i];
         /* An op that succeeded (even one that only read, e.g. a duplicate append) may have
          * depended on an earlier op of this group: when the write failed it fails too. */
         if (wrc != SBX_OK && op->status == SBX_OK) {
             op->status = wrc;
-            sdb_err(op->err, op->errlen, wrc, "%s", msg);
+            sdb__err(op->err, op->errlen, wrc, "%s", msg);
         }
         sem_post(&op->done);
     }
@@ -191,12 +187,12 @@ static void flush_group(sbx_storedb *db, sdb_op **ops, size_t *n, uint64_t *noti
     *notify = 0;
 }
 
-static void run_group(sbx_storedb *db, sdb_op *list, sdb_op **ops)
+static void run_group(sdb *db, sdb__op *list, sdb__op **ops)
 {
     size_t n = 0;
     uint64_t notify = 0;
     rocksdb_writebatch_wi_t *wi = db->gbatch;
-    for (sdb_op *op = list, *next; op; op = next) {
+    for (sdb__op *op = list, *next; op; op = next) {
         next = op->next;
         if (op->exclusive) {
             flush_group(db, ops, &n, &notify);
@@ -204,7 +200,7 @@ static void run_group(sbx_storedb *db, sdb_op *list, sdb_op **ops)
             sem_post(&op->done);
             continue;
         }
-        sdb_txn t = {db, wi, NULL, 0};
+        sdb__txn t = {db, wi, NULL, 0};
         rocksdb_writebatch_wi_set_save_point(wi);
         op->status = op->apply(&t, op->arg, op->err, op->errlen);
         if (op->status != SBX_OK) {
@@ -217,7 +213,7 @@ static void run_group(sbx_storedb *db, sdb_op *list, sdb_op **ops)
         ops[n++] = op;
         size_t size = 0;
         rocksdb_writebatch_wi_data(wi, &size);
-        if (size >= SDB_MAX_GROUP_BYTES)
+        if (size >= SDB__MAX_GROUP_BYTES)
             flush_group(db, ops, &n, &notify);
     }
     flush_group(db, ops, &n, &notify);
@@ -225,9 +221,9 @@ static void run_group(sbx_storedb *db, sdb_op *list, sdb_op **ops)
 
 static void *committer_main(void *arg)
 {
-    sbx_storedb *db = arg;
+    sdb *db = arg;
     size_t max = (size_t)db->o.max_group_ops;
-    sdb_op **ops = calloc(max, sizeof *ops);
+    sdb__op **ops = calloc(max, sizeof *ops);
     if (!ops)
         abort();
     pthread_mutex_lock(&db->q_mu);
@@ -236,7 +232,7 @@ static void *committer_main(void *arg)
             pthread_cond_wait(&db->q_cv, &db->q_mu);
         if (!db->q_head)
             break; /* stopping and drained */
-        sdb_op *list = db->q_head, *last = list;
+        sdb__op *list = db->q_head, *last = list;
         for (size_t i = 1; i < max && last->next; i++)
             last = last->next;
         db->q_head = last->next;
@@ -252,9 +248,9 @@ static void *committer_main(void *arg)
     return NULL;
 }
 
-int sdb_commit_start(sbx_storedb *db)
+int sdb__commit_start(sdb *db)
 {
-    if (db->o.commit_mode != SBX_COMMIT_GROUP)
+    if (db->o.commit_mode != SDB_COMMIT_GROUP)
         return SBX_OK;
     db->gbatch = rocksdb_writebatch_wi_create(1u << 16, 1);
     int e = pthread_create(&db->committer, NULL, committer_main, db);
@@ -267,7 +263,7 @@ int sdb_commit_start(sbx_storedb *db)
     return SBX_OK;
 }
 
-void sdb_commit_stop(sbx_storedb *db)
+void sdb__commit_stop(sdb *db)
 {
     if (!db->committer_started)
         return;
@@ -281,19 +277,19 @@ void sdb_commit_stop(sbx_storedb *db)
     db->gbatch = NULL;
 }
 
-int sdb_commit(sbx_storedb *db, sdb_apply_fn apply, void *arg, uint64_t lock_hash, bool exclusive,
-               char *err, size_t errlen)
+int sdb__commit(sdb *db, sdb__apply_fn apply, void *arg, uint64_t lock_hash, bool exclusive,
+                char *err, size_t errlen)
 {
-    if (db->o.commit_mode == SBX_COMMIT_DIRECT)
+    if (db->o.commit_mode == SDB_COMMIT_DIRECT)
         return commit_direct(db, apply, arg, lock_hash, exclusive, err, errlen);
 
-    sdb_op op = {apply, arg, exclusive, SBX_OK, err, errlen, {{0}}, NULL};
+    sdb__op op = {apply, arg, exclusive, SBX_OK, err, errlen, {{0}}, NULL};
     sem_init(&op.done, 0, 0);
     pthread_mutex_lock(&db->q_mu);
     if (db->q_stop) {
         pthread_mutex_unlock(&db->q_mu);
         sem_destroy(&op.done);
-        return sdb_err(err, errlen, SBX_UNAVAILABLE, "the store is shutting down");
+        return sdb__err(err, errlen, SBX_UNAVAILABLE, "the store is shutting down");
     }
     if (db->q_tail)
         db->q_tail->next = &op;
@@ -308,42 +304,43 @@ int sdb_commit(sbx_storedb *db, sdb_apply_fn apply, void *arg, uint64_t lock_has
     return op.status;
 }
 
-int sdb_txn_get_u64(sdb_txn *t, int cf, const sdb_buf *key, uint64_t *v, char *err, size_t errlen)
+int sdb__txn_get_u64(sdb__txn *t, int cf, const sdb__buf *key, uint64_t *v, char *err,
+                     size_t errlen)
 {
     char *raw = NULL;
     size_t n = 0;
     *v = 0;
-    int rc = sdb_txn_get(t, cf, key, &raw, &n, err, errlen);
+    int rc = sdb__txn_get(t, cf, key, &raw, &n, err, errlen);
     if (rc == SBX_NOT_FOUND)
         return SBX_OK;
     if (rc == SBX_OK && n != 8)
-        rc = sdb_err(err, errlen, SBX_DATA_LOSS, "store counter is corrupted");
+        rc = sdb__err(err, errlen, SBX_DATA_LOSS, "store counter is corrupted");
     else if (rc == SBX_OK)
-        *v = sdb_be64(raw);
+        *v = sdb__be64(raw);
     free(raw);
     return rc;
 }
 
-void sdb_txn_put_u64(sdb_txn *t, int cf, const sdb_buf *key, uint64_t v)
+void sdb__txn_put_u64(sdb__txn *t, int cf, const sdb__buf *key, uint64_t v)
 {
     char b[8];
     for (int i = 0; i < 8; i++)
         b[i] = (char)(v >> (56 - 8 * i));
-    sdb_txn_put(t, cf, key, b, 8);
+    sdb__txn_put(t, cf, key, b, 8);
 }
 
-int sdb_txn_add_u64(sdb_txn *t, int cf, const sdb_buf *key, int64_t delta, uint64_t *after,
-                    char *err, size_t errlen)
+int sdb__txn_add_u64(sdb__txn *t, int cf, const sdb__buf *key, int64_t delta, uint64_t *after,
+                     char *err, size_t errlen)
 {
     uint64_t v;
-    int rc = sdb_txn_get_u64(t, cf, key, &v, err, errlen);
+    int rc = sdb__txn_get_u64(t, cf, key, &v, err, errlen);
     if (rc)
         return rc;
     if (delta < 0)
         v = (uint64_t)-delta > v ? 0 : v - (uint64_t)-delta;
     else
         v += (uint64_t)delta;
-    sdb_txn_put_u64(t, cf, key, v);
+    sdb__txn_put_u64(t, cf, key, v);
     if (after)
         *after = v;
     return SBX_OK;

@@ -9,7 +9,7 @@
 /* The StateStore service bound to db: every RPC with its streaming kind, flags (SBX_RUN_INLINE
  * for the fast reads, SBX_SERVICE_ONLY for Checkpoint) and handler. The returned definition is
  * static storage: one store per process (a later call rebinds it to another db). */
-const sbx_service_def *sbx_store_service(sbx_storedb *db);
+const sbx_service_def *sbx_store_service(sdb *db);
 
 /* Largest response a list handler builds (bytes); pages end early, with a token, beyond it. */
 #define SBX_STORE_RESPONSE_BUDGET (3u << 20)

@@ -6,275 +6,193 @@
  * project) and the caller's time (started_at) that time ranges and max-age retention use; the
  * latter is not ordered by seq, so ranged listings scan with a budget per page. A max_records
  * retention drops the record falling out of it in the append's own write. Listing is newest
- * first with opaque page tokens;
- * watchers read from a sequence and sleep on a striped condition variable that every commit
- * touching the project bumps (ticket protocol: no gap and no duplicate at the seam).
+ * first with opaque page tokens; watchers read from a sequence (sdb_hist_read_after) and wait
+ * through watch.c, which every append's commit notifies. Calls projects.c (implicit creation),
+ * commit.c, read.c, codec.c and keys.c.
  */
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "storedb_int.h"
 
-/* ---- encoding ---- */
-
-bool sdb_counter_decode(const char *v, size_t n, sdb_counter *c)
-{
-    sdb_rd r = sdb_rd_init(v, n);
-    memset(c, 0, sizeof *c);
-    if (sdb_rd_u8(&r) != SDB_VALUE_V1)
-        return false;
-    c->last_seq = sdb_rd_be64(&r);
-    c->exec_count = sdb_rd_be64(&r);
-    c->last_recorded_ms = (int64_t)sdb_rd_be64(&r);
-    c->last_time_ms = (int64_t)sdb_rd_be64(&r);
-    c->last_exit_code = (int32_t)sdb_rd_be32(&r);
-    c->exists = !r.bad;
-    return !r.bad;
-}
-
-void sdb_counter_encode(sdb_buf *b, const sdb_counter *c)
-{
-    sdb_buf_u8(b, SDB_VALUE_V1);
-    sdb_buf_be64(b, c->last_seq);
-    sdb_buf_be64(b, c->exec_count);
-    sdb_buf_be64(b, (uint64_t)c->last_recorded_ms);
-    sdb_buf_be64(b, (uint64_t)c->last_time_ms);
-    sdb_buf_be32(b, (uint32_t)c->last_exit_code);
-}
-
-bool sdb_rec_decode_value(const char *v, size_t vn, sbx_hist_rec *r)
-{
-    sdb_rd d = sdb_rd_init(v, vn);
-    if (sdb_rd_u8(&d) != SDB_VALUE_V1)
-        return false;
-    r->recorded_ms = (int64_t)sdb_rd_be64(&d);
-    r->time_ms = (int64_t)sdb_rd_be64(&d);
-    r->record_id = sdb_rd_str(&d);
-    r->data.p = d.p;
-    r->data.n = d.n;
-    return !d.bad;
-}
-
-static bool rec_decode(const char *k, size_t kn, size_t scope_n, const char *v, size_t vn,
-                       sbx_hist_rec *r)
-{
-    if (kn != scope_n + 8)
-        return false;
-    r->seq = sdb_be64(k + scope_n);
-    return sdb_rec_decode_value(v, vn, r);
-}
-
 /* ---- append ---- */
 
-int sdb_hist_check_append(sbx_storedb *db, sbx_slice tenant, const sbx_hist_entry *a, char *err,
-                          size_t errlen)
+int sdb__hist_check_append(sdb *db, sdb_slice tenant, const sdb_hist_entry *a, char *err,
+                           size_t errlen)
 {
     int rc;
-    if ((rc = sdb_check_tenant(tenant, err, errlen)) ||
-        (rc = sdb_check_project(a->project, err, errlen)) ||
-        (rc = sdb_check_bytes("record_id", a->record_id, SBX_RECORD_ID_MAX, true, err, errlen)) ||
-        (rc = sdb_check_size("record", a->data.n, db->o.max_record_bytes, err, errlen)))
+    if ((rc = sdb__check_tenant(tenant, err, errlen)) ||
+        (rc = sdb__check_project(a->project, err, errlen)) ||
+        (rc = sdb__check_bytes("record_id", a->record_id, SDB_RECORD_ID_MAX, true, err, errlen)) ||
+        (rc = sdb__check_size("record", a->data.n, db->o.max_record_bytes, err, errlen)))
         return rc;
     if (a->time_ms < 0)
-        return sdb_err(err, errlen, SBX_INVALID_ARGUMENT, "started_at_unix_ms: %lld is negative",
-                       (long long)a->time_ms);
+        return sdb__err(err, errlen, SBX_INVALID_ARGUMENT, "started_at_unix_ms: %lld is negative",
+                        (long long)a->time_ms);
     return SBX_OK;
 }
 
-/* The project's record: created (version 0) when missing; *max_records gets the retention
- * by count in force. */
-static int touch_project(sdb_txn *t, sbx_slice tenant, sbx_slice project, int64_t now,
-                         uint64_t *max_records, char *err, size_t errlen)
+/* A replay: when the record id is known, *res gets the first append's result and
+ * res->duplicate is set. */
+static int find_duplicate(sdb__txn *t, sdb_slice tenant, const sdb_hist_entry *a,
+                          sdb_hist_result *res, char *err, size_t errlen)
 {
-    sbx_storedb *db = sdb_txn_db(t);
-    sdb_buf k;
-    sdb_buf_init(&k);
-    sdb_key_project(&k, tenant, project);
+    sdb__buf k;
+    sdb__buf_init(&k);
+    sdb__key_meta(&k, tenant, a->project, 'i', a->record_id);
     char *v = NULL;
     size_t vn = 0;
-    *max_records = db->o.history_max_records;
-    int rc = sdb_txn_get(t, SDB_CF_PROJECTS, &k, &v, &vn, err, errlen);
+    int rc = sdb__txn_get(t, SDB__CF_META, &k, &v, &vn, err, errlen);
+    sdb__buf_free(&k);
     if (rc == SBX_OK) {
-        sdb_projrec r;
-        if (!sdb_projrec_decode(v, vn, &r)) {
-            rc = sdb_err(err, errlen, SBX_DATA_LOSS, "project record is corrupted");
-        } else {
-            if (r.ret_max_records)
-                *max_records = r.ret_max_records;
-            free(r.fields);
-        }
+        if (sdb__recid_decode(v, vn, res))
+            res->duplicate = true;
+        else
+            rc = sdb__err(err, errlen, SBX_DATA_LOSS, "record_id index entry is corrupted");
     } else if (rc == SBX_NOT_FOUND) {
-        sdb_projrec r = {.version = 0, .created_ms = now};
-        sdb_buf b;
-        sdb_buf_init(&b);
-        sdb_projrec_encode(&b, &r);
-        sdb_txn_put(t, SDB_CF_PROJECTS, &k, b.p, b.n);
-        sdb_buf_free(&b);
         rc = SBX_OK;
     }
     free(v);
-    sdb_buf_free(&k);
     return rc;
 }
 
+/* The project's counter (zero when it has none) under key k. */
+static int read_counter(sdb__txn *t, const sdb__buf *k, sdb__counter *c, char *err, size_t errlen)
+{
+    char *v = NULL;
+    size_t vn = 0;
+    memset(c, 0, sizeof *c);
+    int rc = sdb__txn_get(t, SDB__CF_META, k, &v, &vn, err, errlen);
+    if (rc == SBX_OK && !sdb__counter_decode(v, vn, c))
+        rc = sdb__err(err, errlen, SBX_DATA_LOSS, "history counter of project is corrupted");
+    else if (rc == SBX_NOT_FOUND)
+        rc = SBX_OK;
+    free(v);
+    return rc;
+}
+
+/* The record under seq and, with a record id, the id's entry pointing at it. */
+static void put_record(sdb__txn *t, sdb_slice tenant, const sdb_hist_entry *a, uint64_t seq,
+                       int64_t recorded, int64_t time)
+{
+    sdb__buf k, b;
+    sdb__buf_init(&k);
+    sdb__buf_init(&b);
+    sdb__rec_encode(&b, recorded, time, a->record_id, a->data);
+    sdb__key_hist(&k, tenant, a->project, seq);
+    sdb__txn_put(t, SDB__CF_HISTORY, &k, b.p, b.n);
+    if (a->record_id.n) {
+        sdb__key_meta(&k, tenant, a->project, 'i', a->record_id);
+        sdb__buf_reset(&b);
+        sdb__recid_encode(&b, seq, recorded, time);
+        sdb__txn_put(t, SDB__CF_META, &k, b.p, b.n);
+    }
+    sdb__buf_free(&k);
+    sdb__buf_free(&b);
+}
+
 /* Deletes record seq (and its record-id entry) if it exists; *gone = 1 when it did. */
-static int drop_record(sdb_txn *t, sbx_slice tenant, sbx_slice project, uint64_t seq, int *gone,
+static int drop_record(sdb__txn *t, sdb_slice tenant, sdb_slice project, uint64_t seq, int *gone,
                        char *err, size_t errlen)
 {
-    sdb_buf k;
-    sdb_buf_init(&k);
-    sdb_key_hist(&k, tenant, project, seq);
+    sdb__buf k;
+    sdb__buf_init(&k);
+    sdb__key_hist(&k, tenant, project, seq);
     char *v = NULL;
     size_t vn = 0;
     *gone = 0;
-    int rc = sdb_txn_get(t, SDB_CF_HISTORY, &k, &v, &vn, err, errlen);
+    int rc = sdb__txn_get(t, SDB__CF_HISTORY, &k, &v, &vn, err, errlen);
     if (rc == SBX_OK) {
-        sbx_hist_rec r;
-        sdb_txn_del(t, SDB_CF_HISTORY, &k);
-        if (sdb_rec_decode_value(v, vn, &r) && r.record_id.n) {
-            sdb_key_meta(&k, tenant, project, 'i', r.record_id);
-            sdb_txn_del(t, SDB_CF_META, &k);
+        sdb_hist_rec r;
+        sdb__txn_del(t, SDB__CF_HISTORY, &k);
+        if (sdb__rec_decode_value(v, vn, &r) && r.record_id.n) {
+            sdb__key_meta(&k, tenant, project, 'i', r.record_id);
+            sdb__txn_del(t, SDB__CF_META, &k);
         }
         *gone = 1;
     } else if (rc == SBX_NOT_FOUND) {
         rc = SBX_OK;
     }
     free(v);
-    sdb_buf_free(&k);
+    sdb__buf_free(&k);
     return rc;
 }
 
-int sdb_hist_apply_append(sdb_txn *t, sbx_slice tenant, const sbx_hist_entry *a,
-                          sbx_hist_result *res, char *err, size_t errlen)
+int sdb__hist_apply_append(sdb__txn *t, sdb_slice tenant, const sdb_hist_entry *a,
+                           sdb_hist_result *res, char *err, size_t errlen)
 {
-    sbx_storedb *db = sdb_txn_db(t);
-    sdb_buf k, b;
-    sdb_buf_init(&k);
-    sdb_buf_init(&b);
-    char *v = NULL, *cv = NULL;
-    size_t vn = 0, cvn = 0;
-    int rc;
     memset(res, 0, sizeof *res);
-
-    if (a->record_id.n) {
-        sdb_key_meta(&k, tenant, a->project, 'i', a->record_id);
-        rc = sdb_txn_get(t, SDB_CF_META, &k, &v, &vn, err, errlen);
-        if (rc == SBX_OK) {
-            if (vn < 24) {
-                rc = sdb_err(err, errlen, SBX_DATA_LOSS, "record_id index entry is corrupted");
-                goto out;
-            }
-            res->seq = sdb_be64(v);
-            res->recorded_ms = (int64_t)sdb_be64(v + 8);
-            res->time_ms = (int64_t)sdb_be64(v + 16);
-            res->duplicate = true;
-            goto out;
-        }
-        if (rc != SBX_NOT_FOUND)
-            goto out;
-    }
-
-    sdb_key_meta(&k, tenant, a->project, 'c', sbx_slice_n("", 0));
-    sdb_counter c = {0};
-    rc = sdb_txn_get(t, SDB_CF_META, &k, &cv, &cvn, err, errlen);
-    if (rc == SBX_OK) {
-        if (!sdb_counter_decode(cv, cvn, &c)) {
-            rc = sdb_err(err, errlen, SBX_DATA_LOSS, "history counter of project is corrupted");
-            goto out;
-        }
-    } else if (rc != SBX_NOT_FOUND) {
-        goto out;
-    }
-    int64_t now = sdb_now(db);
+    int rc = a->record_id.n ? find_duplicate(t, tenant, a, res, err, errlen) : SBX_OK;
+    if (rc || res->duplicate)
+        return rc;
+    sdb__buf k;
+    sdb__buf_init(&k);
+    sdb__key_meta(&k, tenant, a->project, 'c', sdb_slice_n("", 0));
+    sdb__counter c;
+    int64_t now = sdb__now(sdb__txn_db(t));
     uint64_t max_records;
-    if ((rc = touch_project(t, tenant, a->project, now, &max_records, err, errlen)) != SBX_OK)
-        goto out;
+    if ((rc = read_counter(t, &k, &c, err, errlen)) ||
+        (rc = sdb__project_ensure(t, tenant, a->project, now, &max_records, err, errlen)))
+        goto free_key;
 
     uint64_t seq = c.last_seq + 1;
     int64_t recorded = now > c.last_recorded_ms ? now : c.last_recorded_ms;
     int64_t time = a->time_ms ? a->time_ms : now;
-
-    /* the record */
-    sdb_buf_u8(&b, SDB_VALUE_V1);
-    sdb_buf_be64(&b, (uint64_t)recorded);
-    sdb_buf_be64(&b, (uint64_t)time);
-    sdb_buf_str(&b, a->record_id);
-    sdb_buf_raw(&b, a->data.p, a->data.n);
-    sdb_buf kh;
-    sdb_buf_init(&kh);
-    sdb_key_hist(&kh, tenant, a->project, seq);
-    sdb_txn_put(t, SDB_CF_HISTORY, &kh, b.p, b.n);
-
-    /* the record id -> first sequence */
-    if (a->record_id.n) {
-        sdb_key_meta(&kh, tenant, a->project, 'i', a->record_id);
-        sdb_buf_reset(&b);
-        sdb_buf_be64(&b, seq);
-        sdb_buf_be64(&b, (uint64_t)recorded);
-        sdb_buf_be64(&b, (uint64_t)time);
-        sdb_txn_put(t, SDB_CF_META, &kh, b.p, b.n);
-    }
-    sdb_buf_free(&kh);
+    put_record(t, tenant, a, seq, recorded, time);
 
     /* retention by count: the record that just fell out goes in the same write */
     uint64_t count = c.exec_count + 1;
     if (max_records && seq > max_records) {
         int gone;
         if ((rc = drop_record(t, tenant, a->project, seq - max_records, &gone, err, errlen)))
-            goto out;
+            goto free_key;
         count -= (uint64_t)gone;
     }
 
-    /* the counter (k still holds its key) */
-    sdb_counter nc = {true, seq, count, recorded, time, a->exit_code};
-    sdb_buf_reset(&b);
-    sdb_counter_encode(&b, &nc);
-    sdb_txn_put(t, SDB_CF_META, &k, b.p, b.n);
-    sdb_txn_notify(t, sdb_watch_stripe(tenant, a->project));
-
+    sdb__counter nc = {seq, count, recorded, time, a->exit_code};
+    sdb__buf b;
+    sdb__buf_init(&b);
+    sdb__counter_encode(&b, &nc);
+    sdb__txn_put(t, SDB__CF_META, &k, b.p, b.n);
+    sdb__buf_free(&b);
+    sdb__txn_notify(t, sdb__watch_stripe(tenant, a->project));
     res->seq = seq;
     res->recorded_ms = recorded;
     res->time_ms = time;
-    rc = SBX_OK;
-out:
-    free(v);
-    free(cv);
-    sdb_buf_free(&k);
-    sdb_buf_free(&b);
+free_key:
+    sdb__buf_free(&k);
     return rc;
 }
 
 typedef struct {
-    sbx_slice tenant;
-    const sbx_hist_entry *a;
-    sbx_hist_result *res;
+    sdb_slice tenant;
+    const sdb_hist_entry *a;
+    sdb_hist_result *res;
 } append_arg;
 
-static int append_apply(sdb_txn *t, void *arg, char *err, size_t errlen)
+static int append_apply(sdb__txn *t, void *arg, char *err, size_t errlen)
 {
     append_arg *x = arg;
-    return sdb_hist_apply_append(t, x->tenant, x->a, x->res, err, errlen);
+    return sdb__hist_apply_append(t, x->tenant, x->a, x->res, err, errlen);
 }
 
-int sbx_hist_append(sbx_storedb *db, sbx_slice tenant, const sbx_hist_entry *a,
-                    sbx_hist_result *res, char *err, size_t errlen)
+int sdb_hist_append(sdb *db, sdb_slice tenant, const sdb_hist_entry *a, sdb_hist_result *res,
+                    char *err, size_t errlen)
 {
-    sbx_hist_result tmp;
+    sdb_hist_result tmp;
     if (!res)
         res = &tmp;
     memset(res, 0, sizeof *res);
-    int rc = sdb_hist_check_append(db, tenant, a, err, errlen);
+    int rc = sdb__hist_check_append(db, tenant, a, err, errlen);
     if (rc)
         return rc;
     append_arg x = {tenant, a, res};
-    rc = sdb_commit(db, append_apply, &x, sdb_hash(tenant, a->project), false, err, errlen);
+    rc = sdb__commit(db, append_apply, &x, sdb__hash(tenant, a->project), false, err, errlen);
     if (rc == SBX_OK) {
         if (res->duplicate)
-            SDB_STAT_ADD(db, history_duplicates, 1);
+            SDB__STAT_ADD(db, history_duplicates, 1);
         else
-            SDB_STAT_ADD(db, history_appends, 1);
+            SDB__STAT_ADD(db, history_appends, 1);
     }
     return rc;
 }
@@ -282,275 +200,193 @@ int sbx_hist_append(sbx_storedb *db, sbx_slice tenant, const sbx_hist_entry *a,
 /* ---- reading ---- */
 
 typedef struct {
-    sdb_buf scope, upper, seek;
-    rocksdb_readoptions_t *ro;
-    rocksdb_iterator_t *it;
+    sdb__iter it;
+    size_t scope_n;
 } hist_iter;
 
-static void hist_iter_open(sbx_storedb *db, hist_iter *h, sbx_slice tenant, sbx_slice project)
+/* Positioned at seq, or the record next to it in the direction of reading. */
+static void hist_iter_open(sdb *db, hist_iter *h, sdb_slice tenant, sdb_slice project, uint64_t seq,
+                           bool backwards)
 {
-    sdb_buf_init(&h->scope);
-    sdb_buf_init(&h->upper);
-    sdb_buf_init(&h->seek);
-    sdb_key_scope(&h->scope, tenant, project);
-    sdb_buf_copy(&h->upper, &h->scope);
-    sdb_buf_successor(&h->upper); /* never all 0xff: the scope starts with a short length */
-    h->ro = rocksdb_readoptions_create();
-    rocksdb_readoptions_set_iterate_lower_bound(h->ro, h->scope.p, h->scope.n);
-    rocksdb_readoptions_set_iterate_upper_bound(h->ro, h->upper.p, h->upper.n);
-    h->it = rocksdb_create_iterator_cf(db->rdb, h->ro, db->cf[SDB_CF_HISTORY]);
-}
-
-static void hist_iter_seek(hist_iter *h, uint64_t seq, bool for_prev)
-{
-    sdb_buf_copy(&h->seek, &h->scope);
-    sdb_buf_be64(&h->seek, seq);
-    if (for_prev)
-        rocksdb_iter_seek_for_prev(h->it, h->seek.p, h->seek.n);
+    sdb__buf k;
+    sdb__buf_init(&k);
+    sdb__key_scope(&k, tenant, project);
+    h->scope_n = k.n;
+    sdb__iter_open(db, &h->it, SDB__CF_HISTORY, &k);
+    sdb__buf_be64(&k, seq);
+    if (backwards)
+        sdb__iter_seek_for_prev(&h->it, k.p, k.n);
     else
-        rocksdb_iter_seek(h->it, h->seek.p, h->seek.n);
+        sdb__iter_seek(&h->it, k.p, k.n);
+    sdb__buf_free(&k);
 }
 
-static bool hist_iter_rec(hist_iter *h, sbx_hist_rec *r)
+static bool hist_iter_rec(hist_iter *h, sdb_hist_rec *r)
 {
     size_t kn, vn;
-    const char *k = rocksdb_iter_key(h->it, &kn);
-    const char *v = rocksdb_iter_value(h->it, &vn);
-    return rec_decode(k, kn, h->scope.n, v, vn, r);
+    const char *k = sdb__iter_key(&h->it, &kn);
+    const char *v = sdb__iter_value(&h->it, &vn);
+    return sdb__rec_decode(k, kn, h->scope_n, v, vn, r);
 }
 
-static int hist_iter_close(hist_iter *h, char *err, size_t errlen)
-{
-    char *rerr = NULL;
-    rocksdb_iter_get_error(h->it, &rerr);
-    rocksdb_iter_destroy(h->it);
-    rocksdb_readoptions_destroy(h->ro);
-    sdb_buf_free(&h->scope);
-    sdb_buf_free(&h->upper);
-    sdb_buf_free(&h->seek);
-    return rerr ? sdb_rocks_err("read", rerr, err, errlen) : SBX_OK;
-}
-
-int sbx_hist_list(sbx_storedb *db, sbx_slice tenant, const sbx_hist_query *q, sbx_hist_cb cb,
-                  void *arg, sbx_page *page, char *err, size_t errlen)
+static int check_query(sdb_slice tenant, const sdb_hist_query *q, sdb_page *page, char *err,
+                       size_t errlen)
 {
     int rc;
-    if ((rc = sdb_check_tenant(tenant, err, errlen)) ||
-        (rc = sdb_check_project(q->project, err, errlen)) ||
-        (rc = sdb_check_limit(q->has_limit, q->limit, SBX_HIST_LIST_DEFAULT, page, err, errlen)))
+    if ((rc = sdb__check_tenant(tenant, err, errlen)) ||
+        (rc = sdb__check_project(q->project, err, errlen)) ||
+        (rc = sdb__check_limit(q->has_limit, q->limit, SDB_HIST_LIST_DEFAULT, page, err, errlen)))
         return rc;
     if (q->since_ms < 0)
-        return sdb_err(err, errlen, SBX_INVALID_ARGUMENT,
-                       "since_unix_ms: %lld must not be negative", (long long)q->since_ms);
+        return sdb__err(err, errlen, SBX_INVALID_ARGUMENT,
+                        "since_unix_ms: %lld must not be negative", (long long)q->since_ms);
     if (q->until_ms < 0)
-        return sdb_err(err, errlen, SBX_INVALID_ARGUMENT,
-                       "until_unix_ms: %lld must not be negative", (long long)q->until_ms);
+        return sdb__err(err, errlen, SBX_INVALID_ARGUMENT,
+                        "until_unix_ms: %lld must not be negative", (long long)q->until_ms);
     if (q->since_ms && q->until_ms && q->since_ms > q->until_ms)
-        return sdb_err(err, errlen, SBX_INVALID_ARGUMENT,
-                       "since_unix_ms: %lld is after until_unix_ms: %lld", (long long)q->since_ms,
-                       (long long)q->until_ms);
-    /* a token is bound to the project and the time filters it was issued for */
-    char scope_buf[SBX_PROJECT_ID_MAX + 17];
-    size_t sn = q->project.n < SBX_PROJECT_ID_MAX ? q->project.n : SBX_PROJECT_ID_MAX;
-    memcpy(scope_buf, q->project.p, sn);
-    scope_buf[sn++] = '\0';
-    for (int i = 0; i < 8; i++) {
-        scope_buf[sn + (size_t)i] = (char)((uint64_t)q->since_ms >> (56 - 8 * i));
-        scope_buf[sn + 8 + (size_t)i] = (char)((uint64_t)q->until_ms >> (56 - 8 * i));
-    }
-    sbx_slice scope = sbx_slice_n(scope_buf, sn + 16);
-    uint64_t start = UINT64_MAX;
-    if (q->page_token.n) {
-        char cur[SBX_TOKEN_MAX];
-        size_t cn = 0;
-        rc = sdb_token_decode("page_token", SDB_TOK_HIST, tenant, scope, q->page_token, cur,
-                              &cn, err, errlen);
-        if (rc)
-            return rc;
-        if (cn != 8 || sdb_be64(cur) == 0)
-            return sdb_err(err, errlen, SBX_INVALID_ARGUMENT, "page_token: malformed cursor");
-        start = sdb_be64(cur);
-    }
-    bool ranged = q->since_ms || q->until_ms;
+        return sdb__err(err, errlen, SBX_INVALID_ARGUMENT,
+                        "since_unix_ms: %lld is after until_unix_ms: %lld", (long long)q->since_ms,
+                        (long long)q->until_ms);
+    return SBX_OK;
+}
 
+/* What a page token is bound to: the project and the time filters it was issued for. */
+typedef struct {
+    char b[SDB_PROJECT_ID_MAX + 17];
+    sdb_slice s;
+} query_scope;
+
+static void scope_of(const sdb_hist_query *q, query_scope *sc)
+{
+    size_t sn = q->project.n < SDB_PROJECT_ID_MAX ? q->project.n : SDB_PROJECT_ID_MAX;
+    memcpy(sc->b, q->project.p, sn);
+    sc->b[sn++] = '\0';
+    for (int i = 0; i < 8; i++) {
+        sc->b[sn + (size_t)i] = (char)((uint64_t)q->since_ms >> (56 - 8 * i));
+        sc->b[sn + 8 + (size_t)i] = (char)((uint64_t)q->until_ms >> (56 - 8 * i));
+    }
+    sc->s = sdb_slice_n(sc->b, sn + 16);
+}
+
+/* The newest seq the page may start at: the token's cursor, else the end. */
+static int start_of(sdb_slice tenant, sdb_slice scope, sdb_slice token, uint64_t *start, char *err,
+                    size_t errlen)
+{
+    *start = UINT64_MAX;
+    if (!token.n)
+        return SBX_OK;
+    char cur[SDB_TOKEN_MAX];
+    size_t cn = 0;
+    int rc =
+        sdb__token_decode("page_token", SDB__TOK_HIST, tenant, scope, token, cur, &cn, err, errlen);
+    if (rc)
+        return rc;
+    if (cn != 8 || sdb__be64(cur) == 0)
+        return sdb__err(err, errlen, SBX_INVALID_ARGUMENT, "page_token: malformed cursor");
+    *start = sdb__be64(cur);
+    return SBX_OK;
+}
+
+int sdb_hist_list(sdb *db, sdb_slice tenant, const sdb_hist_query *q, sdb_hist_cb cb, void *arg,
+                  sdb_page *page, char *err, size_t errlen)
+{
+    query_scope sc;
+    uint64_t start;
+    int rc = check_query(tenant, q, page, err, errlen);
+    if (rc)
+        return rc;
+    scope_of(q, &sc);
+    if ((rc = start_of(tenant, sc.s, q->page_token, &start, err, errlen)))
+        return rc;
+    bool ranged = q->since_ms || q->until_ms;
     hist_iter h;
-    hist_iter_open(db, &h, tenant, q->project);
-    hist_iter_seek(&h, start, true);
-    uint32_t examined = 0;
-    while (rocksdb_iter_valid(h.it)) {
-        sbx_hist_rec r;
+    hist_iter_open(db, &h, tenant, q->project, start, true);
+    for (uint32_t examined = 0; sdb__iter_valid(&h.it); sdb__iter_prev(&h.it)) {
+        sdb_hist_rec r;
         if (!hist_iter_rec(&h, &r)) {
-            hist_iter_close(&h, NULL, 0);
-            return sdb_err(err, errlen, SBX_DATA_LOSS, "history record is corrupted");
+            sdb__iter_close(&h.it, NULL, 0);
+            return sdb__err(err, errlen, SBX_DATA_LOSS, "history record is corrupted");
         }
-        bool budget_out = ranged && ++examined > SBX_HIST_SCAN_MAX;
+        bool budget_out = ranged && ++examined > SDB_HIST_SCAN_MAX;
         bool match =
             (!q->since_ms || r.time_ms >= q->since_ms) && (!q->until_ms || r.time_ms < q->until_ms);
         int stop = 0;
         if (!budget_out && match && page->count < page->applied_limit && cb)
             stop = cb(arg, &r);
-        if (budget_out || (match && page->count == page->applied_limit) || stop == SBX_PAGE_FULL) {
+        if (budget_out || (match && page->count == page->applied_limit) || stop == SDB_PAGE_FULL) {
             char cur[8];
             for (int i = 0; i < 8; i++)
                 cur[i] = (char)(r.seq >> (56 - 8 * i));
-            sdb_token_encode(SDB_TOK_HIST, tenant, scope, cur, 8, page->next_token);
+            sdb__token_encode(SDB__TOK_HIST, tenant, sc.s, cur, 8, page->next_token);
             break;
         }
-        if (match) {
+        if (match)
             page->count++;
-            if (stop) {
-                hist_iter_close(&h, NULL, 0);
-                return stop;
-            }
+        if (match && stop) {
+            sdb__iter_close(&h.it, NULL, 0);
+            return stop;
         }
-        rocksdb_iter_prev(h.it);
     }
-    return hist_iter_close(&h, err, errlen);
+    return sdb__iter_close(&h.it, err, errlen);
 }
 
-int sbx_hist_read_after(sbx_storedb *db, sbx_slice tenant, sbx_slice project, uint64_t after_seq,
-                        uint32_t max, sbx_hist_cb cb, void *arg, uint64_t *last, char *err,
+int sdb_hist_read_after(sdb *db, sdb_slice tenant, sdb_slice project, uint64_t after_seq,
+                        uint32_t max, sdb_hist_cb cb, void *arg, uint64_t *last, char *err,
                         size_t errlen)
 {
     int rc;
-    if ((rc = sdb_check_tenant(tenant, err, errlen)) ||
-        (rc = sdb_check_project(project, err, errlen)))
+    if ((rc = sdb__check_tenant(tenant, err, errlen)) ||
+        (rc = sdb__check_project(project, err, errlen)))
         return rc;
-    if (max < 1 || max > SBX_LIST_MAX)
-        return sdb_err(err, errlen, SBX_INVALID_ARGUMENT, "max: %u must be 1..%d", max,
-                       SBX_LIST_MAX);
+    if (max < 1 || max > SDB_LIST_MAX)
+        return sdb__err(err, errlen, SBX_INVALID_ARGUMENT, "max: %u must be 1..%d", max,
+                        SDB_LIST_MAX);
     if (after_seq == UINT64_MAX)
         return SBX_OK;
     hist_iter h;
-    hist_iter_open(db, &h, tenant, project);
-    hist_iter_seek(&h, after_seq + 1, false);
-    for (uint32_t n = 0; n < max && rocksdb_iter_valid(h.it); n++) {
-        sbx_hist_rec r;
+    hist_iter_open(db, &h, tenant, project, after_seq + 1, false);
+    for (uint32_t n = 0; n < max && sdb__iter_valid(&h.it); n++) {
+        sdb_hist_rec r;
         if (!hist_iter_rec(&h, &r)) {
-            hist_iter_close(&h, NULL, 0);
-            return sdb_err(err, errlen, SBX_DATA_LOSS, "history record is corrupted");
+            sdb__iter_close(&h.it, NULL, 0);
+            return sdb__err(err, errlen, SBX_DATA_LOSS, "history record is corrupted");
         }
         int stop = cb ? cb(arg, &r) : 0;
         if (last)
             *last = r.seq;
         if (stop) {
-            hist_iter_close(&h, NULL, 0);
+            sdb__iter_close(&h.it, NULL, 0);
             return stop;
         }
-        rocksdb_iter_next(h.it);
+        sdb__iter_next(&h.it);
     }
-    return hist_iter_close(&h, err, errlen);
+    return sdb__iter_close(&h.it, err, errlen);
 }
 
-int sbx_hist_last_seq(sbx_storedb *db, sbx_slice tenant, sbx_slice project, uint64_t *seq,
-                      char *err, size_t errlen)
+int sdb_hist_last_seq(sdb *db, sdb_slice tenant, sdb_slice project, uint64_t *seq, char *err,
+                      size_t errlen)
 {
     int rc;
     *seq = 0;
-    if ((rc = sdb_check_tenant(tenant, err, errlen)) ||
-        (rc = sdb_check_project(project, err, errlen)))
+    if ((rc = sdb__check_tenant(tenant, err, errlen)) ||
+        (rc = sdb__check_project(project, err, errlen)))
         return rc;
-    sdb_buf k;
-    sdb_buf_init(&k);
-    sdb_key_meta(&k, tenant, project, 'c', sbx_slice_n("", 0));
+    sdb__buf k;
+    sdb__buf_init(&k);
+    sdb__key_meta(&k, tenant, project, 'c', sdb_slice_n("", 0));
     char *v = NULL;
     size_t vn = 0;
-    rc = sdb_get(db, SDB_CF_META, &k, &v, &vn, err, errlen);
-    sdb_buf_free(&k);
+    rc = sdb__get(db, SDB__CF_META, &k, &v, &vn, err, errlen);
+    sdb__buf_free(&k);
     if (rc == SBX_NOT_FOUND)
         return SBX_OK;
     if (rc)
         return rc;
-    sdb_counter c;
-    bool ok = sdb_counter_decode(v, vn, &c);
+    sdb__counter c;
+    bool ok = sdb__counter_decode(v, vn, &c);
     free(v);
     if (!ok)
-        return sdb_err(err, errlen, SBX_DATA_LOSS, "history counter of project is corrupted");
+        return sdb__err(err, errlen, SBX_DATA_LOSS, "history counter of project is corrupted");
     *seq = c.last_seq;
     return SBX_OK;
-}
-
-/* ---- watch ---- */
-
-void sdb_watch_init(sbx_storedb *db)
-{
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    for (int i = 0; i < SDB_WATCH_STRIPES; i++) {
-        pthread_mutex_init(&db->watch[i].mu, NULL);
-        pthread_cond_init(&db->watch[i].cv, &ca);
-        db->watch[i].gen = 0;
-    }
-    pthread_condattr_destroy(&ca);
-}
-
-void sdb_watch_destroy(sbx_storedb *db)
-{
-    for (int i = 0; i < SDB_WATCH_STRIPES; i++) {
-        pthread_mutex_destroy(&db->watch[i].mu);
-        pthread_cond_destroy(&db->watch[i].cv);
-    }
-}
-
-void sdb_watch_notify(sbx_storedb *db, uint64_t mask)
-{
-    for (int i = 0; mask && i < SDB_WATCH_STRIPES; i++) {
-        if (!(mask & (1ull << i)))
-            continue;
-        mask &= ~(1ull << i);
-        sdb_watch *w = &db->watch[i];
-        pthread_mutex_lock(&w->mu);
-        w->gen++;
-        pthread_cond_broadcast(&w->cv);
-        pthread_mutex_unlock(&w->mu);
-    }
-}
-
-void sdb_watch_close(sbx_storedb *db)
-{
-    for (int i = 0; i < SDB_WATCH_STRIPES; i++) {
-        pthread_mutex_lock(&db->watch[i].mu);
-        pthread_cond_broadcast(&db->watch[i].cv);
-        pthread_mutex_unlock(&db->watch[i].mu);
-    }
-}
-
-uint64_t sbx_hist_watch_ticket(sbx_storedb *db, sbx_slice tenant, sbx_slice project)
-{
-    sdb_watch *w = &db->watch[sdb_watch_stripe(tenant, project)];
-    pthread_mutex_lock(&w->mu);
-    uint64_t g = w->gen;
-    pthread_mutex_unlock(&w->mu);
-    return g;
-}
-
-int sbx_hist_watch_wait(sbx_storedb *db, sbx_slice tenant, sbx_slice project, uint64_t ticket,
-                        int timeout_ms)
-{
-    sdb_watch *w = &db->watch[sdb_watch_stripe(tenant, project)];
-    struct timespec dl;
-    clock_gettime(CLOCK_MONOTONIC, &dl);
-    if (timeout_ms < 0)
-        timeout_ms = 0;
-    dl.tv_sec += timeout_ms / 1000;
-    dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (dl.tv_nsec >= 1000000000L) {
-        dl.tv_sec++;
-        dl.tv_nsec -= 1000000000L;
-    }
-    int rc = SBX_OK;
-    pthread_mutex_lock(&w->mu);
-    while (w->gen == ticket && !atomic_load(&db->closing)) {
-        if (pthread_cond_timedwait(&w->cv, &w->mu, &dl) == ETIMEDOUT) {
-            rc = SBX_DEADLINE_EXCEEDED;
-            break;
-        }
-    }
-    if (atomic_load(&db->closing))
-        rc = SBX_UNAVAILABLE;
-    else if (w->gen != ticket)
-        rc = SBX_OK;
-    pthread_mutex_unlock(&w->mu);
-    return rc;
 }

@@ -6,7 +6,7 @@
  * number Flush reports exact. Set supports a TTL (relative or absolute) and expected-version
  * CAS; Incr is an atomic int64 add on a decimal-text value. Read-modify-writes go through
  * commit.c, which makes them atomic under concurrent clients. Flush range-deletes the caller's
- * tenant only.
+ * tenant only. Calls commit.c, read.c, codec.c (the entry) and keys.c.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -15,115 +15,84 @@
 
 #include "storedb_int.h"
 
-typedef struct {
-    bool live;
-    sbx_kv_meta meta;
-    sbx_slice value;
-} kv_entry;
-
-static bool entry_decode(const char *v, size_t vn, int64_t now, kv_entry *e)
+static int check_key(sdb *db, sdb_slice tenant, sdb_slice key, char *err, size_t errlen)
 {
-    sdb_rd d = sdb_rd_init(v, vn);
-    memset(e, 0, sizeof *e);
-    uint8_t ver = sdb_rd_u8(&d);
-    e->meta.version = sdb_rd_be64(&d);
-    e->meta.expires_ms = (int64_t)sdb_rd_be64(&d);
-    e->meta.updated_ms = (int64_t)sdb_rd_be64(&d);
-    if (d.bad || ver != SDB_VALUE_V1)
-        return false;
-    e->value.p = d.p;
-    e->value.n = d.n;
-    e->live = e->meta.expires_ms == 0 || e->meta.expires_ms > now;
-    return true;
-}
-
-static void entry_encode(sdb_buf *b, const sbx_kv_meta *m, sbx_slice value)
-{
-    sdb_buf_u8(b, SDB_VALUE_V1);
-    sdb_buf_be64(b, m->version);
-    sdb_buf_be64(b, (uint64_t)m->expires_ms);
-    sdb_buf_be64(b, (uint64_t)m->updated_ms);
-    sdb_buf_raw(b, value.p, value.n);
-}
-
-static int check_key(sbx_storedb *db, sbx_slice tenant, sbx_slice key, char *err, size_t errlen)
-{
-    int rc = sdb_check_tenant(tenant, err, errlen);
+    int rc = sdb__check_tenant(tenant, err, errlen);
     if (rc == SBX_OK)
-        rc = sdb_check_bytes("key", key, db->o.kv_max_key, false, err, errlen);
+        rc = sdb__check_bytes("key", key, db->o.kv_max_key, false, err, errlen);
     return rc;
 }
 
-static uint64_t tenant_hash(sbx_slice tenant)
+static uint64_t tenant_hash(sdb_slice tenant)
 {
-    return sdb_hash(tenant, sbx_slice_n("", 0));
+    return sdb__hash(tenant, sdb_slice_n("", 0));
 }
 
 /* Tenant-wide meta keys: 'v' revision, 'n' number of keys. */
-static void tenant_key(sdb_buf *k, sbx_slice tenant, char tag)
+static void tenant_key(sdb__buf *k, sdb_slice tenant, char tag)
 {
-    sdb_key_meta(k, tenant, sbx_slice_n("", 0), tag, sbx_slice_n("", 0));
+    sdb__key_meta(k, tenant, sdb_slice_n("", 0), tag, sdb_slice_n("", 0));
 }
 
 /* Next revision of the tenant (the new version of a key being written); adjusts the key count
  * by count_delta. */
-static int bump(sdb_txn *t, sbx_slice tenant, int count_delta, uint64_t *rev, char *err,
+static int bump(sdb__txn *t, sdb_slice tenant, int count_delta, uint64_t *rev, char *err,
                 size_t errlen)
 {
-    sdb_buf k;
-    sdb_buf_init(&k);
+    sdb__buf k;
+    sdb__buf_init(&k);
     tenant_key(&k, tenant, 'v');
-    int rc = rev ? sdb_txn_add_u64(t, SDB_CF_META, &k, 1, rev, err, errlen) : SBX_OK;
+    int rc = rev ? sdb__txn_add_u64(t, SDB__CF_META, &k, 1, rev, err, errlen) : SBX_OK;
     if (rc == SBX_OK && count_delta) {
         tenant_key(&k, tenant, 'n');
-        rc = sdb_txn_add_u64(t, SDB_CF_META, &k, count_delta, NULL, err, errlen);
+        rc = sdb__txn_add_u64(t, SDB__CF_META, &k, count_delta, NULL, err, errlen);
     }
-    sdb_buf_free(&k);
+    sdb__buf_free(&k);
     return rc;
 }
 
 static int mismatch(uint64_t expected, uint64_t have, char *err, size_t errlen)
 {
-    return sdb_err(err, errlen, SBX_FAILED_PRECONDITION,
-                   "version mismatch: expected %llu, current %llu", (unsigned long long)expected,
-                   (unsigned long long)have);
+    return sdb__err(err, errlen, SBX_FAILED_PRECONDITION,
+                    "version mismatch: expected %llu, current %llu", (unsigned long long)expected,
+                    (unsigned long long)have);
 }
 
 /* Reads the current entry through the txn. *raw must be freed. */
-static int read_entry(sdb_txn *t, const sdb_buf *k, char **raw, kv_entry *e, char *err,
+static int read_entry(sdb__txn *t, const sdb__buf *k, char **raw, sdb__kv_val *e, char *err,
                       size_t errlen)
 {
     size_t vn = 0;
     *raw = NULL;
     memset(e, 0, sizeof *e);
-    int rc = sdb_txn_get(t, SDB_CF_KV, k, raw, &vn, err, errlen);
+    int rc = sdb__txn_get(t, SDB__CF_KV, k, raw, &vn, err, errlen);
     if (rc == SBX_NOT_FOUND)
         return SBX_OK;
     if (rc)
         return rc;
-    if (!entry_decode(*raw, vn, sdb_now(sdb_txn_db(t)), e))
-        return sdb_err(err, errlen, SBX_DATA_LOSS, "kv entry is corrupted");
+    if (!sdb__kv_val_decode(*raw, vn, sdb__now(sdb__txn_db(t)), e))
+        return sdb__err(err, errlen, SBX_DATA_LOSS, "kv entry is corrupted");
     return SBX_OK;
 }
 
 /* ---- Set ---- */
 
 typedef struct {
-    sbx_slice tenant;
-    const sbx_kv_set_req *s;
+    sdb_slice tenant;
+    const sdb_kv_set_req *s;
     int64_t expires;
-    sbx_kv_meta *out;
+    sdb_kv_meta *out;
 } set_arg;
 
-static int set_apply(sdb_txn *t, void *arg, char *err, size_t errlen)
+static int set_apply(sdb__txn *t, void *arg, char *err, size_t errlen)
 {
     set_arg *x = arg;
-    sdb_buf k, b;
-    sdb_buf_init(&k);
-    sdb_buf_init(&b);
-    sdb_key_kv(&k, x->tenant, x->s->key);
+    sdb__buf k, b;
+    sdb__buf_init(&k);
+    sdb__buf_init(&b);
+    sdb__key_kv(&k, x->tenant, x->s->key);
     char *raw;
-    kv_entry e;
+    sdb__kv_val e;
     int rc = read_entry(t, &k, &raw, &e, err, errlen);
     if (rc)
         goto out;
@@ -134,54 +103,54 @@ static int set_apply(sdb_txn *t, void *arg, char *err, size_t errlen)
     }
     if ((rc = bump(t, x->tenant, raw ? 0 : 1, &rev, err, errlen)))
         goto out;
-    sbx_kv_meta m = {rev, x->expires, sdb_now(sdb_txn_db(t))};
-    entry_encode(&b, &m, x->s->value);
-    sdb_txn_put(t, SDB_CF_KV, &k, b.p, b.n);
+    sdb_kv_meta m = {rev, x->expires, sdb__now(sdb__txn_db(t))};
+    sdb__kv_val_encode(&b, &m, x->s->value);
+    sdb__txn_put(t, SDB__CF_KV, &k, b.p, b.n);
     *x->out = m;
 out:
     free(raw);
-    sdb_buf_free(&k);
-    sdb_buf_free(&b);
+    sdb__buf_free(&k);
+    sdb__buf_free(&b);
     return rc;
 }
 
-int sbx_kv_set(sbx_storedb *db, sbx_slice tenant, const sbx_kv_set_req *s, sbx_kv_meta *out,
-               char *err, size_t errlen)
+int sdb_kv_set(sdb *db, sdb_slice tenant, const sdb_kv_set_req *s, sdb_kv_meta *out, char *err,
+               size_t errlen)
 {
-    sbx_kv_meta tmp;
+    sdb_kv_meta tmp;
     if (!out)
         out = &tmp;
     memset(out, 0, sizeof *out);
     int rc = check_key(db, tenant, s->key, err, errlen);
     if (rc == SBX_OK)
-        rc = sdb_check_size("value", s->value.n, db->o.kv_max_value, err, errlen);
+        rc = sdb__check_size("value", s->value.n, db->o.kv_max_value, err, errlen);
     if (rc)
         return rc;
-    int64_t now = sdb_now(db), expires = 0, max_ttl = db->o.kv_max_ttl_s;
+    int64_t now = sdb__now(db), expires = 0, max_ttl = db->o.kv_max_ttl_s;
     if (s->ttl_s && s->expires_at_ms)
-        return sdb_err(err, errlen, SBX_INVALID_ARGUMENT,
-                       "ttl_s and expires_at_unix_ms: set at most one of them");
+        return sdb__err(err, errlen, SBX_INVALID_ARGUMENT,
+                        "ttl_s and expires_at_unix_ms: set at most one of them");
     if (s->ttl_s < 0 || s->ttl_s > max_ttl)
-        return sdb_err(err, errlen, SBX_INVALID_ARGUMENT,
-                       "ttl_s: %lld must be 0 (no expiry) or 1..%lld", (long long)s->ttl_s,
-                       (long long)max_ttl);
+        return sdb__err(err, errlen, SBX_INVALID_ARGUMENT,
+                        "ttl_s: %lld must be 0 (no expiry) or 1..%lld", (long long)s->ttl_s,
+                        (long long)max_ttl);
     if (s->ttl_s)
         expires = now + s->ttl_s * 1000;
     if (s->expires_at_ms) {
         if (s->expires_at_ms <= now)
-            return sdb_err(err, errlen, SBX_INVALID_ARGUMENT,
-                           "expires_at_unix_ms: %lld is not in the future (now %lld)",
-                           (long long)s->expires_at_ms, (long long)now);
+            return sdb__err(err, errlen, SBX_INVALID_ARGUMENT,
+                            "expires_at_unix_ms: %lld is not in the future (now %lld)",
+                            (long long)s->expires_at_ms, (long long)now);
         if (s->expires_at_ms - now > max_ttl * 1000)
-            return sdb_err(err, errlen, SBX_INVALID_ARGUMENT,
-                           "expires_at_unix_ms: %lld is more than %lld s ahead",
-                           (long long)s->expires_at_ms, (long long)max_ttl);
+            return sdb__err(err, errlen, SBX_INVALID_ARGUMENT,
+                            "expires_at_unix_ms: %lld is more than %lld s ahead",
+                            (long long)s->expires_at_ms, (long long)max_ttl);
         expires = s->expires_at_ms;
     }
     set_arg x = {tenant, s, expires, out};
-    rc = sdb_commit(db, set_apply, &x, tenant_hash(tenant), false, err, errlen);
+    rc = sdb__commit(db, set_apply, &x, tenant_hash(tenant), false, err, errlen);
     if (rc == SBX_OK)
-        SDB_STAT_ADD(db, kv_writes, 1);
+        SDB__STAT_ADD(db, kv_writes, 1);
     else
         memset(out, 0, sizeof *out);
     return rc;
@@ -189,8 +158,8 @@ int sbx_kv_set(sbx_storedb *db, sbx_slice tenant, const sbx_kv_set_req *s, sbx_k
 
 /* ---- Get ---- */
 
-int sbx_kv_get(sbx_storedb *db, sbx_slice tenant, sbx_slice key, char **value, size_t *len,
-               sbx_kv_meta *meta, char *err, size_t errlen)
+int sdb_kv_get(sdb *db, sdb_slice tenant, sdb_slice key, char **value, size_t *len,
+               sdb_kv_meta *meta, char *err, size_t errlen)
 {
     *value = NULL;
     *len = 0;
@@ -199,28 +168,28 @@ int sbx_kv_get(sbx_storedb *db, sbx_slice tenant, sbx_slice key, char **value, s
     int rc = check_key(db, tenant, key, err, errlen);
     if (rc)
         return rc;
-    SDB_STAT_ADD(db, kv_reads, 1);
-    sdb_buf k;
-    sdb_buf_init(&k);
-    sdb_key_kv(&k, tenant, key);
+    SDB__STAT_ADD(db, kv_reads, 1);
+    sdb__buf k;
+    sdb__buf_init(&k);
+    sdb__key_kv(&k, tenant, key);
     char *v = NULL;
     size_t vn = 0;
-    rc = sdb_get(db, SDB_CF_KV, &k, &v, &vn, err, errlen);
-    sdb_buf_free(&k);
+    rc = sdb__get(db, SDB__CF_KV, &k, &v, &vn, err, errlen);
+    sdb__buf_free(&k);
     if (rc == SBX_NOT_FOUND)
-        return sdb_err(err, errlen, SBX_NOT_FOUND, "key not found");
+        return sdb__err(err, errlen, SBX_NOT_FOUND, "key not found");
     if (rc)
         return rc;
-    kv_entry e;
-    if (!entry_decode(v, vn, sdb_now(db), &e)) {
+    sdb__kv_val e;
+    if (!sdb__kv_val_decode(v, vn, sdb__now(db), &e)) {
         free(v);
-        return sdb_err(err, errlen, SBX_DATA_LOSS, "kv entry is corrupted");
+        return sdb__err(err, errlen, SBX_DATA_LOSS, "kv entry is corrupted");
     }
     if (!e.live) {
         free(v);
-        return sdb_err(err, errlen, SBX_NOT_FOUND, "key not found (expired)");
+        return sdb__err(err, errlen, SBX_NOT_FOUND, "key not found (expired)");
     }
-    /* reuse RocksDB's buffer: it is SDB_KV_HDR bytes longer than the value */
+    /* reuse RocksDB's buffer: it is the entry header longer than the value */
     size_t n = e.value.n;
     memmove(v, e.value.p, n);
     v[n] = '\0';
@@ -234,31 +203,30 @@ int sbx_kv_get(sbx_storedb *db, sbx_slice tenant, sbx_slice key, char **value, s
 /* ---- Delete ---- */
 
 typedef struct {
-    sbx_slice tenant, key;
+    sdb_slice tenant, key;
     bool *existed;
 } del_arg;
 
-static int del_apply(sdb_txn *t, void *arg, char *err, size_t errlen)
+static int del_apply(sdb__txn *t, void *arg, char *err, size_t errlen)
 {
     del_arg *x = arg;
-    sdb_buf k;
-    sdb_buf_init(&k);
-    sdb_key_kv(&k, x->tenant, x->key);
+    sdb__buf k;
+    sdb__buf_init(&k);
+    sdb__key_kv(&k, x->tenant, x->key);
     char *raw;
-    kv_entry e;
+    sdb__kv_val e;
     int rc = read_entry(t, &k, &raw, &e, err, errlen);
     if (rc == SBX_OK && raw) {
         *x->existed = e.live;
-        sdb_txn_del(t, SDB_CF_KV, &k);
+        sdb__txn_del(t, SDB__CF_KV, &k);
         rc = bump(t, x->tenant, -1, NULL, err, errlen);
     }
     free(raw);
-    sdb_buf_free(&k);
+    sdb__buf_free(&k);
     return rc;
 }
 
-int sbx_kv_delete(sbx_storedb *db, sbx_slice tenant, sbx_slice key, bool *existed, char *err,
-                  size_t errlen)
+int sdb_kv_delete(sdb *db, sdb_slice tenant, sdb_slice key, bool *existed, char *err, size_t errlen)
 {
     bool tmp;
     if (!existed)
@@ -268,9 +236,9 @@ int sbx_kv_delete(sbx_storedb *db, sbx_slice tenant, sbx_slice key, bool *existe
     if (rc)
         return rc;
     del_arg x = {tenant, key, existed};
-    rc = sdb_commit(db, del_apply, &x, tenant_hash(tenant), false, err, errlen);
+    rc = sdb__commit(db, del_apply, &x, tenant_hash(tenant), false, err, errlen);
     if (rc == SBX_OK)
-        SDB_STAT_ADD(db, kv_writes, 1);
+        SDB__STAT_ADD(db, kv_writes, 1);
     else
         *existed = false;
     return rc;
@@ -280,7 +248,7 @@ int sbx_kv_delete(sbx_storedb *db, sbx_slice tenant, sbx_slice key, bool *existe
 
 /* Strict decimal int64: optional '-', 1..19 digits (no spaces, no '+', no leading zeros
  * rule). */
-static bool parse_i64(sbx_slice s, int64_t *out)
+static bool parse_i64(sdb_slice s, int64_t *out)
 {
     if (s.n == 0 || s.n > 20)
         return false;
@@ -303,34 +271,34 @@ static bool parse_i64(sbx_slice s, int64_t *out)
 }
 
 typedef struct {
-    sbx_slice tenant, key;
+    sdb_slice tenant, key;
     int64_t delta;
     int64_t *result;
-    sbx_kv_meta *meta;
+    sdb_kv_meta *meta;
 } incr_arg;
 
-static int incr_apply(sdb_txn *t, void *arg, char *err, size_t errlen)
+static int incr_apply(sdb__txn *t, void *arg, char *err, size_t errlen)
 {
     incr_arg *x = arg;
-    sdb_buf k, b;
-    sdb_buf_init(&k);
-    sdb_buf_init(&b);
-    sdb_key_kv(&k, x->tenant, x->key);
+    sdb__buf k, b;
+    sdb__buf_init(&k);
+    sdb__buf_init(&b);
+    sdb__key_kv(&k, x->tenant, x->key);
     char *raw;
-    kv_entry e;
+    sdb__kv_val e;
     int rc = read_entry(t, &k, &raw, &e, err, errlen);
     if (rc)
         goto out;
     int64_t cur = 0, next;
     if (e.live && !parse_i64(e.value, &cur)) {
-        rc = sdb_err(err, errlen, SBX_FAILED_PRECONDITION,
-                     "key: the value is not a decimal int64 (%zu bytes), cannot increment",
-                     e.value.n);
+        rc = sdb__err(err, errlen, SBX_FAILED_PRECONDITION,
+                      "key: the value is not a decimal int64 (%zu bytes), cannot increment",
+                      e.value.n);
         goto out;
     }
     if (__builtin_add_overflow(cur, x->delta, &next)) {
-        rc = sdb_err(err, errlen, SBX_OUT_OF_RANGE, "delta: %lld + %lld overflows int64",
-                     (long long)cur, (long long)x->delta);
+        rc = sdb__err(err, errlen, SBX_OUT_OF_RANGE, "delta: %lld + %lld overflows int64",
+                      (long long)cur, (long long)x->delta);
         goto out;
     }
     uint64_t rev;
@@ -338,23 +306,23 @@ static int incr_apply(sdb_txn *t, void *arg, char *err, size_t errlen)
         goto out;
     char num[24];
     int nn = snprintf(num, sizeof num, "%lld", (long long)next);
-    sbx_kv_meta m = {rev, e.live ? e.meta.expires_ms : 0, sdb_now(sdb_txn_db(t))};
-    entry_encode(&b, &m, sbx_slice_n(num, (size_t)nn));
-    sdb_txn_put(t, SDB_CF_KV, &k, b.p, b.n);
+    sdb_kv_meta m = {rev, e.live ? e.meta.expires_ms : 0, sdb__now(sdb__txn_db(t))};
+    sdb__kv_val_encode(&b, &m, sdb_slice_n(num, (size_t)nn));
+    sdb__txn_put(t, SDB__CF_KV, &k, b.p, b.n);
     *x->result = next;
     *x->meta = m;
 out:
     free(raw);
-    sdb_buf_free(&k);
-    sdb_buf_free(&b);
+    sdb__buf_free(&k);
+    sdb__buf_free(&b);
     return rc;
 }
 
-int sbx_kv_incr(sbx_storedb *db, sbx_slice tenant, sbx_slice key, int64_t delta, int64_t *result,
-                sbx_kv_meta *meta, char *err, size_t errlen)
+int sdb_kv_incr(sdb *db, sdb_slice tenant, sdb_slice key, int64_t delta, int64_t *result,
+                sdb_kv_meta *meta, char *err, size_t errlen)
 {
     int64_t r0;
-    sbx_kv_meta m0;
+    sdb_kv_meta m0;
     if (!result)
         result = &r0;
     if (!meta)
@@ -367,14 +335,14 @@ int sbx_kv_incr(sbx_storedb *db, sbx_slice tenant, sbx_slice key, int64_t delta,
     if (delta == 0) { /* only reads */
         char *v = NULL;
         size_t n = 0;
-        rc = sbx_kv_get(db, tenant, key, &v, &n, meta, err, errlen);
+        rc = sdb_kv_get(db, tenant, key, &v, &n, meta, err, errlen);
         if (rc == SBX_NOT_FOUND) {
             memset(meta, 0, sizeof *meta);
             return SBX_OK;
         }
-        if (rc == SBX_OK && !parse_i64(sbx_slice_n(v, n), result))
-            rc = sdb_err(err, errlen, SBX_FAILED_PRECONDITION,
-                         "key: the value is not a decimal int64 (%zu bytes), cannot increment", n);
+        if (rc == SBX_OK && !parse_i64(sdb_slice_n(v, n), result))
+            rc = sdb__err(err, errlen, SBX_FAILED_PRECONDITION,
+                          "key: the value is not a decimal int64 (%zu bytes), cannot increment", n);
         free(v);
         if (rc) {
             *result = 0;
@@ -383,9 +351,9 @@ int sbx_kv_incr(sbx_storedb *db, sbx_slice tenant, sbx_slice key, int64_t delta,
         return rc;
     }
     incr_arg x = {tenant, key, delta, result, meta};
-    rc = sdb_commit(db, incr_apply, &x, tenant_hash(tenant), false, err, errlen);
+    rc = sdb__commit(db, incr_apply, &x, tenant_hash(tenant), false, err, errlen);
     if (rc == SBX_OK) {
-        SDB_STAT_ADD(db, kv_writes, 1);
+        SDB__STAT_ADD(db, kv_writes, 1);
     } else {
         *result = 0;
         memset(meta, 0, sizeof *meta);
@@ -395,130 +363,118 @@ int sbx_kv_incr(sbx_storedb *db, sbx_slice tenant, sbx_slice key, int64_t delta,
 
 /* ---- List ---- */
 
-int sbx_kv_list(sbx_storedb *db, sbx_slice tenant, sbx_slice prefix, bool has_limit, int64_t limit,
-                sbx_slice page_token, bool keys_only, sbx_kv_cb cb, void *arg, sbx_page *page,
-                char *err, size_t errlen)
+typedef struct {
+    sdb_slice tenant, prefix;
+    bool keys_only;
+    sdb_kv_cb cb;
+    void *arg;
+    sdb_page *page;
+} list_arg;
+
+/* The page from the iterator's position on; returns what ends the listing early (an error or
+ * the callback's stop value), else 0. */
+static int list_page(sdb *db, sdb__iter *it, const list_arg *l, char *err, size_t errlen)
 {
-    int rc;
-    if ((rc = sdb_check_tenant(tenant, err, errlen)) ||
-        (rc = sdb_check_bytes("prefix", prefix, db->o.kv_max_key, true, err, errlen)) ||
-        (rc = sdb_check_limit(has_limit, limit, SBX_LIST_DEFAULT, page, err, errlen)))
-        return rc;
-    char cur[SBX_TOKEN_MAX];
-    size_t cn = 0;
-    if (page_token.n && (rc = sdb_token_decode("cursor", SDB_TOK_KV, tenant, prefix, page_token,
-                                               cur, &cn, err, errlen)))
-        return rc;
-    SDB_STAT_ADD(db, kv_reads, 1);
-    sdb_buf lo, hi, seek;
-    sdb_buf_init(&lo);
-    sdb_buf_init(&hi);
-    sdb_buf_init(&seek);
-    sdb_key_kv(&lo, tenant, prefix);
-    sdb_buf_copy(&hi, &lo);
-    bool has_hi = sdb_buf_successor(&hi);
-    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
-    rocksdb_readoptions_set_iterate_lower_bound(ro, lo.p, lo.n);
-    if (has_hi)
-        rocksdb_readoptions_set_iterate_upper_bound(ro, hi.p, hi.n);
-    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(db->rdb, ro, db->cf[SDB_CF_KV]);
-    if (cn) {
-        sdb_key_kv(&seek, tenant, sbx_slice_n(cur, cn));
-        sdb_buf_u8(&seek, 0); /* the smallest key after the cursor */
-    } else {
-        sdb_buf_copy(&seek, &lo);
-    }
-    rocksdb_iter_seek(it, seek.p, seek.n);
-    int64_t now = sdb_now(db);
+    int64_t now = sdb__now(db);
+    sdb_page *page = l->page;
+    sdb__buf last; /* the key last returned: the cursor of the next page */
+    sdb__buf_init(&last);
     int stop = 0;
-    sdb_buf last;
-    sdb_buf_init(&last);
-    for (; rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+    for (; sdb__iter_valid(it); sdb__iter_next(it)) {
         size_t kn, vn;
-        const char *k = rocksdb_iter_key(it, &kn);
-        const char *v = rocksdb_iter_value(it, &vn);
-        sbx_slice t;
-        sbx_kv_item item;
-        kv_entry e;
-        if (!sdb_key_split(k, kn, &t, &item.key) || !entry_decode(v, vn, now, &e)) {
-            stop = sdb_err(err, errlen, SBX_DATA_LOSS, "kv entry is corrupted");
+        const char *k = sdb__iter_key(it, &kn);
+        const char *v = sdb__iter_value(it, &vn);
+        sdb_slice t;
+        sdb_kv_item item;
+        sdb__kv_val e;
+        if (!sdb__key_split(k, kn, &t, &item.key) || !sdb__kv_val_decode(v, vn, now, &e)) {
+            stop = sdb__err(err, errlen, SBX_DATA_LOSS, "kv entry is corrupted");
             break;
         }
         if (!e.live)
             continue;
         if (page->count == page->applied_limit) {
-            sdb_token_encode(SDB_TOK_KV, tenant, prefix, last.p, last.n, page->next_token);
+            sdb__token_encode(SDB__TOK_KV, l->tenant, l->prefix, last.p, last.n, page->next_token);
             break;
         }
-        item.value = keys_only ? sbx_slice_n("", 0) : e.value;
+        item.value = l->keys_only ? sdb_slice_n("", 0) : e.value;
         item.meta = e.meta;
-        stop = cb ? cb(arg, &item) : 0;
-        if (stop == SBX_PAGE_FULL) {
+        stop = l->cb ? l->cb(l->arg, &item) : 0;
+        if (stop == SDB_PAGE_FULL) {
             stop = 0;
-            sdb_token_encode(SDB_TOK_KV, tenant, prefix, last.p, last.n, page->next_token);
+            sdb__token_encode(SDB__TOK_KV, l->tenant, l->prefix, last.p, last.n, page->next_token);
             break;
         }
         page->count++;
         if (stop)
             break;
-        sdb_buf_reset(&last);
-        sdb_buf_raw(&last, item.key.p, item.key.n);
+        sdb__buf_reset(&last);
+        sdb__buf_raw(&last, item.key.p, item.key.n);
     }
-    char *rerr = NULL;
-    rocksdb_iter_get_error(it, &rerr);
-    rocksdb_iter_destroy(it);
-    rocksdb_readoptions_destroy(ro);
-    sdb_buf_free(&lo);
-    sdb_buf_free(&hi);
-    sdb_buf_free(&seek);
-    sdb_buf_free(&last);
-    if (stop) {
-        free(rerr);
-        return stop;
-    }
-    return rerr ? sdb_rocks_err("read", rerr, err, errlen) : SBX_OK;
+    sdb__buf_free(&last);
+    return stop;
+}
+
+int sdb_kv_list(sdb *db, sdb_slice tenant, sdb_slice prefix, bool has_limit, int64_t limit,
+                sdb_slice page_token, bool keys_only, sdb_kv_cb cb, void *arg, sdb_page *page,
+                char *err, size_t errlen)
+{
+    int rc;
+    if ((rc = sdb__check_tenant(tenant, err, errlen)) ||
+        (rc = sdb__check_bytes("prefix", prefix, db->o.kv_max_key, true, err, errlen)) ||
+        (rc = sdb__check_limit(has_limit, limit, SDB_LIST_DEFAULT, page, err, errlen)))
+        return rc;
+    sdb__iter it;
+    if ((rc = sdb__iter_open_page(db, &it, SDB__CF_KV, SDB__TOK_KV, "cursor", tenant, prefix,
+                                  page_token, err, errlen)))
+        return rc;
+    SDB__STAT_ADD(db, kv_reads, 1);
+    list_arg l = {tenant, prefix, keys_only, cb, arg, page};
+    int stop = list_page(db, &it, &l, err, errlen);
+    rc = sdb__iter_close(&it, stop ? NULL : err, stop ? 0 : errlen);
+    return stop ? stop : rc;
 }
 
 /* ---- Flush ---- */
 
 typedef struct {
-    sbx_slice tenant;
+    sdb_slice tenant;
     uint64_t *deleted;
 } flush_arg;
 
-static int flush_apply(sdb_txn *t, void *arg, char *err, size_t errlen)
+static int flush_apply(sdb__txn *t, void *arg, char *err, size_t errlen)
 {
     flush_arg *x = arg;
-    sdb_buf lo, hi;
-    sdb_buf_init(&lo);
-    sdb_buf_init(&hi);
+    sdb__buf lo, hi;
+    sdb__buf_init(&lo);
+    sdb__buf_init(&hi);
     tenant_key(&lo, x->tenant, 'n');
-    int rc = sdb_txn_get_u64(t, SDB_CF_META, &lo, x->deleted, err, errlen);
+    int rc = sdb__txn_get_u64(t, SDB__CF_META, &lo, x->deleted, err, errlen);
     if (rc == SBX_OK) {
-        sdb_txn_put_u64(t, SDB_CF_META, &lo, 0);
-        sdb_key_tenant(&lo, x->tenant);
-        sdb_buf_copy(&hi, &lo);
-        sdb_buf_successor(&hi);
-        sdb_txn_del_range(t, SDB_CF_KV, &lo, &hi);
+        sdb__txn_put_u64(t, SDB__CF_META, &lo, 0);
+        sdb__key_tenant(&lo, x->tenant);
+        sdb__buf_copy(&hi, &lo);
+        sdb__buf_successor(&hi);
+        sdb__txn_del_range(t, SDB__CF_KV, &lo, &hi);
     }
-    sdb_buf_free(&lo);
-    sdb_buf_free(&hi);
+    sdb__buf_free(&lo);
+    sdb__buf_free(&hi);
     return rc;
 }
 
-int sbx_kv_flush(sbx_storedb *db, sbx_slice tenant, uint64_t *deleted, char *err, size_t errlen)
+int sdb_kv_flush(sdb *db, sdb_slice tenant, uint64_t *deleted, char *err, size_t errlen)
 {
     uint64_t tmp;
     if (!deleted)
         deleted = &tmp;
     *deleted = 0;
-    int rc = sdb_check_tenant(tenant, err, errlen);
+    int rc = sdb__check_tenant(tenant, err, errlen);
     if (rc)
         return rc;
     flush_arg x = {tenant, deleted};
-    rc = sdb_commit(db, flush_apply, &x, tenant_hash(tenant), true, err, errlen);
+    rc = sdb__commit(db, flush_apply, &x, tenant_hash(tenant), true, err, errlen);
     if (rc == SBX_OK)
-        SDB_STAT_ADD(db, kv_writes, 1);
+        SDB__STAT_ADD(db, kv_writes, 1);
     else
         *deleted = 0;
     return rc;

@@ -1,8 +1,10 @@
-/* projects.c: project metadata. A project record holds a sorted field map, a version bumped on
- * every update (expected-version CAS, 0 = must not exist), created/updated times and its
- * history retention. Reads merge in the execution statistics kept with the history counter
- * and the cache generation. DeleteProject removes the record and range-deletes the project's
- * scope in history, cache and meta in one atomic write.
+/* projects.c: project metadata. A project record (codec.c) holds a sorted field map, a
+ * version bumped on every update (expected-version CAS, 0 = must not exist), created/updated
+ * times and its history retention. Reads merge in the execution statistics kept with the
+ * history counter and the cache generation. An append or a cache put creates a missing project
+ * (version 0) through sdb__project_ensure. DeleteProject removes the record and range-deletes
+ * the project's scope in history, cache and meta in one atomic write. Calls commit.c, read.c,
+ * codec.c and keys.c.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,65 +12,13 @@
 
 #include "storedb_int.h"
 
-/* ---- record encoding ---- */
-
-void sdb_projrec_encode(sdb_buf *b, const sdb_projrec *r)
-{
-    sdb_buf_u8(b, SDB_VALUE_V1);
-    sdb_buf_be64(b, r->version);
-    sdb_buf_be64(b, (uint64_t)r->created_ms);
-    sdb_buf_be64(b, (uint64_t)r->updated_ms);
-    sdb_buf_be64(b, r->ret_max_records);
-    sdb_buf_be64(b, (uint64_t)r->ret_max_age_s);
-    sdb_buf_be32(b, (uint32_t)r->n_fields);
-    for (size_t i = 0; i < r->n_fields; i++) {
-        sdb_buf_be32(b, (uint32_t)r->fields[i].key.n);
-        sdb_buf_raw(b, r->fields[i].key.p, r->fields[i].key.n);
-        sdb_buf_be32(b, (uint32_t)r->fields[i].value.n);
-        sdb_buf_raw(b, r->fields[i].value.p, r->fields[i].value.n);
-    }
-}
-
-/* r->fields is malloc'd (free it) and points into v. */
-bool sdb_projrec_decode(const char *v, size_t n, sdb_projrec *r)
-{
-    sdb_rd d = sdb_rd_init(v, n);
-    memset(r, 0, sizeof *r);
-    if (sdb_rd_u8(&d) != SDB_VALUE_V1)
-        return false;
-    r->version = sdb_rd_be64(&d);
-    r->created_ms = (int64_t)sdb_rd_be64(&d);
-    r->updated_ms = (int64_t)sdb_rd_be64(&d);
-    r->ret_max_records = sdb_rd_be64(&d);
-    r->ret_max_age_s = (int64_t)sdb_rd_be64(&d);
-    uint32_t nf = sdb_rd_be32(&d);
-    if (d.bad || nf > SBX_FIELDS_MAX)
-        return false;
-    r->fields = nf ? calloc(nf, sizeof *r->fields) : NULL;
-    if (nf && !r->fields)
-        return false;
-    for (uint32_t i = 0; i < nf; i++) {
-        uint32_t kn = sdb_rd_be32(&d);
-        r->fields[i].key = sdb_rd_bytes(&d, kn);
-        uint32_t vn = sdb_rd_be32(&d);
-        r->fields[i].value = sdb_rd_bytes(&d, vn);
-    }
-    r->n_fields = nf;
-    if (d.bad) {
-        free(r->fields);
-        r->fields = NULL;
-        return false;
-    }
-    return true;
-}
-
-/* ---- building sbx_project ---- */
+/* ---- building sdb_project ---- */
 
 typedef struct proj_priv {
     char *raw, *craw, *id;
 } proj_priv;
 
-void sbx_project_free(sbx_project *p)
+void sdb_project_free(sdb_project *p)
 {
     if (!p)
         return;
@@ -91,13 +41,13 @@ typedef struct extras {
 
 /* Fills p from the record value and the extras (counter, cache generation and entries).
  * p->fields is malloc'd; everything else points into the given buffers. */
-static int fill_project(sbx_storedb *db, sbx_project *p, sbx_slice id, const char *raw, size_t rn,
+static int fill_project(sdb *db, sdb_project *p, sdb_slice id, const char *raw, size_t rn,
                         const extras *x, char *err, size_t errlen)
 {
-    sdb_projrec r;
+    sdb__projrec r;
     memset(p, 0, sizeof *p);
-    if (!sdb_projrec_decode(raw, rn, &r))
-        return sdb_err(err, errlen, SBX_DATA_LOSS, "project record is corrupted");
+    if (!sdb__projrec_decode(raw, rn, &r))
+        return sdb__err(err, errlen, SBX_DATA_LOSS, "project record is corrupted");
     p->id = id;
     p->version = r.version;
     p->created_ms = r.created_ms;
@@ -109,11 +59,11 @@ static int fill_project(sbx_storedb *db, sbx_project *p, sbx_slice id, const cha
     p->cache_generation = x->gen;
     p->cache_entries = x->entries;
     if (x->craw) {
-        sdb_counter c;
-        if (!sdb_counter_decode(x->craw, x->cn, &c)) {
+        sdb__counter c;
+        if (!sdb__counter_decode(x->craw, x->cn, &c)) {
             free(p->fields);
             p->fields = NULL;
-            return sdb_err(err, errlen, SBX_DATA_LOSS, "history counter of project is corrupted");
+            return sdb__err(err, errlen, SBX_DATA_LOSS, "history counter of project is corrupted");
         }
         p->execution_count = c.exec_count;
         p->last_seq = c.last_seq;
@@ -124,37 +74,38 @@ static int fill_project(sbx_storedb *db, sbx_project *p, sbx_slice id, const cha
 }
 
 /* Reads counter and generation of a project through get (txn or committed state). */
-typedef int (*getter_fn)(void *g, int cf, const sdb_buf *k, char **v, size_t *vn, char *err,
+typedef int (*getter_fn)(void *g, int cf, const sdb__buf *k, char **v, size_t *vn, char *err,
                          size_t errlen);
 
-static int get_db(void *g, int cf, const sdb_buf *k, char **v, size_t *vn, char *err, size_t errlen)
+static int get_db(void *g, int cf, const sdb__buf *k, char **v, size_t *vn, char *err,
+                  size_t errlen)
 {
-    return sdb_get(g, cf, k, v, vn, err, errlen);
+    return sdb__get(g, cf, k, v, vn, err, errlen);
 }
 
-static int get_txn(void *g, int cf, const sdb_buf *k, char **v, size_t *vn, char *err,
+static int get_txn(void *g, int cf, const sdb__buf *k, char **v, size_t *vn, char *err,
                    size_t errlen)
 {
-    return sdb_txn_get(g, cf, k, v, vn, err, errlen);
+    return sdb__txn_get(g, cf, k, v, vn, err, errlen);
 }
 
-static int read_extras(getter_fn get, void *g, sbx_slice tenant, sbx_slice project, extras *x,
+static int read_extras(getter_fn get, void *g, sdb_slice tenant, sdb_slice project, extras *x,
                        char *err, size_t errlen)
 {
-    sdb_buf k;
-    sdb_buf_init(&k);
+    sdb__buf k;
+    sdb__buf_init(&k);
     memset(x, 0, sizeof *x);
-    sdb_key_meta(&k, tenant, project, 'c', sbx_slice_n("", 0));
-    int rc = get(g, SDB_CF_META, &k, &x->craw, &x->cn, err, errlen);
+    sdb__key_meta(&k, tenant, project, 'c', sdb_slice_n("", 0));
+    int rc = get(g, SDB__CF_META, &k, &x->craw, &x->cn, err, errlen);
     if (rc == SBX_NOT_FOUND)
         rc = SBX_OK;
     for (int i = 0; i < 2 && rc == SBX_OK; i++) {
         char *v = NULL;
         size_t vn = 0;
-        sdb_key_meta(&k, tenant, project, i == 0 ? 'g' : 'n', sbx_slice_n("", 0));
-        rc = get(g, SDB_CF_META, &k, &v, &vn, err, errlen);
+        sdb__key_meta(&k, tenant, project, i == 0 ? 'g' : 'n', sdb_slice_n("", 0));
+        rc = get(g, SDB__CF_META, &k, &v, &vn, err, errlen);
         if (rc == SBX_OK && vn == 8)
-            *(i == 0 ? &x->gen : &x->entries) = sdb_be64(v);
+            *(i == 0 ? &x->gen : &x->entries) = sdb__be64(v);
         if (rc == SBX_NOT_FOUND || rc == SBX_OK)
             rc = SBX_OK;
         free(v);
@@ -163,15 +114,15 @@ static int read_extras(getter_fn get, void *g, sbx_slice tenant, sbx_slice proje
         free(x->craw);
         x->craw = NULL;
     }
-    sdb_buf_free(&k);
+    sdb__buf_free(&k);
     return rc;
 }
 
 /* Takes ownership of raw and x->craw. */
-static int make_project(sbx_storedb *db, sbx_slice id, char *raw, size_t rn, const extras *x,
-                        sbx_project **out, char *err, size_t errlen)
+static int make_project(sdb *db, sdb_slice id, char *raw, size_t rn, const extras *x,
+                        sdb_project **out, char *err, size_t errlen)
 {
-    sbx_project *p = calloc(1, sizeof *p);
+    sdb_project *p = calloc(1, sizeof *p);
     proj_priv *pv = calloc(1, sizeof *pv);
     char *idc = malloc(id.n + 1);
     if (!p || !pv || !idc) {
@@ -180,45 +131,54 @@ static int make_project(sbx_storedb *db, sbx_slice id, char *raw, size_t rn, con
         free(idc);
         free(raw);
         free(x->craw);
-        return sdb_err(err, errlen, SBX_RESOURCE_EXHAUSTED, "out of memory");
+        return sdb__err(err, errlen, SBX_RESOURCE_EXHAUSTED, "out of memory");
     }
     memcpy(idc, id.p, id.n);
     idc[id.n] = '\0';
-    int rc = fill_project(db, p, sbx_slice_n(idc, id.n), raw, rn, x, err, errlen);
+    int rc = fill_project(db, p, sdb_slice_n(idc, id.n), raw, rn, x, err, errlen);
     pv->raw = raw;
     pv->craw = x->craw;
     pv->id = idc;
     p->priv_ = pv;
     if (rc) {
-        sbx_project_free(p);
+        sdb_project_free(p);
         return rc;
     }
     *out = p;
     return SBX_OK;
 }
 
-static int not_found(sbx_slice project, char *err, size_t errlen)
+static int not_found(sdb_slice project, char *err, size_t errlen)
 {
-    return sdb_err(err, errlen, SBX_NOT_FOUND, "project_id: '%.*s' not found",
-                   (int)(project.n > 200 ? 200 : project.n), project.p);
+    return sdb__err(err, errlen, SBX_NOT_FOUND, "project_id: '%.*s' not found",
+                    (int)(project.n > 200 ? 200 : project.n), project.p);
 }
 
-int sbx_proj_get(sbx_storedb *db, sbx_slice tenant, sbx_slice project, sbx_project **out, char *err,
-                 size_t errlen)
+/* The stored record of a valid (tenant, project): SBX_OK with *raw malloc'd, SBX_NOT_FOUND, or
+ * an error. */
+static int get_record(sdb *db, sdb_slice tenant, sdb_slice project, char **raw, size_t *rn,
+                      char *err, size_t errlen)
 {
     int rc;
-    *out = NULL;
-    if ((rc = sdb_check_tenant(tenant, err, errlen)) ||
-        (rc = sdb_check_project(project, err, errlen)))
+    if ((rc = sdb__check_tenant(tenant, err, errlen)) ||
+        (rc = sdb__check_project(project, err, errlen)))
         return rc;
-    sdb_buf k;
-    sdb_buf_init(&k);
-    sdb_key_project(&k, tenant, project);
+    sdb__buf k;
+    sdb__buf_init(&k);
+    sdb__key_project(&k, tenant, project);
+    rc = sdb__get(db, SDB__CF_PROJECTS, &k, raw, rn, err, errlen);
+    sdb__buf_free(&k);
+    return rc;
+}
+
+int sdb_proj_get(sdb *db, sdb_slice tenant, sdb_slice project, sdb_project **out, char *err,
+                 size_t errlen)
+{
     char *raw = NULL;
     size_t rn = 0;
     extras x;
-    rc = sdb_get(db, SDB_CF_PROJECTS, &k, &raw, &rn, err, errlen);
-    sdb_buf_free(&k);
+    *out = NULL;
+    int rc = get_record(db, tenant, project, &raw, &rn, err, errlen);
     if (rc == SBX_NOT_FOUND)
         return not_found(project, err, errlen);
     if (rc)
@@ -234,7 +194,7 @@ int sbx_proj_get(sbx_storedb *db, sbx_slice tenant, sbx_slice project, sbx_proje
 /* ---- update ---- */
 
 typedef struct {
-    sbx_slice key, value;
+    sdb_slice key, value;
     size_t prio;
 } mfield;
 
@@ -250,74 +210,73 @@ static int mfield_cmp(const void *a, const void *b)
     return x->prio > y->prio ? -1 : x->prio < y->prio ? 1 : 0; /* newest first */
 }
 
-static bool slice_eq(sbx_slice a, sbx_slice b)
+static bool slice_eq(sdb_slice a, sdb_slice b)
 {
     return a.n == b.n && (a.n == 0 || memcmp(a.p, b.p, a.n) == 0);
 }
 
 typedef struct {
-    sbx_slice tenant;
-    const sbx_proj_patch *u;
-    sbx_project **out;
+    sdb_slice tenant;
+    const sdb_proj_patch *u;
+    sdb_project **out;
 } update_arg;
 
-static int update_apply(sdb_txn *t, void *arg, char *err, size_t errlen)
+/* The stored record through the txn; *exists is false when there is none. */
+static int load_record(sdb__txn *t, const sdb__buf *k, char **raw, sdb__projrec *cur, bool *exists,
+                       char *err, size_t errlen)
 {
-    update_arg *x = arg;
-    const sbx_proj_patch *u = x->u;
-    sbx_storedb *db = sdb_txn_db(t);
-    sdb_buf k, b;
-    sdb_buf_init(&k);
-    sdb_buf_init(&b);
-    char *raw = NULL;
     size_t rn = 0;
-    sdb_projrec cur = {0};
-    mfield *mf = NULL;
-    sbx_field *nf = NULL;
-    bool exists = false;
+    *exists = false;
+    int rc = sdb__txn_get(t, SDB__CF_PROJECTS, k, raw, &rn, err, errlen);
+    if (rc == SBX_NOT_FOUND)
+        return SBX_OK;
+    if (rc)
+        return rc;
+    if (!sdb__projrec_decode(*raw, rn, cur))
+        return sdb__err(err, errlen, SBX_DATA_LOSS, "project record is corrupted");
+    *exists = true;
+    return SBX_OK;
+}
 
-    sdb_key_project(&k, x->tenant, u->project);
-    int rc = sdb_txn_get(t, SDB_CF_PROJECTS, &k, &raw, &rn, err, errlen);
-    if (rc == SBX_OK) {
-        if (!sdb_projrec_decode(raw, rn, &cur)) {
-            rc = sdb_err(err, errlen, SBX_DATA_LOSS, "project record is corrupted");
-            goto out;
-        }
-        exists = true;
-    } else if (rc != SBX_NOT_FOUND) {
-        goto out;
-    }
-    if (u->has_expected_version) {
-        uint64_t have = exists ? cur.version : 0;
-        if (u->expected_version != have) {
-            rc = sdb_err(err, errlen, SBX_FAILED_PRECONDITION,
-                         "version mismatch: expected %llu, current %llu",
-                         (unsigned long long)u->expected_version, (unsigned long long)have);
-            goto out;
-        }
-    }
+static int check_version(const sdb_proj_patch *u, uint64_t have, char *err, size_t errlen)
+{
+    if (u->has_expected_version && u->expected_version != have)
+        return sdb__err(err, errlen, SBX_FAILED_PRECONDITION,
+                        "version mismatch: expected %llu, current %llu",
+                        (unsigned long long)u->expected_version, (unsigned long long)have);
+    return SBX_OK;
+}
 
-    /* merge: existing fields (prio 0), then set (prio 1+i, later wins), minus remove */
-    size_t total = cur.n_fields + u->n_set, n = 0;
-    mf = calloc(total ? total : 1, sizeof *mf);
-    nf = calloc(total ? total : 1, sizeof *nf);
+static bool removed_by(const sdb_proj_patch *u, sdb_slice key)
+{
+    for (size_t j = 0; j < u->n_remove; j++)
+        if (slice_eq(u->remove[j], key))
+            return true;
+    return false;
+}
+
+/* The fields after the patch, sorted by key: the existing ones (prio 0), then set (prio 1+i,
+ * later wins), minus remove. *out (malloc'd, free it) points into cur and u. */
+static int merge_fields(const sdb__projrec *cur, const sdb_proj_patch *u, sdb_field **out,
+                        size_t *m_out, char *err, size_t errlen)
+{
+    size_t total = cur->n_fields + u->n_set, n = 0, m = 0;
+    mfield *mf = calloc(total ? total : 1, sizeof *mf);
+    sdb_field *nf = calloc(total ? total : 1, sizeof *nf);
     if (!mf || !nf) {
-        rc = sdb_err(err, errlen, SBX_RESOURCE_EXHAUSTED, "out of memory");
-        goto out;
+        free(mf);
+        free(nf);
+        return sdb__err(err, errlen, SBX_RESOURCE_EXHAUSTED, "out of memory");
     }
-    for (size_t i = 0; i < cur.n_fields; i++)
-        mf[n++] = (mfield){cur.fields[i].key, cur.fields[i].value, 0};
+    for (size_t i = 0; i < cur->n_fields; i++)
+        mf[n++] = (mfield){cur->fields[i].key, cur->fields[i].value, 0};
     for (size_t i = 0; i < u->n_set; i++)
         mf[n++] = (mfield){u->set[i].key, u->set[i].value, 1 + i};
     qsort(mf, n, sizeof *mf, mfield_cmp);
-    size_t m = 0;
     for (size_t i = 0; i < n; i++) {
         if (m && slice_eq(nf[m - 1].key, mf[i].key))
-            continue;
-        bool removed = false;
-        for (size_t j = 0; j < u->n_remove && !removed; j++)
-            removed = slice_eq(u->remove[j], mf[i].key);
-        if (removed) {
+            continue; /* an older value of the field just taken */
+        if (removed_by(u, mf[i].key)) {
             /* keep it out, and skip its older duplicates */
             while (i + 1 < n && slice_eq(mf[i + 1].key, mf[i].key))
                 i++;
@@ -327,102 +286,134 @@ static int update_apply(sdb_txn *t, void *arg, char *err, size_t errlen)
         nf[m].value = mf[i].value;
         m++;
     }
+    free(mf);
+    *out = nf;
+    *m_out = m;
+    return SBX_OK;
+}
+
+static int check_fields(const sdb_field *f, size_t m, char *err, size_t errlen)
+{
     size_t total_bytes = 0;
     for (size_t i = 0; i < m; i++)
-        total_bytes += nf[i].key.n + nf[i].value.n;
-    if (m > SBX_FIELDS_MAX) {
-        rc = sdb_err(err, errlen, SBX_INVALID_ARGUMENT,
-                     "fields: %zu exceeds the limit of %d fields per project", m, SBX_FIELDS_MAX);
-        goto out;
-    }
-    if (total_bytes > SBX_FIELDS_TOTAL_MAX) {
-        rc = sdb_err(err, errlen, SBX_INVALID_ARGUMENT,
-                     "fields: %zu bytes in total exceeds the limit of %u bytes", total_bytes,
-                     SBX_FIELDS_TOTAL_MAX);
-        goto out;
-    }
-    int64_t now = sdb_now(db);
-    sdb_projrec nr = {
-        .version = (exists ? cur.version : 0) + 1,
-        .created_ms = exists ? cur.created_ms : now,
-        .updated_ms = now,
-        .ret_max_records = u->has_retention ? u->retention_max_records : cur.ret_max_records,
-        .ret_max_age_s = u->has_retention ? u->retention_max_age_s : cur.ret_max_age_s,
-        .n_fields = m,
-        .fields = nf,
-    };
-    sdb_projrec_encode(&b, &nr);
-    sdb_txn_put(t, SDB_CF_PROJECTS, &k, b.p, b.n);
-    rc = SBX_OK;
+        total_bytes += f[i].key.n + f[i].value.n;
+    if (m > SDB_FIELDS_MAX)
+        return sdb__err(err, errlen, SBX_INVALID_ARGUMENT,
+                        "fields: %zu exceeds the limit of %d fields per project", m,
+                        SDB_FIELDS_MAX);
+    if (total_bytes > SDB_FIELDS_TOTAL_MAX)
+        return sdb__err(err, errlen, SBX_INVALID_ARGUMENT,
+                        "fields: %zu bytes in total exceeds the limit of %u bytes", total_bytes,
+                        SDB_FIELDS_TOTAL_MAX);
+    return SBX_OK;
+}
 
-    if (x->out) {
-        char *copy = malloc(b.n);
-        extras ex;
-        if (!copy) {
-            rc = sdb_err(err, errlen, SBX_RESOURCE_EXHAUSTED, "out of memory");
-            goto out;
-        }
-        memcpy(copy, b.p, b.n);
-        rc = read_extras(get_txn, t, x->tenant, u->project, &ex, err, errlen);
-        if (rc) {
-            free(copy);
-            goto out;
-        }
-        rc = make_project(db, u->project, copy, b.n, &ex, x->out, err, errlen);
+/* *out: the project as just written (value b), with its counter and cache figures read
+ * through the txn. */
+static int updated_project(sdb__txn *t, const update_arg *x, const sdb__buf *b, char *err,
+                           size_t errlen)
+{
+    char *copy = malloc(b->n);
+    extras ex;
+    if (!copy)
+        return sdb__err(err, errlen, SBX_RESOURCE_EXHAUSTED, "out of memory");
+    memcpy(copy, b->p, b->n);
+    int rc = read_extras(get_txn, t, x->tenant, x->u->project, &ex, err, errlen);
+    if (rc) {
+        free(copy);
+        return rc;
     }
-out:
+    return make_project(sdb__txn_db(t), x->u->project, copy, b->n, &ex, x->out, err, errlen);
+}
+
+static int update_apply(sdb__txn *t, void *arg, char *err, size_t errlen)
+{
+    update_arg *x = arg;
+    const sdb_proj_patch *u = x->u;
+    sdb__buf k, b;
+    sdb__buf_init(&k);
+    sdb__buf_init(&b);
+    char *raw = NULL;
+    sdb__projrec cur = {0};
+    sdb_field *nf = NULL;
+    size_t m = 0;
+    bool exists;
+
+    sdb__key_project(&k, x->tenant, u->project);
+    int rc = load_record(t, &k, &raw, &cur, &exists, err, errlen);
+    if (rc == SBX_OK)
+        rc = check_version(u, exists ? cur.version : 0, err, errlen);
+    if (rc == SBX_OK)
+        rc = merge_fields(&cur, u, &nf, &m, err, errlen);
+    if (rc == SBX_OK)
+        rc = check_fields(nf, m, err, errlen);
+    if (rc == SBX_OK) {
+        int64_t now = sdb__now(sdb__txn_db(t));
+        sdb__projrec nr = {
+            .version = (exists ? cur.version : 0) + 1,
+            .created_ms = exists ? cur.created_ms : now,
+            .updated_ms = now,
+            .ret_max_records = u->has_retention ? u->retention_max_records : cur.ret_max_records,
+            .ret_max_age_s = u->has_retention ? u->retention_max_age_s : cur.ret_max_age_s,
+            .n_fields = m,
+            .fields = nf,
+        };
+        sdb__projrec_encode(&b, &nr);
+        sdb__txn_put(t, SDB__CF_PROJECTS, &k, b.p, b.n);
+        if (x->out)
+            rc = updated_project(t, x, &b, err, errlen);
+    }
     free(cur.fields);
     free(raw);
-    free(mf);
     free(nf);
-    sdb_buf_free(&k);
-    sdb_buf_free(&b);
+    sdb__buf_free(&k);
+    sdb__buf_free(&b);
     return rc;
 }
 
-int sbx_proj_update(sbx_storedb *db, sbx_slice tenant, const sbx_proj_patch *u, sbx_project **out,
+int sdb_proj_update(sdb *db, sdb_slice tenant, const sdb_proj_patch *u, sdb_project **out,
                     char *err, size_t errlen)
 {
     int rc;
     if (out)
         *out = NULL;
-    if ((rc = sdb_check_tenant(tenant, err, errlen)) ||
-        (rc = sdb_check_project(u->project, err, errlen)))
+    if ((rc = sdb__check_tenant(tenant, err, errlen)) ||
+        (rc = sdb__check_project(u->project, err, errlen)))
         return rc;
-    if (u->n_set > SBX_FIELDS_MAX)
-        return sdb_err(err, errlen, SBX_INVALID_ARGUMENT, "set: %zu fields exceeds the limit of %d",
-                       u->n_set, SBX_FIELDS_MAX);
-    if (u->n_remove > SBX_FIELDS_MAX)
-        return sdb_err(err, errlen, SBX_INVALID_ARGUMENT,
-                       "remove: %zu fields exceeds the limit of %d", u->n_remove, SBX_FIELDS_MAX);
+    if (u->n_set > SDB_FIELDS_MAX)
+        return sdb__err(err, errlen, SBX_INVALID_ARGUMENT,
+                        "set: %zu fields exceeds the limit of %d", u->n_set, SDB_FIELDS_MAX);
+    if (u->n_remove > SDB_FIELDS_MAX)
+        return sdb__err(err, errlen, SBX_INVALID_ARGUMENT,
+                        "remove: %zu fields exceeds the limit of %d", u->n_remove, SDB_FIELDS_MAX);
     for (size_t i = 0; i < u->n_set; i++) {
         char f[64];
         snprintf(f, sizeof f, "set[%zu].key", i);
-        if ((rc = sdb_check_bytes(f, u->set[i].key, SBX_FIELD_KEY_MAX, false, err, errlen)))
+        if ((rc = sdb__check_bytes(f, u->set[i].key, SDB_FIELD_KEY_MAX, false, err, errlen)))
             return rc;
         snprintf(f, sizeof f, "set[%zu].value", i);
-        if ((rc = sdb_check_bytes(f, u->set[i].value, SBX_FIELD_VALUE_MAX, true, err, errlen)))
+        if ((rc = sdb__check_bytes(f, u->set[i].value, SDB_FIELD_VALUE_MAX, true, err, errlen)))
             return rc;
         for (size_t j = 0; j < u->n_remove; j++)
             if (slice_eq(u->set[i].key, u->remove[j]))
-                return sdb_err(err, errlen, SBX_INVALID_ARGUMENT,
-                               "remove[%zu]: field '%.*s' is also in set", j, (int)u->remove[j].n,
-                               u->remove[j].p);
+                return sdb__err(err, errlen, SBX_INVALID_ARGUMENT,
+                                "remove[%zu]: field '%.*s' is also in set", j, (int)u->remove[j].n,
+                                u->remove[j].p);
     }
     for (size_t i = 0; i < u->n_remove; i++) {
         char f[64];
         snprintf(f, sizeof f, "remove[%zu]", i);
-        if ((rc = sdb_check_bytes(f, u->remove[i], SBX_FIELD_KEY_MAX, false, err, errlen)))
+        if ((rc = sdb__check_bytes(f, u->remove[i], SDB_FIELD_KEY_MAX, false, err, errlen)))
             return rc;
     }
     if (u->has_retention && u->retention_max_age_s < 0)
-        return sdb_err(err, errlen, SBX_INVALID_ARGUMENT,
-                       "retention_max_age_s: %lld must not be negative",
-                       (long long)u->retention_max_age_s);
+        return sdb__err(err, errlen, SBX_INVALID_ARGUMENT,
+                        "retention_max_age_s: %lld must not be negative",
+                        (long long)u->retention_max_age_s);
     update_arg x = {tenant, u, out};
-    rc = sdb_commit(db, update_apply, &x, sdb_hash(tenant, u->project), false, err, errlen);
+    rc = sdb__commit(db, update_apply, &x, sdb__hash(tenant, u->project), false, err, errlen);
     if (rc && out && *out) {
-        sbx_project_free(*out);
+        sdb_project_free(*out);
         *out = NULL;
     }
     return rc;
@@ -430,152 +421,133 @@ int sbx_proj_update(sbx_storedb *db, sbx_slice tenant, const sbx_proj_patch *u, 
 
 /* ---- list ---- */
 
-int sbx_proj_list(sbx_storedb *db, sbx_slice tenant, sbx_slice prefix, bool has_limit,
-                  int64_t limit, sbx_slice page_token, sbx_proj_cb cb, void *arg, sbx_page *page,
-                  char *err, size_t errlen)
+/* Hands one listed project to cb. Returns an error status (reading its counter or decoding it
+ * failed) or SBX_OK with *cb_rc set to what cb returned. */
+static int list_one(sdb *db, sdb_slice tenant, sdb_slice id, const char *v, size_t vn,
+                    sdb_proj_cb cb, void *arg, int *cb_rc, char *err, size_t errlen)
 {
-    int rc;
-    if ((rc = sdb_check_tenant(tenant, err, errlen)) ||
-        (rc = sdb_check_bytes("prefix", prefix, SBX_PROJECT_ID_MAX, true, err, errlen)) ||
-        (rc = sdb_check_limit(has_limit, limit, SBX_LIST_DEFAULT, page, err, errlen)))
+    extras ex;
+    sdb_project p;
+    int rc = read_extras(get_db, db, tenant, id, &ex, err, errlen);
+    if (rc == SBX_OK)
+        rc = fill_project(db, &p, id, v, vn, &ex, err, errlen);
+    if (rc) {
+        free(ex.craw);
         return rc;
-    char cur[SBX_TOKEN_MAX];
-    size_t cn = 0;
-    if (page_token.n && (rc = sdb_token_decode("page_token", SDB_TOK_PROJ, tenant, prefix,
-                                               page_token, cur, &cn, err, errlen)))
-        return rc;
-
-    sdb_buf lo, hi, seek;
-    sdb_buf_init(&lo);
-    sdb_buf_init(&hi);
-    sdb_buf_init(&seek);
-    sdb_key_project(&lo, tenant, prefix);
-    sdb_buf_copy(&hi, &lo);
-    bool has_hi = sdb_buf_successor(&hi);
-    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
-    rocksdb_readoptions_set_iterate_lower_bound(ro, lo.p, lo.n);
-    if (has_hi)
-        rocksdb_readoptions_set_iterate_upper_bound(ro, hi.p, hi.n);
-    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(db->rdb, ro, db->cf[SDB_CF_PROJECTS]);
-    if (cn)
-        sdb_key_project(&seek, tenant, sbx_slice_n(cur, cn));
-    else
-        sdb_buf_copy(&seek, &lo);
-    rocksdb_iter_seek(it, seek.p, seek.n);
-    if (cn && rocksdb_iter_valid(it)) {
-        size_t kn;
-        const char *k = rocksdb_iter_key(it, &kn);
-        if (kn == seek.n && memcmp(k, seek.p, kn) == 0)
-            rocksdb_iter_next(it); /* the cursor is the last id returned */
     }
+    *cb_rc = cb ? cb(arg, &p) : 0;
+    free(p.fields);
+    free(ex.craw);
+    return SBX_OK;
+}
+
+/* The page from the iterator's position on; returns what ends the listing early (an error or
+ * the callback's stop value), else 0. */
+static int list_page(sdb *db, sdb__iter *it, sdb_slice tenant, sdb_slice prefix, sdb_proj_cb cb,
+                     void *arg, sdb_page *page, char *err, size_t errlen)
+{
+    sdb__buf last; /* the id last returned: the cursor of the next page */
+    sdb__buf_init(&last);
     int stop = 0;
-    sbx_slice last = {NULL, 0};
-    char *lastbuf = NULL;
-    for (; rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+    for (; sdb__iter_valid(it); sdb__iter_next(it)) {
         size_t kn, vn;
-        const char *k = rocksdb_iter_key(it, &kn);
-        const char *v = rocksdb_iter_value(it, &vn);
-        sbx_slice t, id;
-        if (!sdb_key_split(k, kn, &t, &id))
+        const char *k = sdb__iter_key(it, &kn);
+        const char *v = sdb__iter_value(it, &vn);
+        sdb_slice t, id;
+        if (!sdb__key_split(k, kn, &t, &id))
             continue;
         if (page->count == page->applied_limit) {
-            sdb_token_encode(SDB_TOK_PROJ, tenant, prefix, last.p, last.n, page->next_token);
+            sdb__token_encode(SDB__TOK_PROJ, tenant, prefix, last.p, last.n, page->next_token);
             break;
         }
-        extras ex;
-        sbx_project p;
-        rc = read_extras(get_db, db, tenant, id, &ex, err, errlen);
-        if (rc == SBX_OK) {
-            rc = fill_project(db, &p, id, v, vn, &ex, err, errlen);
-            if (rc)
-                free(ex.craw);
-        }
+        int rc = list_one(db, tenant, id, v, vn, cb, arg, &stop, err, errlen);
         if (rc) {
             stop = rc;
             break;
         }
-        stop = cb ? cb(arg, &p) : 0;
-        free(p.fields);
-        free(ex.craw);
-        if (stop == SBX_PAGE_FULL) {
+        if (stop == SDB_PAGE_FULL) {
             stop = 0;
-            sdb_token_encode(SDB_TOK_PROJ, tenant, prefix, last.p, last.n, page->next_token);
+            sdb__token_encode(SDB__TOK_PROJ, tenant, prefix, last.p, last.n, page->next_token);
             break;
         }
         page->count++;
         if (stop)
             break;
-        free(lastbuf);
-        lastbuf = malloc(id.n ? id.n : 1);
-        if (!lastbuf)
-            abort();
-        memcpy(lastbuf, id.p, id.n);
-        last = sbx_slice_n(lastbuf, id.n);
+        sdb__buf_reset(&last);
+        sdb__buf_raw(&last, id.p, id.n);
     }
-    char *rerr = NULL;
-    rocksdb_iter_get_error(it, &rerr);
-    rocksdb_iter_destroy(it);
-    rocksdb_readoptions_destroy(ro);
-    sdb_buf_free(&lo);
-    sdb_buf_free(&hi);
-    sdb_buf_free(&seek);
-    free(lastbuf);
-    if (stop) {
-        free(rerr);
-        return stop;
-    }
-    return rerr ? sdb_rocks_err("read", rerr, err, errlen) : SBX_OK;
+    sdb__buf_free(&last);
+    return stop;
+}
+
+int sdb_proj_list(sdb *db, sdb_slice tenant, sdb_slice prefix, bool has_limit, int64_t limit,
+                  sdb_slice page_token, sdb_proj_cb cb, void *arg, sdb_page *page, char *err,
+                  size_t errlen)
+{
+    int rc;
+    if ((rc = sdb__check_tenant(tenant, err, errlen)) ||
+        (rc = sdb__check_bytes("prefix", prefix, SDB_PROJECT_ID_MAX, true, err, errlen)) ||
+        (rc = sdb__check_limit(has_limit, limit, SDB_LIST_DEFAULT, page, err, errlen)))
+        return rc;
+    sdb__iter it;
+    if ((rc = sdb__iter_open_page(db, &it, SDB__CF_PROJECTS, SDB__TOK_PROJ, "page_token", tenant,
+                                  prefix, page_token, err, errlen)))
+        return rc;
+    int stop = list_page(db, &it, tenant, prefix, cb, arg, page, err, errlen);
+    rc = sdb__iter_close(&it, stop ? NULL : err, stop ? 0 : errlen);
+    return stop ? stop : rc;
 }
 
 /* ---- implicit creation, incarnation ---- */
 
-int sdb_ensure_project(sdb_txn *t, sbx_slice tenant, sbx_slice project, int64_t now, char *err,
-                       size_t errlen)
+int sdb__project_ensure(sdb__txn *t, sdb_slice tenant, sdb_slice project, int64_t now,
+                        uint64_t *max_records, char *err, size_t errlen)
 {
-    sdb_buf k;
-    sdb_buf_init(&k);
-    sdb_key_project(&k, tenant, project);
+    sdb__buf k;
+    sdb__buf_init(&k);
+    sdb__key_project(&k, tenant, project);
     char *v = NULL;
     size_t vn = 0;
-    int rc = sdb_txn_get(t, SDB_CF_PROJECTS, &k, &v, &vn, err, errlen);
-    free(v);
-    if (rc == SBX_NOT_FOUND) {
-        sdb_projrec r = {.version = 0, .created_ms = now};
-        sdb_buf b;
-        sdb_buf_init(&b);
-        sdb_projrec_encode(&b, &r);
-        sdb_txn_put(t, SDB_CF_PROJECTS, &k, b.p, b.n);
-        sdb_buf_free(&b);
+    if (max_records)
+        *max_records = sdb__txn_db(t)->o.history_max_records;
+    int rc = sdb__txn_get(t, SDB__CF_PROJECTS, &k, &v, &vn, err, errlen);
+    if (rc == SBX_OK && max_records) {
+        sdb__projrec r;
+        if (!sdb__projrec_decode(v, vn, &r))
+            rc = sdb__err(err, errlen, SBX_DATA_LOSS, "project record is corrupted");
+        else if (r.ret_max_records)
+            *max_records = r.ret_max_records;
+        free(r.fields);
+    } else if (rc == SBX_NOT_FOUND) {
+        sdb__projrec r = {.version = 0, .created_ms = now};
+        sdb__buf b;
+        sdb__buf_init(&b);
+        sdb__projrec_encode(&b, &r);
+        sdb__txn_put(t, SDB__CF_PROJECTS, &k, b.p, b.n);
+        sdb__buf_free(&b);
         rc = SBX_OK;
     }
-    sdb_buf_free(&k);
+    free(v);
+    sdb__buf_free(&k);
     return rc;
 }
 
-int sbx_proj_incarnation(sbx_storedb *db, sbx_slice tenant, sbx_slice project, int64_t *created_ms,
+int sdb_proj_incarnation(sdb *db, sdb_slice tenant, sdb_slice project, int64_t *created_ms,
                          char *err, size_t errlen)
 {
-    int rc;
-    *created_ms = 0;
-    if ((rc = sdb_check_tenant(tenant, err, errlen)) ||
-        (rc = sdb_check_project(project, err, errlen)))
-        return rc;
-    sdb_buf k;
-    sdb_buf_init(&k);
-    sdb_key_project(&k, tenant, project);
     char *v = NULL;
     size_t vn = 0;
-    rc = sdb_get(db, SDB_CF_PROJECTS, &k, &v, &vn, err, errlen);
-    sdb_buf_free(&k);
+    *created_ms = 0;
+    int rc = get_record(db, tenant, project, &v, &vn, err, errlen);
     if (rc == SBX_NOT_FOUND)
         return SBX_OK;
     if (rc)
         return rc;
-    sdb_projrec r;
-    bool ok = sdb_projrec_decode(v, vn, &r);
+    sdb__projrec r;
+    bool ok = sdb__projrec_decode(v, vn, &r);
     free(v);
     if (!ok)
-        return sdb_err(err, errlen, SBX_DATA_LOSS, "project record is corrupted");
+        return sdb__err(err, errlen, SBX_DATA_LOSS, "project record is corrupted");
     free(r.fields);
     /* never 0 for an existing project, even with a clock at the epoch */
     *created_ms = r.created_ms ? r.created_ms : 1;
@@ -585,27 +557,27 @@ int sbx_proj_incarnation(sbx_storedb *db, sbx_slice tenant, sbx_slice project, i
 /* ---- delete ---- */
 
 typedef struct {
-    sbx_slice tenant, project;
+    sdb_slice tenant, project;
     bool *existed;
 } delete_arg;
 
-static int delete_apply(sdb_txn *t, void *arg, char *err, size_t errlen)
+static int delete_apply(sdb__txn *t, void *arg, char *err, size_t errlen)
 {
     delete_arg *x = arg;
-    sdb_buf k, lo, hi;
-    sdb_buf_init(&k);
-    sdb_buf_init(&lo);
-    sdb_buf_init(&hi);
+    sdb__buf k, lo, hi;
+    sdb__buf_init(&k);
+    sdb__buf_init(&lo);
+    sdb__buf_init(&hi);
     char *v = NULL;
     size_t vn = 0;
-    sdb_key_project(&k, x->tenant, x->project);
-    int rc = sdb_txn_get(t, SDB_CF_PROJECTS, &k, &v, &vn, err, errlen);
+    sdb__key_project(&k, x->tenant, x->project);
+    int rc = sdb__txn_get(t, SDB__CF_PROJECTS, &k, &v, &vn, err, errlen);
     bool existed = rc == SBX_OK;
     free(v);
     v = NULL;
     if (rc == SBX_NOT_FOUND) {
-        sdb_key_meta(&lo, x->tenant, x->project, 'c', sbx_slice_n("", 0));
-        rc = sdb_txn_get(t, SDB_CF_META, &lo, &v, &vn, err, errlen);
+        sdb__key_meta(&lo, x->tenant, x->project, 'c', sdb_slice_n("", 0));
+        rc = sdb__txn_get(t, SDB__CF_META, &lo, &v, &vn, err, errlen);
         existed = rc == SBX_OK;
         free(v);
     }
@@ -613,22 +585,22 @@ static int delete_apply(sdb_txn *t, void *arg, char *err, size_t errlen)
         goto out;
     rc = SBX_OK;
     *x->existed = existed;
-    sdb_txn_del(t, SDB_CF_PROJECTS, &k);
-    sdb_key_scope(&lo, x->tenant, x->project);
-    sdb_buf_copy(&hi, &lo);
-    sdb_buf_successor(&hi);
-    sdb_txn_del_range(t, SDB_CF_HISTORY, &lo, &hi);
-    sdb_txn_del_range(t, SDB_CF_CACHE, &lo, &hi);
-    sdb_txn_del_range(t, SDB_CF_META, &lo, &hi);
-    sdb_txn_notify(t, sdb_watch_stripe(x->tenant, x->project));
+    sdb__txn_del(t, SDB__CF_PROJECTS, &k);
+    sdb__key_scope(&lo, x->tenant, x->project);
+    sdb__buf_copy(&hi, &lo);
+    sdb__buf_successor(&hi);
+    sdb__txn_del_range(t, SDB__CF_HISTORY, &lo, &hi);
+    sdb__txn_del_range(t, SDB__CF_CACHE, &lo, &hi);
+    sdb__txn_del_range(t, SDB__CF_META, &lo, &hi);
+    sdb__txn_notify(t, sdb__watch_stripe(x->tenant, x->project));
 out:
-    sdb_buf_free(&k);
-    sdb_buf_free(&lo);
-    sdb_buf_free(&hi);
+    sdb__buf_free(&k);
+    sdb__buf_free(&lo);
+    sdb__buf_free(&hi);
     return rc;
 }
 
-int sbx_proj_delete(sbx_storedb *db, sbx_slice tenant, sbx_slice project, bool *existed, char *err,
+int sdb_proj_delete(sdb *db, sdb_slice tenant, sdb_slice project, bool *existed, char *err,
                     size_t errlen)
 {
     int rc;
@@ -636,11 +608,11 @@ int sbx_proj_delete(sbx_storedb *db, sbx_slice tenant, sbx_slice project, bool *
     if (!existed)
         existed = &tmp;
     *existed = false;
-    if ((rc = sdb_check_tenant(tenant, err, errlen)) ||
-        (rc = sdb_check_project(project, err, errlen)))
+    if ((rc = sdb__check_tenant(tenant, err, errlen)) ||
+        (rc = sdb__check_project(project, err, errlen)))
         return rc;
     delete_arg x = {tenant, project, existed};
-    rc = sdb_commit(db, delete_apply, &x, sdb_hash(tenant, project), true, err, errlen);
+    rc = sdb__commit(db, delete_apply, &x, sdb__hash(tenant, project), true, err, errlen);
     if (rc)
         *existed = false;
     return rc;

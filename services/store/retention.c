@@ -8,13 +8,14 @@
  * per-tenant kv-key and per-project retained-record counters exact. Optionally
  * (opts.compaction_filter) a compaction filter on the cache and kv column families also drops
  * expired entries whenever RocksDB compacts them (those are then not subtracted from the
- * counters).
+ * counters). open.c starts and stops the thread and installs the filter. Calls history.c (the
+ * last sequence), commit.c, read.c, codec.c and keys.c.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "clock.h"
 #include "log.h"
 #include "storedb_int.h"
 
@@ -23,7 +24,7 @@
 /* ---- compaction filter ---- */
 
 typedef struct {
-    sbx_storedb *db;
+    sdb *db;
     int cf;
 } filter_state;
 
@@ -37,20 +38,17 @@ static unsigned char expiry_filter(void *st, int level, const char *key, size_t 
     (void)nvn;
     filter_state *fs = st;
     *changed = 0;
-    /* cache: ver, created, expires...; kv: ver, version, expires...: expiry at offset 9 */
-    if (vn < 17 || v[0] != SDB_VALUE_V1)
-        return 0;
-    int64_t exp = (int64_t)sdb_be64(v + 9);
-    return exp != 0 && exp <= sdb_now(fs->db);
+    int64_t exp = sdb__entry_expiry(v, vn);
+    return exp != 0 && exp <= sdb__now(fs->db);
 }
 
 static const char *filter_name(void *st)
 {
     filter_state *fs = st;
-    return fs->cf == SDB_CF_CACHE ? "sbx-expiry-cache" : "sbx-expiry-kv";
+    return fs->cf == SDB__CF_CACHE ? "sbx-expiry-cache" : "sbx-expiry-kv";
 }
 
-rocksdb_compactionfilter_t *sdb_expiry_filter(sbx_storedb *db, int cf)
+rocksdb_compactionfilter_t *sdb__expiry_filter(sdb *db, int cf)
 {
     filter_state *fs = malloc(sizeof *fs);
     if (!fs)
@@ -62,22 +60,22 @@ rocksdb_compactionfilter_t *sdb_expiry_filter(sbx_storedb *db, int cf)
 
 /* ---- packed key lists: be32 len + key, repeated ---- */
 
-static void list_add(sdb_buf *l, const char *k, size_t n)
+static void list_add(sdb__buf *l, const char *k, size_t n)
 {
-    sdb_buf_be32(l, (uint32_t)n);
-    sdb_buf_raw(l, k, n);
+    sdb__buf_be32(l, (uint32_t)n);
+    sdb__buf_raw(l, k, n);
 }
 
-static bool list_next(sdb_rd *r, sdb_buf *k)
+static bool list_next(sdb__rd *r, sdb__buf *k)
 {
     if (r->n == 0)
         return false;
-    uint32_t n = sdb_rd_be32(r);
-    sbx_slice s = sdb_rd_bytes(r, n);
+    uint32_t n = sdb__rd_be32(r);
+    sdb_slice s = sdb__rd_bytes(r, n);
     if (r->bad)
         return false;
-    sdb_buf_reset(k);
-    sdb_buf_raw(k, s.p, s.n);
+    sdb__buf_reset(k);
+    sdb__buf_raw(k, s.p, s.n);
     return true;
 }
 
@@ -85,74 +83,74 @@ static bool list_next(sdb_rd *r, sdb_buf *k)
 
 typedef struct {
     int cf;
-    sdb_buf *keys; /* all of one tenant (kv) or one project (cache) */
+    sdb__buf *keys; /* all of one tenant (kv) or one project (cache) */
     uint64_t removed;
 } expired_arg;
 
 /* The counter an expired entry is subtracted from and the lock stripe of its owner. */
-static bool owner_of(int cf, const char *k, size_t kn, sdb_buf *count_key, uint64_t *hash)
+static bool owner_of(int cf, const char *k, size_t kn, sdb__buf *count_key, uint64_t *hash)
 {
-    sbx_slice tenant, project, rest;
-    if (cf == SDB_CF_KV) {
-        if (!sdb_key_split(k, kn, &tenant, &rest))
+    sdb_slice tenant, project, rest;
+    if (cf == SDB__CF_KV) {
+        if (!sdb__key_split(k, kn, &tenant, &rest))
             return false;
-        project = sbx_slice_n("", 0);
-    } else if (!sdb_key_split_scope(k, kn, &tenant, &project, &rest)) {
+        project = sdb_slice_n("", 0);
+    } else if (!sdb__key_split_scope(k, kn, &tenant, &project, &rest)) {
         return false;
     }
     if (count_key)
-        sdb_key_meta(count_key, tenant, project, 'n', sbx_slice_n("", 0));
+        sdb__key_meta(count_key, tenant, project, 'n', sdb_slice_n("", 0));
     if (hash)
-        *hash = sdb_hash(tenant, project);
+        *hash = sdb__hash(tenant, project);
     return true;
 }
 
-static int expired_apply(sdb_txn *t, void *arg, char *err, size_t errlen)
+static int expired_apply(sdb__txn *t, void *arg, char *err, size_t errlen)
 {
     expired_arg *x = arg;
-    sbx_storedb *db = sdb_txn_db(t);
-    int64_t now = sdb_now(db);
-    sdb_rd r = sdb_rd_init(x->keys->p, x->keys->n);
-    sdb_buf k;
-    sdb_buf_init(&k);
+    sdb *db = sdb__txn_db(t);
+    int64_t now = sdb__now(db);
+    sdb__rd r = sdb__rd_init(x->keys->p, x->keys->n);
+    sdb__buf k;
+    sdb__buf_init(&k);
     int rc = SBX_OK;
     x->removed = 0;
     while (list_next(&r, &k)) {
         char *v = NULL;
         size_t vn = 0;
-        rc = sdb_txn_get(t, x->cf, &k, &v, &vn, err, errlen);
+        rc = sdb__txn_get(t, x->cf, &k, &v, &vn, err, errlen);
         if (rc == SBX_NOT_FOUND) {
             rc = SBX_OK;
             continue;
         }
         if (rc)
             break;
-        int64_t exp = vn >= 17 ? (int64_t)sdb_be64(v + 9) : 0;
+        int64_t exp = sdb__entry_expiry(v, vn);
         free(v);
         if (exp != 0 && exp <= now) { /* still expired: no write refreshed it meanwhile */
-            sdb_buf ck;
-            sdb_buf_init(&ck);
-            sdb_txn_del(t, x->cf, &k);
+            sdb__buf ck;
+            sdb__buf_init(&ck);
+            sdb__txn_del(t, x->cf, &k);
             x->removed++;
             if (owner_of(x->cf, k.p, k.n, &ck, NULL))
-                rc = sdb_txn_add_u64(t, SDB_CF_META, &ck, -1, NULL, err, errlen);
-            sdb_buf_free(&ck);
+                rc = sdb__txn_add_u64(t, SDB__CF_META, &ck, -1, NULL, err, errlen);
+            sdb__buf_free(&ck);
             if (rc)
                 break;
         }
     }
-    sdb_buf_free(&k);
+    sdb__buf_free(&k);
     return rc;
 }
 
-static uint64_t commit_expired(sbx_storedb *db, int cf, sdb_buf *keys, uint64_t hash)
+static uint64_t commit_expired(sdb *db, int cf, sdb__buf *keys, uint64_t hash)
 {
     if (!keys->n)
         return 0;
     expired_arg x = {cf, keys, 0};
     char err[256];
-    int rc = sdb_commit(db, expired_apply, &x, hash, false, err, sizeof err);
-    sdb_buf_reset(keys);
+    int rc = sdb__commit(db, expired_apply, &x, hash, false, err, sizeof err);
+    sdb__buf_reset(keys);
     if (rc) {
         SBX_LOG_WARN("store", "sweep of expired entries failed err=\"%s\"", err);
         return 0;
@@ -160,26 +158,41 @@ static uint64_t commit_expired(sbx_storedb *db, int cf, sdb_buf *keys, uint64_t 
     return x.removed;
 }
 
-static uint64_t sweep_expired(sbx_storedb *db, int cf)
+/* Where the next tick resumes: the iterator's key, or the start when it reached the end. */
+static void save_cursor(sdb *db, int cf, const sdb__iter *it)
 {
-    int64_t now = sdb_now(db);
-    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(db->rdb, db->ro, db->cf[cf]);
+    free(db->sweep_cursor[cf]);
+    db->sweep_cursor[cf] = NULL;
+    db->sweep_cursor_len[cf] = 0;
+    if (!sdb__iter_valid(it))
+        return;
+    size_t kn;
+    const char *k = sdb__iter_key(it, &kn);
+    db->sweep_cursor[cf] = malloc(kn ? kn : 1);
     if (db->sweep_cursor[cf]) {
-        rocksdb_iter_seek(it, db->sweep_cursor[cf], db->sweep_cursor_len[cf]);
-    } else {
-        rocksdb_iter_seek_to_first(it);
+        memcpy(db->sweep_cursor[cf], k, kn);
+        db->sweep_cursor_len[cf] = kn;
     }
-    sdb_buf keys;
-    sdb_buf_init(&keys);
+}
+
+static uint64_t sweep_expired(sdb *db, int cf)
+{
+    int64_t now = sdb__now(db);
+    sdb__iter it;
+    sdb__iter_open(db, &it, cf, NULL);
+    if (db->sweep_cursor[cf])
+        sdb__iter_seek(&it, db->sweep_cursor[cf], db->sweep_cursor_len[cf]);
+    else
+        sdb__iter_seek_first(&it);
+    sdb__buf keys;
+    sdb__buf_init(&keys);
     uint64_t removed = 0, hash = 0;
     int budget = db->o.sweep_batch > 0 ? db->o.sweep_batch : 20000, n = 0, found = 0;
-    for (; rocksdb_iter_valid(it) && n < budget; rocksdb_iter_next(it), n++) {
+    for (; sdb__iter_valid(&it) && n < budget; sdb__iter_next(&it), n++) {
         size_t kn, vn;
-        const char *k = rocksdb_iter_key(it, &kn);
-        const char *v = rocksdb_iter_value(it, &vn);
-        if (vn < 17 || v[0] != SDB_VALUE_V1)
-            continue;
-        int64_t exp = (int64_t)sdb_be64(v + 9);
+        const char *k = sdb__iter_key(&it, &kn);
+        const char *v = sdb__iter_value(&it, &vn);
+        int64_t exp = sdb__entry_expiry(v, vn);
         uint64_t h;
         if (exp != 0 && exp <= now && owner_of(cf, k, kn, NULL, &h)) {
             /* one commit per owner and chunk: the DIRECT mode locks by owner */
@@ -192,115 +205,124 @@ static uint64_t sweep_expired(sbx_storedb *db, int cf)
             found++;
         }
     }
-    free(db->sweep_cursor[cf]);
-    db->sweep_cursor[cf] = NULL;
-    db->sweep_cursor_len[cf] = 0;
-    if (rocksdb_iter_valid(it)) { /* budget used up: resume here next tick */
-        size_t kn;
-        const char *k = rocksdb_iter_key(it, &kn);
-        db->sweep_cursor[cf] = malloc(kn ? kn : 1);
-        if (db->sweep_cursor[cf]) {
-            memcpy(db->sweep_cursor[cf], k, kn);
-            db->sweep_cursor_len[cf] = kn;
-        }
-    }
-    char *rerr = NULL;
-    rocksdb_iter_get_error(it, &rerr);
-    if (rerr) {
-        SBX_LOG_WARN("store", "sweep iteration failed err=\"%s\"", rerr);
-        free(rerr);
-    }
-    rocksdb_iter_destroy(it);
+    save_cursor(db, cf, &it); /* budget used up: resume there next tick */
+    char err[256];
+    if (sdb__iter_close(&it, err, sizeof err) != SBX_OK)
+        SBX_LOG_WARN("store", "sweep iteration failed err=\"%s\"", err);
     removed += commit_expired(db, cf, &keys, hash);
-    sdb_buf_free(&keys);
+    sdb__buf_free(&keys);
     return removed;
 }
 
 /* ---- history retention ---- */
 
 typedef struct {
-    sbx_slice tenant, project;
+    sdb_slice tenant, project;
     int64_t created_ms;
-    sdb_buf *keys; /* history keys and record-id keys, both packed; cf by prefix byte */
+    sdb__buf *keys; /* history keys and record-id keys, both packed; cf by prefix byte */
     uint64_t removed;
 } retention_arg;
 
-static int retention_apply(sdb_txn *t, void *arg, char *err, size_t errlen)
+/* Whether the project is still the incarnation the scan saw (not deleted, or deleted and
+ * re-created, meanwhile). */
+static int same_project(sdb__txn *t, const retention_arg *x, bool *same, char *err, size_t errlen)
 {
-    retention_arg *x = arg;
-    sdb_buf k;
-    sdb_buf_init(&k);
-    sdb_key_project(&k, x->tenant, x->project);
+    sdb__buf k;
+    sdb__buf_init(&k);
+    sdb__key_project(&k, x->tenant, x->project);
     char *v = NULL;
     size_t vn = 0;
-    x->removed = 0;
-    int rc = sdb_txn_get(t, SDB_CF_PROJECTS, &k, &v, &vn, err, errlen);
-    if (rc == SBX_NOT_FOUND) { /* deleted meanwhile */
-        sdb_buf_free(&k);
-        return SBX_OK;
+    *same = false;
+    int rc = sdb__txn_get(t, SDB__CF_PROJECTS, &k, &v, &vn, err, errlen);
+    sdb__buf_free(&k);
+    if (rc == SBX_OK) {
+        sdb__projrec r;
+        *same = sdb__projrec_decode(v, vn, &r) && r.created_ms == x->created_ms;
+        free(r.fields);
+    } else if (rc == SBX_NOT_FOUND) {
+        rc = SBX_OK;
     }
-    if (rc) {
-        sdb_buf_free(&k);
-        return rc;
-    }
-    sdb_projrec r;
-    bool same = sdb_projrec_decode(v, vn, &r) && r.created_ms == x->created_ms;
-    free(r.fields);
     free(v);
-    if (same) { /* not deleted and re-created since the scan */
-        sdb_rd rd = sdb_rd_init(x->keys->p, x->keys->n);
-        while (rc == SBX_OK && list_next(&rd, &k)) {
-            /* packed entries carry a leading cf byte */
-            int cf = (unsigned char)k.p[0];
-            sdb_buf kk;
-            sdb_buf_init(&kk);
-            sdb_buf_raw(&kk, k.p + 1, k.n - 1);
-            if (cf == SDB_CF_HISTORY) {
-                /* count only records still there (the append may have dropped one too) */
-                char *hv = NULL;
-                size_t hn = 0;
-                rc = sdb_txn_get(t, cf, &kk, &hv, &hn, err, errlen);
-                free(hv);
-                if (rc == SBX_OK)
-                    x->removed++;
-                if (rc == SBX_NOT_FOUND)
-                    rc = SBX_OK;
-            }
-            sdb_txn_del(t, cf, &kk);
-            sdb_buf_free(&kk);
-        }
-        if (rc == SBX_OK && x->removed) {
-            /* the counter's execution_count is the number of records retained */
-            char *cv = NULL;
-            size_t cn = 0;
-            sdb_counter c;
-            sdb_key_meta(&k, x->tenant, x->project, 'c', sbx_slice_n("", 0));
-            rc = sdb_txn_get(t, SDB_CF_META, &k, &cv, &cn, err, errlen);
-            if (rc == SBX_OK && sdb_counter_decode(cv, cn, &c)) {
-                sdb_buf b;
-                sdb_buf_init(&b);
-                c.exec_count = c.exec_count > x->removed ? c.exec_count - x->removed : 0;
-                sdb_counter_encode(&b, &c);
-                sdb_txn_put(t, SDB_CF_META, &k, b.p, b.n);
-                sdb_buf_free(&b);
-            } else if (rc == SBX_NOT_FOUND) {
-                rc = SBX_OK;
-            }
-            free(cv);
-        }
-    }
-    sdb_buf_free(&k);
     return rc;
 }
 
-static uint64_t commit_retention(sbx_storedb *db, retention_arg *x)
+/* Deletes the packed keys; x->removed counts the records that were still there (the append
+ * may have dropped one too). */
+static int drop_keys(sdb__txn *t, retention_arg *x, char *err, size_t errlen)
+{
+    sdb__rd rd = sdb__rd_init(x->keys->p, x->keys->n);
+    sdb__buf k;
+    sdb__buf_init(&k);
+    int rc = SBX_OK;
+    while (rc == SBX_OK && list_next(&rd, &k)) {
+        int cf = (unsigned char)k.p[0]; /* packed entries carry a leading cf byte */
+        sdb__buf kk;
+        sdb__buf_init(&kk);
+        sdb__buf_raw(&kk, k.p + 1, k.n - 1);
+        if (cf == SDB__CF_HISTORY) {
+            char *hv = NULL;
+            size_t hn = 0;
+            rc = sdb__txn_get(t, cf, &kk, &hv, &hn, err, errlen);
+            free(hv);
+            if (rc == SBX_OK)
+                x->removed++;
+            if (rc == SBX_NOT_FOUND)
+                rc = SBX_OK;
+        }
+        sdb__txn_del(t, cf, &kk);
+        sdb__buf_free(&kk);
+    }
+    sdb__buf_free(&k);
+    return rc;
+}
+
+/* The counter's execution_count is the number of records retained: subtract x->removed. */
+static int uncount(sdb__txn *t, const retention_arg *x, char *err, size_t errlen)
+{
+    sdb__buf k;
+    sdb__buf_init(&k);
+    sdb__key_meta(&k, x->tenant, x->project, 'c', sdb_slice_n("", 0));
+    char *cv = NULL;
+    size_t cn = 0;
+    sdb__counter c;
+    int rc = sdb__txn_get(t, SDB__CF_META, &k, &cv, &cn, err, errlen);
+    if (rc == SBX_OK && sdb__counter_decode(cv, cn, &c)) {
+        sdb__buf b;
+        sdb__buf_init(&b);
+        c.exec_count = c.exec_count > x->removed ? c.exec_count - x->removed : 0;
+        sdb__counter_encode(&b, &c);
+        sdb__txn_put(t, SDB__CF_META, &k, b.p, b.n);
+        sdb__buf_free(&b);
+    } else if (rc == SBX_NOT_FOUND) {
+        rc = SBX_OK;
+    }
+    free(cv);
+    sdb__buf_free(&k);
+    return rc;
+}
+
+static int retention_apply(sdb__txn *t, void *arg, char *err, size_t errlen)
+{
+    retention_arg *x = arg;
+    bool same;
+    x->removed = 0;
+    int rc = same_project(t, x, &same, err, errlen);
+    if (rc || !same)
+        return rc;
+    rc = drop_keys(t, x, err, errlen);
+    if (rc == SBX_OK && x->removed)
+        rc = uncount(t, x, err, errlen);
+    return rc;
+}
+
+static uint64_t commit_retention(sdb *db, retention_arg *x)
 {
     if (!x->keys->n)
         return 0;
     char err[256];
-    int rc =
-        sdb_commit(db, retention_apply, x, sdb_hash(x->tenant, x->project), false, err, sizeof err);
-    sdb_buf_reset(x->keys);
+    int rc = sdb__commit(db, retention_apply, x, sdb__hash(x->tenant, x->project), false, err,
+                         sizeof err);
+    sdb__buf_reset(x->keys);
     if (rc) {
         SBX_LOG_WARN("store", "history retention failed err=\"%s\"", err);
         return 0;
@@ -308,111 +330,107 @@ static uint64_t commit_retention(sbx_storedb *db, retention_arg *x)
     return x->removed;
 }
 
-static void add_packed(sdb_buf *l, int cf, const sdb_buf *key)
+static void add_packed(sdb__buf *l, int cf, const char *k, size_t n)
 {
-    sdb_buf_be32(l, (uint32_t)key->n + 1);
-    sdb_buf_u8(l, (uint8_t)cf);
-    sdb_buf_raw(l, key->p, key->n);
+    sdb__buf_be32(l, (uint32_t)n + 1);
+    sdb__buf_u8(l, (uint8_t)cf);
+    sdb__buf_raw(l, k, n);
 }
 
-static uint64_t retain_project(sbx_storedb *db, sbx_slice tenant, sbx_slice project,
-                               const sdb_projrec *pr, int64_t now)
+/* Drops x's project's records oldest first while they are at or below seq cut or older than
+ * threshold, up to the first record to keep, committing CHUNK records at a time. */
+static uint64_t drop_old(sdb *db, retention_arg *x, uint64_t cut, int64_t threshold)
+{
+    sdb__buf scope, rk;
+    sdb__buf_init(&scope);
+    sdb__buf_init(&rk);
+    sdb__key_scope(&scope, x->tenant, x->project);
+    sdb__iter it;
+    sdb__iter_open(db, &it, SDB__CF_HISTORY, &scope);
+    uint64_t removed = 0;
+    int n = 0;
+    for (sdb__iter_seek_first(&it); sdb__iter_valid(&it); sdb__iter_next(&it)) {
+        size_t kn, vn;
+        const char *k = sdb__iter_key(&it, &kn);
+        const char *v = sdb__iter_value(&it, &vn);
+        sdb_hist_rec rec;
+        if (kn != scope.n + 8)
+            continue;
+        if (!sdb__rec_decode(k, kn, scope.n, v, vn, &rec))
+            break;
+        /* a record older than max_age that was appended after a younger one waits until the
+         * younger one goes */
+        if (rec.seq > cut && rec.time_ms >= threshold)
+            break;
+        add_packed(x->keys, SDB__CF_HISTORY, k, kn);
+        if (rec.record_id.n) {
+            sdb__key_meta(&rk, x->tenant, x->project, 'i', rec.record_id);
+            add_packed(x->keys, SDB__CF_META, rk.p, rk.n);
+        }
+        if (++n == CHUNK) {
+            removed += commit_retention(db, x);
+            n = 0;
+        }
+    }
+    sdb__iter_close(&it, NULL, 0);
+    removed += commit_retention(db, x);
+    sdb__buf_free(&scope);
+    sdb__buf_free(&rk);
+    return removed;
+}
+
+static uint64_t retain_project(sdb *db, sdb_slice tenant, sdb_slice project, const sdb__projrec *pr,
+                               int64_t now)
 {
     uint64_t max_records = pr->ret_max_records ? pr->ret_max_records : db->o.history_max_records;
     int64_t max_age = pr->ret_max_age_s ? pr->ret_max_age_s : db->o.history_max_age_s;
     if (!max_records && !max_age)
         return 0;
     uint64_t last = 0;
-    if (sbx_hist_last_seq(db, tenant, project, &last, NULL, 0) != SBX_OK)
+    if (sdb_hist_last_seq(db, tenant, project, &last, NULL, 0) != SBX_OK)
         return 0;
     uint64_t cut = max_records && last > max_records ? last - max_records : 0;
     int64_t threshold = max_age ? now - max_age * 1000 : INT64_MIN;
-
-    sdb_buf lo, hi, keys, rk;
-    sdb_buf_init(&lo);
-    sdb_buf_init(&hi);
-    sdb_buf_init(&keys);
-    sdb_buf_init(&rk);
-    sdb_key_scope(&lo, tenant, project);
-    sdb_buf_copy(&hi, &lo);
-    sdb_buf_successor(&hi);
-    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
-    rocksdb_readoptions_set_iterate_lower_bound(ro, lo.p, lo.n);
-    rocksdb_readoptions_set_iterate_upper_bound(ro, hi.p, hi.n);
-    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(db->rdb, ro, db->cf[SDB_CF_HISTORY]);
+    sdb__buf keys;
+    sdb__buf_init(&keys);
     retention_arg x = {tenant, project, pr->created_ms, &keys, 0};
-    uint64_t removed = 0;
-    int n = 0;
-    for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
-        size_t kn, vn;
-        const char *k = rocksdb_iter_key(it, &kn);
-        const char *v = rocksdb_iter_value(it, &vn);
-        if (kn != lo.n + 8)
-            continue;
-        uint64_t seq = sdb_be64(k + lo.n);
-        sbx_hist_rec rec;
-        if (!sdb_rec_decode_value(v, vn, &rec))
-            break;
-        /* oldest first; stop at the first record to keep (a record older than max_age that
-         * was appended after a younger one waits until the younger one goes) */
-        if (seq > cut && rec.time_ms >= threshold)
-            break;
-        sbx_slice rid = rec.record_id;
-        sdb_buf kb;
-        sdb_buf_init(&kb);
-        sdb_buf_raw(&kb, k, kn);
-        add_packed(&keys, SDB_CF_HISTORY, &kb);
-        sdb_buf_free(&kb);
-        if (rid.n) {
-            sdb_key_meta(&rk, tenant, project, 'i', rid);
-            add_packed(&keys, SDB_CF_META, &rk);
-        }
-        if (++n == CHUNK) {
-            removed += commit_retention(db, &x);
-            n = 0;
-        }
-    }
-    rocksdb_iter_destroy(it);
-    rocksdb_readoptions_destroy(ro);
-    removed += commit_retention(db, &x);
-    sdb_buf_free(&lo);
-    sdb_buf_free(&hi);
-    sdb_buf_free(&keys);
-    sdb_buf_free(&rk);
+    uint64_t removed = drop_old(db, &x, cut, threshold);
+    sdb__buf_free(&keys);
     return removed;
 }
 
-static uint64_t sweep_retention(sbx_storedb *db)
+static uint64_t sweep_retention(sdb *db)
 {
-    int64_t now = sdb_now(db);
+    int64_t now = sdb__now(db);
     uint64_t removed = 0;
-    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(db->rdb, db->ro, db->cf[SDB_CF_PROJECTS]);
-    for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+    sdb__iter it;
+    sdb__iter_open(db, &it, SDB__CF_PROJECTS, NULL);
+    for (sdb__iter_seek_first(&it); sdb__iter_valid(&it); sdb__iter_next(&it)) {
         if (atomic_load(&db->closing))
             break;
         size_t kn, vn;
-        const char *k = rocksdb_iter_key(it, &kn);
-        const char *v = rocksdb_iter_value(it, &vn);
-        sbx_slice tenant, project;
-        sdb_projrec pr;
-        if (!sdb_key_split(k, kn, &tenant, &project) || !sdb_projrec_decode(v, vn, &pr))
+        const char *k = sdb__iter_key(&it, &kn);
+        const char *v = sdb__iter_value(&it, &vn);
+        sdb_slice tenant, project;
+        sdb__projrec pr;
+        if (!sdb__key_split(k, kn, &tenant, &project) || !sdb__projrec_decode(v, vn, &pr))
             continue;
         free(pr.fields);
         pr.fields = NULL;
         removed += retain_project(db, tenant, project, &pr, now);
     }
-    rocksdb_iter_destroy(it);
+    sdb__iter_close(&it, NULL, 0);
     return removed;
 }
 
-uint64_t sbx_storedb_sweep(sbx_storedb *db)
+uint64_t sdb_sweep(sdb *db)
 {
     pthread_mutex_lock(&db->sweep_mu);
     uint64_t h = sweep_retention(db);
-    uint64_t e = sweep_expired(db, SDB_CF_CACHE) + sweep_expired(db, SDB_CF_KV);
+    uint64_t e = sweep_expired(db, SDB__CF_CACHE) + sweep_expired(db, SDB__CF_KV);
     pthread_mutex_unlock(&db->sweep_mu);
-    SDB_STAT_ADD(db, swept_history, h);
-    SDB_STAT_ADD(db, swept_expired, e);
+    SDB__STAT_ADD(db, swept_history, h);
+    SDB__STAT_ADD(db, swept_expired, e);
     if (h || e)
         SBX_LOG_DEBUG("store", "swept history=%llu expired=%llu", (unsigned long long)h,
                       (unsigned long long)e);
@@ -423,31 +441,25 @@ uint64_t sbx_storedb_sweep(sbx_storedb *db)
 
 static void *sweeper_main(void *arg)
 {
-    sbx_storedb *db = arg;
+    sdb *db = arg;
     pthread_mutex_lock(&db->sw_mu);
     while (!db->sw_stop) {
         struct timespec dl;
-        clock_gettime(CLOCK_MONOTONIC, &dl);
-        dl.tv_sec += db->o.sweep_interval_ms / 1000;
-        dl.tv_nsec += (long)(db->o.sweep_interval_ms % 1000) * 1000000L;
-        if (dl.tv_nsec >= 1000000000L) {
-            dl.tv_sec++;
-            dl.tv_nsec -= 1000000000L;
-        }
+        sbx_deadline_in(&dl, db->o.sweep_interval_ms);
         int e = 0;
         while (!db->sw_stop && e != ETIMEDOUT)
             e = pthread_cond_timedwait(&db->sw_cv, &db->sw_mu, &dl);
         if (db->sw_stop)
             break;
         pthread_mutex_unlock(&db->sw_mu);
-        sbx_storedb_sweep(db);
+        sdb_sweep(db);
         pthread_mutex_lock(&db->sw_mu);
     }
     pthread_mutex_unlock(&db->sw_mu);
     return NULL;
 }
 
-int sdb_sweeper_start(sbx_storedb *db)
+int sdb__sweeper_start(sdb *db)
 {
     if (db->o.sweep_interval_ms <= 0)
         return SBX_OK;
@@ -458,7 +470,7 @@ int sdb_sweeper_start(sbx_storedb *db)
     return SBX_OK;
 }
 
-void sdb_sweeper_stop(sbx_storedb *db)
+void sdb__sweeper_stop(sdb *db)
 {
     if (!db->sweeper_started)
         return;

@@ -10,9 +10,9 @@ static void counter(FILE *out, const char *name, const char *help, unsigned long
 
 void sbx_store_metrics_write(FILE *out, void *arg)
 {
-    sbx_storedb *db = arg;
-    sbx_storedb_stats_t st;
-    sbx_storedb_stats(db, &st);
+    sdb *db = arg;
+    sdb_stats st;
+    sdb_stats_read(db, &st);
     counter(out, "sbx_store_cache_hits_total", "GetCachedResult answered from a fresh entry.", st.cache_hits);
     counter(out, "sbx_store_cache_misses_total", "GetCachedResult with no entry.", st.cache_misses);
     counter(out, "sbx_store_cache_expired_total", "GetCachedResult that found an expired entry.",
@@ -44,7 +44,7 @@ void sbx_store_metrics_write(FILE *out, void *arg)
     };
     for (size_t i = 0; i < sizeof gauges / sizeof gauges[0]; i++) {
         uint64_t v;
-        if (sbx_storedb_property(db, gauges[i].prop, &v) == 0)
+        if (sdb_property(db, gauges[i].prop, &v) == 0)
             fprintf(out, "# HELP %s %s\n# TYPE %s gauge\n%s %llu\n", gauges[i].name, gauges[i].help, gauges[i].name,
                     gauges[i].name, (unsigned long long)v);
     }

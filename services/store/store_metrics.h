@@ -5,7 +5,7 @@
 
 #include <stdio.h>
 
-/* arg is the sbx_storedb *. */
+/* arg is the sdb *. */
 void sbx_store_metrics_write(FILE *out, void *arg);
 
 #endif

@@ -8,20 +8,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "storedb.h"
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 typedef struct {
-    sbx_storedb *db;
+    sdb *db;
     int id, kind;
     double until;
     long ops, fails;
@@ -38,24 +31,24 @@ static void *work(void *arg)
     char payload[200];
     memset(payload, 'x', sizeof payload);
     snprintf(proj, sizeof proj, "p%d", w->id);
-    while (now_s() < w->until) {
+    while (sbx_mono_ns() / 1e9 < w->until) {
         int rc;
         switch (w->kind) {
         case APPEND_ONE_PROJECT:
         case APPEND_OWN_PROJECT: {
-            sbx_hist_entry e = {sbx_slice_c(w->kind == APPEND_ONE_PROJECT ? "shared" : proj),
-                                sbx_slice_c(""), sbx_slice_n(payload, sizeof payload), 0, 0};
-            rc = sbx_hist_append(w->db, sbx_slice_c("bench"), &e, NULL, NULL, 0);
+            sdb_hist_entry e = {sdb_slice_c(w->kind == APPEND_ONE_PROJECT ? "shared" : proj),
+                                sdb_slice_c(""), sdb_slice_n(payload, sizeof payload), 0, 0};
+            rc = sdb_hist_append(w->db, sdb_slice_c("bench"), &e, NULL, NULL, 0);
             break;
         }
         case KV_SET_DISTINCT: {
             snprintf(key, sizeof key, "w%d-k%ld", w->id, w->ops % 10000);
-            sbx_kv_set_req r = {.key = sbx_slice_c(key), .value = sbx_slice_n(payload, 100)};
-            rc = sbx_kv_set(w->db, sbx_slice_c("bench"), &r, NULL, NULL, 0);
+            sdb_kv_set_req r = {.key = sdb_slice_c(key), .value = sdb_slice_n(payload, 100)};
+            rc = sdb_kv_set(w->db, sdb_slice_c("bench"), &r, NULL, NULL, 0);
             break;
         }
         default:
-            rc = sbx_kv_incr(w->db, sbx_slice_c("bench"), sbx_slice_c("ctr"), 1, NULL, NULL, NULL,
+            rc = sdb_kv_incr(w->db, sdb_slice_c("bench"), sdb_slice_c("ctr"), 1, NULL, NULL, NULL,
                              0);
         }
         if (rc)
@@ -66,28 +59,28 @@ static void *work(void *arg)
     return NULL;
 }
 
-static sbx_storedb *open_db(const char *dir, int mode, bool sync)
+static sdb *open_db(const char *dir, int mode, bool sync)
 {
-    sbx_storedb_opts o;
-    sbx_storedb_opts_default(&o);
+    sdb_opts o;
+    sdb_opts_default(&o);
     o.path = dir;
     o.commit_mode = mode;
     o.sync = sync;
     o.sweep_interval_ms = 0;
-    sbx_storedb *db;
+    sdb *db;
     char err[512];
-    if (sbx_storedb_open(&o, &db, err, sizeof err)) {
+    if (sdb_open(&o, &db, err, sizeof err)) {
         fprintf(stderr, "open %s: %s\n", dir, err);
         exit(1);
     }
     return db;
 }
 
-static double run(sbx_storedb *db, int kind, int threads, double secs)
+static double run(sdb *db, int kind, int threads, double secs)
 {
     worker *w = calloc((size_t)threads, sizeof *w);
     pthread_t *th = calloc((size_t)threads, sizeof *th);
-    double t0 = now_s();
+    double t0 = sbx_mono_ns() / 1e9;
     for (int i = 0; i < threads; i++) {
         w[i] = (worker){db, i, kind, t0 + secs, 0, 0};
         pthread_create(&th[i], NULL, work, &w[i]);
@@ -98,7 +91,7 @@ static double run(sbx_storedb *db, int kind, int threads, double secs)
         ops += w[i].ops;
         fails += w[i].fails;
     }
-    double el = now_s() - t0;
+    double el = sbx_mono_ns() / 1e9 - t0;
     free(w);
     free(th);
     if (fails)
@@ -112,34 +105,34 @@ static int cmp_d(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static void read_latency(sbx_storedb *db)
+static void read_latency(sdb *db)
 {
     enum { N = 20000 };
     static double lat[N];
-    sbx_kv_set_req r = {.key = sbx_slice_c("hot"), .value = sbx_slice_c("value")};
-    sbx_kv_set(db, sbx_slice_c("bench"), &r, NULL, NULL, 0);
-    sbx_cache_put(db, sbx_slice_c("bench"), sbx_slice_c("shared"), sbx_slice_c("cmd"),
-                  sbx_slice_c("cached-result"), 0, NULL, NULL, 0);
+    sdb_kv_set_req r = {.key = sdb_slice_c("hot"), .value = sdb_slice_c("value")};
+    sdb_kv_set(db, sdb_slice_c("bench"), &r, NULL, NULL, 0);
+    sdb_cache_put(db, sdb_slice_c("bench"), sdb_slice_c("shared"), sdb_slice_c("cmd"),
+                  sdb_slice_c("cached-result"), 0, NULL, NULL, 0);
     const char *names[] = {"kv get", "cache get", "project get"};
     for (int k = 0; k < 3; k++) {
         for (int i = 0; i < N; i++) {
-            double t0 = now_s();
+            uint64_t t0 = sbx_mono_ns();
             if (k == 0) {
                 char *v;
                 size_t n;
-                sbx_kv_get(db, sbx_slice_c("bench"), sbx_slice_c("hot"), &v, &n, NULL, NULL, 0);
+                sdb_kv_get(db, sdb_slice_c("bench"), sdb_slice_c("hot"), &v, &n, NULL, NULL, 0);
                 free(v);
             } else if (k == 1) {
-                sbx_cache_entry e;
-                sbx_cache_get(db, sbx_slice_c("bench"), sbx_slice_c("shared"), sbx_slice_c("cmd"),
+                sdb_cache_entry e;
+                sdb_cache_get(db, sdb_slice_c("bench"), sdb_slice_c("shared"), sdb_slice_c("cmd"),
                               &e, NULL, 0);
-                sbx_cache_entry_clear(&e);
+                sdb_cache_entry_clear(&e);
             } else {
-                sbx_project *p;
-                sbx_proj_get(db, sbx_slice_c("bench"), sbx_slice_c("shared"), &p, NULL, 0);
-                sbx_project_free(p);
+                sdb_project *p;
+                sdb_proj_get(db, sdb_slice_c("bench"), sdb_slice_c("shared"), &p, NULL, 0);
+                sdb_project_free(p);
             }
-            lat[i] = (now_s() - t0) * 1e6;
+            lat[i] = (sbx_mono_ns() - t0) / 1e3;
         }
         qsort(lat, N, sizeof *lat, cmp_d);
         printf("%-12s p50 %.1f us  p99 %.1f us\n", names[k], lat[N / 2], lat[N * 99 / 100]);
@@ -161,21 +154,21 @@ int main(int argc, char **argv)
             double r[2];
             for (int mode = 0; mode < 2; mode++) {
                 snprintf(dir, sizeof dir, "%s/k%d-c%d-m%d", base, kind, conc[c], mode);
-                sbx_storedb *db = open_db(dir, mode, true);
+                sdb *db = open_db(dir, mode, true);
                 r[mode] = run(db, kind, conc[c], secs);
-                sbx_storedb_close(db);
+                sdb_close(db);
             }
             printf("%-28s %8d %10.0f %10.0f\n", kind_name[kind], conc[c], r[0], r[1]);
         }
     }
     snprintf(dir, sizeof dir, "%s/unsynced", base);
-    sbx_storedb *db = open_db(dir, SBX_COMMIT_GROUP, false);
+    sdb *db = open_db(dir, SDB_COMMIT_GROUP, false);
     printf("%-28s %8d %10.0f   (sync off)\n", kind_name[0], 1,
            run(db, APPEND_ONE_PROJECT, 1, secs));
     printf("%-28s %8d %10.0f   (sync off)\n", kind_name[0], 64,
            run(db, APPEND_ONE_PROJECT, 64, secs));
     read_latency(db);
-    sbx_storedb_close(db);
+    sdb_close(db);
     char cmd[600];
     if (own) {
         snprintf(cmd, sizeof cmd, "rm -rf %s", base);

@@ -7,21 +7,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "storedb.h"
 
-static sbx_storedb *db;
+static sdb *db;
 static long total;
 static const int writers = 8;
-
-static double now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
-}
 
 static void *load_hist(void *arg)
 {
@@ -29,10 +22,11 @@ static void *load_hist(void *arg)
     char err[256], data[200];
     memset(data, 'r', sizeof data);
     for (long i = w; i < total; i += writers) {
-        sbx_hist_entry e = {.project = sbx_slice_c("big"), .data = sbx_slice_n(data, sizeof data),
+        sdb_hist_entry e = {.project = sdb_slice_c("big"),
+                            .data = sdb_slice_n(data, sizeof data),
                             .time_ms = 1700000000000LL + i};
-        sbx_hist_result r;
-        if (sbx_hist_append(db, sbx_slice_c("bench"), &e, &r, err, sizeof err) != 0) {
+        sdb_hist_result r;
+        if (sdb_hist_append(db, sdb_slice_c("bench"), &e, &r, err, sizeof err) != 0) {
             fprintf(stderr, "append: %s\n", err);
             exit(1);
         }
@@ -47,9 +41,9 @@ static void *load_kv(void *arg)
     memset(val, 'v', sizeof val);
     for (long i = w; i < total; i += writers) {
         snprintf(key, sizeof key, "k%07ld", i);
-        sbx_kv_set_req s = {.key = sbx_slice_c(key), .value = sbx_slice_n(val, sizeof val)};
-        sbx_kv_meta m;
-        if (sbx_kv_set(db, sbx_slice_c("bench"), &s, &m, err, sizeof err) != 0) {
+        sdb_kv_set_req s = {.key = sdb_slice_c(key), .value = sdb_slice_n(val, sizeof val)};
+        sdb_kv_meta m;
+        if (sdb_kv_set(db, sdb_slice_c("bench"), &s, &m, err, sizeof err) != 0) {
             fprintf(stderr, "set: %s\n", err);
             exit(1);
         }
@@ -63,11 +57,11 @@ static int count_cb(void *arg, const void *x)
     (*(int *)arg)++;
     return 0;
 }
-static int hist_cb(void *arg, const sbx_hist_rec *r)
+static int hist_cb(void *arg, const sdb_hist_rec *r)
 {
     return count_cb(arg, r);
 }
-static int kv_cb(void *arg, const sbx_kv_item *it)
+static int kv_cb(void *arg, const sdb_kv_item *it)
 {
     return count_cb(arg, it);
 }
@@ -81,13 +75,13 @@ static int cmpd(const void *a, const void *b)
 static void load(void *(*fn)(void *), const char *what)
 {
     pthread_t t[8];
-    double t0 = now_us();
+    uint64_t t0 = sbx_mono_ns();
     for (long i = 0; i < writers; i++)
         pthread_create(&t[i], NULL, fn, (void *)i);
     for (int i = 0; i < writers; i++)
         pthread_join(t[i], NULL);
-    printf("loaded %ld %s in %.1f s (%.0f/s, sync off, %d writers)\n", total, what, (now_us() - t0) / 1e6,
-           total / ((now_us() - t0) / 1e6), writers);
+    printf("loaded %ld %s in %.1f s (%.0f/s, sync off, %d writers)\n", total, what,
+           (sbx_mono_ns() - t0) / 1e9, total / ((sbx_mono_ns() - t0) / 1e9), writers);
 }
 
 /* Times `reps` listings of one page; token selects where. */
@@ -97,16 +91,18 @@ static void time_hist(const char *label, const char *token, int reps)
     char err[256];
     int n = 0;
     for (int i = 0; i < reps; i++) {
-        sbx_hist_query q = {.project = sbx_slice_c("big"), .has_limit = true, .limit = 50,
-                            .page_token = sbx_slice_c(token)};
-        sbx_page pg;
+        sdb_hist_query q = {.project = sdb_slice_c("big"),
+                            .has_limit = true,
+                            .limit = 50,
+                            .page_token = sdb_slice_c(token)};
+        sdb_page pg;
         n = 0;
-        double t0 = now_us();
-        if (sbx_hist_list(db, sbx_slice_c("bench"), &q, hist_cb, &n, &pg, err, sizeof err) != 0) {
+        uint64_t t0 = sbx_mono_ns();
+        if (sdb_hist_list(db, sdb_slice_c("bench"), &q, hist_cb, &n, &pg, err, sizeof err) != 0) {
             fprintf(stderr, "list: %s\n", err);
             exit(1);
         }
-        t[i] = now_us() - t0;
+        t[i] = (sbx_mono_ns() - t0) / 1e3;
     }
     qsort(t, (size_t)reps, sizeof *t, cmpd);
     printf("%-44s %3d records  p50 %7.1f us  p99 %7.1f us\n", label, n, t[reps / 2], t[reps * 99 / 100]);
@@ -119,15 +115,15 @@ static void time_kv(const char *label, const char *prefix, const char *token, in
     char err[256];
     int n = 0;
     for (int i = 0; i < reps; i++) {
-        sbx_page pg;
+        sdb_page pg;
         n = 0;
-        double t0 = now_us();
-        if (sbx_kv_list(db, sbx_slice_c("bench"), sbx_slice_c(prefix), true, 100, sbx_slice_c(token), false, kv_cb,
-                        &n, &pg, err, sizeof err) != 0) {
+        uint64_t t0 = sbx_mono_ns();
+        if (sdb_kv_list(db, sdb_slice_c("bench"), sdb_slice_c(prefix), true, 100,
+                        sdb_slice_c(token), false, kv_cb, &n, &pg, err, sizeof err) != 0) {
             fprintf(stderr, "kv list: %s\n", err);
             exit(1);
         }
-        t[i] = now_us() - t0;
+        t[i] = (sbx_mono_ns() - t0) / 1e3;
     }
     qsort(t, (size_t)reps, sizeof *t, cmpd);
     printf("%-44s %3d keys     p50 %7.1f us  p99 %7.1f us\n", label, n, t[reps / 2], t[reps * 99 / 100]);
@@ -140,15 +136,17 @@ static void hist_token_at(long pages, int limit, char *out)
     char err[256];
     out[0] = '\0';
     for (long p = 0; p < pages; p++) {
-        sbx_hist_query q = {.project = sbx_slice_c("big"), .has_limit = true, .limit = limit,
-                            .page_token = sbx_slice_c(out)};
-        sbx_page pg;
+        sdb_hist_query q = {.project = sdb_slice_c("big"),
+                            .has_limit = true,
+                            .limit = limit,
+                            .page_token = sdb_slice_c(out)};
+        sdb_page pg;
         int n = 0;
-        if (sbx_hist_list(db, sbx_slice_c("bench"), &q, hist_cb, &n, &pg, err, sizeof err) != 0) {
+        if (sdb_hist_list(db, sdb_slice_c("bench"), &q, hist_cb, &n, &pg, err, sizeof err) != 0) {
             fprintf(stderr, "walk: %s\n", err);
             exit(1);
         }
-        snprintf(out, SBX_TOKEN_MAX, "%s", pg.next_token);
+        snprintf(out, SDB_TOKEN_MAX, "%s", pg.next_token);
     }
 }
 
@@ -161,20 +159,20 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: bench_store_sizes [N >= 1000] [DIR]\n");
         return 2;
     }
-    sbx_storedb_opts o;
-    sbx_storedb_opts_default(&o);
+    sdb_opts o;
+    sdb_opts_default(&o);
     o.path = dir;
     o.sync = false;
     o.sweep_interval_ms = 0;
     char err[512];
-    if (sbx_storedb_open(&o, &db, err, sizeof err) != 0) {
+    if (sdb_open(&o, &db, err, sizeof err) != 0) {
         fprintf(stderr, "open: %s\n", err);
         return 1;
     }
     load(load_hist, "history records");
     load(load_kv, "KV keys");
-    sbx_storedb_compact(db);
-    char tok[SBX_TOKEN_MAX];
+    sdb_compact(db);
+    char tok[SDB_TOKEN_MAX];
     time_hist("history: newest page (limit 50)", "", 500);
     hist_token_at(total / 1000 / 2, 1000, tok);
     time_hist("history: page in the middle (via token)", tok, 500);
@@ -182,16 +180,16 @@ int main(int argc, char **argv)
     time_hist("history: oldest end (via token)", tok, 500);
     time_kv("kv: first page (limit 100)", "", "", 500);
     time_kv("kv: prefix k05 (middle of the keyspace)", "k05", "", 500);
-    sbx_page pg;
+    sdb_page pg;
     int n = 0;
-    sbx_kv_list(db, sbx_slice_c("bench"), sbx_slice_c("k09"), true, 100, sbx_slice_c(""), true, kv_cb, &n, &pg, err,
-                sizeof err);
+    sdb_kv_list(db, sdb_slice_c("bench"), sdb_slice_c("k09"), true, 100, sdb_slice_c(""), true,
+                kv_cb, &n, &pg, err, sizeof err);
     snprintf(tok, sizeof tok, "%s", pg.next_token);
     time_kv("kv: next page by cursor (prefix k09)", "k09", tok, 500);
     uint64_t sst = 0;
-    sbx_storedb_property(db, "rocksdb.total-sst-files-size", &sst);
+    sdb_property(db, "rocksdb.total-sst-files-size", &sst);
     printf("database size on disk: %.1f MiB\n", (double)sst / (1 << 20));
-    sbx_storedb_close(db);
+    sdb_close(db);
     if (argc <= 2) {
         char cmd[600];
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);

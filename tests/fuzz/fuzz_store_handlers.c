@@ -1,4 +1,4 @@
-/* fuzz_store_handlers.c: the sbx.v1.StateStore handlers (services/store/handlers.c) fed with
+/* fuzz_store_handlers.c: the sbx.v1.StateStore handlers (services/store/handlers*.c) fed with
  * hostile requests, the way rpc_server.c would call them but through a test context
  * (sbx_ctx_new_test) over a scratch RocksDB that lives for the whole run (so later inputs see
  * what earlier ones wrote). Checkpoint (service-only, writes a directory named by the request)
@@ -31,7 +31,7 @@
 #define FUZZ_MAX_INPUT (64u * 1024u)
 
 static char dir[256];
-static sbx_storedb *db;
+static sdb *db;
 static const sbx_service_def *svc;
 
 static int64_t fixed_clock(void *arg)
@@ -53,7 +53,7 @@ static int rm_one(const char *p, const struct stat *st, int type, struct FTW *ft
 
 static void cleanup(void)
 {
-    sbx_storedb_close(db);
+    sdb_close(db);
     db = NULL;
     nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
@@ -67,16 +67,16 @@ static void setup(void)
     CHECK(mkdtemp(dir));
     char path[300];
     snprintf(path, sizeof path, "%s/db", dir);
-    sbx_storedb_opts o;
-    sbx_storedb_opts_default(&o);
+    sdb_opts o;
+    sdb_opts_default(&o);
     o.path = path;
     o.sync = false;
-    o.commit_mode = SBX_COMMIT_DIRECT;
+    o.commit_mode = SDB_COMMIT_DIRECT;
     o.sweep_interval_ms = 0;
     o.block_cache_bytes = 4u << 20;
     o.clock = fixed_clock;
     char err[256];
-    int rc = sbx_storedb_open(&o, &db, err, sizeof err);
+    int rc = sdb_open(&o, &db, err, sizeof err);
     if (rc) {
         fprintf(stderr, "fuzz_store_handlers: open %s: %s\n", path, err);
         abort();

@@ -1,12 +1,12 @@
 /* fuzz_store_keys.c: the store engine's byte-level decoding (services/store/keys.c). Page
- * tokens come back from clients verbatim, so sdb_token_decode sees anything; keys read back
+ * tokens come back from clients verbatim, so sdb__token_decode sees anything; keys read back
  * from RocksDB are split with the u16-length reader. Modes (byte 0 % 4):
  *   0  the rest is a token as a client sends it; a token that decodes must re-encode to the
  *      very same text (the encoding is canonical) for its tenant/scope/kind
  *   1  the rest is a raw token body that gets a valid checksum (and, with bit 7, the right
  *      tenant binding) before base64url: reaches the cursor parser behind the checksum
  *   2  the rest is a stored key: split/split_scope must stay inside it and rebuild it exactly;
- *      sdb_buf_successor must give the smallest key above every key with that prefix
+ *      sdb__buf_successor must give the smallest key above every key with that prefix
  *   3  the rest is a cursor: encode then decode must give it back
  * Byte 1 picks the tenant, scope and kind. Field validators see every piece. */
 #include <stdbool.h>
@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "storedb_int.h"
+#include "keys.h"
 
 #define CHECK(c)                                                                                   \
     do {                                                                                           \
@@ -53,23 +53,23 @@ static size_t b64u(const uint8_t *in, size_t n, char *out)
 /* The token checksum as documented in keys.c: FNV-1a of a public salt and the body. */
 static uint32_t tok_check(const uint8_t *p, size_t n)
 {
-    sbx_slice salt = {"sbx-store-token", 15}, s = {(const char *)p, n};
-    return (uint32_t)(sdb_hash(salt, s) >> 16);
+    sdb_slice salt = {"sbx-store-token", 15}, s = {(const char *)p, n};
+    return (uint32_t)(sdb__hash(salt, s) >> 16);
 }
 
-static void mode_token(int kind, sbx_slice tenant, sbx_slice scope, const uint8_t *p, size_t n)
+static void mode_token(int kind, sdb_slice tenant, sdb_slice scope, const uint8_t *p, size_t n)
 {
     char *tok = malloc(n ? n : 1); /* exact size, not NUL-terminated */
     CHECK(tok);
     memcpy(tok, p, n);
-    char cur[SBX_TOKEN_MAX], err[256];
+    char cur[SDB_TOKEN_MAX], err[256];
     size_t cn = (size_t)-1;
-    int rc = sdb_token_decode("page_token", kind, tenant, scope, sbx_slice_n(tok, n), cur, &cn, err,
-                              sizeof err);
+    int rc = sdb__token_decode("page_token", kind, tenant, scope, sdb_slice_n(tok, n), cur, &cn,
+                               err, sizeof err);
     if (rc == SBX_OK) {
-        CHECK(cn < SBX_TOKEN_MAX);
-        char again[SBX_TOKEN_MAX];
-        sdb_token_encode(kind, tenant, scope, cur, cn, again);
+        CHECK(cn < SDB_TOKEN_MAX);
+        char again[SDB_TOKEN_MAX];
+        sdb__token_encode(kind, tenant, scope, cur, cn, again);
         if (strlen(again) != n || memcmp(again, tok, n) != 0) {
             fprintf(stderr, "fuzz_store_keys: token decodes but is not canonical\n");
             abort();
@@ -80,7 +80,7 @@ static void mode_token(int kind, sbx_slice tenant, sbx_slice scope, const uint8_
     free(tok);
 }
 
-static void mode_forge(int kind, bool bind, sbx_slice tenant, sbx_slice scope, const uint8_t *p,
+static void mode_forge(int kind, bool bind, sdb_slice tenant, sdb_slice scope, const uint8_t *p,
                        size_t n)
 {
     if (n > 3000)
@@ -89,7 +89,7 @@ static void mode_forge(int kind, bool bind, sbx_slice tenant, sbx_slice scope, c
     CHECK(raw);
     memcpy(raw, p, n);
     if (bind && n >= 10) {
-        uint64_t h = sdb_hash(tenant, scope);
+        uint64_t h = sdb__hash(tenant, scope);
         for (int i = 0; i < 8; i++)
             raw[2 + i] = (uint8_t)(h >> (56 - 8 * i));
         raw[1] = (uint8_t)kind;
@@ -102,10 +102,10 @@ static void mode_forge(int kind, bool bind, sbx_slice tenant, sbx_slice scope, c
     char *tok = malloc(((n + 4) * 4) / 3 + 4);
     CHECK(tok);
     size_t tn = b64u(raw, n + 4, tok);
-    char cur[SBX_TOKEN_MAX], err[256];
+    char cur[SDB_TOKEN_MAX], err[256];
     size_t cn = 0;
-    int rc = sdb_token_decode("page_token", kind, tenant, scope, sbx_slice_n(tok, tn), cur, &cn,
-                              err, sizeof err);
+    int rc = sdb__token_decode("page_token", kind, tenant, scope, sdb_slice_n(tok, tn), cur, &cn,
+                               err, sizeof err);
     if (rc == SBX_OK) {
         /* ver, kind, bind(8), u16 length, cursor */
         CHECK(n >= 12 && raw[0] == 1 && raw[1] == (uint8_t)kind);
@@ -123,25 +123,25 @@ static void mode_keys(const uint8_t *p, size_t n)
     char *k = malloc(n ? n : 1);
     CHECK(k);
     memcpy(k, p, n);
-    sbx_slice t, pr, rest;
-    sdb_buf b;
-    sdb_buf_init(&b);
-    if (sdb_key_split(k, n, &t, &rest)) {
+    sdb_slice t, pr, rest;
+    sdb__buf b;
+    sdb__buf_init(&b);
+    if (sdb__key_split(k, n, &t, &rest)) {
         CHECK(t.n + rest.n + 2 == n && rest.p == k + n - rest.n);
-        sdb_key_project(&b, t, rest);
+        sdb__key_project(&b, t, rest);
         CHECK(b.n == n && memcmp(b.p, k, n) == 0);
     }
-    if (sdb_key_split_scope(k, n, &t, &pr, &rest)) {
+    if (sdb__key_split_scope(k, n, &t, &pr, &rest)) {
         CHECK(t.n + pr.n + rest.n + 4 == n && rest.p == k + n - rest.n);
-        sdb_key_meta(&b, t, pr, 0, rest); /* rebuild as scope + raw rest (tag byte cut) */
+        sdb__key_meta(&b, t, pr, 0, rest); /* rebuild as scope + raw rest (tag byte cut) */
         CHECK(b.n == n + 1);
         b.n--;
         CHECK(memcmp(b.p, k, 2 + t.n + 2 + pr.n) == 0);
     }
     /* successor: greater than the prefix and than any extension of it */
-    sdb_buf_reset(&b);
-    sdb_buf_raw(&b, k, n);
-    if (sdb_buf_successor(&b)) {
+    sdb__buf_reset(&b);
+    sdb__buf_raw(&b, k, n);
+    if (sdb__buf_successor(&b)) {
         CHECK(b.n >= 1 && b.n <= n);
         size_t m = b.n < n ? b.n : n;
         int c = memcmp(b.p, k, m);
@@ -154,15 +154,15 @@ static void mode_keys(const uint8_t *p, size_t n)
         for (size_t i = 0; i < n; i++)
             CHECK((uint8_t)k[i] == 0xff);
     }
-    sdb_buf_free(&b);
+    sdb__buf_free(&b);
 
     char err[256];
-    sbx_slice s = sbx_slice_n(k, n);
+    sdb_slice s = sdb_slice_n(k, n);
     bool nul = n && memchr(k, 0, n);
-    int rc = sdb_check_tenant(s, err, sizeof err);
-    CHECK((rc == SBX_OK) == (n >= 1 && n <= SBX_STORE_TENANT_MAX && !nul));
-    rc = sdb_check_project(s, err, sizeof err);
-    bool ok = n >= 1 && n <= SBX_PROJECT_ID_MAX;
+    int rc = sdb__check_tenant(s, err, sizeof err);
+    CHECK((rc == SBX_OK) == (n >= 1 && n <= SDB_TENANT_MAX && !nul));
+    rc = sdb__check_project(s, err, sizeof err);
+    bool ok = n >= 1 && n <= SDB_PROJECT_ID_MAX;
     for (size_t i = 0; ok && i < n; i++) {
         char c = k[i];
         bool alnum = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
@@ -172,21 +172,21 @@ static void mode_keys(const uint8_t *p, size_t n)
     free(k);
 }
 
-static void mode_roundtrip(int kind, sbx_slice tenant, sbx_slice scope, const uint8_t *p, size_t n)
+static void mode_roundtrip(int kind, sdb_slice tenant, sdb_slice scope, const uint8_t *p, size_t n)
 {
     if (n > 2048)
         return;
-    char tok[SBX_TOKEN_MAX], cur[SBX_TOKEN_MAX], err[256];
-    sdb_token_encode(kind, tenant, scope, p, n, tok);
+    char tok[SDB_TOKEN_MAX], cur[SDB_TOKEN_MAX], err[256];
+    sdb__token_encode(kind, tenant, scope, p, n, tok);
     CHECK(tok[0]);
     size_t cn = 0;
-    int rc = sdb_token_decode("page_token", kind, tenant, scope, sbx_slice_c(tok), cur, &cn, err,
-                              sizeof err);
+    int rc = sdb__token_decode("page_token", kind, tenant, scope, sdb_slice_c(tok), cur, &cn, err,
+                               sizeof err);
     CHECK(rc == SBX_OK && cn == n && memcmp(cur, p, n) == 0);
     /* a token is bound to its listing */
     if (strcmp(tenant.p, "t1") != 0) {
-        rc = sdb_token_decode("page_token", kind, sbx_slice_c("t1"), scope, sbx_slice_c(tok), cur,
-                              &cn, err, sizeof err);
+        rc = sdb__token_decode("page_token", kind, sdb_slice_c("t1"), scope, sdb_slice_c(tok), cur,
+                               &cn, err, sizeof err);
         CHECK(rc == SBX_INVALID_ARGUMENT);
     }
 }
@@ -197,8 +197,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     int mode = data[0] % 4;
     uint8_t sel = data[1];
-    sbx_slice tenant = sbx_slice_c(TENANTS[sel & 3]);
-    sbx_slice scope = sbx_slice_c(SCOPES[(sel >> 2) & 3]);
+    sdb_slice tenant = sdb_slice_c(TENANTS[sel & 3]);
+    sdb_slice scope = sdb_slice_c(SCOPES[(sel >> 2) & 3]);
     int kind = 1 + ((sel >> 4) % 3);
     const uint8_t *p = data + 2;
     size_t n = size - 2;

@@ -41,7 +41,7 @@ tst_db *tst_db_new_mode(int mode)
     t->dir = tst_tmpdir();
     snprintf(t->path, sizeof t->path, "%s/db", t->dir);
     atomic_store(&t->now, TST_T0);
-    sbx_storedb_opts_default(&t->o);
+    sdb_opts_default(&t->o);
     t->o.path = t->path;
     t->o.commit_mode = mode;
     t->o.sweep_interval_ms = 0; /* tests sweep by hand */
@@ -49,7 +49,7 @@ tst_db *tst_db_new_mode(int mode)
     t->o.clock_arg = &t->now;
     t->o.block_cache_bytes = 8u << 20;
     char err[512] = "";
-    int rc = sbx_storedb_open(&t->o, &t->db, err, sizeof err);
+    int rc = sdb_open(&t->o, &t->db, err, sizeof err);
     if (rc) {
         fprintf(stderr, "open failed: %d %s\n", rc, err);
         abort();
@@ -59,15 +59,15 @@ tst_db *tst_db_new_mode(int mode)
 
 tst_db *tst_db_new(void)
 {
-    return tst_db_new_mode(SBX_COMMIT_GROUP);
+    return tst_db_new_mode(SDB_COMMIT_GROUP);
 }
 
 void tst_db_reopen(tst_db *t)
 {
-    sbx_storedb_close(t->db);
+    sdb_close(t->db);
     t->db = NULL;
     char err[512] = "";
-    int rc = sbx_storedb_open(&t->o, &t->db, err, sizeof err);
+    int rc = sdb_open(&t->o, &t->db, err, sizeof err);
     if (rc) {
         fprintf(stderr, "reopen failed: %d %s\n", rc, err);
         abort();
@@ -78,7 +78,7 @@ void tst_db_free(tst_db *t)
 {
     if (!t)
         return;
-    sbx_storedb_close(t->db);
+    sdb_close(t->db);
     tst_rmrf(t->dir);
     free(t->dir);
     free(t);
@@ -92,7 +92,7 @@ int tst_setup(void **state)
 
 int tst_setup_direct(void **state)
 {
-    *state = tst_db_new_mode(SBX_COMMIT_DIRECT);
+    *state = tst_db_new_mode(SDB_COMMIT_DIRECT);
     return 0;
 }
 

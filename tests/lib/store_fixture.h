@@ -12,9 +12,9 @@
 typedef struct tst_db {
     char *dir;
     char path[256];
-    sbx_storedb *db;
+    sdb *db;
     _Atomic int64_t now;
-    sbx_storedb_opts o;
+    sdb_opts o;
 } tst_db;
 tst_db *tst_db_new(void);
 tst_db *tst_db_new_mode(int commit_mode);
@@ -25,6 +25,6 @@ char *tst_tmpdir(void);
 int tst_setup(void **state);
 int tst_setup_direct(void **state);
 int tst_teardown(void **state);
-#define S(x) sbx_slice_c(x)
+#define S(x) sdb_slice_c(x)
 
 #endif

@@ -1,4 +1,4 @@
-/* test_store_handlers.c: the sbx.v1.StateStore handlers (services/store/handlers.c) called
+/* test_store_handlers.c: the sbx.v1.StateStore handlers (services/store/handlers*.c) called
  * directly with test contexts (sbx_ctx_new_test): proto <-> engine mapping, server-owned
  * fields, limits and messages, the method table, Checkpoint's service-principal rule, and
  * WatchExecutions catch-up + live + cancellation + deleted project. */

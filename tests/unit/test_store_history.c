@@ -11,11 +11,11 @@
 #include "store_fixture.h"
 
 static int append(tst_db *t, const char *tenant, const char *project, const char *rid,
-                  const char *data, int64_t time_ms, sbx_hist_result *res)
+                  const char *data, int64_t time_ms, sdb_hist_result *res)
 {
     char err[256] = "";
-    sbx_hist_entry e = {S(project), S(rid ? rid : ""), S(data), time_ms, 0};
-    int rc = sbx_hist_append(t->db, S(tenant), &e, res, err, sizeof err);
+    sdb_hist_entry e = {S(project), S(rid ? rid : ""), S(data), time_ms, 0};
+    int rc = sdb_hist_append(t->db, S(tenant), &e, res, err, sizeof err);
     if (rc)
         fprintf(stderr, "append: %s\n", err);
     return rc;
@@ -27,7 +27,7 @@ typedef struct {
     size_t n;
 } collect;
 
-static int collect_cb(void *arg, const sbx_hist_rec *r)
+static int collect_cb(void *arg, const sdb_hist_rec *r)
 {
     collect *c = arg;
     c->seqs[c->n] = r->seq;
@@ -39,7 +39,7 @@ static int collect_cb(void *arg, const sbx_hist_rec *r)
 static void append_assigns_gapless_seq(void **state)
 {
     tst_db *t = *state;
-    sbx_hist_result r;
+    sdb_hist_result r;
     for (int i = 1; i <= 10; i++) {
         assert_int_equal(append(t, "t", "p", NULL, "x", 0, &r), SBX_OK);
         assert_int_equal(r.seq, (uint64_t)i);
@@ -50,17 +50,17 @@ static void append_assigns_gapless_seq(void **state)
     assert_int_equal(append(t, "t", "q", NULL, "x", 0, &r), SBX_OK);
     assert_int_equal(r.seq, 1);
     uint64_t last;
-    assert_int_equal(sbx_hist_last_seq(t->db, S("t"), S("p"), &last, NULL, 0), SBX_OK);
+    assert_int_equal(sdb_hist_last_seq(t->db, S("t"), S("p"), &last, NULL, 0), SBX_OK);
     assert_int_equal(last, 10);
-    sbx_storedb_stats_t st;
-    sbx_storedb_stats(t->db, &st);
+    sdb_stats st;
+    sdb_stats_read(t->db, &st);
     assert_int_equal(st.history_appends, 11);
 }
 
 static void append_record_id_is_idempotent(void **state)
 {
     tst_db *t = *state;
-    sbx_hist_result r;
+    sdb_hist_result r;
     assert_int_equal(append(t, "t", "p", NULL, "a", 0, &r), SBX_OK);
     assert_int_equal(append(t, "t", "p", "rid-1", "b", 0, &r), SBX_OK);
     assert_int_equal(r.seq, 2);
@@ -90,34 +90,34 @@ static void append_validates_input(void **state)
 {
     tst_db *t = *state;
     char err[256];
-    sbx_hist_entry e = {S("bad/id"), S(""), S("x"), 0, 0};
-    assert_int_equal(sbx_hist_append(t->db, S("t"), &e, NULL, err, sizeof err),
+    sdb_hist_entry e = {S("bad/id"), S(""), S("x"), 0, 0};
+    assert_int_equal(sdb_hist_append(t->db, S("t"), &e, NULL, err, sizeof err),
                      SBX_INVALID_ARGUMENT);
     assert_non_null(strstr(err, "project_id"));
     e.project = S("");
-    assert_int_equal(sbx_hist_append(t->db, S("t"), &e, NULL, err, sizeof err),
+    assert_int_equal(sdb_hist_append(t->db, S("t"), &e, NULL, err, sizeof err),
                      SBX_INVALID_ARGUMENT);
     assert_string_equal(err, "project_id: must not be empty");
     e.project = S("p");
-    e.record_id = sbx_slice_n("a\0b", 3);
-    assert_int_equal(sbx_hist_append(t->db, S("t"), &e, NULL, err, sizeof err),
+    e.record_id = sdb_slice_n("a\0b", 3);
+    assert_int_equal(sdb_hist_append(t->db, S("t"), &e, NULL, err, sizeof err),
                      SBX_INVALID_ARGUMENT);
     assert_string_equal(err, "record_id: contains a NUL byte at offset 1");
     e.record_id = S("");
     size_t big = t->o.max_record_bytes + 1;
     char *data = calloc(1, big);
-    e.data = sbx_slice_n(data, big);
-    assert_int_equal(sbx_hist_append(t->db, S("t"), &e, NULL, err, sizeof err),
+    e.data = sdb_slice_n(data, big);
+    assert_int_equal(sdb_hist_append(t->db, S("t"), &e, NULL, err, sizeof err),
                      SBX_INVALID_ARGUMENT);
     assert_non_null(strstr(err, "exceeds the limit of"));
     free(data);
     e.data = S("x");
-    assert_int_equal(sbx_hist_append(t->db, S(""), &e, NULL, err, sizeof err),
+    assert_int_equal(sdb_hist_append(t->db, S(""), &e, NULL, err, sizeof err),
                      SBX_INVALID_ARGUMENT);
     assert_string_equal(err, "tenant: must not be empty");
     /* nothing was written by the failed calls */
     uint64_t last;
-    assert_int_equal(sbx_hist_last_seq(t->db, S("t"), S("p"), &last, NULL, 0), SBX_OK);
+    assert_int_equal(sdb_hist_last_seq(t->db, S("t"), S("p"), &last, NULL, 0), SBX_OK);
     assert_int_equal(last, 0);
 }
 
@@ -130,14 +130,14 @@ static void list_newest_first_with_pages(void **state)
         assert_int_equal(append(t, "t", "p", NULL, d, 0, NULL), SBX_OK);
     }
     collect *c = calloc(1, sizeof *c);
-    sbx_hist_query q = {.project = S("p")};
-    sbx_page pg;
-    char tok[SBX_TOKEN_MAX] = "", err[256];
+    sdb_hist_query q = {.project = S("p")};
+    sdb_page pg;
+    char tok[SDB_TOKEN_MAX] = "", err[256];
     int pages = 0;
     do {
         q.page_token = S(tok);
         size_t before = c->n;
-        assert_int_equal(sbx_hist_list(t->db, S("t"), &q, collect_cb, c, &pg, err, sizeof err),
+        assert_int_equal(sdb_hist_list(t->db, S("t"), &q, collect_cb, c, &pg, err, sizeof err),
                          SBX_OK);
         assert_int_equal(pg.applied_limit, 50);
         assert_int_equal(pg.count, c->n - before);
@@ -154,22 +154,22 @@ static void list_newest_first_with_pages(void **state)
     q.page_token = S("");
     q.has_limit = true;
     q.limit = 7;
-    assert_int_equal(sbx_hist_list(t->db, S("t"), &q, collect_cb, c, &pg, err, sizeof err), SBX_OK);
+    assert_int_equal(sdb_hist_list(t->db, S("t"), &q, collect_cb, c, &pg, err, sizeof err), SBX_OK);
     assert_int_equal(c->n, 7);
     q.limit = 100000;
-    assert_int_equal(sbx_hist_list(t->db, S("t"), &q, NULL, NULL, &pg, err, sizeof err), SBX_OK);
+    assert_int_equal(sdb_hist_list(t->db, S("t"), &q, NULL, NULL, &pg, err, sizeof err), SBX_OK);
     assert_int_equal(pg.applied_limit, 1000);
     assert_true(pg.clamped);
     assert_int_equal(pg.count, 120);
     assert_string_equal(pg.next_token, "");
     q.limit = 0;
-    assert_int_equal(sbx_hist_list(t->db, S("t"), &q, NULL, NULL, &pg, err, sizeof err),
+    assert_int_equal(sdb_hist_list(t->db, S("t"), &q, NULL, NULL, &pg, err, sizeof err),
                      SBX_INVALID_ARGUMENT);
     assert_string_equal(err, "limit: 0 must be 1..1000");
     /* an unknown project lists as empty */
     q.has_limit = false;
     q.project = S("nope");
-    assert_int_equal(sbx_hist_list(t->db, S("t"), &q, NULL, NULL, &pg, err, sizeof err), SBX_OK);
+    assert_int_equal(sdb_hist_list(t->db, S("t"), &q, NULL, NULL, &pg, err, sizeof err), SBX_OK);
     assert_int_equal(pg.count, 0);
     free(c);
 }
@@ -182,26 +182,26 @@ static void list_rejects_foreign_and_bad_tokens(void **state)
         assert_int_equal(append(t, "t", "q", NULL, "x", 0, NULL), SBX_OK);
         assert_int_equal(append(t, "u", "p", NULL, "x", 0, NULL), SBX_OK);
     }
-    sbx_hist_query q = {.project = S("p"), .has_limit = true, .limit = 2};
-    sbx_page pg;
-    char tok[SBX_TOKEN_MAX], err[256];
-    assert_int_equal(sbx_hist_list(t->db, S("t"), &q, NULL, NULL, &pg, err, sizeof err), SBX_OK);
+    sdb_hist_query q = {.project = S("p"), .has_limit = true, .limit = 2};
+    sdb_page pg;
+    char tok[SDB_TOKEN_MAX], err[256];
+    assert_int_equal(sdb_hist_list(t->db, S("t"), &q, NULL, NULL, &pg, err, sizeof err), SBX_OK);
     snprintf(tok, sizeof tok, "%s", pg.next_token);
     assert_true(tok[0]);
     q.page_token = S(tok);
     /* same token, other tenant / other project */
-    assert_int_equal(sbx_hist_list(t->db, S("u"), &q, NULL, NULL, &pg, err, sizeof err),
+    assert_int_equal(sdb_hist_list(t->db, S("u"), &q, NULL, NULL, &pg, err, sizeof err),
                      SBX_INVALID_ARGUMENT);
     assert_non_null(strstr(err, "page_token"));
     q.project = S("q");
-    assert_int_equal(sbx_hist_list(t->db, S("t"), &q, NULL, NULL, &pg, err, sizeof err),
+    assert_int_equal(sdb_hist_list(t->db, S("t"), &q, NULL, NULL, &pg, err, sizeof err),
                      SBX_INVALID_ARGUMENT);
     q.project = S("p");
     q.page_token = S("garbage!");
-    assert_int_equal(sbx_hist_list(t->db, S("t"), &q, NULL, NULL, &pg, err, sizeof err),
+    assert_int_equal(sdb_hist_list(t->db, S("t"), &q, NULL, NULL, &pg, err, sizeof err),
                      SBX_INVALID_ARGUMENT);
     q.page_token = S(tok);
-    assert_int_equal(sbx_hist_list(t->db, S("t"), &q, NULL, NULL, &pg, err, sizeof err), SBX_OK);
+    assert_int_equal(sdb_hist_list(t->db, S("t"), &q, NULL, NULL, &pg, err, sizeof err), SBX_OK);
     assert_int_equal(pg.count, 2);
 }
 
@@ -213,10 +213,10 @@ static void list_time_range(void **state)
     for (int i = 0; i < 6; i++)
         assert_int_equal(append(t, "t", "p", NULL, "x", times[i], NULL), SBX_OK);
     collect *c = calloc(1, sizeof *c);
-    sbx_hist_query q = {.project = S("p"), .since_ms = 2000, .until_ms = 7000};
-    sbx_page pg;
+    sdb_hist_query q = {.project = S("p"), .since_ms = 2000, .until_ms = 7000};
+    sdb_page pg;
     char err[256];
-    assert_int_equal(sbx_hist_list(t->db, S("t"), &q, collect_cb, c, &pg, err, sizeof err), SBX_OK);
+    assert_int_equal(sdb_hist_list(t->db, S("t"), &q, collect_cb, c, &pg, err, sizeof err), SBX_OK);
     /* seq 5 (3000), 3 (2000), 2 (5000); 7000 excluded (until is exclusive) */
     assert_int_equal(c->n, 3);
     assert_int_equal(c->seqs[0], 5);
@@ -224,24 +224,24 @@ static void list_time_range(void **state)
     assert_int_equal(c->seqs[2], 2);
     q.since_ms = 8000;
     q.until_ms = 7000;
-    assert_int_equal(sbx_hist_list(t->db, S("t"), &q, NULL, NULL, &pg, err, sizeof err),
+    assert_int_equal(sdb_hist_list(t->db, S("t"), &q, NULL, NULL, &pg, err, sizeof err),
                      SBX_INVALID_ARGUMENT);
     assert_non_null(strstr(err, "since_unix_ms"));
     q.since_ms = -1;
     q.until_ms = 0;
-    assert_int_equal(sbx_hist_list(t->db, S("t"), &q, NULL, NULL, &pg, err, sizeof err),
+    assert_int_equal(sdb_hist_list(t->db, S("t"), &q, NULL, NULL, &pg, err, sizeof err),
                      SBX_INVALID_ARGUMENT);
     /* pages within a range */
     c->n = 0;
     q.since_ms = 1;
     q.has_limit = true;
     q.limit = 4;
-    assert_int_equal(sbx_hist_list(t->db, S("t"), &q, collect_cb, c, &pg, err, sizeof err), SBX_OK);
+    assert_int_equal(sdb_hist_list(t->db, S("t"), &q, collect_cb, c, &pg, err, sizeof err), SBX_OK);
     assert_int_equal(c->n, 4);
-    char tok[SBX_TOKEN_MAX];
+    char tok[SDB_TOKEN_MAX];
     snprintf(tok, sizeof tok, "%s", pg.next_token);
     q.page_token = S(tok);
-    assert_int_equal(sbx_hist_list(t->db, S("t"), &q, collect_cb, c, &pg, err, sizeof err), SBX_OK);
+    assert_int_equal(sdb_hist_list(t->db, S("t"), &q, collect_cb, c, &pg, err, sizeof err), SBX_OK);
     assert_int_equal(c->n, 6);
     assert_string_equal(pg.next_token, "");
     free(c);
@@ -250,15 +250,15 @@ static void list_time_range(void **state)
 static void seq_survives_restart(void **state)
 {
     tst_db *t = *state;
-    sbx_hist_result r;
+    sdb_hist_result r;
     for (int i = 0; i < 5; i++)
         assert_int_equal(append(t, "t", "p", NULL, "x", 0, &r), SBX_OK);
     tst_db_reopen(t);
     assert_int_equal(append(t, "t", "p", NULL, "x", 0, &r), SBX_OK);
     assert_int_equal(r.seq, 6);
-    sbx_page pg;
-    sbx_hist_query q = {.project = S("p")};
-    assert_int_equal(sbx_hist_list(t->db, S("t"), &q, NULL, NULL, &pg, NULL, 0), SBX_OK);
+    sdb_page pg;
+    sdb_hist_query q = {.project = S("p")};
+    assert_int_equal(sdb_hist_list(t->db, S("t"), &q, NULL, NULL, &pg, NULL, 0), SBX_OK);
     assert_int_equal(pg.count, 6);
 }
 
@@ -279,7 +279,7 @@ static void *appender_main(void *arg)
     appender *a = arg;
     char rid[32];
     for (int i = 0; i < PER_APPENDER; i++) {
-        sbx_hist_result r;
+        sdb_hist_result r;
         snprintf(rid, sizeof rid, "w%d-%d", a->id, i);
         if (append(a->t, "t", "shared", rid, rid, 0, &r) != SBX_OK || r.duplicate)
             a->failures++;
@@ -323,10 +323,10 @@ static void run_concurrent_appenders(tst_db *t)
     collect *c = calloc(1, sizeof *c);
     uint64_t last = 0;
     assert_int_equal(
-        sbx_hist_read_after(t->db, S("t"), S("shared"), 0, 1000, collect_cb, c, &last, NULL, 0),
+        sdb_hist_read_after(t->db, S("t"), S("shared"), 0, 1000, collect_cb, c, &last, NULL, 0),
         SBX_OK);
     assert_int_equal(
-        sbx_hist_read_after(t->db, S("t"), S("shared"), last, 1000, collect_cb, c, &last, NULL, 0),
+        sdb_hist_read_after(t->db, S("t"), S("shared"), last, 1000, collect_cb, c, &last, NULL, 0),
         SBX_OK);
     assert_int_equal(c->n, APPENDERS * PER_APPENDER);
     for (size_t i = 0; i < c->n; i++)
@@ -376,13 +376,13 @@ static void watch_catch_up_then_follow(void **state)
     uint64_t last = 10;
     int idle = 0;
     while (c->n < 320 && idle < 50) {
-        uint64_t ticket = sbx_hist_watch_ticket(t->db, S("t"), S("w"));
+        uint64_t ticket = sdb_hist_watch_ticket(t->db, S("t"), S("w"));
         size_t before = c->n;
         assert_int_equal(
-            sbx_hist_read_after(t->db, S("t"), S("w"), last, 64, collect_cb, c, &last, NULL, 0),
+            sdb_hist_read_after(t->db, S("t"), S("w"), last, 64, collect_cb, c, &last, NULL, 0),
             SBX_OK);
         if (c->n == before) {
-            int rc = sbx_hist_watch_wait(t->db, S("t"), S("w"), ticket, 100);
+            int rc = sdb_hist_watch_wait(t->db, S("t"), S("w"), ticket, 100);
             assert_true(rc == SBX_OK || rc == SBX_DEADLINE_EXCEEDED);
             idle = rc == SBX_DEADLINE_EXCEEDED ? idle + 1 : 0;
         }
@@ -392,8 +392,8 @@ static void watch_catch_up_then_follow(void **state)
     for (size_t i = 0; i < c->n; i++)
         assert_int_equal(c->seqs[i], 11 + i); /* no gap, no duplicate at the seam */
     /* a wait with a current ticket times out; closing wakes it with UNAVAILABLE */
-    uint64_t ticket = sbx_hist_watch_ticket(t->db, S("t"), S("w"));
-    assert_int_equal(sbx_hist_watch_wait(t->db, S("t"), S("w"), ticket, 10), SBX_DEADLINE_EXCEEDED);
+    uint64_t ticket = sdb_hist_watch_ticket(t->db, S("t"), S("w"));
+    assert_int_equal(sdb_hist_watch_wait(t->db, S("t"), S("w"), ticket, 10), SBX_DEADLINE_EXCEEDED);
     free(c);
 }
 
@@ -403,8 +403,8 @@ static void retention_max_records_applied_on_append(void **state)
 {
     tst_db *t = *state;
     char err[256];
-    sbx_proj_patch u = {.project = S("r"), .has_retention = true, .retention_max_records = 5};
-    assert_int_equal(sbx_proj_update(t->db, S("t"), &u, NULL, err, sizeof err), SBX_OK);
+    sdb_proj_patch u = {.project = S("r"), .has_retention = true, .retention_max_records = 5};
+    assert_int_equal(sdb_proj_update(t->db, S("t"), &u, NULL, err, sizeof err), SBX_OK);
     char rid[16];
     for (int i = 1; i <= 12; i++) {
         snprintf(rid, sizeof rid, "id%d", i);
@@ -413,18 +413,18 @@ static void retention_max_records_applied_on_append(void **state)
     collect *c = calloc(1, sizeof *c);
     uint64_t last = 0;
     assert_int_equal(
-        sbx_hist_read_after(t->db, S("t"), S("r"), 0, 100, collect_cb, c, &last, NULL, 0), SBX_OK);
+        sdb_hist_read_after(t->db, S("t"), S("r"), 0, 100, collect_cb, c, &last, NULL, 0), SBX_OK);
     assert_int_equal(c->n, 5);
     assert_int_equal(c->seqs[0], 8);
     assert_int_equal(c->seqs[4], 12);
-    sbx_project *p;
-    assert_int_equal(sbx_proj_get(t->db, S("t"), S("r"), &p, err, sizeof err), SBX_OK);
+    sdb_project *p;
+    assert_int_equal(sdb_proj_get(t->db, S("t"), S("r"), &p, err, sizeof err), SBX_OK);
     assert_int_equal(p->execution_count, 5);
     assert_int_equal(p->last_seq, 12);
     assert_int_equal(p->retention_max_records, 5);
-    sbx_project_free(p);
+    sdb_project_free(p);
     /* the record id of a dropped record is forgotten: a replay appends anew */
-    sbx_hist_result r;
+    sdb_hist_result r;
     assert_int_equal(append(t, "t", "r", "id1", "again", 0, &r), SBX_OK);
     assert_false(r.duplicate);
     assert_int_equal(r.seq, 13);
@@ -442,32 +442,32 @@ static void retention_sweeper_by_age_and_backlog(void **state)
         assert_int_equal(append(t, "t", "a", NULL, "x", TST_T0 + i * 60000, NULL), SBX_OK);
     /* keep 10 minutes: records older than now - 600 s go (now = T0 + 20 min) */
     atomic_store(&t->now, TST_T0 + 20 * 60000);
-    sbx_proj_patch u = {.project = S("a"), .has_retention = true, .retention_max_age_s = 600};
-    assert_int_equal(sbx_proj_update(t->db, S("t"), &u, NULL, err, sizeof err), SBX_OK);
-    uint64_t removed = sbx_storedb_sweep(t->db);
+    sdb_proj_patch u = {.project = S("a"), .has_retention = true, .retention_max_age_s = 600};
+    assert_int_equal(sdb_proj_update(t->db, S("t"), &u, NULL, err, sizeof err), SBX_OK);
+    uint64_t removed = sdb_sweep(t->db);
     assert_int_equal(removed, 10);
-    sbx_project *p;
-    assert_int_equal(sbx_proj_get(t->db, S("t"), S("a"), &p, err, sizeof err), SBX_OK);
+    sdb_project *p;
+    assert_int_equal(sdb_proj_get(t->db, S("t"), S("a"), &p, err, sizeof err), SBX_OK);
     assert_int_equal(p->execution_count, 10);
-    sbx_project_free(p);
+    sdb_project_free(p);
     collect *c = calloc(1, sizeof *c);
     uint64_t last = 0;
     assert_int_equal(
-        sbx_hist_read_after(t->db, S("t"), S("a"), 0, 100, collect_cb, c, &last, NULL, 0), SBX_OK);
+        sdb_hist_read_after(t->db, S("t"), S("a"), 0, 100, collect_cb, c, &last, NULL, 0), SBX_OK);
     assert_int_equal(c->n, 10);
     assert_int_equal(c->seqs[0], 11);
     /* lowering max_records leaves a backlog the sweeper removes */
     u.retention_max_age_s = 0;
     u.retention_max_records = 3;
-    assert_int_equal(sbx_proj_update(t->db, S("t"), &u, NULL, err, sizeof err), SBX_OK);
-    assert_int_equal(sbx_storedb_sweep(t->db), 7);
+    assert_int_equal(sdb_proj_update(t->db, S("t"), &u, NULL, err, sizeof err), SBX_OK);
+    assert_int_equal(sdb_sweep(t->db), 7);
     c->n = 0;
     assert_int_equal(
-        sbx_hist_read_after(t->db, S("t"), S("a"), 0, 100, collect_cb, c, &last, NULL, 0), SBX_OK);
+        sdb_hist_read_after(t->db, S("t"), S("a"), 0, 100, collect_cb, c, &last, NULL, 0), SBX_OK);
     assert_int_equal(c->n, 3);
     assert_int_equal(c->seqs[0], 18);
-    sbx_storedb_stats_t st;
-    sbx_storedb_stats(t->db, &st);
+    sdb_stats st;
+    sdb_stats_read(t->db, &st);
     assert_int_equal(st.swept_history, 17);
     free(c);
 }
@@ -476,14 +476,14 @@ static void history_tenants_are_isolated(void **state)
 {
     tst_db *t = *state;
     assert_int_equal(append(t, "alice", "p", NULL, "secret", 0, NULL), SBX_OK);
-    sbx_page pg;
-    sbx_hist_query q = {.project = S("p")};
-    assert_int_equal(sbx_hist_list(t->db, S("bob"), &q, NULL, NULL, &pg, NULL, 0), SBX_OK);
+    sdb_page pg;
+    sdb_hist_query q = {.project = S("p")};
+    assert_int_equal(sdb_hist_list(t->db, S("bob"), &q, NULL, NULL, &pg, NULL, 0), SBX_OK);
     assert_int_equal(pg.count, 0);
     uint64_t last = 0;
-    assert_int_equal(sbx_hist_last_seq(t->db, S("bob"), S("p"), &last, NULL, 0), SBX_OK);
+    assert_int_equal(sdb_hist_last_seq(t->db, S("bob"), S("p"), &last, NULL, 0), SBX_OK);
     assert_int_equal(last, 0);
-    sbx_hist_result r;
+    sdb_hist_result r;
     assert_int_equal(append(t, "bob", "p", NULL, "mine", 0, &r), SBX_OK);
     assert_int_equal(r.seq, 1);
 }

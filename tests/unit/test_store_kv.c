@@ -12,22 +12,22 @@
 #include "store_fixture.h"
 
 static int kset(tst_db *t, const char *tenant, const char *key, const char *val, int64_t ttl,
-                sbx_kv_meta *m)
+                sdb_kv_meta *m)
 {
     char err[256] = "";
-    sbx_kv_set_req r = {.key = S(key), .value = S(val), .ttl_s = ttl};
-    int rc = sbx_kv_set(t->db, S(tenant), &r, m, err, sizeof err);
+    sdb_kv_set_req r = {.key = S(key), .value = S(val), .ttl_s = ttl};
+    int rc = sdb_kv_set(t->db, S(tenant), &r, m, err, sizeof err);
     if (rc)
         fprintf(stderr, "set: %s\n", err);
     return rc;
 }
 
 static int kget(tst_db *t, const char *tenant, const char *key, char *out, size_t outn,
-                sbx_kv_meta *m)
+                sdb_kv_meta *m)
 {
     char *v = NULL, err[256];
     size_t n = 0;
-    int rc = sbx_kv_get(t->db, S(tenant), S(key), &v, &n, m, err, sizeof err);
+    int rc = sdb_kv_get(t->db, S(tenant), S(key), &v, &n, m, err, sizeof err);
     if (out)
         snprintf(out, outn, "%.*s", (int)n, v ? v : "");
     free(v);
@@ -37,7 +37,7 @@ static int kget(tst_db *t, const char *tenant, const char *key, char *out, size_
 static void kv_set_get_delete(void **state)
 {
     tst_db *t = *state;
-    sbx_kv_meta m;
+    sdb_kv_meta m;
     char buf[64], err[256];
     assert_int_equal(kset(t, "t", "a", "1", 0, &m), SBX_OK);
     assert_int_equal(m.version, 1);
@@ -48,9 +48,9 @@ static void kv_set_get_delete(void **state)
     /* binary values, empty values */
     char *v = NULL;
     size_t n;
-    sbx_kv_set_req r = {.key = S("bin"), .value = sbx_slice_n("x\0y", 3)};
-    assert_int_equal(sbx_kv_set(t->db, S("t"), &r, NULL, err, sizeof err), SBX_OK);
-    assert_int_equal(sbx_kv_get(t->db, S("t"), S("bin"), &v, &n, NULL, err, sizeof err), SBX_OK);
+    sdb_kv_set_req r = {.key = S("bin"), .value = sdb_slice_n("x\0y", 3)};
+    assert_int_equal(sdb_kv_set(t->db, S("t"), &r, NULL, err, sizeof err), SBX_OK);
+    assert_int_equal(sdb_kv_get(t->db, S("t"), S("bin"), &v, &n, NULL, err, sizeof err), SBX_OK);
     assert_int_equal(n, 3);
     assert_memory_equal(v, "x\0y", 3);
     free(v);
@@ -59,9 +59,9 @@ static void kv_set_get_delete(void **state)
     assert_string_equal(buf, "");
 
     bool existed = false;
-    assert_int_equal(sbx_kv_delete(t->db, S("t"), S("a"), &existed, err, sizeof err), SBX_OK);
+    assert_int_equal(sdb_kv_delete(t->db, S("t"), S("a"), &existed, err, sizeof err), SBX_OK);
     assert_true(existed);
-    assert_int_equal(sbx_kv_delete(t->db, S("t"), S("a"), &existed, err, sizeof err), SBX_OK);
+    assert_int_equal(sdb_kv_delete(t->db, S("t"), S("a"), &existed, err, sizeof err), SBX_OK);
     assert_false(existed);
     assert_int_equal(kget(t, "t", "a", NULL, 0, NULL), SBX_NOT_FOUND);
 }
@@ -69,18 +69,18 @@ static void kv_set_get_delete(void **state)
 static void kv_versions_only_grow(void **state)
 {
     tst_db *t = *state;
-    sbx_kv_meta m;
+    sdb_kv_meta m;
     assert_int_equal(kset(t, "t", "a", "1", 0, &m), SBX_OK);
     uint64_t v1 = m.version;
     assert_int_equal(kset(t, "t", "b", "1", 0, &m), SBX_OK);
     assert_int_equal(kset(t, "t", "a", "2", 0, &m), SBX_OK);
     assert_true(m.version > v1);
     uint64_t v2 = m.version;
-    assert_int_equal(sbx_kv_delete(t->db, S("t"), S("a"), NULL, NULL, 0), SBX_OK);
+    assert_int_equal(sdb_kv_delete(t->db, S("t"), S("a"), NULL, NULL, 0), SBX_OK);
     assert_int_equal(kset(t, "t", "a", "3", 0, &m), SBX_OK);
     assert_true(m.version > v2); /* even across Delete */
     uint64_t v3 = m.version;
-    assert_int_equal(sbx_kv_flush(t->db, S("t"), NULL, NULL, 0), SBX_OK);
+    assert_int_equal(sdb_kv_flush(t->db, S("t"), NULL, NULL, 0), SBX_OK);
     tst_db_reopen(t);
     assert_int_equal(kset(t, "t", "a", "4", 0, &m), SBX_OK);
     assert_true(m.version > v3); /* and across Flush and restart */
@@ -93,37 +93,37 @@ static void kv_cas(void **state)
 {
     tst_db *t = *state;
     char err[256];
-    sbx_kv_meta m;
-    sbx_kv_set_req r = {
+    sdb_kv_meta m;
+    sdb_kv_set_req r = {
         .key = S("k"), .value = S("v"), .has_expected_version = true, .expected_version = 0};
-    assert_int_equal(sbx_kv_set(t->db, S("t"), &r, &m, err, sizeof err), SBX_OK);
+    assert_int_equal(sdb_kv_set(t->db, S("t"), &r, &m, err, sizeof err), SBX_OK);
     uint64_t v = m.version;
-    assert_int_equal(sbx_kv_set(t->db, S("t"), &r, &m, err, sizeof err), SBX_FAILED_PRECONDITION);
+    assert_int_equal(sdb_kv_set(t->db, S("t"), &r, &m, err, sizeof err), SBX_FAILED_PRECONDITION);
     char want[128];
     snprintf(want, sizeof want, "version mismatch: expected 0, current %llu",
              (unsigned long long)v);
     assert_string_equal(err, want);
     r.expected_version = v;
-    assert_int_equal(sbx_kv_set(t->db, S("t"), &r, &m, err, sizeof err), SBX_OK);
-    assert_int_equal(sbx_kv_set(t->db, S("t"), &r, &m, err, sizeof err), SBX_FAILED_PRECONDITION);
+    assert_int_equal(sdb_kv_set(t->db, S("t"), &r, &m, err, sizeof err), SBX_OK);
+    assert_int_equal(sdb_kv_set(t->db, S("t"), &r, &m, err, sizeof err), SBX_FAILED_PRECONDITION);
     /* an expired key counts as missing: expected 0 succeeds */
-    sbx_kv_set_req e = {.key = S("e"), .value = S("v"), .ttl_s = 1};
-    assert_int_equal(sbx_kv_set(t->db, S("t"), &e, &m, err, sizeof err), SBX_OK);
+    sdb_kv_set_req e = {.key = S("e"), .value = S("v"), .ttl_s = 1};
+    assert_int_equal(sdb_kv_set(t->db, S("t"), &e, &m, err, sizeof err), SBX_OK);
     atomic_fetch_add(&t->now, 1000);
     e.has_expected_version = true;
     e.expected_version = 5;
-    assert_int_equal(sbx_kv_set(t->db, S("t"), &e, &m, err, sizeof err), SBX_FAILED_PRECONDITION);
+    assert_int_equal(sdb_kv_set(t->db, S("t"), &e, &m, err, sizeof err), SBX_FAILED_PRECONDITION);
     assert_string_equal(err, "version mismatch: expected 5, current 0");
     e.expected_version = 0;
     e.ttl_s = 0;
-    assert_int_equal(sbx_kv_set(t->db, S("t"), &e, &m, err, sizeof err), SBX_OK);
+    assert_int_equal(sdb_kv_set(t->db, S("t"), &e, &m, err, sizeof err), SBX_OK);
 }
 
 static void kv_ttl(void **state)
 {
     tst_db *t = *state;
     char err[256];
-    sbx_kv_meta m;
+    sdb_kv_meta m;
     assert_int_equal(kset(t, "t", "k", "v", 10, &m), SBX_OK);
     assert_int_equal(m.expires_ms, TST_T0 + 10000);
     atomic_fetch_add(&t->now, 9999);
@@ -131,26 +131,26 @@ static void kv_ttl(void **state)
     atomic_fetch_add(&t->now, 1);
     assert_int_equal(kget(t, "t", "k", NULL, 0, &m), SBX_NOT_FOUND);
     bool existed = true;
-    assert_int_equal(sbx_kv_delete(t->db, S("t"), S("k"), &existed, err, sizeof err), SBX_OK);
+    assert_int_equal(sdb_kv_delete(t->db, S("t"), S("k"), &existed, err, sizeof err), SBX_OK);
     assert_false(existed); /* expired = not there */
     /* absolute expiry */
     int64_t now = atomic_load(&t->now);
-    sbx_kv_set_req r = {.key = S("abs"), .value = S("v"), .expires_at_ms = now + 500};
-    assert_int_equal(sbx_kv_set(t->db, S("t"), &r, &m, err, sizeof err), SBX_OK);
+    sdb_kv_set_req r = {.key = S("abs"), .value = S("v"), .expires_at_ms = now + 500};
+    assert_int_equal(sdb_kv_set(t->db, S("t"), &r, &m, err, sizeof err), SBX_OK);
     assert_int_equal(m.expires_ms, now + 500);
     /* bad TTLs */
     r.expires_at_ms = now;
-    assert_int_equal(sbx_kv_set(t->db, S("t"), &r, &m, err, sizeof err), SBX_INVALID_ARGUMENT);
+    assert_int_equal(sdb_kv_set(t->db, S("t"), &r, &m, err, sizeof err), SBX_INVALID_ARGUMENT);
     assert_non_null(strstr(err, "expires_at_unix_ms"));
     r.expires_at_ms = now + 100;
     r.ttl_s = 5;
-    assert_int_equal(sbx_kv_set(t->db, S("t"), &r, &m, err, sizeof err), SBX_INVALID_ARGUMENT);
+    assert_int_equal(sdb_kv_set(t->db, S("t"), &r, &m, err, sizeof err), SBX_INVALID_ARGUMENT);
     r.expires_at_ms = 0;
     r.ttl_s = -1;
-    assert_int_equal(sbx_kv_set(t->db, S("t"), &r, &m, err, sizeof err), SBX_INVALID_ARGUMENT);
+    assert_int_equal(sdb_kv_set(t->db, S("t"), &r, &m, err, sizeof err), SBX_INVALID_ARGUMENT);
     assert_string_equal(err, "ttl_s: -1 must be 0 (no expiry) or 1..315360000");
     r.ttl_s = 315360001;
-    assert_int_equal(sbx_kv_set(t->db, S("t"), &r, &m, err, sizeof err), SBX_INVALID_ARGUMENT);
+    assert_int_equal(sdb_kv_set(t->db, S("t"), &r, &m, err, sizeof err), SBX_INVALID_ARGUMENT);
 }
 
 static void kv_limits(void **state)
@@ -159,22 +159,22 @@ static void kv_limits(void **state)
     char err[256];
     char *big = calloc(1, (1u << 20) + 2);
     memset(big, 'k', 1500);
-    sbx_kv_set_req r = {.key = sbx_slice_n(big, 1500), .value = S("v")};
-    assert_int_equal(sbx_kv_set(t->db, S("t"), &r, NULL, err, sizeof err), SBX_INVALID_ARGUMENT);
+    sdb_kv_set_req r = {.key = sdb_slice_n(big, 1500), .value = S("v")};
+    assert_int_equal(sdb_kv_set(t->db, S("t"), &r, NULL, err, sizeof err), SBX_INVALID_ARGUMENT);
     assert_string_equal(err, "key: 1500 bytes exceeds the limit of 1024 bytes");
-    r.key = sbx_slice_n(big, 1024);
-    assert_int_equal(sbx_kv_set(t->db, S("t"), &r, NULL, err, sizeof err), SBX_OK);
-    r.key = sbx_slice_n("a\0b", 3);
-    assert_int_equal(sbx_kv_set(t->db, S("t"), &r, NULL, err, sizeof err), SBX_INVALID_ARGUMENT);
+    r.key = sdb_slice_n(big, 1024);
+    assert_int_equal(sdb_kv_set(t->db, S("t"), &r, NULL, err, sizeof err), SBX_OK);
+    r.key = sdb_slice_n("a\0b", 3);
+    assert_int_equal(sdb_kv_set(t->db, S("t"), &r, NULL, err, sizeof err), SBX_INVALID_ARGUMENT);
     assert_string_equal(err, "key: contains a NUL byte at offset 1");
     r.key = S("");
-    assert_int_equal(sbx_kv_set(t->db, S("t"), &r, NULL, err, sizeof err), SBX_INVALID_ARGUMENT);
+    assert_int_equal(sdb_kv_set(t->db, S("t"), &r, NULL, err, sizeof err), SBX_INVALID_ARGUMENT);
     r.key = S("v");
-    r.value = sbx_slice_n(big, (1u << 20) + 1);
-    assert_int_equal(sbx_kv_set(t->db, S("t"), &r, NULL, err, sizeof err), SBX_INVALID_ARGUMENT);
+    r.value = sdb_slice_n(big, (1u << 20) + 1);
+    assert_int_equal(sdb_kv_set(t->db, S("t"), &r, NULL, err, sizeof err), SBX_INVALID_ARGUMENT);
     assert_string_equal(err, "value: 1048577 bytes exceeds the limit of 1048576 bytes");
-    r.value = sbx_slice_n(big, 1u << 20);
-    assert_int_equal(sbx_kv_set(t->db, S("t"), &r, NULL, err, sizeof err), SBX_OK);
+    r.value = sdb_slice_n(big, 1u << 20);
+    assert_int_equal(sdb_kv_set(t->db, S("t"), &r, NULL, err, sizeof err), SBX_OK);
     free(big);
 }
 
@@ -183,16 +183,16 @@ static void kv_incr(void **state)
     tst_db *t = *state;
     char err[256], buf[64];
     int64_t v;
-    sbx_kv_meta m;
+    sdb_kv_meta m;
     /* delta 0 on a missing key only reads */
-    assert_int_equal(sbx_kv_incr(t->db, S("t"), S("n"), 0, &v, &m, err, sizeof err), SBX_OK);
+    assert_int_equal(sdb_kv_incr(t->db, S("t"), S("n"), 0, &v, &m, err, sizeof err), SBX_OK);
     assert_int_equal(v, 0);
     assert_int_equal(m.version, 0);
     assert_int_equal(kget(t, "t", "n", NULL, 0, NULL), SBX_NOT_FOUND);
-    assert_int_equal(sbx_kv_incr(t->db, S("t"), S("n"), 5, &v, &m, err, sizeof err), SBX_OK);
+    assert_int_equal(sdb_kv_incr(t->db, S("t"), S("n"), 5, &v, &m, err, sizeof err), SBX_OK);
     assert_int_equal(v, 5);
     assert_int_equal(m.expires_ms, 0);
-    assert_int_equal(sbx_kv_incr(t->db, S("t"), S("n"), -47, &v, &m, err, sizeof err), SBX_OK);
+    assert_int_equal(sdb_kv_incr(t->db, S("t"), S("n"), -47, &v, &m, err, sizeof err), SBX_OK);
     assert_int_equal(v, -42);
     assert_int_equal(kget(t, "t", "n", buf, sizeof buf, NULL), SBX_OK);
     assert_string_equal(buf, "-42"); /* stored as decimal text */
@@ -200,30 +200,30 @@ static void kv_incr(void **state)
     const char *bad[] = {"abc", "1.5", " 1", "1 ", "+1", "", "--1", "99999999999999999999"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         assert_int_equal(kset(t, "t", "s", bad[i], 0, NULL), SBX_OK);
-        assert_int_equal(sbx_kv_incr(t->db, S("t"), S("s"), 1, &v, &m, err, sizeof err),
+        assert_int_equal(sdb_kv_incr(t->db, S("t"), S("s"), 1, &v, &m, err, sizeof err),
                          SBX_FAILED_PRECONDITION);
     }
     assert_non_null(strstr(err, "not a decimal int64"));
     /* overflow: nothing written */
     assert_int_equal(kset(t, "t", "big", "9223372036854775807", 0, &m), SBX_OK);
     uint64_t ver = m.version;
-    assert_int_equal(sbx_kv_incr(t->db, S("t"), S("big"), 1, &v, &m, err, sizeof err),
+    assert_int_equal(sdb_kv_incr(t->db, S("t"), S("big"), 1, &v, &m, err, sizeof err),
                      SBX_OUT_OF_RANGE);
     assert_non_null(strstr(err, "overflows int64"));
     assert_int_equal(kget(t, "t", "big", buf, sizeof buf, &m), SBX_OK);
     assert_string_equal(buf, "9223372036854775807");
     assert_int_equal(m.version, ver);
     assert_int_equal(kset(t, "t", "small", "-9223372036854775808", 0, &m), SBX_OK);
-    assert_int_equal(sbx_kv_incr(t->db, S("t"), S("small"), -1, &v, &m, err, sizeof err),
+    assert_int_equal(sdb_kv_incr(t->db, S("t"), S("small"), -1, &v, &m, err, sizeof err),
                      SBX_OUT_OF_RANGE);
     /* keeps an existing TTL; an expired key counts as 0 and gets none */
     assert_int_equal(kset(t, "t", "ttl", "10", 100, &m), SBX_OK);
     int64_t exp = m.expires_ms;
-    assert_int_equal(sbx_kv_incr(t->db, S("t"), S("ttl"), 1, &v, &m, err, sizeof err), SBX_OK);
+    assert_int_equal(sdb_kv_incr(t->db, S("t"), S("ttl"), 1, &v, &m, err, sizeof err), SBX_OK);
     assert_int_equal(v, 11);
     assert_int_equal(m.expires_ms, exp);
     atomic_fetch_add(&t->now, 100000);
-    assert_int_equal(sbx_kv_incr(t->db, S("t"), S("ttl"), 1, &v, &m, err, sizeof err), SBX_OK);
+    assert_int_equal(sdb_kv_incr(t->db, S("t"), S("ttl"), 1, &v, &m, err, sizeof err), SBX_OK);
     assert_int_equal(v, 1);
     assert_int_equal(m.expires_ms, 0);
 }
@@ -237,7 +237,7 @@ static void *incr_main(void *arg)
     long fails = 0;
     for (int i = 0; i < INCR_EACH; i++) {
         int64_t v;
-        if (sbx_kv_incr(t->db, S("t"), S("counter"), 1, &v, NULL, NULL, 0) != SBX_OK)
+        if (sdb_kv_incr(t->db, S("t"), S("counter"), 1, &v, NULL, NULL, 0) != SBX_OK)
             fails++;
     }
     return (void *)fails;
@@ -277,7 +277,7 @@ typedef struct {
     size_t n;
 } klist;
 
-static int klist_cb(void *arg, const sbx_kv_item *it)
+static int klist_cb(void *arg, const sdb_kv_item *it)
 {
     klist *l = arg;
     snprintf(l->keys[l->n], 32, "%.*s", (int)it->key.n, it->key.p);
@@ -298,11 +298,11 @@ static void kv_list(void **state)
     assert_int_equal(kset(t, "u", "user:99", "x", 0, NULL), SBX_OK);
     atomic_fetch_add(&t->now, 1000); /* 10 expired */
     klist *l = calloc(1, sizeof *l);
-    sbx_page pg;
-    char tok[SBX_TOKEN_MAX] = "";
+    sdb_page pg;
+    char tok[SDB_TOKEN_MAX] = "";
     int pages = 0;
     do {
-        assert_int_equal(sbx_kv_list(t->db, S("t"), S("user:"), true, 7, S(tok), false, klist_cb, l,
+        assert_int_equal(sdb_kv_list(t->db, S("t"), S("user:"), true, 7, S(tok), false, klist_cb, l,
                                      &pg, err, sizeof err),
                          SBX_OK);
         snprintf(tok, sizeof tok, "%s", pg.next_token);
@@ -317,20 +317,20 @@ static void kv_list(void **state)
     /* keys only, default limit, all keys */
     l->n = 0;
     assert_int_equal(
-        sbx_kv_list(t->db, S("t"), S(""), false, 0, S(""), true, klist_cb, l, &pg, err, sizeof err),
+        sdb_kv_list(t->db, S("t"), S(""), false, 0, S(""), true, klist_cb, l, &pg, err, sizeof err),
         SBX_OK);
     assert_int_equal(pg.applied_limit, 100);
     assert_int_equal(l->n, 21);
     assert_string_equal(l->vals[0], "");
     /* cursor bound to tenant and prefix */
-    assert_int_equal(sbx_kv_list(t->db, S("t"), S("user:"), true, 2, S(""), true, NULL, NULL, &pg,
+    assert_int_equal(sdb_kv_list(t->db, S("t"), S("user:"), true, 2, S(""), true, NULL, NULL, &pg,
                                  err, sizeof err),
                      SBX_OK);
     snprintf(tok, sizeof tok, "%s", pg.next_token);
-    assert_int_equal(sbx_kv_list(t->db, S("u"), S("user:"), true, 2, S(tok), true, NULL, NULL, &pg,
+    assert_int_equal(sdb_kv_list(t->db, S("u"), S("user:"), true, 2, S(tok), true, NULL, NULL, &pg,
                                  err, sizeof err),
                      SBX_INVALID_ARGUMENT);
-    assert_int_equal(sbx_kv_list(t->db, S("t"), S("user"), true, 2, S(tok), true, NULL, NULL, &pg,
+    assert_int_equal(sdb_kv_list(t->db, S("t"), S("user"), true, 2, S(tok), true, NULL, NULL, &pg,
                                  err, sizeof err),
                      SBX_INVALID_ARGUMENT);
     free(l);
@@ -345,22 +345,22 @@ static void kv_flush_only_the_tenant(void **state)
         assert_int_equal(kset(t, "t", k, "v", i < 4 ? 1 : 0, NULL), SBX_OK);
         assert_int_equal(kset(t, "u", k, "v", 0, NULL), SBX_OK);
     }
-    assert_int_equal(sbx_kv_delete(t->db, S("t"), S("k11"), NULL, NULL, 0), SBX_OK);
+    assert_int_equal(sdb_kv_delete(t->db, S("t"), S("k11"), NULL, NULL, 0), SBX_OK);
     atomic_fetch_add(&t->now, 2000);
     uint64_t n = 0;
-    assert_int_equal(sbx_kv_flush(t->db, S("t"), &n, NULL, 0), SBX_OK);
+    assert_int_equal(sdb_kv_flush(t->db, S("t"), &n, NULL, 0), SBX_OK);
     assert_int_equal(n, 11); /* expired ones included */
     assert_int_equal(kget(t, "t", "k5", NULL, 0, NULL), SBX_NOT_FOUND);
     assert_int_equal(kget(t, "u", "k5", NULL, 0, NULL), SBX_OK);
-    assert_int_equal(sbx_kv_flush(t->db, S("t"), &n, NULL, 0), SBX_OK);
+    assert_int_equal(sdb_kv_flush(t->db, S("t"), &n, NULL, 0), SBX_OK);
     assert_int_equal(n, 0);
     /* projects are untouched */
-    sbx_proj_patch u = {.project = S("p")};
-    assert_int_equal(sbx_proj_update(t->db, S("t"), &u, NULL, NULL, 0), SBX_OK);
-    assert_int_equal(sbx_kv_flush(t->db, S("t"), &n, NULL, 0), SBX_OK);
-    sbx_project *p;
-    assert_int_equal(sbx_proj_get(t->db, S("t"), S("p"), &p, NULL, 0), SBX_OK);
-    sbx_project_free(p);
+    sdb_proj_patch u = {.project = S("p")};
+    assert_int_equal(sdb_proj_update(t->db, S("t"), &u, NULL, NULL, 0), SBX_OK);
+    assert_int_equal(sdb_kv_flush(t->db, S("t"), &n, NULL, 0), SBX_OK);
+    sdb_project *p;
+    assert_int_equal(sdb_proj_get(t->db, S("t"), S("p"), &p, NULL, 0), SBX_OK);
+    sdb_project_free(p);
 }
 
 static void kv_sweeper_purges_expired(void **state)
@@ -372,12 +372,12 @@ static void kv_sweeper_purges_expired(void **state)
         assert_int_equal(kset(t, "t", k, "v", i < 6 ? 5 : 0, NULL), SBX_OK);
     }
     atomic_fetch_add(&t->now, 5000);
-    assert_int_equal(sbx_storedb_sweep(t->db), 6);
+    assert_int_equal(sdb_sweep(t->db), 6);
     uint64_t n;
-    assert_int_equal(sbx_kv_flush(t->db, S("t"), &n, NULL, 0), SBX_OK);
+    assert_int_equal(sdb_kv_flush(t->db, S("t"), &n, NULL, 0), SBX_OK);
     assert_int_equal(n, 4);
-    sbx_storedb_stats_t st;
-    sbx_storedb_stats(t->db, &st);
+    sdb_stats st;
+    sdb_stats_read(t->db, &st);
     assert_int_equal(st.swept_expired, 6);
 }
 
@@ -387,7 +387,7 @@ static void kv_tenants_are_isolated(void **state)
     assert_int_equal(kset(t, "alice", "k", "secret", 0, NULL), SBX_OK);
     assert_int_equal(kget(t, "bob", "k", NULL, 0, NULL), SBX_NOT_FOUND);
     bool existed = true;
-    assert_int_equal(sbx_kv_delete(t->db, S("bob"), S("k"), &existed, NULL, 0), SBX_OK);
+    assert_int_equal(sdb_kv_delete(t->db, S("bob"), S("k"), &existed, NULL, 0), SBX_OK);
     assert_false(existed);
     assert_int_equal(kget(t, "alice", "k", NULL, 0, NULL), SBX_OK);
 }
