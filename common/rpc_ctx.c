@@ -2,13 +2,11 @@
  * messages, deferred cleanups, and test contexts that let handlers run without a server. */
 #include "rpc_ctx.h"
 
-#include <grpc/support/alloc.h>
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 struct sbx_arena_block {
     struct sbx_arena_block *next;
@@ -27,13 +25,6 @@ struct sbx_test_msg {
     size_t len;
     struct sbx_test_msg *next;
 };
-
-int64_t sbx_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 void sbx_ctx_init_common(sbx_ctx *ctx)
 {
@@ -61,8 +52,6 @@ void sbx_ctx_release_common(sbx_ctx *ctx)
     }
     free(ctx->errmsg);
     ctx->errmsg = NULL;
-    free(ctx->peer);
-    ctx->peer = NULL;
     pthread_mutex_destroy(&ctx->mu);
     pthread_cond_destroy(&ctx->cv);
 }
@@ -151,18 +140,6 @@ bool sbx_ctx_is_service(const sbx_ctx *ctx)
     return ctx->is_service;
 }
 
-const char *sbx_ctx_peer(const sbx_ctx *ctx)
-{
-    /* fetched on first use: most calls never ask, and it costs an allocation per call */
-    sbx_ctx *c = (sbx_ctx *)ctx;
-    if (!c->peer && c->call) {
-        char *p = grpc_call_get_peer(c->call);
-        c->peer = p ? strdup(p) : NULL;
-        gpr_free(p);
-    }
-    return c->peer ? c->peer : "";
-}
-
 bool sbx_ctx_cancelled(const sbx_ctx *ctx)
 {
     if (atomic_load(&ctx->cancelled))
@@ -194,7 +171,6 @@ sbx_ctx *sbx_ctx_new_test(const char *tenant, bool is_service)
     ctx->test = true;
     snprintf(ctx->tenant, sizeof ctx->tenant, "%s", tenant ? tenant : "default");
     ctx->is_service = is_service;
-    ctx->peer = strdup("test");
     return ctx;
 }
 

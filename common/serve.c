@@ -2,8 +2,10 @@
 #include "serve.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "health.h"
 #include "log.h"
 
 void sbx_server_flag_rows(sbx_cfg_opt *r, sbx_server_flags *f, const char *default_listen)
@@ -47,6 +49,19 @@ void sbx_server_flags_apply(const sbx_server_flags *f, sbx_server_opts *o, const
     o->max_message_bytes = (int)f->max_message;
     o->grace_ms = (int)f->grace_ms;
     o->health_name = health_name;
+}
+
+sbx_server *sbx_server_new(const sbx_server_opts *o, const sbx_service_def *services, size_t n_services)
+{
+    sbx_service_def *all = calloc(n_services + 1, sizeof *all);
+    if (!all)
+        return NULL;
+    all[0] = sbx_health_service(o->health_name);
+    for (size_t i = 0; i < n_services; i++)
+        all[i + 1] = services[i];
+    sbx_server *s = sbx_server_new_bare(o, all, n_services + 1);
+    free(all);
+    return s;
 }
 
 void sbx_listen_addr(const char *listen, int port, char *out, size_t outlen)

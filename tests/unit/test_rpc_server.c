@@ -1,7 +1,9 @@
 /* test_rpc_server.c: the server layer end to end in one process over real loopback gRPC:
  * method table (handled, unimplemented, unknown), unary / server- / client-streaming, the call
  * context (tenant, metadata, arena), auth, deadlines, cancellation noticed by a streaming
- * handler, client retries, and handlers called directly through test contexts. */
+ * handler, client retries, handlers called directly through test contexts, and the Health
+ * service sbx_server_new adds (Check, Watch following the serving state, the end of Watch at
+ * shutdown). */
 #include "test_main.h"
 
 #include <stdatomic.h>
@@ -11,8 +13,10 @@
 #include <unistd.h>
 
 #include "auth.h"
+#include "grpc/health/v1/health.pb-c.h"
 #include "rpc_client.h"
 #include "rpc_server.h"
+#include "serve.h"
 #include "sbx/v1/executor.pb-c.h"
 
 static atomic_int stream_saw_cancel;
@@ -416,6 +420,102 @@ static void handlers_run_without_a_server(void **state)
     sbx_ctx_free_test(ctx);
 }
 
+/* A client-streaming handler fed through a test context: the queued messages, then the end. */
+static void client_stream_handler_without_a_server(void **state)
+{
+    (void)state;
+    sbx_ctx *ctx = sbx_ctx_new_test("acme", false);
+    Sbx__V1__WriteFileHeader h = SBX__V1__WRITE_FILE_HEADER__INIT;
+    h.path = "x";
+    Sbx__V1__WriteFileRequest w = SBX__V1__WRITE_FILE_REQUEST__INIT;
+    w.part_case = SBX__V1__WRITE_FILE_REQUEST__PART_HEADER;
+    w.header = &h;
+    sbx_ctx_test_push_recv(ctx, &w.base);
+    Sbx__V1__WriteFileRequest d = SBX__V1__WRITE_FILE_REQUEST__INIT;
+    d.part_case = SBX__V1__WRITE_FILE_REQUEST__PART_DATA;
+    d.data.data = (uint8_t *)"hello";
+    d.data.len = 5;
+    sbx_ctx_test_push_recv(ctx, &d.base);
+    sbx_ctx_test_push_recv(ctx, &d.base);
+    ProtobufCMessage *resp = NULL;
+    assert_int_equal(h_write(ctx, NULL, &resp, NULL), SBX_OK);
+    assert_int_equal(((Sbx__V1__WriteFileResponse *)resp)->bytes_written, 10);
+    sbx_ctx_free_test(ctx);
+
+    /* without the header first: the handler's own error */
+    ctx = sbx_ctx_new_test("acme", false);
+    sbx_ctx_test_push_recv(ctx, &d.base);
+    assert_int_equal(h_write(ctx, NULL, &resp, NULL), SBX_INVALID_ARGUMENT);
+    assert_non_null(strstr(sbx_ctx_error_message(ctx), "header"));
+    sbx_ctx_free_test(ctx);
+}
+
+static int health_check(sbx_chan *ch, const char *name, sbx_rpc_result *res)
+{
+    Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+    req.service = (char *)name;
+    ProtobufCMessage *resp = NULL;
+    int code = sbx_call_unary(ch, "/grpc.health.v1.Health/Check", &req.base,
+                              &grpc__health__v1__health_check_response__descriptor, &resp, 5000, NULL, res);
+    if (code != SBX_OK)
+        return -code;
+    int st = ((Grpc__Health__V1__HealthCheckResponse *)resp)->status;
+    protobuf_c_message_free_unpacked(resp, NULL);
+    return st;
+}
+
+static int next_status(sbx_cstream *s)
+{
+    ProtobufCMessage *m = NULL;
+    if (sbx_cstream_next(s, &grpc__health__v1__health_check_response__descriptor, &m) != 1)
+        return -1;
+    int st = ((Grpc__Health__V1__HealthCheckResponse *)m)->status;
+    protobuf_c_message_free_unpacked(m, NULL);
+    return st;
+}
+
+static void health_follows_the_serving_state(void **state)
+{
+    (void)state;
+    enum {
+        SERVING = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING,
+        NOT_SERVING = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING,
+        UNKNOWN = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVICE_UNKNOWN,
+    };
+    struct fixture *f = start(NULL);
+    sbx_rpc_result res = {0};
+    assert_int_equal(health_check(f->ch, "", &res), SERVING);
+    assert_int_equal(health_check(f->ch, "sbx.v1.SandboxExecutor", &res), SERVING);
+    assert_int_equal(health_check(f->ch, "sbx.v1.Other", &res), -SBX_NOT_FOUND);
+
+    Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+    req.service = "";
+    sbx_cstream *w = NULL;
+    assert_int_equal(sbx_call_server_stream(f->ch, "/grpc.health.v1.Health/Watch", &req.base, 20000, &w, &res), 0);
+    assert_int_equal(next_status(w), SERVING);
+    sbx_server_set_serving(f->srv, false);
+    assert_int_equal(next_status(w), NOT_SERVING);
+    assert_int_equal(health_check(f->ch, "", &res), NOT_SERVING);
+    sbx_server_set_serving(f->srv, true);
+    assert_int_equal(next_status(w), SERVING);
+
+    req.service = "sbx.v1.Other";
+    sbx_cstream *wu = NULL;
+    assert_int_equal(sbx_call_server_stream(f->ch, "/grpc.health.v1.Health/Watch", &req.base, 20000, &wu, &res), 0);
+    assert_int_equal(next_status(wu), UNKNOWN);
+
+    /* shutdown: the watch of a known name reports NOT_SERVING, and both end with UNAVAILABLE
+     * long before the grace period would cancel them */
+    sbx_server_shutdown(f->srv);
+    assert_int_equal(next_status(w), NOT_SERVING);
+    assert_int_equal(next_status(w), -1);
+    assert_int_equal(sbx_cstream_finish(w, &res), SBX_UNAVAILABLE);
+    assert_int_equal(next_status(wu), -1);
+    assert_int_equal(sbx_cstream_finish(wu, &res), SBX_UNAVAILABLE);
+    sbx_rpc_result_clear(&res);
+    stop(f);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(unary_roundtrip_and_errors),
     cmocka_unit_test(unimplemented_and_unknown_methods),
@@ -427,5 +527,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(auth_tenants_and_service_principals),
     cmocka_unit_test(retries_unavailable_with_backoff),
     cmocka_unit_test(handlers_run_without_a_server),
+    cmocka_unit_test(client_stream_handler_without_a_server),
+    cmocka_unit_test(health_follows_the_serving_state),
 };
 SBX_TEST_MAIN(tests)
