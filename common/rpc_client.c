@@ -16,9 +16,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
+
 struct sbx_chan {
     grpc_channel *ch;
-    char *target;
     char *authz;  /* "Bearer <key>" */
     char *tenant;
     uint64_t seed;
@@ -89,13 +90,10 @@ sbx_chan *sbx_chan_new(const sbx_chan_opts *o, char *err, size_t errlen)
     }
     c->ch = grpc_channel_create(o->target, creds, &ca);
     grpc_channel_credentials_release(creds);
-    c->target = strdup(o->target);
     if (o->api_key && *o->api_key && asprintf(&c->authz, "Bearer %s", o->api_key) < 0)
         c->authz = NULL;
     c->tenant = o->tenant && *o->tenant ? strdup(o->tenant) : NULL;
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    c->seed = (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)c;
+    c->seed = sbx_mono_ns() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)c;
     return c;
 }
 
@@ -104,15 +102,9 @@ void sbx_chan_free(sbx_chan *c)
     if (!c)
         return;
     grpc_channel_destroy(c->ch);
-    free(c->target);
     free(c->authz);
     free(c->tenant);
     free(c);
-}
-
-const char *sbx_chan_target(const sbx_chan *c)
-{
-    return c->target;
 }
 
 void sbx_rpc_result_clear(sbx_rpc_result *r)

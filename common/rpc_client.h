@@ -29,7 +29,6 @@ typedef struct sbx_chan_opts {
 /* Returns NULL with a reason in err (unreadable TLS files). The channel connects lazily. */
 sbx_chan *sbx_chan_new(const sbx_chan_opts *o, char *err, size_t errlen);
 void sbx_chan_free(sbx_chan *c);
-const char *sbx_chan_target(const sbx_chan *c);
 
 /* Result of a call: a gRPC status code and a message (malloc'd; free with sbx_rpc_result_clear). */
 typedef struct sbx_rpc_result {

@@ -14,15 +14,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "rpc_server.h"
 #include "rpc_util.h"
 
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 typedef struct slot {
     grpc_call *call;
@@ -43,7 +38,7 @@ typedef struct worker {
     slot *slots;
     int64_t *lat; /* ns */
     size_t nlat, caplat;
-    uint64_t codes[17];
+    uint64_t codes[SBX_STATUS_COUNT];
     uint64_t issued;
     char first_error[256];
     int64_t t0, warm_end, end;
@@ -79,17 +74,17 @@ static bool start_call(worker *w, slot *s, size_t idx)
     ops[5].data.recv_status_on_client.trailing_metadata = &s->trail_md;
     ops[5].data.recv_status_on_client.status = &s->status;
     ops[5].data.recv_status_on_client.status_details = &s->details;
-    s->start = now_ns();
+    s->start = (int64_t)sbx_mono_ns();
     w->issued++;
     return grpc_call_start_batch(s->call, ops, 6, s, NULL) == GRPC_CALL_OK;
 }
 
 static void end_call(worker *w, slot *s)
 {
-    int64_t t = now_ns();
+    int64_t t = (int64_t)sbx_mono_ns();
     if (s->start >= w->warm_end && t <= w->end) {
         int code = (int)s->status;
-        if (code < 0 || code > 16)
+        if (code < 0 || code >= SBX_STATUS_COUNT)
             code = 2;
         w->codes[code]++;
         if (code != 0 && !w->first_error[0])
@@ -132,7 +127,7 @@ static void *worker_main(void *arg)
         slot *s = ev.tag;
         end_call(w, s);
         inflight--;
-        bool more = o->total ? (int64_t)w->issued < w->quota : now_ns() < w->end;
+        bool more = o->total ? (int64_t)w->issued < w->quota : (int64_t)sbx_mono_ns() < w->end;
         if (more && start_call(w, s, next++))
             inflight++;
     }
@@ -155,7 +150,7 @@ int sbx_load_run(const sbx_load_opts *o, sbx_load_result *out)
     int nthreads = o->threads < 1 ? 1 : o->threads;
     sbx_rpc_init();
     worker *ws = calloc((size_t)nthreads, sizeof *ws);
-    int64_t t0 = now_ns();
+    int64_t t0 = (int64_t)sbx_mono_ns();
     int64_t warm_end = t0 + (int64_t)(o->warmup_s * 1e9);
     int64_t end = o->total ? INT64_MAX : warm_end + (int64_t)(o->duration_s * 1e9);
     for (int t = 0; t < nthreads; t++) {
@@ -204,7 +199,7 @@ int sbx_load_run(const sbx_load_opts *o, sbx_load_result *out)
         pthread_join(ws[t].th, NULL);
         nlat += ws[t].nlat;
     }
-    int64_t t1 = now_ns();
+    int64_t t1 = (int64_t)sbx_mono_ns();
     int64_t *all = malloc((nlat ? nlat : 1) * sizeof *all);
     size_t k = 0;
     double sum = 0;
@@ -212,7 +207,7 @@ int sbx_load_run(const sbx_load_opts *o, sbx_load_result *out)
         worker *w = &ws[t];
         memcpy(all + k, w->lat, w->nlat * sizeof *all);
         k += w->nlat;
-        for (int c = 0; c < 17; c++)
+        for (int c = 0; c < SBX_STATUS_COUNT; c++)
             out->codes[c] += w->codes[c];
         if (!out->first_error[0] && w->first_error[0])
             memcpy(out->first_error, w->first_error, sizeof out->first_error);

@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "status.h"
+
 typedef struct sbx_load_md {
     const char *key, *value;
 } sbx_load_md;
@@ -31,7 +33,7 @@ typedef struct sbx_load_opts {
 
 typedef struct sbx_load_result {
     uint64_t count;        /* counted calls (after warm-up) */
-    uint64_t codes[17];    /* by gRPC status */
+    uint64_t codes[SBX_STATUS_COUNT]; /* by gRPC status */
     double elapsed_s;      /* measured window */
     double rps;
     double p50_us, p90_us, p99_us, p999_us, max_us, mean_us;
