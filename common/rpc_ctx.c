@@ -2,7 +2,6 @@
  * messages, deferred cleanups, and test contexts that let handlers run without a server. */
 #include "rpc_ctx.h"
 
-
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -205,7 +204,8 @@ static void free_unpacked(void *m)
     protobuf_c_message_free_unpacked(m, NULL);
 }
 
-size_t sbx_ctx_test_sent(sbx_ctx *ctx, ProtobufCMessage ***msgs, const ProtobufCMessageDescriptor *d)
+size_t sbx_ctx_test_sent(sbx_ctx *ctx, ProtobufCMessage ***msgs,
+                         const ProtobufCMessageDescriptor *d)
 {
     size_t n = 0;
     for (struct sbx_test_msg *t = ctx->test_out; t; t = t->next)
@@ -226,7 +226,8 @@ void sbx_ctx_free_test(sbx_ctx *ctx)
 {
     if (!ctx)
         return;
-    for (struct sbx_test_msg **l = &ctx->test_in; l; l = l == &ctx->test_in ? &ctx->test_out : NULL) {
+    for (struct sbx_test_msg **l = &ctx->test_in; l;
+         l = l == &ctx->test_in ? &ctx->test_out : NULL) {
         while (*l) {
             struct sbx_test_msg *t = *l;
             *l = t->next;

@@ -38,7 +38,7 @@ struct sbx_server {
     bool started, shut;
     pthread_mutex_t live_mu; /* shutdown waits on live_cv (monotonic) for live to reach 0 */
     pthread_cond_t live_cv;
-    atomic_long live;        /* calls that arrived and are not freed yet */
+    atomic_long live;         /* calls that arrived and are not freed yet */
     pthread_mutex_t state_mu; /* guards state and state_gen; state_cv (monotonic) wakes Watch */
     pthread_cond_t state_cv;
     sbx_serving_state state;
@@ -77,7 +77,7 @@ struct sbx_ctx {
     grpc_call_details details; /* unknown methods only */
 
     sbx_tag t_new, t_finish, t_close, t_send, t_recv;
-    grpc_byte_buffer *send_buf;  /* owned until its batch completes */
+    grpc_byte_buffer *send_buf;   /* owned until its batch completes */
     grpc_byte_buffer *stream_buf; /* the stream message in flight (under mu) */
     grpc_byte_buffer *recv_buf;
     int close_cancelled;

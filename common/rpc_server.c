@@ -61,7 +61,8 @@ static grpc_server_credentials *make_creds(const sbx_server_opts *o, char *err, 
     grpc_ssl_pem_key_cert_pair pair = {.private_key = key, .cert_chain = cert};
     grpc_server_credentials *c = grpc_ssl_server_credentials_create_ex(
         ca, &pair, 1,
-        ca ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE,
+        ca ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+           : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE,
         NULL);
     free(cert);
     free(key);
@@ -91,9 +92,11 @@ static int add_service(sbx_server *s, const sbx_service_def *def)
         static const sbx_method unimpl = {0};
         e->m = m ? m : &unimpl;
         e->kind = m ? m->kind : SBX_UNARY;
-        e->reg = grpc_server_register_method(
-            s->server, e->path, NULL,
-            e->kind == SBX_CLIENT_STREAM ? GRPC_SRM_PAYLOAD_NONE : GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
+        /* a client stream's messages are read one by one; other requests arrive with the call */
+        grpc_server_register_method_payload_handling payload =
+            e->kind == SBX_CLIENT_STREAM ? GRPC_SRM_PAYLOAD_NONE
+                                         : GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER;
+        e->reg = grpc_server_register_method(s->server, e->path, NULL, payload, 0);
         if (!e->reg) {
             SBX_LOG_ERROR("rpc", "register_method failed path=%s", e->path);
             return -1;
@@ -104,7 +107,8 @@ static int add_service(sbx_server *s, const sbx_service_def *def)
         for (unsigned i = 0; i < d->n_methods; i++)
             found |= strcmp(def->methods[j].name, d->methods[i].name) == 0;
         if (!found) {
-            SBX_LOG_ERROR("rpc", "method table names a method the service lacks service=%s method=%s",
+            SBX_LOG_ERROR("rpc",
+                          "method table names a method the service lacks service=%s method=%s",
                           d->name, def->methods[j].name);
             return -1;
         }
@@ -131,12 +135,15 @@ static int setup_auth(sbx_server *s)
             SBX_LOG_ERROR("rpc", "cannot load API keys: %s", err);
             return -1;
         }
-        SBX_LOG_INFO("rpc", "auth enabled keys=%zu file=%s", sbx_auth_count(s->auth), s->o.api_keys_file);
+        SBX_LOG_INFO("rpc", "auth enabled keys=%zu file=%s", sbx_auth_count(s->auth),
+                     s->o.api_keys_file);
         return 0;
     }
     if (!sbx_addr_is_loopback(s->o.listen)) {
-        SBX_LOG_ERROR("rpc", "refusing to listen on %s without --api-keys: unauthenticated access "
-                             "is allowed on loopback addresses only", s->o.listen);
+        SBX_LOG_ERROR("rpc",
+                      "refusing to listen on %s without --api-keys: unauthenticated access "
+                      "is allowed on loopback addresses only",
+                      s->o.listen);
         return -1;
     }
     SBX_LOG_WARN("rpc", "no --api-keys: accepting unauthenticated calls on loopback only addr=%s",
@@ -182,13 +189,15 @@ static int setup_queues_and_port(sbx_server *s)
     s->port = grpc_server_add_http2_port(s->server, s->o.listen, creds);
     grpc_server_credentials_release(creds);
     if (s->port <= 0) {
-        SBX_LOG_ERROR("rpc", "cannot listen addr=%s (address in use, invalid, or not local)", s->o.listen);
+        SBX_LOG_ERROR("rpc", "cannot listen addr=%s (address in use, invalid, or not local)",
+                      s->o.listen);
         return -1;
     }
     return 0;
 }
 
-sbx_server *sbx_server_new_bare(const sbx_server_opts *opts, const sbx_service_def *services, size_t n_services)
+sbx_server *sbx_server_new_bare(const sbx_server_opts *opts, const sbx_service_def *services,
+                                size_t n_services)
 {
     sbx_server *s = calloc(1, sizeof *s);
     if (!s)
@@ -271,7 +280,8 @@ sbx_serving_state sbx_ctx_serving_wait(sbx_ctx *ctx, unsigned long *gen, int64_t
     sbx_server *s = ctx->srv;
     if (!s) {
         if (*gen == 0) {
-            struct timespec ts = {.tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)(ms % 1000) * 1000000L};
+            struct timespec ts = {.tv_sec = (time_t)(ms / 1000),
+                                  .tv_nsec = (long)(ms % 1000) * 1000000L};
             nanosleep(&ts, NULL);
         }
         *gen = 0;
@@ -306,7 +316,8 @@ void sbx_server_shutdown(sbx_server *s)
          * the client closes them) is cancelled and disconnected */
         bool clean = sbx_calls_wait(s, s->o.grace_ms);
         if (!clean)
-            SBX_LOG_WARN("rpc", "grace period over: cancelling remaining calls grace_ms=%d", s->o.grace_ms);
+            SBX_LOG_WARN("rpc", "grace period over: cancelling remaining calls grace_ms=%d",
+                         s->o.grace_ms);
         grpc_server_cancel_all_calls(s->server);
         sbx_calls_wait(s, -1);
         grpc_completion_queue_pluck(s->shutdown_cq, &t, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);

@@ -46,7 +46,7 @@ typedef int (*sbx_handler_fn)(sbx_ctx *ctx, const ProtobufCMessage *req, Protobu
                               void *service_data);
 
 typedef struct sbx_method {
-    const char *name;   /* method name as in the .proto, e.g. "Get" */
+    const char *name; /* method name as in the .proto, e.g. "Get" */
     sbx_stream_kind kind;
     unsigned flags;
     sbx_handler_fn handler; /* NULL: the layer answers UNIMPLEMENTED */
@@ -87,9 +87,10 @@ ProtobufCMessage *sbx_ctx_new_msg(sbx_ctx *ctx, const ProtobufCMessageDescriptor
 /* Register a function that runs when the call context is freed (after the handler returned).*/
 void sbx_ctx_defer(sbx_ctx *ctx, void (*fn)(void *), void *arg);
 
-/* Set the error message for the status the handler returns; returns code so handlers can
- * `return sbx_ctx_error(ctx, SBX_INVALID_ARGUMENT, "key: %zu bytes exceeds the limit of %d", ...)`.*/
-int sbx_ctx_error(sbx_ctx *ctx, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Sets the error message for the status the handler returns, and returns code, so a handler
+ * can `return sbx_ctx_error(ctx, SBX_INVALID_ARGUMENT, "key: %zu bytes exceeds ...", ...)`. */
+int sbx_ctx_error(sbx_ctx *ctx, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 const char *sbx_ctx_error_message(const sbx_ctx *ctx);
 
 /* Streaming: send one message (server-streaming). Blocks until the transport took it.
@@ -107,7 +108,8 @@ void sbx_stream_free(sbx_ctx *ctx, ProtobufCMessage *msg);
  * sbx_ctx_test_push_recv. */
 sbx_ctx *sbx_ctx_new_test(const char *tenant, bool is_service);
 void sbx_ctx_test_push_recv(sbx_ctx *ctx, const ProtobufCMessage *msg);
-size_t sbx_ctx_test_sent(sbx_ctx *ctx, ProtobufCMessage ***msgs, const ProtobufCMessageDescriptor *d);
+size_t sbx_ctx_test_sent(sbx_ctx *ctx, ProtobufCMessage ***msgs,
+                         const ProtobufCMessageDescriptor *d);
 void sbx_ctx_test_cancel(sbx_ctx *ctx);
 void sbx_ctx_free_test(sbx_ctx *ctx);
 
@@ -116,14 +118,14 @@ void sbx_ctx_free_test(sbx_ctx *ctx);
 /* Strings are borrowed: listen and the file names are read by sbx_server_new_bare only;
  * health_name must outlive the server (a string literal in practice). */
 typedef struct sbx_server_opts {
-    const char *listen;        /* "127.0.0.1:0" */
-    const char *api_keys_file; /* NULL: no auth (loopback only) */
+    const char *listen;                             /* "127.0.0.1:0" */
+    const char *api_keys_file;                      /* NULL: no auth (loopback only) */
     const char *tls_cert, *tls_key, *tls_client_ca; /* PEM files; client CA enables mTLS */
-    int poll_threads;          /* completion-queue threads (1 measured best on 2 cores) */
-    int max_workers;           /* cap on worker threads for blocking handlers */
-    int max_message_bytes;     /* receive/send limit */
-    int grace_ms;              /* shutdown grace for in-flight calls */
-    const char *health_name;   /* full service name Health answers for, besides "" (serve.h) */
+    int poll_threads;        /* completion-queue threads (1 measured best on 2 cores) */
+    int max_workers;         /* cap on worker threads for blocking handlers */
+    int max_message_bytes;   /* receive/send limit */
+    int grace_ms;            /* shutdown grace for in-flight calls */
+    const char *health_name; /* full service name Health answers for, besides "" (serve.h) */
 } sbx_server_opts;
 
 void sbx_server_opts_default(sbx_server_opts *o);

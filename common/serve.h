@@ -20,7 +20,8 @@ void sbx_server_flag_rows(sbx_cfg_opt *rows, sbx_server_flags *f, const char *de
 void sbx_server_flags_apply(const sbx_server_flags *f, sbx_server_opts *o, const char *health_name);
 /* A server for these services plus grpc.health.v1.Health answering for "" and o->health_name
  * (sbx_server_new_bare adds nothing). Returns NULL and logs on error. */
-sbx_server *sbx_server_new(const sbx_server_opts *o, const sbx_service_def *services, size_t n_services);
+sbx_server *sbx_server_new(const sbx_server_opts *o, const sbx_service_def *services,
+                           size_t n_services);
 /* "HOST:PORT" with the bound port substituted for the requested one. */
 void sbx_listen_addr(const char *listen, int port, char *out, size_t outlen);
 /* Prints "listening on HOST:PORT", waits for SIGTERM/SIGINT, then stops the server gracefully.
