@@ -239,7 +239,7 @@ void sbx_ctx_free_test(sbx_ctx *ctx)
     free(ctx);
 }
 
-/* test-context halves of the stream API; rpc_server.c calls these when ctx->test is set */
+/* test-context halves of the stream API; rpc_call.c calls these when ctx->test is set */
 int sbx_ctx_test_send(sbx_ctx *ctx, const ProtobufCMessage *msg)
 {
     if (atomic_load(&ctx->cancelled))
