@@ -491,6 +491,18 @@ static int next_status(sbx_cstream *s)
     return st;
 }
 
+static sbx_cstream *open_watch(sbx_chan *ch, const char *name)
+{
+    Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+    req.service = (char *)name;
+    sbx_cstream *w = NULL;
+    sbx_rpc_result res = {0};
+    assert_int_equal(
+        sbx_call_server_stream(ch, "/grpc.health.v1.Health/Watch", &req.base, 20000, &w, &res), 0);
+    sbx_rpc_result_clear(&res);
+    return w;
+}
+
 static void health_follows_the_serving_state(void **state)
 {
     (void)state;
@@ -505,12 +517,7 @@ static void health_follows_the_serving_state(void **state)
     assert_int_equal(health_check(f->ch, "sbx.v1.SandboxExecutor", &res), SERVING);
     assert_int_equal(health_check(f->ch, "sbx.v1.Other", &res), -SBX_NOT_FOUND);
 
-    Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
-    req.service = "";
-    sbx_cstream *w = NULL;
-    assert_int_equal(
-        sbx_call_server_stream(f->ch, "/grpc.health.v1.Health/Watch", &req.base, 20000, &w, &res),
-        0);
+    sbx_cstream *w = open_watch(f->ch, "");
     assert_int_equal(next_status(w), SERVING);
     sbx_server_set_serving(f->srv, false);
     assert_int_equal(next_status(w), NOT_SERVING);
@@ -518,11 +525,7 @@ static void health_follows_the_serving_state(void **state)
     sbx_server_set_serving(f->srv, true);
     assert_int_equal(next_status(w), SERVING);
 
-    req.service = "sbx.v1.Other";
-    sbx_cstream *wu = NULL;
-    assert_int_equal(
-        sbx_call_server_stream(f->ch, "/grpc.health.v1.Health/Watch", &req.base, 20000, &wu, &res),
-        0);
+    sbx_cstream *wu = open_watch(f->ch, "sbx.v1.Other");
     assert_int_equal(next_status(wu), UNKNOWN);
 
     /* shutdown: the watch of a known name reports NOT_SERVING, and both end with UNAVAILABLE
