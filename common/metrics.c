@@ -1,158 +1,185 @@
-/* metrics.c: per-method counters recorded by the server loop, their Prometheus rendering, and
- * a tiny blocking HTTP/1.0 listener for GET /metrics (one thread, one request per connection). */
+/* metrics.c: the Prometheus text of the server's per-method counters (recorded by the call
+ * path, rpc_call.c) and the HTTP endpoint behind --metrics-listen, served by libmicrohttpd.
+ *
+ * Threads: libmicrohttpd runs HTTP_THREADS polling threads (epoll), each accepting and serving
+ * its own connections: HTTP/1.1 keep-alive, at most HTTP_MAX_CONNS connections, an idle one
+ * closed after HTTP_IDLE_S. Each request renders into its own buffer, which libmicrohttpd frees
+ * after sending; the counters are read with atomic loads and the extra callback may run on
+ * several threads at once. sbx_metrics_stop closes every connection and joins the threads. */
 #include "metrics.h"
 
-#include <arpa/inet.h>
-#include <errno.h>
-#include <fcntl.h>
+#include <microhttpd.h>
 #include <netdb.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <pthread.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
 #include "log.h"
 #include "rpc_internal.h"
 #include "status.h"
 
-const double sbx_lat_bounds[SBX_LAT_BUCKETS] = {0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025,
-                                                 0.005,   0.01,   0.025,   0.05,   0.1,   0.25,
-                                                 0.5,     1,      5,       30};
+#define HTTP_THREADS 2    /* scrapes are short; two let one slow client not hold up another */
+#define HTTP_MAX_CONNS 64 /* connections open at once; more are refused at accept */
+#define HTTP_IDLE_S 60    /* a keep-alive connection idle this long is closed */
+#define TEXT_FORMAT "text/plain; version=0.0.4; charset=utf-8"
 
-void sbx_metrics_record(sbx_method_entry *me, int code, int64_t ns)
+/* 'grpc_service="sbx.v1.StateStore",grpc_method="Get"' */
+static void labels(char *buf, size_t len, const sbx_method_entry *me)
 {
-    if (!me)
-        return;
-    if (code < 0 || code > 16)
-        code = SBX_UNKNOWN;
-    atomic_fetch_add_explicit(&me->handled[code], 1, memory_order_relaxed);
-    double sec = (double)ns / 1e9;
-    int b = 0;
-    while (b < SBX_LAT_BUCKETS && sec > sbx_lat_bounds[b])
-        b++;
-    atomic_fetch_add_explicit(&me->lat[b], 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&me->lat_sum_ns, (uint64_t)(ns > 0 ? ns : 0), memory_order_relaxed);
+    snprintf(buf, len, "grpc_service=\"%s\",grpc_method=\"%s\"", me->service, me->name);
 }
 
-void sbx_metrics_write_server(FILE *out, sbx_server *s)
+static void write_handled(FILE *out, const sbx_method_entry *ms, size_t n)
 {
-    sbx_method_entry *ms;
-    size_t n = sbx_server_methods(s, &ms);
-    fprintf(out, "# HELP grpc_server_handled_total Total number of RPCs completed on the server.\n"
-                 "# TYPE grpc_server_handled_total counter\n");
-    for (size_t i = 0; i < n; i++)
-        for (int c = 0; c < 17; c++) {
+    fputs("# HELP grpc_server_handled_total Total number of RPCs completed on the server.\n"
+          "# TYPE grpc_server_handled_total counter\n",
+          out);
+    char lab[400];
+    for (size_t i = 0; i < n; i++) {
+        labels(lab, sizeof lab, &ms[i]);
+        for (int c = 0; c < SBX_STATUS_COUNT; c++) {
             uint64_t v = atomic_load(&ms[i].handled[c]);
             if (v)
-                fprintf(out,
-                        "grpc_server_handled_total{grpc_service=\"%s\",grpc_method=\"%s\",grpc_code=\"%s\"} %llu\n",
-                        ms[i].service, ms[i].name, sbx_status_name(c), (unsigned long long)v);
+                fprintf(out, "grpc_server_handled_total{%s,grpc_code=\"%s\"} %llu\n", lab,
+                        sbx_status_name(c), (unsigned long long)v);
         }
-    fprintf(out, "# HELP grpc_server_handling_seconds Time from request arrival to the final status.\n"
-                 "# TYPE grpc_server_handling_seconds histogram\n");
+    }
+}
+
+static void write_histogram(FILE *out, const sbx_method_entry *ms, size_t n)
+{
+    fputs("# HELP grpc_server_handling_seconds Time from request arrival to the final status.\n"
+          "# TYPE grpc_server_handling_seconds histogram\n",
+          out);
+    char lab[400];
     for (size_t i = 0; i < n; i++) {
         uint64_t cum = 0, total = 0;
         for (int b = 0; b <= SBX_LAT_BUCKETS; b++)
             total += atomic_load(&ms[i].lat[b]);
         if (!total)
             continue;
+        labels(lab, sizeof lab, &ms[i]);
         for (int b = 0; b < SBX_LAT_BUCKETS; b++) {
             cum += atomic_load(&ms[i].lat[b]);
-            fprintf(out, "grpc_server_handling_seconds_bucket{grpc_service=\"%s\",grpc_method=\"%s\",le=\"%g\"} %llu\n",
-                    ms[i].service, ms[i].name, sbx_lat_bounds[b], (unsigned long long)cum);
+            fprintf(out, "grpc_server_handling_seconds_bucket{%s,le=\"%g\"} %llu\n", lab,
+                    sbx_lat_bounds[b], (unsigned long long)cum);
         }
-        fprintf(out, "grpc_server_handling_seconds_bucket{grpc_service=\"%s\",grpc_method=\"%s\",le=\"+Inf\"} %llu\n",
-                ms[i].service, ms[i].name, (unsigned long long)total);
-        fprintf(out, "grpc_server_handling_seconds_sum{grpc_service=\"%s\",grpc_method=\"%s\"} %.9f\n",
-                ms[i].service, ms[i].name, (double)atomic_load(&ms[i].lat_sum_ns) / 1e9);
-        fprintf(out, "grpc_server_handling_seconds_count{grpc_service=\"%s\",grpc_method=\"%s\"} %llu\n",
-                ms[i].service, ms[i].name, (unsigned long long)total);
+        fprintf(out, "grpc_server_handling_seconds_bucket{%s,le=\"+Inf\"} %llu\n", lab,
+                (unsigned long long)total);
+        fprintf(out, "grpc_server_handling_seconds_sum{%s} %.9f\n", lab,
+                (double)atomic_load(&ms[i].lat_sum_ns) / 1e9);
+        fprintf(out, "grpc_server_handling_seconds_count{%s} %llu\n", lab,
+                (unsigned long long)total);
     }
 }
 
+void sbx_metrics_write_server(FILE *out, sbx_server *s)
+{
+    sbx_method_entry *ms;
+    size_t n = sbx_server_methods(s, &ms);
+    write_handled(out, ms, n);
+    write_histogram(out, ms, n);
+}
+
 struct sbx_metrics_http {
-    int fd;
-    int stop_pipe[2];
-    pthread_t th;
+    struct MHD_Daemon *d;
     sbx_server *srv;
     sbx_metrics_extra_fn extra;
     void *arg;
 };
 
-static void serve_one(sbx_metrics_http *m, int c)
+/* The body and status for one GET/HEAD; *body is malloc'd (NULL when out of memory). */
+static unsigned route(sbx_metrics_http *m, const char *url, char **body, size_t *len,
+                      const char **type)
 {
-    char req[2048];
-    size_t got = 0;
-    struct pollfd p = {.fd = c, .events = POLLIN};
-    while (got < sizeof req - 1 && poll(&p, 1, 2000) > 0) {
-        ssize_t r = read(c, req + got, sizeof req - 1 - got);
-        if (r <= 0)
-            break;
-        got += (size_t)r;
-        req[got] = '\0';
-        if (strstr(req, "\r\n\r\n") || strstr(req, "\n\n"))
-            break;
+    unsigned status = MHD_HTTP_OK;
+    *type = TEXT_FORMAT;
+    FILE *f = open_memstream(body, len);
+    if (!f) {
+        *body = NULL;
+        return MHD_HTTP_INTERNAL_SERVER_ERROR;
     }
-    req[got] = '\0';
-    char *body = NULL;
-    size_t blen = 0;
-    const char *status = "200 OK";
-    FILE *f = open_memstream(&body, &blen);
-    if (!f)
-        return;
-    if (strncmp(req, "GET /metrics", 12) == 0 && (req[12] == ' ' || req[12] == '?')) {
+    if (strcmp(url, "/metrics") == 0) {
         sbx_metrics_write_server(f, m->srv);
         if (m->extra)
             m->extra(f, m->arg);
-    } else if (strncmp(req, "GET /healthz ", 13) == 0) {
+    } else if (strcmp(url, "/healthz") == 0) {
         fputs("ok\n", f);
+        *type = "text/plain; charset=utf-8";
     } else {
-        status = "404 Not Found";
         fputs("not found: try GET /metrics\n", f);
+        *type = "text/plain; charset=utf-8";
+        status = MHD_HTTP_NOT_FOUND;
     }
-    fclose(f);
-    char hdr[256];
-    int hl = snprintf(hdr, sizeof hdr,
-                      "HTTP/1.0 %s\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: %zu\r\n"
-                      "Connection: close\r\n\r\n", status, blen);
-    ssize_t w = write(c, hdr, (size_t)hl);
-    size_t off = 0;
-    while (w >= 0 && off < blen) {
-        w = write(c, body + off, blen - off);
-        if (w > 0)
-            off += (size_t)w;
+    if (fclose(f) != 0) {
+        free(*body);
+        *body = NULL;
+        return MHD_HTTP_INTERNAL_SERVER_ERROR;
     }
-    free(body);
+    return status;
 }
 
-static void *http_thread(void *arg)
+static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, char *body, size_t len,
+                             const char *type)
 {
-    sbx_metrics_http *m = arg;
-    for (;;) {
-        struct pollfd p[2] = {{.fd = m->fd, .events = POLLIN}, {.fd = m->stop_pipe[0], .events = POLLIN}};
-        if (poll(p, 2, -1) < 0) {
-            if (errno == EINTR)
-                continue;
-            break;
-        }
-        if (p[1].revents)
-            break;
-        if (p[0].revents & POLLIN) {
-            int c = accept4(m->fd, NULL, NULL, SOCK_CLOEXEC);
-            if (c < 0)
-                continue;
-            serve_one(m, c);
-            close(c);
-        }
+    struct MHD_Response *r = body
+                                 ? MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE)
+                                 : MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+    if (!r) {
+        free(body);
+        return MHD_NO;
     }
-    return NULL;
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+    if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+    enum MHD_Result ret = MHD_queue_response(c, status, r);
+    MHD_destroy_response(r);
+    return ret;
 }
 
-sbx_metrics_http *sbx_metrics_listen(const char *addr, sbx_server *s, sbx_metrics_extra_fn extra, void *arg,
-                                     int *port_out)
+/* libmicrohttpd calls this once when the headers are in, then per piece of body, then once at
+ * the end: the reply goes out on the last call; a body (nothing here takes one) is dropped. */
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version, const char *upload,
+                                  size_t *upload_len, void **state)
+{
+    static int headers_seen;
+    (void)version;
+    (void)upload;
+    if (!*state) {
+        *state = &headers_seen;
+        return MHD_YES;
+    }
+    if (*upload_len) {
+        *upload_len = 0;
+        return MHD_YES;
+    }
+    if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0) {
+        static char msg[] = "method not allowed: try GET /metrics\n";
+        return reply(c, MHD_HTTP_METHOD_NOT_ALLOWED, strdup(msg), sizeof msg - 1,
+                     "text/plain; charset=utf-8");
+    }
+    char *body;
+    size_t len;
+    const char *type;
+    unsigned status = route(cls, url, &body, &len, &type);
+    return reply(c, status, body, len, type);
+}
+
+static void on_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char buf[512];
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    size_t n = strlen(buf);
+    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+        buf[--n] = '\0';
+    SBX_LOG_WARN("metrics", "libmicrohttpd: %s", buf);
+}
+
+/* Resolves "HOST:PORT" ("[::1]:9090", ":9090" = any address); NULL and logs on error. */
+static struct addrinfo *resolve(const char *addr)
 {
     char host[256];
     const char *colon = strrchr(addr, ':');
@@ -163,9 +190,10 @@ sbx_metrics_http *sbx_metrics_listen(const char *addr, sbx_server *s, sbx_metric
     memcpy(host, addr, (size_t)(colon - addr));
     host[colon - addr] = '\0';
     char *h = host;
-    if (h[0] == '[') {
+    size_t hl = strlen(h);
+    if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
+        h[hl - 1] = '\0';
         h++;
-        h[strlen(h) - 1] = '\0';
     }
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     struct addrinfo *ai = NULL;
@@ -173,41 +201,47 @@ sbx_metrics_http *sbx_metrics_listen(const char *addr, sbx_server *s, sbx_metric
         SBX_LOG_ERROR("metrics", "--metrics-listen: cannot resolve addr=%s", addr);
         return NULL;
     }
-    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 64) != 0) {
-        SBX_LOG_ERRNO(SBX_LOG_ERROR, "metrics", errno, "--metrics-listen: cannot listen addr=%s", addr);
-        freeaddrinfo(ai);
-        if (fd >= 0)
-            close(fd);
+    return ai;
+}
+
+sbx_metrics_http *sbx_metrics_listen(const char *addr, sbx_server *s, sbx_metrics_extra_fn extra,
+                                     void *arg, int *port_out)
+{
+    struct addrinfo *ai = resolve(addr);
+    if (!ai)
         return NULL;
-    }
-    freeaddrinfo(ai);
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof ss;
-    getsockname(fd, (struct sockaddr *)&ss, &sl);
-    int port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
-                                        : ntohs(((struct sockaddr_in *)&ss)->sin_port);
     sbx_metrics_http *m = calloc(1, sizeof *m);
-    if (!m || pipe2(m->stop_pipe, O_CLOEXEC) != 0) {
-        free(m);
-        close(fd);
+    if (!m) {
+        freeaddrinfo(ai);
         return NULL;
     }
-    m->fd = fd;
     m->srv = s;
     m->extra = extra;
     m->arg = arg;
-    if (pthread_create(&m->th, NULL, http_thread, m) != 0) {
-        close(m->stop_pipe[0]);
-        close(m->stop_pipe[1]);
-        close(fd);
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
+    if (ai->ai_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    struct MHD_OptionItem opts[] = {
+        {MHD_OPTION_SOCK_ADDR, 0, ai->ai_addr},
+        {MHD_OPTION_THREAD_POOL_SIZE, HTTP_THREADS, NULL},
+        {MHD_OPTION_CONNECTION_LIMIT, HTTP_MAX_CONNS, NULL},
+        {MHD_OPTION_CONNECTION_TIMEOUT, HTTP_IDLE_S, NULL},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    /* the logger goes first so that start-up errors reach it too */
+    m->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, m, MHD_OPTION_EXTERNAL_LOGGER, on_log,
+                            NULL, MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
+    freeaddrinfo(ai);
+    if (!m->d) {
+        SBX_LOG_ERROR("metrics",
+                      "--metrics-listen: cannot listen (address in use, or not local) addr=%s",
+                      addr);
         free(m);
         return NULL;
     }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(m->d, MHD_DAEMON_INFO_BIND_PORT);
     if (port_out)
-        *port_out = port;
+        *port_out = info ? info->port : 0;
     return m;
 }
 
@@ -215,11 +249,6 @@ void sbx_metrics_stop(sbx_metrics_http *m)
 {
     if (!m)
         return;
-    ssize_t w = write(m->stop_pipe[1], "x", 1);
-    (void)w;
-    pthread_join(m->th, NULL);
-    close(m->stop_pipe[0]);
-    close(m->stop_pipe[1]);
-    close(m->fd);
+    MHD_stop_daemon(m->d);
     free(m);
 }

@@ -16,10 +16,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
+
 struct sbx_chan {
     grpc_channel *ch;
-    char *target;
-    char *authz;  /* "Bearer <key>" */
+    char *authz; /* "Bearer <key>" */
     char *tenant;
     uint64_t seed;
 };
@@ -49,7 +50,8 @@ sbx_chan *sbx_chan_new(const sbx_chan_opts *o, char *err, size_t errlen)
                 free(ca);
                 return NULL;
             }
-            if (!(cert = sbx_read_file(o->tls_cert, err, errlen)) || !(key = sbx_read_file(o->tls_key, err, errlen))) {
+            if (!(cert = sbx_read_file(o->tls_cert, err, errlen)) ||
+                !(key = sbx_read_file(o->tls_key, err, errlen))) {
                 free(ca);
                 free(cert);
                 return NULL;
@@ -89,13 +91,10 @@ sbx_chan *sbx_chan_new(const sbx_chan_opts *o, char *err, size_t errlen)
     }
     c->ch = grpc_channel_create(o->target, creds, &ca);
     grpc_channel_credentials_release(creds);
-    c->target = strdup(o->target);
     if (o->api_key && *o->api_key && asprintf(&c->authz, "Bearer %s", o->api_key) < 0)
         c->authz = NULL;
     c->tenant = o->tenant && *o->tenant ? strdup(o->tenant) : NULL;
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    c->seed = (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)c;
+    c->seed = sbx_mono_ns() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)c;
     return c;
 }
 
@@ -104,15 +103,9 @@ void sbx_chan_free(sbx_chan *c)
     if (!c)
         return;
     grpc_channel_destroy(c->ch);
-    free(c->target);
     free(c->authz);
     free(c->tenant);
     free(c);
-}
-
-const char *sbx_chan_target(const sbx_chan *c)
-{
-    return c->target;
 }
 
 void sbx_rpc_result_clear(sbx_rpc_result *r)
@@ -163,12 +156,14 @@ static ProtobufCMessage *unpack(const ProtobufCMessageDescriptor *d, grpc_byte_b
         return NULL;
     grpc_slice sl = grpc_byte_buffer_reader_readall(&rd);
     grpc_byte_buffer_reader_destroy(&rd);
-    ProtobufCMessage *m = protobuf_c_message_unpack(d, NULL, GRPC_SLICE_LENGTH(sl), GRPC_SLICE_START_PTR(sl));
+    ProtobufCMessage *m =
+        protobuf_c_message_unpack(d, NULL, GRPC_SLICE_LENGTH(sl), GRPC_SLICE_START_PTR(sl));
     grpc_slice_unref(sl);
     return m;
 }
 
-static bool run_batch(grpc_call *call, grpc_completion_queue *cq, const grpc_op *ops, size_t n, void *tag)
+static bool run_batch(grpc_call *call, grpc_completion_queue *cq, const grpc_op *ops, size_t n,
+                      void *tag)
 {
     if (grpc_call_start_batch(call, ops, n, tag, NULL) != GRPC_CALL_OK)
         return false;
@@ -179,18 +174,20 @@ static bool run_batch(grpc_call *call, grpc_completion_queue *cq, const grpc_op 
 static void drain_cq(grpc_completion_queue *cq)
 {
     grpc_completion_queue_shutdown(cq);
-    while (grpc_completion_queue_pluck(cq, NULL, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type != GRPC_QUEUE_SHUTDOWN)
+    while (grpc_completion_queue_pluck(cq, NULL, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
+           GRPC_QUEUE_SHUTDOWN)
         ;
     grpc_completion_queue_destroy(cq);
 }
 
 static int unary_once(sbx_chan *c, const char *method, const ProtobufCMessage *req,
-                      const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp, gpr_timespec dl,
-                      sbx_rpc_result *res)
+                      const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp,
+                      gpr_timespec dl, sbx_rpc_result *res)
 {
     grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
     grpc_slice mslice = grpc_slice_from_static_string(method);
-    grpc_call *call = grpc_channel_create_call(c->ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq, mslice, NULL, dl, NULL);
+    grpc_call *call =
+        grpc_channel_create_call(c->ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq, mslice, NULL, dl, NULL);
     grpc_metadata md[2];
     grpc_metadata_array init_md, trail_md;
     grpc_metadata_array_init(&init_md);
@@ -230,7 +227,8 @@ static int unary_once(sbx_chan *c, const char *method, const ProtobufCMessage *r
             } else
                 set_result(res, code, "", 0);
         } else {
-            set_result(res, code, (const char *)GRPC_SLICE_START_PTR(details), GRPC_SLICE_LENGTH(details));
+            set_result(res, code, (const char *)GRPC_SLICE_START_PTR(details),
+                       GRPC_SLICE_LENGTH(details));
         }
     }
     grpc_slice_unref(details);
@@ -246,8 +244,8 @@ static int unary_once(sbx_chan *c, const char *method, const ProtobufCMessage *r
 }
 
 int sbx_call_unary(sbx_chan *c, const char *method, const ProtobufCMessage *req,
-                   const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp, int64_t deadline_ms,
-                   const sbx_backoff *retry, sbx_rpc_result *res)
+                   const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp,
+                   int64_t deadline_ms, const sbx_backoff *retry, sbx_rpc_result *res)
 {
     *resp = NULL;
     gpr_timespec dl = deadline_of(deadline_ms);
@@ -260,7 +258,8 @@ int sbx_call_unary(sbx_chan *c, const char *method, const ProtobufCMessage *req,
         if (code != SBX_UNAVAILABLE || attempt == max)
             break;
         int64_t delay = sbx_backoff_delay_ms(retry, attempt, &c->seed);
-        gpr_timespec wake = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(delay, GPR_TIMESPAN));
+        gpr_timespec wake =
+            gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(delay, GPR_TIMESPAN));
         if (gpr_time_cmp(wake, dl) >= 0)
             break; /* no time left for another attempt */
         struct timespec ts = {.tv_sec = delay / 1000, .tv_nsec = (delay % 1000) * 1000000};
@@ -297,8 +296,8 @@ static sbx_cstream *stream_start(sbx_chan *c, const char *method, int64_t deadli
     return s;
 }
 
-int sbx_call_server_stream(sbx_chan *c, const char *method, const ProtobufCMessage *req, int64_t deadline_ms,
-                           sbx_cstream **out, sbx_rpc_result *res)
+int sbx_call_server_stream(sbx_chan *c, const char *method, const ProtobufCMessage *req,
+                           int64_t deadline_ms, sbx_cstream **out, sbx_rpc_result *res)
 {
     sbx_cstream *s = stream_start(c, method, deadline_ms);
     if (!s) {
@@ -350,7 +349,8 @@ int sbx_cstream_next(sbx_cstream *s, const ProtobufCMessageDescriptor *d, Protob
     *msg = unpack(d, in);
     grpc_byte_buffer_destroy(in);
     if (!*msg) {
-        grpc_call_cancel_with_status(s->call, GRPC_STATUS_INTERNAL, "response does not decode", NULL);
+        grpc_call_cancel_with_status(s->call, GRPC_STATUS_INTERNAL, "response does not decode",
+                                     NULL);
         s->failed = true;
         return -1;
     }
@@ -401,7 +401,8 @@ static int finish_status(sbx_cstream *s, sbx_rpc_result *res)
         s->status_pending = false;
     }
     int code = (int)s->status;
-    set_result(res, code, (const char *)GRPC_SLICE_START_PTR(s->details), GRPC_SLICE_LENGTH(s->details));
+    set_result(res, code, (const char *)GRPC_SLICE_START_PTR(s->details),
+               GRPC_SLICE_LENGTH(s->details));
     return code;
 }
 
@@ -416,8 +417,8 @@ static void stream_free(sbx_cstream *s)
     free(s);
 }
 
-int sbx_cstream_close_and_recv(sbx_cstream *s, const ProtobufCMessageDescriptor *d, ProtobufCMessage **resp,
-                               sbx_rpc_result *res)
+int sbx_cstream_close_and_recv(sbx_cstream *s, const ProtobufCMessageDescriptor *d,
+                               ProtobufCMessage **resp, sbx_rpc_result *res)
 {
     *resp = NULL;
     grpc_byte_buffer *in = NULL;
@@ -458,7 +459,8 @@ int sbx_cstream_finish(sbx_cstream *s, sbx_rpc_result *res)
         return SBX_OK;
     if (s->status_pending && !s->failed) {
         /* the caller stopped reading early: cancel so the status arrives */
-        grpc_event ev = grpc_completion_queue_pluck(s->cq, &s->status, gpr_time_0(GPR_CLOCK_REALTIME), NULL);
+        grpc_event ev =
+            grpc_completion_queue_pluck(s->cq, &s->status, gpr_time_0(GPR_CLOCK_REALTIME), NULL);
         if (ev.type == GRPC_OP_COMPLETE)
             s->status_pending = false;
         else

@@ -2,13 +2,10 @@
  * messages, deferred cleanups, and test contexts that let handlers run without a server. */
 #include "rpc_ctx.h"
 
-#include <grpc/support/alloc.h>
-
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 struct sbx_arena_block {
     struct sbx_arena_block *next;
@@ -27,13 +24,6 @@ struct sbx_test_msg {
     size_t len;
     struct sbx_test_msg *next;
 };
-
-int64_t sbx_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 void sbx_ctx_init_common(sbx_ctx *ctx)
 {
@@ -61,8 +51,6 @@ void sbx_ctx_release_common(sbx_ctx *ctx)
     }
     free(ctx->errmsg);
     ctx->errmsg = NULL;
-    free(ctx->peer);
-    ctx->peer = NULL;
     pthread_mutex_destroy(&ctx->mu);
     pthread_cond_destroy(&ctx->cv);
 }
@@ -151,18 +139,6 @@ bool sbx_ctx_is_service(const sbx_ctx *ctx)
     return ctx->is_service;
 }
 
-const char *sbx_ctx_peer(const sbx_ctx *ctx)
-{
-    /* fetched on first use: most calls never ask, and it costs an allocation per call */
-    sbx_ctx *c = (sbx_ctx *)ctx;
-    if (!c->peer && c->call) {
-        char *p = grpc_call_get_peer(c->call);
-        c->peer = p ? strdup(p) : NULL;
-        gpr_free(p);
-    }
-    return c->peer ? c->peer : "";
-}
-
 bool sbx_ctx_cancelled(const sbx_ctx *ctx)
 {
     if (atomic_load(&ctx->cancelled))
@@ -194,7 +170,6 @@ sbx_ctx *sbx_ctx_new_test(const char *tenant, bool is_service)
     ctx->test = true;
     snprintf(ctx->tenant, sizeof ctx->tenant, "%s", tenant ? tenant : "default");
     ctx->is_service = is_service;
-    ctx->peer = strdup("test");
     return ctx;
 }
 
@@ -229,7 +204,8 @@ static void free_unpacked(void *m)
     protobuf_c_message_free_unpacked(m, NULL);
 }
 
-size_t sbx_ctx_test_sent(sbx_ctx *ctx, ProtobufCMessage ***msgs, const ProtobufCMessageDescriptor *d)
+size_t sbx_ctx_test_sent(sbx_ctx *ctx, ProtobufCMessage ***msgs,
+                         const ProtobufCMessageDescriptor *d)
 {
     size_t n = 0;
     for (struct sbx_test_msg *t = ctx->test_out; t; t = t->next)
@@ -250,7 +226,8 @@ void sbx_ctx_free_test(sbx_ctx *ctx)
 {
     if (!ctx)
         return;
-    for (struct sbx_test_msg **l = &ctx->test_in; l; l = l == &ctx->test_in ? &ctx->test_out : NULL) {
+    for (struct sbx_test_msg **l = &ctx->test_in; l;
+         l = l == &ctx->test_in ? &ctx->test_out : NULL) {
         while (*l) {
             struct sbx_test_msg *t = *l;
             *l = t->next;
@@ -262,7 +239,7 @@ void sbx_ctx_free_test(sbx_ctx *ctx)
     free(ctx);
 }
 
-/* test-context halves of the stream API; rpc_server.c calls these when ctx->test is set */
+/* test-context halves of the stream API; rpc_call.c calls these when ctx->test is set */
 int sbx_ctx_test_send(sbx_ctx *ctx, const ProtobufCMessage *msg)
 {
     if (atomic_load(&ctx->cancelled))

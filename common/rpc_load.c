@@ -14,15 +14,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "rpc_server.h"
 #include "rpc_util.h"
-
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 typedef struct slot {
     grpc_call *call;
@@ -43,7 +37,7 @@ typedef struct worker {
     slot *slots;
     int64_t *lat; /* ns */
     size_t nlat, caplat;
-    uint64_t codes[17];
+    uint64_t codes[SBX_STATUS_COUNT];
     uint64_t issued;
     char first_error[256];
     int64_t t0, warm_end, end;
@@ -54,10 +48,12 @@ typedef struct worker {
 static bool start_call(worker *w, slot *s, size_t idx)
 {
     const sbx_load_opts *o = w->o;
-    gpr_timespec dl = o->deadline_ms > 0 ? gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
-                                                        gpr_time_from_millis(o->deadline_ms, GPR_TIMESPAN))
-                                         : gpr_inf_future(GPR_CLOCK_MONOTONIC);
-    s->call = grpc_channel_create_registered_call(w->ch, NULL, GRPC_PROPAGATE_DEFAULTS, w->cq, w->reg, dl, NULL);
+    gpr_timespec dl = o->deadline_ms > 0
+                          ? gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                                         gpr_time_from_millis(o->deadline_ms, GPR_TIMESPAN))
+                          : gpr_inf_future(GPR_CLOCK_MONOTONIC);
+    s->call = grpc_channel_create_registered_call(w->ch, NULL, GRPC_PROPAGATE_DEFAULTS, w->cq,
+                                                  w->reg, dl, NULL);
     s->send = grpc_raw_byte_buffer_create(&w->req_slices[idx % o->n_reqs], 1);
     s->recv = NULL;
     grpc_metadata_array_init(&s->init_md);
@@ -79,21 +75,22 @@ static bool start_call(worker *w, slot *s, size_t idx)
     ops[5].data.recv_status_on_client.trailing_metadata = &s->trail_md;
     ops[5].data.recv_status_on_client.status = &s->status;
     ops[5].data.recv_status_on_client.status_details = &s->details;
-    s->start = now_ns();
+    s->start = (int64_t)sbx_mono_ns();
     w->issued++;
     return grpc_call_start_batch(s->call, ops, 6, s, NULL) == GRPC_CALL_OK;
 }
 
 static void end_call(worker *w, slot *s)
 {
-    int64_t t = now_ns();
+    int64_t t = (int64_t)sbx_mono_ns();
     if (s->start >= w->warm_end && t <= w->end) {
         int code = (int)s->status;
-        if (code < 0 || code > 16)
+        if (code < 0 || code >= SBX_STATUS_COUNT)
             code = 2;
         w->codes[code]++;
         if (code != 0 && !w->first_error[0])
-            snprintf(w->first_error, sizeof w->first_error, "%d: %.*s", code, (int)GRPC_SLICE_LENGTH(s->details),
+            snprintf(w->first_error, sizeof w->first_error, "%d: %.*s", code,
+                     (int)GRPC_SLICE_LENGTH(s->details),
                      (const char *)GRPC_SLICE_START_PTR(s->details));
         if (w->nlat == w->caplat) {
             w->caplat = w->caplat ? w->caplat * 2 : 65536;
@@ -132,7 +129,7 @@ static void *worker_main(void *arg)
         slot *s = ev.tag;
         end_call(w, s);
         inflight--;
-        bool more = o->total ? (int64_t)w->issued < w->quota : now_ns() < w->end;
+        bool more = o->total ? (int64_t)w->issued < w->quota : (int64_t)sbx_mono_ns() < w->end;
         if (more && start_call(w, s, next++))
             inflight++;
     }
@@ -149,13 +146,14 @@ int sbx_load_run(const sbx_load_opts *o, sbx_load_result *out)
 {
     memset(out, 0, sizeof *out);
     if (o->concurrency < 1 || o->n_reqs == 0 || (!o->total && o->duration_s <= 0)) {
-        snprintf(out->first_error, sizeof out->first_error, "need concurrency >= 1, a request, and -n or -z");
+        snprintf(out->first_error, sizeof out->first_error,
+                 "need concurrency >= 1, a request, and -n or -z");
         return -1;
     }
     int nthreads = o->threads < 1 ? 1 : o->threads;
     sbx_rpc_init();
     worker *ws = calloc((size_t)nthreads, sizeof *ws);
-    int64_t t0 = now_ns();
+    int64_t t0 = (int64_t)sbx_mono_ns();
     int64_t warm_end = t0 + (int64_t)(o->warmup_s * 1e9);
     int64_t end = o->total ? INT64_MAX : warm_end + (int64_t)(o->duration_s * 1e9);
     for (int t = 0; t < nthreads; t++) {
@@ -185,7 +183,8 @@ int sbx_load_run(const sbx_load_opts *o, sbx_load_result *out)
         w->cq = grpc_completion_queue_create_for_next(NULL);
         w->req_slices = calloc(o->n_reqs, sizeof *w->req_slices);
         for (size_t i = 0; i < o->n_reqs; i++)
-            w->req_slices[i] = grpc_slice_from_copied_buffer((const char *)o->reqs[i], o->req_lens[i]);
+            w->req_slices[i] =
+                grpc_slice_from_copied_buffer((const char *)o->reqs[i], o->req_lens[i]);
         w->md = calloc(o->n_md + 1, sizeof *w->md);
         for (size_t i = 0; i < o->n_md; i++) {
             w->md[i].key = grpc_slice_from_static_string(o->md[i].key);
@@ -204,7 +203,7 @@ int sbx_load_run(const sbx_load_opts *o, sbx_load_result *out)
         pthread_join(ws[t].th, NULL);
         nlat += ws[t].nlat;
     }
-    int64_t t1 = now_ns();
+    int64_t t1 = (int64_t)sbx_mono_ns();
     int64_t *all = malloc((nlat ? nlat : 1) * sizeof *all);
     size_t k = 0;
     double sum = 0;
@@ -212,7 +211,7 @@ int sbx_load_run(const sbx_load_opts *o, sbx_load_result *out)
         worker *w = &ws[t];
         memcpy(all + k, w->lat, w->nlat * sizeof *all);
         k += w->nlat;
-        for (int c = 0; c < 17; c++)
+        for (int c = 0; c < SBX_STATUS_COUNT; c++)
             out->codes[c] += w->codes[c];
         if (!out->first_error[0] && w->first_error[0])
             memcpy(out->first_error, w->first_error, sizeof out->first_error);
@@ -225,7 +224,8 @@ int sbx_load_run(const sbx_load_opts *o, sbx_load_result *out)
         free(w->md);
         free(w->slots);
         grpc_completion_queue_shutdown(w->cq);
-        while (grpc_completion_queue_next(w->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type != GRPC_QUEUE_SHUTDOWN)
+        while (grpc_completion_queue_next(w->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
+               GRPC_QUEUE_SHUTDOWN)
             ;
         grpc_completion_queue_destroy(w->cq);
         grpc_channel_destroy(w->ch);
@@ -235,7 +235,8 @@ int sbx_load_run(const sbx_load_opts *o, sbx_load_result *out)
     int64_t wend = o->total ? t1 : (end < t1 ? end : t1);
     out->elapsed_s = (double)(wend - (o->warmup_s > 0 ? warm_end : t0)) / 1e9;
     out->rps = out->elapsed_s > 0 ? (double)nlat / out->elapsed_s : 0;
-#define PCT(p) (nlat ? (double)all[(size_t)fmin((double)nlat - 1, ceil((p) * (double)nlat) - 1)] / 1e3 : 0)
+#define PCT(p)                                                                                     \
+    (nlat ? (double)all[(size_t)fmin((double)nlat - 1, ceil((p) * (double)nlat) - 1)] / 1e3 : 0)
     out->p50_us = PCT(0.50);
     out->p90_us = PCT(0.90);
     out->p99_us = PCT(0.99);
@@ -264,8 +265,8 @@ static void echo_arm(grpc_server *srv, void *reg, grpc_completion_queue *cq)
 {
     echo_call *c = calloc(1, sizeof *c);
     grpc_metadata_array_init(&c->md);
-    if (grpc_server_request_registered_call(srv, reg, &c->call, &c->deadline, &c->md, &c->payload, cq, cq, c) !=
-        GRPC_CALL_OK) {
+    if (grpc_server_request_registered_call(srv, reg, &c->call, &c->deadline, &c->md, &c->payload,
+                                            cq, cq, c) != GRPC_CALL_OK) {
         grpc_metadata_array_destroy(&c->md);
         free(c);
     }
@@ -331,7 +332,8 @@ int sbx_echo_serve(const char *listen)
     sbx_rpc_init();
     struct echo_loop l = {0};
     l.srv = grpc_server_create(NULL, NULL);
-    l.reg = grpc_server_register_method(l.srv, "/sbx.bench.Echo/Echo", NULL, GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
+    l.reg = grpc_server_register_method(l.srv, "/sbx.bench.Echo/Echo", NULL,
+                                        GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
     l.cq = grpc_completion_queue_create_for_next(NULL);
     grpc_server_register_completion_queue(l.srv, l.cq, NULL);
     grpc_server_credentials *cr = grpc_insecure_server_credentials_create();

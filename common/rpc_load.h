@@ -8,31 +8,33 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "status.h"
+
 typedef struct sbx_load_md {
     const char *key, *value;
 } sbx_load_md;
 
 typedef struct sbx_load_opts {
     const char *target;
-    const char *method;          /* full path "/pkg.Service/Method" */
-    const uint8_t *const *reqs;  /* serialized requests, used round-robin */
+    const char *method;         /* full path "/pkg.Service/Method" */
+    const uint8_t *const *reqs; /* serialized requests, used round-robin */
     const size_t *req_lens;
     size_t n_reqs;
-    int concurrency;             /* calls in flight per thread */
-    int threads;                 /* client threads, each with its own channel + CQ */
-    int64_t total;               /* stop after this many calls (0 = use duration) */
-    double duration_s;           /* stop after this long (when total == 0) */
-    double warmup_s;             /* calls completing in the first warmup_s are not counted */
-    int64_t deadline_ms;         /* per call, 0 = none */
+    int concurrency;     /* calls in flight per thread */
+    int threads;         /* client threads, each with its own channel + CQ */
+    int64_t total;       /* stop after this many calls (0 = use duration) */
+    double duration_s;   /* stop after this long (when total == 0) */
+    double warmup_s;     /* calls completing in the first warmup_s are not counted */
+    int64_t deadline_ms; /* per call, 0 = none */
     const sbx_load_md *md;
     size_t n_md;
-    const char *tls_ca;          /* TLS to the target when set */
+    const char *tls_ca; /* TLS to the target when set */
 } sbx_load_opts;
 
 typedef struct sbx_load_result {
-    uint64_t count;        /* counted calls (after warm-up) */
-    uint64_t codes[17];    /* by gRPC status */
-    double elapsed_s;      /* measured window */
+    uint64_t count;                   /* counted calls (after warm-up) */
+    uint64_t codes[SBX_STATUS_COUNT]; /* by gRPC status */
+    double elapsed_s;                 /* measured window */
     double rps;
     double p50_us, p90_us, p99_us, p999_us, max_us, mean_us;
     char first_error[256]; /* first non-OK status message seen */

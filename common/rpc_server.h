@@ -2,7 +2,7 @@
  *
  * A service is a method table built from protobuf-c's generated service descriptor plus, per
  * method, its streaming kind, whether it may block, and its handler. Handlers never touch gRPC:
- * they receive a decoded request and a call context (tenant, deadline, peer, metadata) and
+ * they receive a decoded request and a call context (tenant, deadline, metadata) and
  * return a gRPC status code, filling a response message. That keeps them unit-testable without
  * a server: tests build an sbx_ctx with sbx_ctx_new_test() and call the handler directly.
  *
@@ -46,7 +46,7 @@ typedef int (*sbx_handler_fn)(sbx_ctx *ctx, const ProtobufCMessage *req, Protobu
                               void *service_data);
 
 typedef struct sbx_method {
-    const char *name;   /* method name as in the .proto, e.g. "Get" */
+    const char *name; /* method name as in the .proto, e.g. "Get" */
     sbx_stream_kind kind;
     unsigned flags;
     sbx_handler_fn handler; /* NULL: the layer answers UNIMPLEMENTED */
@@ -65,8 +65,6 @@ typedef struct sbx_service_def {
 const char *sbx_ctx_tenant(const sbx_ctx *ctx);
 /* True when the caller authenticated as a @service principal. */
 bool sbx_ctx_is_service(const sbx_ctx *ctx);
-/* "ipv4:127.0.0.1:1234" style peer string; never NULL. */
-const char *sbx_ctx_peer(const sbx_ctx *ctx);
 /* Full method path, "/sbx.v1.StateStore/Get". */
 const char *sbx_ctx_method(const sbx_ctx *ctx);
 /* Remaining time until the client's deadline in ms (INT64_MAX when none). */
@@ -89,9 +87,10 @@ ProtobufCMessage *sbx_ctx_new_msg(sbx_ctx *ctx, const ProtobufCMessageDescriptor
 /* Register a function that runs when the call context is freed (after the handler returned).*/
 void sbx_ctx_defer(sbx_ctx *ctx, void (*fn)(void *), void *arg);
 
-/* Set the error message for the status the handler returns; returns code so handlers can
- * `return sbx_ctx_error(ctx, SBX_INVALID_ARGUMENT, "key: %zu bytes exceeds the limit of %d", ...)`.*/
-int sbx_ctx_error(sbx_ctx *ctx, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Sets the error message for the status the handler returns, and returns code, so a handler
+ * can `return sbx_ctx_error(ctx, SBX_INVALID_ARGUMENT, "key: %zu bytes exceeds ...", ...)`. */
+int sbx_ctx_error(sbx_ctx *ctx, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 const char *sbx_ctx_error_message(const sbx_ctx *ctx);
 
 /* Streaming: send one message (server-streaming). Blocks until the transport took it.
@@ -109,38 +108,44 @@ void sbx_stream_free(sbx_ctx *ctx, ProtobufCMessage *msg);
  * sbx_ctx_test_push_recv. */
 sbx_ctx *sbx_ctx_new_test(const char *tenant, bool is_service);
 void sbx_ctx_test_push_recv(sbx_ctx *ctx, const ProtobufCMessage *msg);
-size_t sbx_ctx_test_sent(sbx_ctx *ctx, ProtobufCMessage ***msgs, const ProtobufCMessageDescriptor *d);
+size_t sbx_ctx_test_sent(sbx_ctx *ctx, ProtobufCMessage ***msgs,
+                         const ProtobufCMessageDescriptor *d);
 void sbx_ctx_test_cancel(sbx_ctx *ctx);
 void sbx_ctx_free_test(sbx_ctx *ctx);
 
 /* ---- server ---- */
 
+/* Strings are borrowed: listen and the file names are read by sbx_server_new_bare only;
+ * health_name must outlive the server (a string literal in practice). */
 typedef struct sbx_server_opts {
-    const char *listen;        /* "127.0.0.1:0" */
-    const char *api_keys_file; /* NULL: no auth (loopback only) */
+    const char *listen;                             /* "127.0.0.1:0" */
+    const char *api_keys_file;                      /* NULL: no auth (loopback only) */
     const char *tls_cert, *tls_key, *tls_client_ca; /* PEM files; client CA enables mTLS */
-    int poll_threads;          /* completion-queue threads (1 measured best on 2 cores) */
-    int max_workers;           /* cap on worker threads for blocking handlers */
-    int max_message_bytes;     /* receive/send limit */
-    int grace_ms;              /* shutdown grace for in-flight calls */
-    const char *health_name;   /* full service name answered by Health ("sbx.v1.StateStore") */
+    int poll_threads;        /* completion-queue threads (1 measured best on 2 cores) */
+    int max_workers;         /* cap on worker threads for blocking handlers */
+    int max_message_bytes;   /* receive/send limit */
+    int grace_ms;            /* shutdown grace for in-flight calls */
+    const char *health_name; /* full service name Health answers for, besides "" (serve.h) */
 } sbx_server_opts;
 
 void sbx_server_opts_default(sbx_server_opts *o);
 
-/* Creates the server (grpc_init must be done: sbx_rpc_init()). Returns NULL and logs on error
- * (bad address, port in use, unreadable keys/cert). */
-sbx_server *sbx_server_new(const sbx_server_opts *o, const sbx_service_def *services,
-                           size_t n_services);
+/* Creates a server for exactly these services (grpc_init must be done: sbx_rpc_init()).
+ * Service binaries use sbx_server_new (serve.h), which adds grpc.health.v1.Health. Returns NULL
+ * and logs on error (bad address, port in use, unreadable keys/cert, a method table naming a
+ * method its service lacks). */
+sbx_server *sbx_server_new_bare(const sbx_server_opts *o, const sbx_service_def *services,
+                                size_t n_services);
 /* The bound port (after sbx_server_new). */
 int sbx_server_port(const sbx_server *s);
-/* Starts polling threads; returns at once. */
+/* Starts polling threads and reports SERVING; returns at once. */
 int sbx_server_start(sbx_server *s);
-/* Graceful stop: health NOT_SERVING, stop accepting, wait for in-flight calls up to the grace
- * period, cancel the rest, join threads. Safe to call once. */
+/* Graceful stop: NOT_SERVING for good (Health Watch streams end), stop accepting, wait for
+ * in-flight calls up to the grace period, cancel the rest. Safe to call once. */
 void sbx_server_shutdown(sbx_server *s);
+/* Shuts down if needed, joins the polling threads, frees everything. NULL is harmless. */
 void sbx_server_free(sbx_server *s);
-/* Health status for "" and the service name: true = SERVING. */
+/* The serving state Health reports for "" and the service name: true = SERVING. */
 void sbx_server_set_serving(sbx_server *s, bool serving);
 
 /* Process-wide init/teardown of gRPC (idempotent, reference-counted). */

@@ -1,6 +1,7 @@
 /* serve.h: what every service binary shares: the server flags (listen, keys, TLS, threads,
- * limits, logging) as config-table rows, building the server from them, printing
- * "listening on HOST:PORT", and the SIGTERM/SIGINT graceful-stop loop. */
+ * limits, logging) as config-table rows, building the server from them (the binary's services
+ * plus grpc.health.v1.Health), printing "listening on HOST:PORT", and the SIGTERM/SIGINT
+ * graceful-stop loop. */
 #ifndef SBX_SERVE_H
 #define SBX_SERVE_H
 
@@ -17,6 +18,10 @@ typedef struct sbx_server_flags {
 void sbx_server_flag_rows(sbx_cfg_opt *rows, sbx_server_flags *f, const char *default_listen);
 /* Applies the log level and converts the flags to server options (health_name given). */
 void sbx_server_flags_apply(const sbx_server_flags *f, sbx_server_opts *o, const char *health_name);
+/* A server for these services plus grpc.health.v1.Health answering for "" and o->health_name
+ * (sbx_server_new_bare adds nothing). Returns NULL and logs on error. */
+sbx_server *sbx_server_new(const sbx_server_opts *o, const sbx_service_def *services,
+                           size_t n_services);
 /* "HOST:PORT" with the bound port substituted for the requested one. */
 void sbx_listen_addr(const char *listen, int port, char *out, size_t outlen);
 /* Prints "listening on HOST:PORT", waits for SIGTERM/SIGINT, then stops the server gracefully.

@@ -1,4 +1,5 @@
-/* workpool.c: the worker pool behind workpool.h (mutex + condition variable + job list). */
+/* workpool.c: the worker pool behind workpool.h (mutex + condition variable + job list). Workers
+ * are detached; sbx_pool_free waits on done_cv until the last one left. */
 #include "workpool.h"
 
 #include <errno.h>
@@ -6,6 +7,10 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <time.h>
+
+#include "clock.h"
+
+#define IDLE_EXIT_MS 10000 /* an idle thread above the floor exits after this long */
 
 struct job {
     void (*fn)(void *);
@@ -28,8 +33,7 @@ static void *worker(void *arg)
     for (;;) {
         while (!p->head && !p->stopping) {
             struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_sec += 10;
+            sbx_deadline_in(&ts, IDLE_EXIT_MS);
             p->idle++;
             int rc = pthread_cond_timedwait(&p->cv, &p->mu, &ts);
             p->idle--;
@@ -74,7 +78,11 @@ sbx_pool *sbx_pool_new(int min_threads, int max_threads)
     if (!p)
         return NULL;
     pthread_mutex_init(&p->mu, NULL);
-    pthread_cond_init(&p->cv, NULL);
+    pthread_condattr_t ca; /* cv waits with sbx_deadline_in: monotonic */
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&p->cv, &ca);
+    pthread_condattr_destroy(&ca);
     pthread_cond_init(&p->done_cv, NULL);
     p->min = min_threads < 0 ? 0 : min_threads;
     p->max = max_threads < 1 ? 1 : max_threads;

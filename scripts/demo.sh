@@ -9,35 +9,23 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 scripts/build.sh build
 
-data=$PWD/.demo
-mkdir -p "$data"
-pids=()
+# services: tests/lib/service.sh (ephemeral ports, data in ./.demo/{store,executor})
+export SBX_SERVICE_DIR=$PWD/.demo
+. tests/lib/service.sh
 stop() {
   if [ "${SBX_DEMO_KEEP:-0}" = 1 ]; then
-    echo "services left running: pids ${pids[*]}"; return
+    echo "services left running: pids $(sbx_service_pid store) $(sbx_service_pid executor)"; return
   fi
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  sbx_service_stop_all
 }
 trap stop EXIT
 
-start() { # start NAME BINARY ARGS... -> sets ADDR
-  local name=$1; shift
-  "$@" >"$data/$name.out" 2>"$data/$name.log" &
-  pids+=($!)
-  for _ in $(seq 200); do
-    if grep -q '^listening on ' "$data/$name.out" 2>/dev/null; then break; fi
-    if ! kill -0 "${pids[-1]}" 2>/dev/null; then echo "$name failed to start:"; cat "$data/$name.log"; exit 1; fi
-    sleep 0.05
-  done
-  ADDR=$(sed -n 's/^listening on //p' "$data/$name.out")
-  echo "$name listening on $ADDR (log: $data/$name.log)"
-}
-
-start store build/services/store/sbx-store --listen 127.0.0.1:0 --data-dir "$data/store"
-STORE=$ADDR
-start executor build/services/executor/sbx-executor --listen 127.0.0.1:0 --data-dir "$data/executor" --store "$STORE"
-EXECUTOR=$ADDR
+sbx_service_start store build/services/store/sbx-store
+STORE=$SBX_SERVICE_ADDR
+echo "store listening on $STORE (log: $SBX_SERVICE_DIR/store.err)"
+sbx_service_start executor build/services/executor/sbx-executor --store "$STORE"
+EXECUTOR=$SBX_SERVICE_ADDR
+echo "executor listening on $EXECUTOR (log: $SBX_SERVICE_DIR/executor.err)"
 
 export SBX_STORE=$STORE SBX_EXECUTOR=$EXECUTOR
 build/client/sbx health --service store

@@ -7,7 +7,10 @@ PKGS=(
   # build
   build-essential cmake pkg-config
   libgrpc-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler
-  librocksdb-dev libcurl4-openssl-dev libssl-dev libseccomp-dev libcap-dev libcmocka-dev
+  librocksdb-dev libcurl4-openssl-dev libssl-dev libseccomp-dev libcap-dev libmicrohttpd-dev
+  libcmocka-dev
+  # formatting (scripts/format.sh, the format-check target)
+  clang-format-14
   # runtime of the sandboxes and the tests
   python3 python3-grpcio python3-grpc-tools python3-yaml openssl iproute2 procps curl
   # packaging checks (compose files are validated without an engine)

@@ -10,30 +10,17 @@ secs=${2:-5}
 bench=$build/tests/bench/sbx-bench
 store=$build/services/store/sbx-store
 tmp=$(mktemp -d)
-# start runs inside $(...): its pids go to files, a variable would be lost with the subshell
-cleanup() {
-  for p in $(cat "$tmp"/*.pid 2>/dev/null); do kill -INT "$p" 2>/dev/null || true; done
-  for p in $(cat "$tmp"/*.pid 2>/dev/null); do
-    for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-  done
-  rm -rf "$tmp"
-}
+export SBX_SERVICE_DIR=$tmp
+. "$here/../lib/service.sh"
+cleanup() { sbx_service_stop_all; rm -rf "$tmp"; }
 trap cleanup EXIT
 
-start() { # start NAME CMD... -> prints address
-  local name=$1; shift
-  "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" &
-  echo $! >"$tmp/$name.pid"
-  for _ in $(seq 100); do
-    grep -q '^listening on ' "$tmp/$name.out" 2>/dev/null && break
-    sleep 0.05
-  done
-  sed -n 's/^listening on //p' "$tmp/$name.out"
-}
-
-echo_addr=$(start echo "$bench" --serve-echo 127.0.0.1:0)
-s1=$(start store1 "$store" --listen 127.0.0.1:0 --data-dir "$tmp/d1" --log-level error --poll-threads 1)
-s2=$(start store2 "$store" --listen 127.0.0.1:0 --data-dir "$tmp/d2" --log-level error --poll-threads 2)
+sbx_service_run echo "$bench" --serve-echo 127.0.0.1:0
+echo_addr=$SBX_SERVICE_ADDR
+sbx_service_start store1 "$store" --log-level error --poll-threads 1
+s1=$SBX_SERVICE_ADDR
+sbx_service_start store2 "$store" --log-level error --poll-threads 2
+s2=$SBX_SERVICE_ADDR
 
 run() { # run LABEL TARGET SCENARIO C -> json line
   "$bench" --json --name "$1" --target "$2" --scenario "$3" -c "$4" -z "$secs" --warmup 1

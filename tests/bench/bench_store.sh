@@ -12,17 +12,22 @@ secs=${2:-5}
 bench=$build/tests/bench/sbx-bench
 store=$build/services/store/sbx-store
 tmp=$(mktemp -d)
+export SBX_SERVICE_DIR=$tmp
+. "$here/../lib/service.sh"
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$tmp"; }
+cleanup() {
+  sbx_service_stop_all
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$tmp"
+}
 trap cleanup EXIT
 freeport() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 waitport() { for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; return 1; }
 
 # --- servers
-"$store" --listen 127.0.0.1:0 --data-dir "$tmp/sbx" --sync on --log-level error >"$tmp/sbx.out" 2>"$tmp/sbx.err" &
-pids+=($!)
-for _ in $(seq 200); do grep -q '^listening on ' "$tmp/sbx.out" && break; sleep 0.05; done
-SBX=$(sed -n 's/^listening on //p' "$tmp/sbx.out")
+sbx_service_start sbx "$store" --sync on --log-level error
+SBX=$SBX_SERVICE_ADDR
 
 EP=$(freeport); EPP=$(freeport)
 etcd --name bench --data-dir "$tmp/etcd" --listen-client-urls "http://127.0.0.1:$EP" \

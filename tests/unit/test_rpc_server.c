@@ -1,7 +1,9 @@
 /* test_rpc_server.c: the server layer end to end in one process over real loopback gRPC:
  * method table (handled, unimplemented, unknown), unary / server- / client-streaming, the call
  * context (tenant, metadata, arena), auth, deadlines, cancellation noticed by a streaming
- * handler, client retries, and handlers called directly through test contexts. */
+ * handler, client retries, handlers called directly through test contexts, and the Health
+ * service sbx_server_new adds (Check, Watch following the serving state, the end of Watch at
+ * shutdown). */
 #include "test_main.h"
 
 #include <stdatomic.h>
@@ -11,8 +13,10 @@
 #include <unistd.h>
 
 #include "auth.h"
+#include "grpc/health/v1/health.pb-c.h"
 #include "rpc_client.h"
 #include "rpc_server.h"
+#include "serve.h"
 #include "sbx/v1/executor.pb-c.h"
 
 static atomic_int stream_saw_cancel;
@@ -83,14 +87,16 @@ static int h_write(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage *
         Sbx__V1__WriteFileRequest *w = (void *)m;
         if (first && w->part_case != SBX__V1__WRITE_FILE_REQUEST__PART_HEADER) {
             sbx_stream_free(ctx, m);
-            return sbx_ctx_error(ctx, SBX_INVALID_ARGUMENT, "header: the first message must be a header");
+            return sbx_ctx_error(ctx, SBX_INVALID_ARGUMENT,
+                                 "header: the first message must be a header");
         }
         if (w->part_case == SBX__V1__WRITE_FILE_REQUEST__PART_DATA)
             total += w->data.len;
         first = 0;
         sbx_stream_free(ctx, m);
     }
-    Sbx__V1__WriteFileResponse *out = (void *)sbx_ctx_new_msg(ctx, &sbx__v1__write_file_response__descriptor);
+    Sbx__V1__WriteFileResponse *out =
+        (void *)sbx_ctx_new_msg(ctx, &sbx__v1__write_file_response__descriptor);
     out->bytes_written = total;
     *resp = &out->base;
     return SBX_OK;
@@ -108,10 +114,8 @@ static int h_slow(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **
 }
 
 static const sbx_method methods[] = {
-    {"Run", SBX_UNARY, SBX_RUN_INLINE, h_run},
-    {"Exec", SBX_SERVER_STREAM, 0, h_exec},
-    {"WriteFile", SBX_CLIENT_STREAM, 0, h_write},
-    {"GetSandbox", SBX_UNARY, 0, h_slow},
+    {"Run", SBX_UNARY, SBX_RUN_INLINE, h_run},           {"Exec", SBX_SERVER_STREAM, 0, h_exec},
+    {"WriteFile", SBX_CLIENT_STREAM, 0, h_write},        {"GetSandbox", SBX_UNARY, 0, h_slow},
     {"KillSandbox", SBX_UNARY, SBX_SERVICE_ONLY, h_run},
 };
 
@@ -139,7 +143,8 @@ static struct fixture *start(const char *keys_text)
         close(fd);
         o.api_keys_file = f->keys;
     }
-    sbx_service_def def = {&sbx__v1__sandbox_executor__descriptor, methods, sizeof methods / sizeof methods[0], NULL};
+    sbx_service_def def = {&sbx__v1__sandbox_executor__descriptor, methods,
+                           sizeof methods / sizeof methods[0], NULL};
     f->srv = sbx_server_new(&o, &def, 1);
     assert_non_null(f->srv);
     assert_int_equal(sbx_server_start(f->srv), 0);
@@ -162,13 +167,15 @@ static void stop(struct fixture *f)
     free(f);
 }
 
-static int run_shell(sbx_chan *ch, const char *shell, Sbx__V1__RunResponse **out, sbx_rpc_result *res)
+static int run_shell(sbx_chan *ch, const char *shell, Sbx__V1__RunResponse **out,
+                     sbx_rpc_result *res)
 {
     Sbx__V1__ExecRequest req = SBX__V1__EXEC_REQUEST__INIT;
     req.command_case = SBX__V1__EXEC_REQUEST__COMMAND_SHELL;
     req.shell = (char *)shell;
-    return sbx_call_unary(ch, "/sbx.v1.SandboxExecutor/Run", &req.base, &sbx__v1__run_response__descriptor,
-                          (ProtobufCMessage **)out, 5000, NULL, res);
+    return sbx_call_unary(ch, "/sbx.v1.SandboxExecutor/Run", &req.base,
+                          &sbx__v1__run_response__descriptor, (ProtobufCMessage **)out, 5000, NULL,
+                          res);
 }
 
 static void unary_roundtrip_and_errors(void **state)
@@ -197,11 +204,13 @@ static void unimplemented_and_unknown_methods(void **state)
     Sbx__V1__ListSandboxesRequest req = SBX__V1__LIST_SANDBOXES_REQUEST__INIT;
     ProtobufCMessage *resp = NULL;
     assert_int_equal(sbx_call_unary(f->ch, "/sbx.v1.SandboxExecutor/ListSandboxes", &req.base,
-                                    &sbx__v1__list_sandboxes_response__descriptor, &resp, 5000, NULL, &res),
+                                    &sbx__v1__list_sandboxes_response__descriptor, &resp, 5000,
+                                    NULL, &res),
                      SBX_UNIMPLEMENTED);
     assert_non_null(strstr(res.message, "ListSandboxes"));
     assert_int_equal(sbx_call_unary(f->ch, "/sbx.v1.Nope/Nothing", &req.base,
-                                    &sbx__v1__list_sandboxes_response__descriptor, &resp, 5000, NULL, &res),
+                                    &sbx__v1__list_sandboxes_response__descriptor, &resp, 5000,
+                                    NULL, &res),
                      SBX_UNIMPLEMENTED);
     assert_non_null(strstr(res.message, "/sbx.v1.Nope/Nothing"));
     sbx_rpc_result_clear(&res);
@@ -228,7 +237,9 @@ static void server_stream_delivers_in_order(void **state)
     req.timeout_ms = 500;
     sbx_cstream *s = NULL;
     sbx_rpc_result res = {0};
-    assert_int_equal(sbx_call_server_stream(f->ch, "/sbx.v1.SandboxExecutor/Exec", &req.base, 5000, &s, &res), 0);
+    assert_int_equal(
+        sbx_call_server_stream(f->ch, "/sbx.v1.SandboxExecutor/Exec", &req.base, 5000, &s, &res),
+        0);
     int n = 0;
     ProtobufCMessage *m;
     while (sbx_cstream_next(s, &sbx__v1__exec_event__descriptor, &m) == 1) {
@@ -274,7 +285,8 @@ static void client_stream_counts_bytes(void **state)
     struct fixture *f = start(NULL);
     sbx_cstream *s = NULL;
     sbx_rpc_result res = {0};
-    assert_int_equal(sbx_call_client_stream(f->ch, "/sbx.v1.SandboxExecutor/WriteFile", 10000, &s, &res), 0);
+    assert_int_equal(
+        sbx_call_client_stream(f->ch, "/sbx.v1.SandboxExecutor/WriteFile", 10000, &s, &res), 0);
     Sbx__V1__WriteFileHeader h = SBX__V1__WRITE_FILE_HEADER__INIT;
     h.path = "x";
     Sbx__V1__WriteFileRequest w = SBX__V1__WRITE_FILE_REQUEST__INIT;
@@ -291,17 +303,21 @@ static void client_stream_counts_bytes(void **state)
         assert_int_equal(sbx_cstream_write(s, &d.base), 0);
     }
     ProtobufCMessage *resp = NULL;
-    assert_int_equal(sbx_cstream_close_and_recv(s, &sbx__v1__write_file_response__descriptor, &resp, &res), SBX_OK);
+    assert_int_equal(
+        sbx_cstream_close_and_recv(s, &sbx__v1__write_file_response__descriptor, &resp, &res),
+        SBX_OK);
     assert_int_equal(((Sbx__V1__WriteFileResponse *)resp)->bytes_written, 20u << 20);
     protobuf_c_message_free_unpacked(resp, NULL);
 
     /* a stream that breaks the handler's rule gets its error */
-    assert_int_equal(sbx_call_client_stream(f->ch, "/sbx.v1.SandboxExecutor/WriteFile", 10000, &s, &res), 0);
+    assert_int_equal(
+        sbx_call_client_stream(f->ch, "/sbx.v1.SandboxExecutor/WriteFile", 10000, &s, &res), 0);
     Sbx__V1__WriteFileRequest d = SBX__V1__WRITE_FILE_REQUEST__INIT;
     d.part_case = SBX__V1__WRITE_FILE_REQUEST__PART_DATA;
     sbx_cstream_write(s, &d.base);
-    assert_int_equal(sbx_cstream_close_and_recv(s, &sbx__v1__write_file_response__descriptor, &resp, &res),
-                     SBX_INVALID_ARGUMENT);
+    assert_int_equal(
+        sbx_cstream_close_and_recv(s, &sbx__v1__write_file_response__descriptor, &resp, &res),
+        SBX_INVALID_ARGUMENT);
     assert_non_null(strstr(res.message, "header"));
     sbx_rpc_result_clear(&res);
     stop(f);
@@ -350,7 +366,8 @@ static void auth_tenants_and_service_principals(void **state)
     Sbx__V1__KillSandboxRequest kreq = SBX__V1__KILL_SANDBOX_REQUEST__INIT;
     ProtobufCMessage *kresp = NULL;
     assert_int_equal(sbx_call_unary(cg, "/sbx.v1.SandboxExecutor/KillSandbox", &kreq.base,
-                                    &sbx__v1__kill_sandbox_response__descriptor, &kresp, 5000, NULL, &res),
+                                    &sbx__v1__kill_sandbox_response__descriptor, &kresp, 5000, NULL,
+                                    &res),
                      SBX_PERMISSION_DENIED);
     sbx_chan_free(cg);
     sbx_chan_opts other = {.target = f->target, .api_key = "key-acme", .tenant = "globex"};
@@ -376,17 +393,20 @@ static void retries_unavailable_with_backoff(void **state)
     char err[128];
     sbx_chan_opts o = {.target = "127.0.0.1:1"}; /* nothing listens on port 1 */
     sbx_chan *ch = sbx_chan_new(&o, err, sizeof err);
-    sbx_backoff b = {.initial_ms = 20, .max_ms = 50, .multiplier = 2, .jitter = 0.1, .max_attempts = 4};
+    sbx_backoff b = {
+        .initial_ms = 20, .max_ms = 50, .multiplier = 2, .jitter = 0.1, .max_attempts = 4};
     Sbx__V1__RunResponse *r = NULL;
     sbx_rpc_result res = {0};
     Sbx__V1__ExecRequest req = SBX__V1__EXEC_REQUEST__INIT;
-    assert_int_equal(sbx_call_unary(ch, "/sbx.v1.SandboxExecutor/Run", &req.base, &sbx__v1__run_response__descriptor,
-                                    (ProtobufCMessage **)&r, 10000, &b, &res),
+    assert_int_equal(sbx_call_unary(ch, "/sbx.v1.SandboxExecutor/Run", &req.base,
+                                    &sbx__v1__run_response__descriptor, (ProtobufCMessage **)&r,
+                                    10000, &b, &res),
                      SBX_UNAVAILABLE);
     assert_int_equal(res.attempts, 4);
     /* without retry: one attempt */
-    assert_int_equal(sbx_call_unary(ch, "/sbx.v1.SandboxExecutor/Run", &req.base, &sbx__v1__run_response__descriptor,
-                                    (ProtobufCMessage **)&r, 10000, NULL, &res),
+    assert_int_equal(sbx_call_unary(ch, "/sbx.v1.SandboxExecutor/Run", &req.base,
+                                    &sbx__v1__run_response__descriptor, (ProtobufCMessage **)&r,
+                                    10000, NULL, &res),
                      SBX_UNAVAILABLE);
     assert_int_equal(res.attempts, 1);
     sbx_rpc_result_clear(&res);
@@ -416,6 +436,110 @@ static void handlers_run_without_a_server(void **state)
     sbx_ctx_free_test(ctx);
 }
 
+/* A client-streaming handler fed through a test context: the queued messages, then the end. */
+static void client_stream_handler_without_a_server(void **state)
+{
+    (void)state;
+    sbx_ctx *ctx = sbx_ctx_new_test("acme", false);
+    Sbx__V1__WriteFileHeader h = SBX__V1__WRITE_FILE_HEADER__INIT;
+    h.path = "x";
+    Sbx__V1__WriteFileRequest w = SBX__V1__WRITE_FILE_REQUEST__INIT;
+    w.part_case = SBX__V1__WRITE_FILE_REQUEST__PART_HEADER;
+    w.header = &h;
+    sbx_ctx_test_push_recv(ctx, &w.base);
+    Sbx__V1__WriteFileRequest d = SBX__V1__WRITE_FILE_REQUEST__INIT;
+    d.part_case = SBX__V1__WRITE_FILE_REQUEST__PART_DATA;
+    d.data.data = (uint8_t *)"hello";
+    d.data.len = 5;
+    sbx_ctx_test_push_recv(ctx, &d.base);
+    sbx_ctx_test_push_recv(ctx, &d.base);
+    ProtobufCMessage *resp = NULL;
+    assert_int_equal(h_write(ctx, NULL, &resp, NULL), SBX_OK);
+    assert_int_equal(((Sbx__V1__WriteFileResponse *)resp)->bytes_written, 10);
+    sbx_ctx_free_test(ctx);
+
+    /* without the header first: the handler's own error */
+    ctx = sbx_ctx_new_test("acme", false);
+    sbx_ctx_test_push_recv(ctx, &d.base);
+    assert_int_equal(h_write(ctx, NULL, &resp, NULL), SBX_INVALID_ARGUMENT);
+    assert_non_null(strstr(sbx_ctx_error_message(ctx), "header"));
+    sbx_ctx_free_test(ctx);
+}
+
+static int health_check(sbx_chan *ch, const char *name, sbx_rpc_result *res)
+{
+    Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+    req.service = (char *)name;
+    ProtobufCMessage *resp = NULL;
+    int code = sbx_call_unary(ch, "/grpc.health.v1.Health/Check", &req.base,
+                              &grpc__health__v1__health_check_response__descriptor, &resp, 5000,
+                              NULL, res);
+    if (code != SBX_OK)
+        return -code;
+    int st = ((Grpc__Health__V1__HealthCheckResponse *)resp)->status;
+    protobuf_c_message_free_unpacked(resp, NULL);
+    return st;
+}
+
+static int next_status(sbx_cstream *s)
+{
+    ProtobufCMessage *m = NULL;
+    if (sbx_cstream_next(s, &grpc__health__v1__health_check_response__descriptor, &m) != 1)
+        return -1;
+    int st = ((Grpc__Health__V1__HealthCheckResponse *)m)->status;
+    protobuf_c_message_free_unpacked(m, NULL);
+    return st;
+}
+
+static sbx_cstream *open_watch(sbx_chan *ch, const char *name)
+{
+    Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+    req.service = (char *)name;
+    sbx_cstream *w = NULL;
+    sbx_rpc_result res = {0};
+    assert_int_equal(
+        sbx_call_server_stream(ch, "/grpc.health.v1.Health/Watch", &req.base, 20000, &w, &res), 0);
+    sbx_rpc_result_clear(&res);
+    return w;
+}
+
+static void health_follows_the_serving_state(void **state)
+{
+    (void)state;
+    enum {
+        SERVING = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING,
+        NOT_SERVING = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING,
+        UNKNOWN = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVICE_UNKNOWN,
+    };
+    struct fixture *f = start(NULL);
+    sbx_rpc_result res = {0};
+    assert_int_equal(health_check(f->ch, "", &res), SERVING);
+    assert_int_equal(health_check(f->ch, "sbx.v1.SandboxExecutor", &res), SERVING);
+    assert_int_equal(health_check(f->ch, "sbx.v1.Other", &res), -SBX_NOT_FOUND);
+
+    sbx_cstream *w = open_watch(f->ch, "");
+    assert_int_equal(next_status(w), SERVING);
+    sbx_server_set_serving(f->srv, false);
+    assert_int_equal(next_status(w), NOT_SERVING);
+    assert_int_equal(health_check(f->ch, "", &res), NOT_SERVING);
+    sbx_server_set_serving(f->srv, true);
+    assert_int_equal(next_status(w), SERVING);
+
+    sbx_cstream *wu = open_watch(f->ch, "sbx.v1.Other");
+    assert_int_equal(next_status(wu), UNKNOWN);
+
+    /* shutdown: the watch of a known name reports NOT_SERVING, and both end with UNAVAILABLE
+     * long before the grace period would cancel them */
+    sbx_server_shutdown(f->srv);
+    assert_int_equal(next_status(w), NOT_SERVING);
+    assert_int_equal(next_status(w), -1);
+    assert_int_equal(sbx_cstream_finish(w, &res), SBX_UNAVAILABLE);
+    assert_int_equal(next_status(wu), -1);
+    assert_int_equal(sbx_cstream_finish(wu, &res), SBX_UNAVAILABLE);
+    sbx_rpc_result_clear(&res);
+    stop(f);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(unary_roundtrip_and_errors),
     cmocka_unit_test(unimplemented_and_unknown_methods),
@@ -427,5 +551,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(auth_tenants_and_service_principals),
     cmocka_unit_test(retries_unavailable_with_backoff),
     cmocka_unit_test(handlers_run_without_a_server),
+    cmocka_unit_test(client_stream_handler_without_a_server),
+    cmocka_unit_test(health_follows_the_serving_state),
 };
 SBX_TEST_MAIN(tests)
