@@ -21,6 +21,16 @@
 #include "devserver.h"
 #include "ports_fixture.h"
 
+/* srv.py MODE on port, exposed: the server (asserted) and *hp its host port. */
+static sbx_proc *serve_exposed(env *e, const char *mode, uint16_t port, uint16_t *hp)
+{
+    sbx_proc *p = env_pyserver(e, mode, port);
+    assert_non_null(p);
+    *hp = env_expose(e, port);
+    assert_true(*hp > 0);
+    return p;
+}
+
 /* The first port's counters once its live connections are want (or ms passed). */
 static sbx_portfwd_port wait_active(sbx_portfwd *f, const char *key, uint32_t want, int ms)
 {
@@ -163,9 +173,8 @@ static void test_concurrent_50(void **state)
 {
     env *e = *state;
     ENV_REQUIRE(e);
-    sbx_proc *p = env_pyserver(e, "echo", 9000);
-    assert_non_null(p);
-    uint16_t hp = env_expose(e, 9000);
+    uint16_t hp;
+    sbx_proc *p = serve_exposed(e, "echo", 9000, &hp);
     enum { N = 50 };
     pthread_t th[N];
     conc_arg args[N];
@@ -198,9 +207,8 @@ static void test_raw_tcp_echo(void **state)
 {
     env *e = *state;
     ENV_REQUIRE(e);
-    sbx_proc *p = env_pyserver(e, "echo", 7000);
-    assert_non_null(p);
-    uint16_t hp = env_expose(e, 7000);
+    uint16_t hp;
+    sbx_proc *p = serve_exposed(e, "echo", 7000, &hp);
     int fd = tcp_connect(hp);
     assert_true(fd >= 0);
     static const size_t sizes[] = {1, 2, 100, 1460, 4096, 65535, 65536, 300000, 1 << 20};
@@ -254,9 +262,8 @@ static void test_chunked_http(void **state)
 {
     env *e = *state;
     ENV_REQUIRE(e);
-    sbx_proc *p = env_pyserver(e, "chunked", 7100);
-    assert_non_null(p);
-    uint16_t hp = env_expose(e, 7100);
+    uint16_t hp;
+    sbx_proc *p = serve_exposed(e, "chunked", 7100, &hp);
 
     /* what srv.py sends */
     char *want = malloc(65536), *body = malloc(65536);
@@ -330,9 +337,8 @@ static void test_half_close(void **state)
 {
     env *e = *state;
     ENV_REQUIRE(e);
-    sbx_proc *p = env_pyserver(e, "echo", 7200);
-    assert_non_null(p);
-    uint16_t hp = env_expose(e, 7200);
+    uint16_t hp;
+    sbx_proc *p = serve_exposed(e, "echo", 7200, &hp);
     int fd = tcp_connect(hp);
     assert_true(fd >= 0);
     const char msg[] = "one way, then the other";
@@ -362,9 +368,8 @@ static void test_backpressure(void **state)
 {
     env *e = *state;
     ENV_REQUIRE(e);
-    sbx_proc *p = env_pyserver(e, "sink", 7300);
-    assert_non_null(p);
-    uint16_t hp = env_expose(e, 7300);
+    uint16_t hp;
+    sbx_proc *p = serve_exposed(e, "sink", 7300, &hp);
     int fd = tcp_connect(hp);
     assert_true(fd >= 0);
     char *buf = calloc(1, 1 << 20);
@@ -473,9 +478,8 @@ static void test_close_frees_port(void **state)
 {
     env *e = *state;
     ENV_REQUIRE(e);
-    sbx_proc *p = env_pyserver(e, "echo", 7600);
-    assert_non_null(p);
-    uint16_t hp = env_expose(e, 7600);
+    uint16_t hp;
+    sbx_proc *p = serve_exposed(e, "echo", 7600, &hp);
     int fd = tcp_connect(hp);
     assert_true(fd >= 0);
     assert_int_equal(write_all(fd, "ping", 4), 0);
