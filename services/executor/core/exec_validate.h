@@ -4,9 +4,10 @@
  * state: every check returns SBX_OK or a gRPC status code (almost always INVALID_ARGUMENT) and
  * writes a one-line message that names the field and the limit into err.
  *
- * String fields arrive through protobuf-c, which stops a string at its first NUL byte, so a
- * NUL inside a string field is invisible here (see the report's change request for the gRPC
- * layer); `bytes` fields (stdin) are checked for size only. */
+ * A NUL byte inside a string field never reaches these checks: the gRPC layer refuses such a
+ * request first, naming the field (common/pbcheck.h). `bytes` fields (stdin) are checked for
+ * size only. The sandbox address is checked once per request: by exv_exec_request for
+ * Exec/Run/StartDevServer, by exh_box for the other RPCs. */
 #ifndef SBX_EXEC_VALIDATE_H
 #define SBX_EXEC_VALIDATE_H
 
@@ -80,10 +81,10 @@ int exv_metadata(const char *field, const exv_kv *kv, size_t n, char *err, size_
 /* A millisecond duration: 0..max (negative or above max: INVALID_ARGUMENT). */
 int exv_duration_ms(const char *field, int64_t v, int64_t max, char *err, size_t errlen);
 /* The command oneof of an Exec/StartDevServer request: argv (1..4096 entries, each 0..128 KiB,
- * total 0..256 KiB, args[0] non-empty) or shell (1..256 KiB). `prefix` is "" or "argv." */
+ * total 0..256 KiB, args[0] non-empty) or shell (1..256 KiB). */
 int exv_command(int command_case, const Sbx__V1__Argv *argv, const char *shell, char *err,
                 size_t errlen);
-/* Everything of an ExecRequest that can be checked without a sandbox. */
+/* Everything of an ExecRequest that can be checked without a sandbox, its address included. */
 int exv_exec_request(const Sbx__V1__ExecRequest *r, char *err, size_t errlen);
 /* A ProcessSelector (required): pid > 0 or a non-empty valid tag. */
 int exv_selector(const Sbx__V1__ProcessSelector *s, char *err, size_t errlen);

@@ -1,16 +1,20 @@
 /* exectab.h: the commands of each sandbox as the RPCs see them (one "execution" per Exec/Run):
  * request_id deduplication (a retry finds the first execution, running or finished), tag
- * uniqueness among running commands, the per-stream output cap, the first bytes of output kept
- * for Run, replays and the history record, the retention of finished executions (all of the
- * last 10 minutes and at least the last 100), and the recording of every finished execution in
- * the store through the outbox. A monitor thread follows background executions (captures their
- * output and records them when they finish); foreground executions are driven by the handler
- * that started them.
+ * uniqueness among running commands, the per-stream output cap, the retention of finished
+ * executions (all of the last 10 minutes and at least the last 100), and the recording of
+ * every finished execution in the store through the outbox. An execution's output lives in its
+ * process (proc.h): the first EXE_HEAD_MAX bytes of each stream (Run's answer, replays, the
+ * history record) for as long as the execution is kept, the newest bytes in the ring. A
+ * monitor thread follows background executions and records them when they finish; foreground
+ * executions are driven by the handler that started them.
+ *
+ * Files: exectab.c (the per-sandbox table), exe.c (one execution), exe_record.c (its history
+ * record), execmon.c (the monitor).
  *
  * Hooks into the registry (sbx_reg_hooks): sbx_exectab_attach / _detach / _running with the
  * monitor as argument. Executions are reference counted (sbx_exe_ref/unref); all functions are
  * thread-safe. Fields of sbx_exe marked (const) never change after sbx_exe_begin; the others
- * are read through sbx_exe_info. */
+ * are read through sbx_exe_info_get. */
 #ifndef SBX_EXEC_EXECTAB_H
 #define SBX_EXEC_EXECTAB_H
 
@@ -28,7 +32,7 @@
 #define EXE_KEEP_MIN 100          /* ... and at least this many */
 #define EXE_KEEP_MAX 1000         /* finished executions per sandbox at most */
 #define EXE_KEEP_PROCS 16         /* newest finished ones that keep their output ring */
-#define EXE_CAPTURE_MAX (1u << 20) /* bytes of each stream kept for Run/replay/history */
+#define EXE_HEAD_MAX (1u << 20)   /* first bytes of each stream kept for Run/replay/history */
 
 typedef struct sbx_execmon sbx_execmon;
 typedef struct sbx_exectab sbx_exectab;
@@ -57,14 +61,14 @@ typedef struct sbx_exe_info {
     int pid;
     bool stdin_open;
     int64_t started_ms;
-    sbx_exe_exit exit;        /* valid in EXE_DONE */
-    uint64_t out_end, err_end; /* bytes produced so far per stream */
+    sbx_exe_exit exit;               /* valid in EXE_DONE */
+    uint64_t out_end, err_end;       /* bytes produced so far per stream */
     uint64_t out_oldest, err_oldest; /* oldest offset still available per stream */
 } sbx_exe_info;
 
 struct sbx_exe {
     /* (const) */
-    char id[96];          /* record id: "<sandbox_id>.<n>" */
+    char id[96]; /* record id: "<sandbox_id>.<n>" */
     char tenant[72], project[EXV_PROJECT_MAX + 1], sandbox_id[EXV_ID_MAX + 1];
     char *request_id;     /* "" = none */
     char fingerprint[65]; /* what a request_id retry must match */
@@ -72,12 +76,12 @@ struct sbx_exe {
     char *tag;            /* "" = none */
     char **argv;          /* NULL for shell commands */
     size_t argc;
-    char *shell;          /* NULL for argv commands */
-    char *cwd;            /* resolved, absolute */
+    char *shell; /* NULL for argv commands */
+    char *cwd;   /* resolved, absolute */
     bool background;
-    int64_t cache_ttl_s;  /* > 0: record as cacheable (unless timed out / cached) */
-    uint64_t cap;         /* per-stream cap on the output shown */
-    size_t capture_limit; /* min(cap, 1 MiB) */
+    int64_t cache_ttl_s; /* > 0: record as cacheable (unless timed out / cached) */
+    uint64_t cap;        /* per-stream cap on the output shown */
+    size_t head_limit;   /* min(cap, EXE_HEAD_MAX): the bytes Run answers and history keeps */
     /* private */
     struct sbx_exe_priv *priv;
 };
@@ -91,7 +95,7 @@ typedef struct sbx_exe_spec {
 } sbx_exe_spec;
 
 void sbx_exe_ref(sbx_exe *e);
-void sbx_exe_unref(sbx_exe *e);
+void sbx_exe_unref(sbx_exe *e); /* NULL is harmless */
 
 /* Registers a new execution in the box's table (state STARTING). Returns SBX_OK with *out a new
  * reference; ALREADY_EXISTS when the tag is used by a running command, or the request_id is
@@ -99,9 +103,10 @@ void sbx_exe_unref(sbx_exe *e);
  * it returns SBX_OK with *out NULL and *existing the first execution (a reference). */
 int sbx_exe_begin(sbx_box *b, const sbx_exe_spec *spec, sbx_exe **out, sbx_exe **existing,
                   char *err, size_t errlen);
-/* Starts the STARTING execution. exec failures become a finished execution (exit 127 / 126 and
- * a one-line reason on stderr) and SBX_OK. Other errors abort the execution (it leaves the
- * table; waiters see EXE_ABORTED) and return the gRPC code. */
+/* Starts the STARTING execution (req->keep_head_bytes is set to e->head_limit here). exec
+ * failures become a finished execution (exit 127 / 126 and a one-line reason on stderr) and
+ * SBX_OK. Other errors abort the execution (it leaves the table; waiters see EXE_ABORTED) and
+ * return the gRPC code. */
 int sbx_exe_spawn(sbx_box *b, sbx_exe *e, const sbx_proc_req *req, char *err, size_t errlen);
 /* Fills a cached answer (nothing runs) and finishes the execution. */
 void sbx_exe_set_cached(sbx_exe *e, const Sbx__V1__CachedResult *c);
@@ -109,13 +114,18 @@ void sbx_exe_set_cached(sbx_exe *e, const Sbx__V1__CachedResult *c);
 sbx_exe_state sbx_exe_wait_started(sbx_exe *e, int timeout_ms);
 
 void sbx_exe_info_get(sbx_exe *e, sbx_exe_info *info);
-/* The process (new reference) or NULL (not started, synthetic, or its ring was released). */
+/* The process (new reference) or NULL (not started, or released with an old execution). */
 sbx_proc *sbx_exe_proc(sbx_exe *e);
-/* Copies captured output (offsets < capture_len) into buf; returns bytes copied. */
-size_t sbx_exe_capture_read(sbx_exe *e, int stream, uint64_t off, void *buf, size_t len);
-size_t sbx_exe_capture_len(sbx_exe *e, int stream);
-/* Pulls new output from the ring into the capture. */
-void sbx_exe_pull(sbx_exe *e);
+/* Copies output of a stream from *off like sbx_proc_read; 0 when the output is gone. */
+size_t sbx_exe_read(sbx_exe *e, int stream, uint64_t *off, void *buf, size_t len);
+/* Copies the first bytes of a stream (its head, at most e->head_limit of them) into buf;
+ * returns how many. */
+size_t sbx_exe_read_head(sbx_exe *e, int stream, void *buf, size_t len);
+/* Writes to the command's stdin (sbx_proc_write_stdin): bytes written, or -EPIPE when stdin is
+ * closed (or never open, or the execution is not running). */
+ssize_t sbx_exe_write_input(sbx_exe *e, const void *buf, size_t len, int timeout_ms);
+/* Closes the command's stdin once what is queued is written (CloseInput). */
+void sbx_exe_close_input(sbx_exe *e);
 /* Finishes the execution once its process finished (force: it will not finish by itself, e.g.
  * the sandbox is gone: report it SIGKILLed). Records it through the outbox. Returns true when
  * it is DONE after the call. oom_kills: the sandbox's oom counter now, or -1 when unknown. */
@@ -123,9 +133,7 @@ bool sbx_exe_finish(sbx_exe *e, bool force, int64_t oom_kills);
 /* Blocks until the execution is DONE or timeout_ms passes (used by a retry that attaches). */
 int sbx_exe_wait_done(sbx_exe *e, int timeout_ms);
 /* Hands a background execution to the monitor. */
-void sbx_exe_follow_in_background(sbx_box *b, sbx_exe *e);
-/* Marks stdin closed (CloseInput / after writing a foreground stdin). */
-void sbx_exe_stdin_closed(sbx_exe *e);
+void sbx_exe_follow_in_background(sbx_exe *e);
 
 /* Lookup by selector: running first, else the most recent finished (new reference or NULL). */
 sbx_exe *sbx_exe_find_pid(sbx_box *b, int pid);
@@ -136,13 +144,5 @@ void sbx_exe_list_free(sbx_exe **v, size_t n);
 
 /* The sandbox's oom counter, or -1. Needs a use on b. */
 int64_t sbx_exe_oom_kills(sbx_box *b);
-
-/* Builds the history record of a finished execution (exposed for unit tests). The returned
- * message and its strings live in the arena of `alloc` (malloc'd when alloc is NULL: then free
- * with sbx_exe_record_free). */
-Sbx__V1__RecordExecutionRequest *sbx_exe_record_build(sbx_exe *e);
-void sbx_exe_record_free(Sbx__V1__RecordExecutionRequest *r);
-/* "cmd 'arg with space'": argv joined with shell quoting, at most 4096 bytes (malloc'd). */
-char *sbx_exe_display_command(const sbx_exe *e);
 
 #endif

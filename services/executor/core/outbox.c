@@ -1,5 +1,10 @@
 /* outbox.c: the durable, in-order outbox of finished commands (see outbox.h). One append-only
- * log, one acknowledgement offset, one sender thread. */
+ * log, one acknowledgement offset, one sender thread that delivers the stored bytes as they
+ * are (the tenant framed before them).
+ *
+ * Threads: the sender; appenders and flushers from any thread. Locks: append_mu serializes
+ * appends (writes happen under it, not under mu), then mu guards offsets and counters; the
+ * sender takes append_mu only with trylock (to compact). */
 #include "outbox.h"
 
 #include <errno.h>
@@ -14,6 +19,7 @@
 #include <unistd.h>
 
 #include "backoff.h"
+#include "clock.h"
 #include "log.h"
 #include "status.h"
 
@@ -230,13 +236,7 @@ static void to_dead(sbx_outbox *ob, const uint8_t *p, uint32_t n)
 static void timed_wait(sbx_outbox *ob, int64_t ms)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += (ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
+    sbx_deadline_in(&ts, ms);
     pthread_cond_timedwait(&ob->cond, &ob->mu, &ts);
 }
 
@@ -251,6 +251,59 @@ static void maybe_compact(sbx_outbox *ob)
         return;
     }
     ob->read_off = ob->write_off = 0;
+}
+
+/* Hands one entry (tenant, request) to the delivery callback (no lock held). */
+static int deliver_entry(sbx_outbox *ob, const uint8_t *p, uint32_t n, char *err, size_t errlen)
+{
+    uint16_t tl;
+    memcpy(&tl, p, 2);
+    if (tl == 0 || tl > 64 || (size_t)tl + 2 > n) {
+        snprintf(err, errlen, "bad tenant length %u", tl);
+        return SBX_INVALID_ARGUMENT;
+    }
+    char tenant[80];
+    memcpy(tenant, p + 2, tl);
+    tenant[tl] = 0;
+    return ob->cfg.deliver(ob->cfg.deliver_arg, tenant, p + 2 + tl, n - 2u - tl, err, errlen);
+}
+
+/* The entry is done with (stored, or refused for good: to dead.log); the queue moves on
+ * (caller holds mu). */
+static void entry_done(sbx_outbox *ob, int code, const char *err, const uint8_t *p, uint32_t n,
+                       uint64_t next)
+{
+    if (code != SBX_OK) {
+        SBX_LOG_ERROR("outbox",
+                      "the store refused a record for good; moved to dead.log "
+                      "code=%s msg=\"%s\"",
+                      sbx_status_name(code), err);
+        to_dead(ob, p, n);
+        ob->dead++;
+    } else {
+        ob->delivered++;
+    }
+    ob->read_off = next;
+    ob->pending--;
+    write_ack(ob, next, false);
+    if (ob->read_off >= ob->write_off && pthread_mutex_trylock(&ob->append_mu) == 0) {
+        maybe_compact(ob);
+        pthread_mutex_unlock(&ob->append_mu);
+    }
+}
+
+/* Waits out a backoff of d ms (caller holds mu); appends also signal the cond: only flush and
+ * close cut the wait short. */
+static void backoff_wait(sbx_outbox *ob, int64_t d)
+{
+    ob->kick = false;
+    uint64_t t0 = sbx_mono_ms();
+    for (;;) {
+        int64_t el = (int64_t)(sbx_mono_ms() - t0);
+        if (ob->stop || ob->kick || el >= d)
+            break;
+        timed_wait(ob, d - el);
+    }
 }
 
 static void *sender_main(void *arg)
@@ -271,73 +324,40 @@ static void *sender_main(void *arg)
             pthread_cond_wait(&ob->cond, &ob->mu);
             continue;
         }
-        uint64_t off = ob->read_off;
+        uint64_t off = ob->read_off, next = 0;
         pthread_mutex_unlock(&ob->mu);
         uint8_t *p = NULL;
         uint32_t n = 0;
-        uint64_t next = 0;
         int rc = read_entry(ob->logfd, off, &p, &n, &next);
-        int code;
         err[0] = 0;
+        int code = rc < 0 ? SBX_INTERNAL : deliver_entry(ob, p, n, err, sizeof err);
+        pthread_mutex_lock(&ob->mu);
         if (rc < 0) {
-            SBX_LOG_ERRNO(SBX_LOG_ERROR, "outbox", rc, "unreadable entry offset=%llu; skipping the rest",
+            SBX_LOG_ERRNO(SBX_LOG_ERROR, "outbox", rc,
+                          "unreadable entry offset=%llu; skipping "
+                          "the rest",
                           (unsigned long long)off);
-            pthread_mutex_lock(&ob->mu);
             ob->read_off = ob->write_off;
             ob->pending = 0;
             continue;
         }
-        uint16_t tl;
-        memcpy(&tl, p, 2);
-        char tenant[80];
-        if (tl == 0 || tl > 64 || (size_t)tl + 2 > n) {
-            code = SBX_INVALID_ARGUMENT;
-            snprintf(err, sizeof err, "bad tenant length %u", tl);
-        } else {
-            memcpy(tenant, p + 2, tl);
-            tenant[tl] = 0;
-            code = ob->cfg.deliver(ob->cfg.deliver_arg, tenant, p + 2 + tl, n - 2u - tl, err,
-                                   sizeof err);
-        }
-        pthread_mutex_lock(&ob->mu);
         ob->last_code = code;
         if (code == SBX_OK || permanent(code)) {
-            if (code != SBX_OK) {
-                SBX_LOG_ERROR("outbox", "the store refused a record for good; moved to dead.log "
-                              "code=%s msg=\"%s\"", sbx_status_name(code), err);
-                to_dead(ob, p, n);
-                ob->dead++;
-            } else {
-                ob->delivered++;
-            }
             if (attempt > 0)
                 SBX_LOG_INFO("outbox", "store reachable again after attempts=%d", attempt);
             attempt = 0;
-            ob->read_off = next;
-            ob->pending--;
-            write_ack(ob, next, false);
-            if (ob->read_off >= ob->write_off && pthread_mutex_trylock(&ob->append_mu) == 0) {
-                maybe_compact(ob);
-                pthread_mutex_unlock(&ob->append_mu);
-            }
+            entry_done(ob, code, err, p, n, next);
         } else {
             ob->retries++;
             attempt++;
             int64_t d = sbx_backoff_delay_ms(&bo, attempt < 30 ? attempt : 30, &seed);
             if (attempt == 1 || attempt % 20 == 0)
-                SBX_LOG_WARN("outbox", "delivery failed; will retry code=%s msg=\"%s\" pending=%llu "
-                             "retry_in_ms=%lld", sbx_status_name(code), err,
-                             (unsigned long long)ob->pending, (long long)d);
-            ob->kick = false;
-            struct timespec t0, now;
-            clock_gettime(CLOCK_MONOTONIC, &t0);
-            for (;;) { /* appends also signal the cond: only flush/close cut the wait short */
-                clock_gettime(CLOCK_MONOTONIC, &now);
-                int64_t el = (now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000;
-                if (ob->stop || ob->kick || el >= d)
-                    break;
-                timed_wait(ob, d - el);
-            }
+                SBX_LOG_WARN("outbox",
+                             "delivery failed; will retry code=%s msg=\"%s\" "
+                             "pending=%llu retry_in_ms=%lld",
+                             sbx_status_name(code), err, (unsigned long long)ob->pending,
+                             (long long)d);
+            backoff_wait(ob, d);
         }
         free(p);
     }
@@ -346,6 +366,30 @@ static void *sender_main(void *arg)
 }
 
 /* ---------------------------------------------------------------- public */
+
+static void apply_defaults(sbx_outbox_cfg *c, const sbx_outbox_cfg *given)
+{
+    *c = *given;
+    if (!c->retry_initial_ms)
+        c->retry_initial_ms = 200;
+    if (!c->retry_max_ms)
+        c->retry_max_ms = 10000;
+    if (!c->max_bytes)
+        c->max_bytes = 1ull << 30;
+    if (!c->compact_bytes)
+        c->compact_bytes = 4ull << 20;
+}
+
+static int open_files(sbx_outbox *ob)
+{
+    if ((ob->logfd = open_in(ob->dir, "queue.log", O_RDWR | O_CREAT)) < 0)
+        return ob->logfd;
+    if ((ob->ackfd = open_in(ob->dir, "queue.ack", O_RDWR | O_CREAT)) < 0)
+        return ob->ackfd;
+    if ((ob->deadfd = open_in(ob->dir, "dead.log", O_WRONLY | O_CREAT | O_APPEND)) < 0)
+        return ob->deadfd;
+    return 0;
+}
 
 int sbx_outbox_open(const sbx_outbox_cfg *cfg, sbx_outbox **out)
 {
@@ -356,15 +400,7 @@ int sbx_outbox_open(const sbx_outbox_cfg *cfg, sbx_outbox **out)
     sbx_outbox *ob = calloc(1, sizeof *ob);
     if (!ob)
         return -ENOMEM;
-    ob->cfg = *cfg;
-    if (!ob->cfg.retry_initial_ms)
-        ob->cfg.retry_initial_ms = 200;
-    if (!ob->cfg.retry_max_ms)
-        ob->cfg.retry_max_ms = 10000;
-    if (!ob->cfg.max_bytes)
-        ob->cfg.max_bytes = 1ull << 30;
-    if (!ob->cfg.compact_bytes)
-        ob->cfg.compact_bytes = 4ull << 20;
+    apply_defaults(&ob->cfg, cfg);
     ob->logfd = ob->ackfd = ob->deadfd = -1;
     int rc;
     if (!(ob->dir = strdup(cfg->dir))) {
@@ -374,11 +410,7 @@ int sbx_outbox_open(const sbx_outbox_cfg *cfg, sbx_outbox **out)
     ob->cfg.dir = ob->dir;
     if ((rc = mkdir_p(ob->dir)) < 0)
         goto out_free;
-    if ((rc = ob->logfd = open_in(ob->dir, "queue.log", O_RDWR | O_CREAT)) < 0 ||
-        (rc = ob->ackfd = open_in(ob->dir, "queue.ack", O_RDWR | O_CREAT)) < 0 ||
-        (rc = ob->deadfd = open_in(ob->dir, "dead.log", O_WRONLY | O_CREAT | O_APPEND)) < 0)
-        goto out_close;
-    if ((rc = recover(ob)) < 0)
+    if ((rc = open_files(ob)) < 0 || (rc = recover(ob)) < 0)
         goto out_close;
     pthread_mutex_init(&ob->mu, NULL);
     pthread_mutex_init(&ob->append_mu, NULL);
@@ -412,6 +444,27 @@ out_free:
     return rc;
 }
 
+/* Writes the iovecs at off (all of them, or an error). */
+static int pwritev_all(int fd, struct iovec *iov, int n, uint64_t off, size_t total)
+{
+    for (size_t done = 0; done < total;) {
+        ssize_t w = pwritev(fd, iov, n, (off_t)(off + done));
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return w < 0 ? -errno : -EIO;
+        done += (size_t)w;
+        size_t skip = (size_t)w; /* advance the iovecs past what was written */
+        for (int i = 0; i < n && skip; i++) {
+            size_t k = iov[i].iov_len < skip ? iov[i].iov_len : skip;
+            iov[i].iov_base = (uint8_t *)iov[i].iov_base + k;
+            iov[i].iov_len -= k;
+            skip -= k;
+        }
+    }
+    return 0;
+}
+
 int sbx_outbox_append(sbx_outbox *ob, const char *tenant, const uint8_t *req, size_t len)
 {
     size_t tl = tenant ? strlen(tenant) : 0;
@@ -432,46 +485,21 @@ int sbx_outbox_append(sbx_outbox *ob, const char *tenant, const uint8_t *req, si
     pthread_mutex_lock(&ob->mu);
     uint64_t off = ob->write_off;
     pthread_mutex_unlock(&ob->mu);
-    if (off + HDR + n > ob->cfg.max_bytes) {
-        pthread_mutex_unlock(&ob->append_mu);
-        return -ENOSPC;
-    }
-    size_t total = HDR + n, done = 0;
-    int rc = 0;
-    while (done < total) {
-        ssize_t w = pwritev(ob->logfd, iov, 3, (off_t)(off + done));
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            rc = w < 0 ? -errno : -EIO;
-            break;
-        }
-        done += (size_t)w;
-        /* advance the iovecs past what was written */
-        size_t skip = (size_t)w;
-        for (int i = 0; i < 3 && skip; i++) {
-            size_t k = iov[i].iov_len < skip ? iov[i].iov_len : skip;
-            iov[i].iov_base = (uint8_t *)iov[i].iov_base + k;
-            iov[i].iov_len -= k;
-            skip -= k;
-        }
-    }
+    int rc =
+        off + HDR + n > ob->cfg.max_bytes ? -ENOSPC : pwritev_all(ob->logfd, iov, 3, off, HDR + n);
     if (rc == 0 && ob->cfg.sync && fdatasync(ob->logfd) < 0)
         rc = -errno;
-    if (rc < 0) {
-        /* drop the partial entry so the log stays parseable */
-        if (ftruncate(ob->logfd, (off_t)off) < 0)
-            SBX_LOG_ERRNO(SBX_LOG_ERROR, "outbox", errno, "cannot undo a failed append");
-        pthread_mutex_unlock(&ob->append_mu);
-        return rc;
+    if (rc < 0 && rc != -ENOSPC && ftruncate(ob->logfd, (off_t)off) < 0) /* keep it parseable */
+        SBX_LOG_ERRNO(SBX_LOG_ERROR, "outbox", errno, "cannot undo a failed append");
+    if (rc == 0) {
+        pthread_mutex_lock(&ob->mu);
+        ob->write_off = off + HDR + n;
+        ob->pending++;
+        pthread_cond_broadcast(&ob->cond);
+        pthread_mutex_unlock(&ob->mu);
     }
-    pthread_mutex_lock(&ob->mu);
-    ob->write_off = off + total;
-    ob->pending++;
-    pthread_cond_broadcast(&ob->cond);
-    pthread_mutex_unlock(&ob->mu);
     pthread_mutex_unlock(&ob->append_mu);
-    return 0;
+    return rc;
 }
 
 void sbx_outbox_get_stats(sbx_outbox *ob, sbx_outbox_stats *st)
@@ -487,16 +515,13 @@ void sbx_outbox_get_stats(sbx_outbox *ob, sbx_outbox_stats *st)
 
 int sbx_outbox_flush(sbx_outbox *ob, int timeout_ms)
 {
-    struct timespec t0;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    uint64_t t0 = sbx_mono_ms();
     pthread_mutex_lock(&ob->mu);
     ob->kick = true;
     pthread_cond_broadcast(&ob->cond);
     int rc = 0;
     while (ob->pending > 0 && !ob->stop) {
-        struct timespec now;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        int64_t el = (now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000;
+        int64_t el = (int64_t)(sbx_mono_ms() - t0);
         if (el >= timeout_ms) {
             rc = -ETIMEDOUT;
             break;

@@ -11,7 +11,10 @@
  * and the runtime is destroyed when the last use is released. Handlers therefore hold a use for
  * as long as they touch sbx_box_sandbox/proctab/files, and re-check sbx_box_running() in long
  * waits. Every function is thread-safe; status-returning functions return a gRPC code and a
- * message naming the field in err. */
+ * message naming the field in err.
+ *
+ * Files: registry.c (index, lookups, the registry's start and end), registry_create.c (starting
+ * a sandbox), registry_life.c (uses, stop, teardown, the idle reaper); registry_int.h. */
 #ifndef SBX_EXEC_REGISTRY_H
 #define SBX_EXEC_REGISTRY_H
 
@@ -91,7 +94,8 @@ enum {
     REG_USE = 1,    /* running only; takes a use */
     REG_CREATE = 2, /* like REG_USE, and a project without a live sandbox gets one (defaults) */
 };
-/* Resolves "Addressing a sandbox" (sandbox_id and/or project_id, already syntax-checked).
+/* Resolves "Addressing a sandbox" (sandbox_id and/or project_id, already checked by
+ * exv_address).
  * NOT_FOUND for unknown / other tenant / a project without a live sandbox (unless REG_CREATE),
  * FAILED_PRECONDITION for a stopped sandbox named by id with REG_USE, INVALID_ARGUMENT when
  * both fields name different sandboxes. */
@@ -108,9 +112,6 @@ size_t sbx_reg_list(sbx_reg *r, const char *tenant, const char *project_id, bool
                     sbx_box ***out);
 void sbx_reg_list_free(sbx_box **v, size_t n);
 
-/* Number of live sandboxes (all tenants). */
-size_t sbx_reg_live_count(sbx_reg *r);
-
 void sbx_box_release(sbx_box *b); /* drops a use and its reference */
 void sbx_box_ref(sbx_box *b);
 void sbx_box_unref(sbx_box *b);   /* NULL is harmless */
@@ -119,8 +120,6 @@ bool sbx_box_use(sbx_box *b);
 
 /* The init died or the socket broke (e.g. spawn returned -EPIPE): stop the box. */
 void sbx_box_mark_dead(sbx_box *b, const char *why);
-/* Records activity (restarts the idle clock). */
-void sbx_box_touch(sbx_box *b);
 /* SetSandboxTimeout: new idle timeout (0 = never) and a restarted idle clock. FAILED_PRECONDITION
  * when stopped. */
 int sbx_box_set_idle_timeout(sbx_box *b, int64_t ms, char *err, size_t errlen);
@@ -150,8 +149,5 @@ typedef struct sbx_box_snap {
     int running_processes;
 } sbx_box_snap;
 void sbx_box_snapshot(sbx_box *b, sbx_box_snap *s);
-
-/* Wall clock in ms since the epoch. */
-int64_t sbx_now_unix_ms(void);
 
 #endif

@@ -1,13 +1,16 @@
 /* store_client.c: per-tenant channels to sbx-store and the two calls the executor makes
- * (RecordExecution from the outbox, GetCachedResult for cache_ttl_s lookups). */
+ * (RecordExecution from the outbox, its bytes passed through by pb_raw; GetCachedResult for
+ * cache_ttl_s lookups, after the outbox had a chance to deliver). */
 #include "store_client.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
+#include "pb_raw.h"
 #include "rpc_client.h"
 
 typedef struct tchan {
@@ -19,6 +22,7 @@ typedef struct tchan {
 
 struct sbx_storecli {
     char *target, *api_key;
+    sbx_outbox *ob; /* read-your-writes; set once before lookups */
     pthread_mutex_t mu;
     tchan chans[STORECLI_MAX_TENANTS];
     size_t n;
@@ -52,6 +56,11 @@ void sbx_storecli_free(sbx_storecli *sc)
     free(sc->target);
     free(sc->api_key);
     free(sc);
+}
+
+void sbx_storecli_set_outbox(sbx_storecli *sc, sbx_outbox *ob)
+{
+    sc->ob = ob;
 }
 
 /* Returns the tenant's channel with a reference taken (release with put_chan). */
@@ -109,20 +118,21 @@ static void put_chan(sbx_storecli *sc, tchan *t)
 int sbx_storecli_record(sbx_storecli *sc, const char *tenant, const uint8_t *req, size_t len,
                         int64_t deadline_ms, char *err, size_t errlen)
 {
-    ProtobufCMessage *m =
-        protobuf_c_message_unpack(&sbx__v1__record_execution_request__descriptor, NULL, len, req);
-    if (!m) {
-        snprintf(err, errlen, "outbox entry does not decode as RecordExecutionRequest");
-        return SBX_INVALID_ARGUMENT;
+    Sbx__V1__RecordExecutionRequest m = SBX__V1__RECORD_EXECUTION_REQUEST__INIT;
+    int rc = sbx_pb_raw_wrap(&m.base, req, len);
+    if (rc < 0) {
+        snprintf(err, errlen, "outbox entry is not a RecordExecutionRequest (%s)",
+                 rc == -ENOMEM ? "out of memory" : "not protobuf wire format");
+        return rc == -ENOMEM ? SBX_RESOURCE_EXHAUSTED : SBX_INVALID_ARGUMENT;
     }
     tchan *t = get_chan(sc, tenant, err, errlen);
     if (!t) {
-        protobuf_c_message_free_unpacked(m, NULL);
+        sbx_pb_raw_clear(&m.base);
         return SBX_UNAVAILABLE;
     }
     ProtobufCMessage *resp = NULL;
     sbx_rpc_result res = {0};
-    int code = sbx_call_unary(t->ch, "/sbx.v1.StateStore/RecordExecution", m,
+    int code = sbx_call_unary(t->ch, "/sbx.v1.StateStore/RecordExecution", &m.base,
                               &sbx__v1__record_execution_response__descriptor, &resp, deadline_ms,
                               NULL, &res);
     put_chan(sc, t);
@@ -131,8 +141,20 @@ int sbx_storecli_record(sbx_storecli *sc, const char *tenant, const uint8_t *req
     sbx_rpc_result_clear(&res);
     if (resp)
         protobuf_c_message_free_unpacked(resp, NULL);
-    protobuf_c_message_free_unpacked(m, NULL);
+    sbx_pb_raw_clear(&m.base);
     return code;
+}
+
+/* Read-your-writes: a result this executor just produced may still be on its way to the store;
+ * let it land first (bounded; skipped while the store is failing). */
+static void let_own_writes_land(sbx_storecli *sc, int64_t deadline_ms)
+{
+    if (!sc->ob)
+        return;
+    sbx_outbox_stats os;
+    sbx_outbox_get_stats(sc->ob, &os);
+    if (os.pending && (os.last_code == SBX_OK || os.delivered == 0))
+        sbx_outbox_flush(sc->ob, (int)(deadline_ms < 400 ? deadline_ms / 2 : 200));
 }
 
 int sbx_storecli_cache_get(sbx_storecli *sc, const char *tenant, const char *project_id,
@@ -140,6 +162,7 @@ int sbx_storecli_cache_get(sbx_storecli *sc, const char *tenant, const char *pro
                            Sbx__V1__GetCachedResultResponse **out, char *err, size_t errlen)
 {
     *out = NULL;
+    let_own_writes_land(sc, deadline_ms);
     tchan *t = get_chan(sc, tenant, err, errlen);
     if (!t)
         return SBX_UNAVAILABLE;

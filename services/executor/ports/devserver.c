@@ -2,8 +2,9 @@
  * the URL with short per-probe timeouts; between probes the caller's wait callback sleeps on
  * the server process (so an exit ends the wait at once), with pauses growing from 10 ms to
  * 100 ms. A probe counts as an answer as soon as a status line has been parsed: the body is
- * never read. sbx_devserver_start strings the StartDevServer steps together and turns the
- * outcome into the RPC's status and message. */
+ * never read.
+ *
+ * Threads: the caller's, blocked while it waits; libcurl's global state is set up once. */
 #include "devserver.h"
 
 #include <arpa/inet.h>
@@ -11,15 +12,13 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 
-#include "log.h"
+#include "clock.h"
 #include "status.h"
 
-#define COMP "devserver"
 #define PATH_MAX_LEN 2048
 #define TAIL_LINES 20
 
@@ -29,13 +28,6 @@ static CURLcode curl_init_rc;
 static void curl_init_once(void)
 {
     curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
 static void sleep_ms(int ms)
@@ -74,6 +66,62 @@ static CURL *probe_handle(const char *url, char *errbuf)
     return h;
 }
 
+/* One probe within the time left; true when an HTTP response arrived. */
+static bool probe_once(CURL *h, char *errbuf, uint64_t deadline, uint32_t probe_timeout,
+                       sbx_dev_result *res)
+{
+    uint64_t now = sbx_mono_ms();
+    uint64_t left = deadline > now ? deadline - now : 1;
+    long pt = (long)(left < probe_timeout ? left : probe_timeout);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, pt);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, pt);
+    errbuf[0] = '\0';
+    CURLcode cc = curl_easy_perform(h);
+    res->probes++;
+    long code = 0;
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
+    if (code > 0) {
+        res->http_status = code;
+        res->last_error[0] = '\0';
+        return true;
+    }
+    snprintf(res->last_error, sizeof res->last_error, "%s",
+             errbuf[0] ? errbuf : curl_easy_strerror(cc));
+    return false;
+}
+
+/* Probes until an outcome (see sbx_devserver_wait). */
+static sbx_dev_outcome probe_loop(const sbx_dev_wait_req *req, CURL *h, char *errbuf,
+                                  sbx_dev_result *res)
+{
+    uint32_t timeout = req->timeout_ms ? req->timeout_ms : 30000;
+    uint32_t probe_timeout = req->probe_timeout_ms ? req->probe_timeout_ms : 1000;
+    uint32_t interval = req->interval_min_ms ? req->interval_min_ms : 10;
+    uint32_t interval_max = req->interval_max_ms ? req->interval_max_ms : 100;
+    if (interval_max < interval)
+        interval_max = interval;
+    uint64_t deadline = sbx_mono_ms() + timeout;
+    for (bool exited = false;;
+         interval = interval * 2 > interval_max ? interval_max : interval * 2) {
+        if (probe_once(h, errbuf, deadline, probe_timeout, res))
+            return SBX_DEV_READY;
+        if (exited)
+            return SBX_DEV_EXITED;
+        uint64_t now = sbx_mono_ms();
+        if (now >= deadline)
+            return SBX_DEV_TIMEOUT;
+        int pause = (int)(deadline - now < interval ? deadline - now : interval);
+        int w = 0;
+        if (req->wait)
+            w = req->wait(req->wait_arg, pause, &res->exit);
+        else
+            sleep_ms(pause);
+        if (w < 0)
+            return SBX_DEV_CANCELLED;
+        exited = w > 0; /* one last probe: it may have daemonised */
+    }
+}
+
 int sbx_devserver_wait(const sbx_dev_wait_req *req, sbx_dev_result *res)
 {
     if (!req || !req->url || !res)
@@ -82,62 +130,13 @@ int sbx_devserver_wait(const sbx_dev_wait_req *req, sbx_dev_result *res)
     pthread_once(&curl_once, curl_init_once);
     if (curl_init_rc != CURLE_OK)
         return -ENOMEM;
-    uint32_t timeout = req->timeout_ms ? req->timeout_ms : 30000;
-    uint32_t probe_timeout = req->probe_timeout_ms ? req->probe_timeout_ms : 1000;
-    uint32_t interval = req->interval_min_ms ? req->interval_min_ms : 10;
-    uint32_t interval_max = req->interval_max_ms ? req->interval_max_ms : 100;
-    if (interval_max < interval)
-        interval_max = interval;
     char errbuf[CURL_ERROR_SIZE] = "";
     CURL *h = probe_handle(req->url, errbuf);
     if (!h)
         return -ENOMEM;
-
-    uint64_t start = now_ms(), deadline = start + timeout;
-    bool exited = false;
-    for (;;) {
-        uint64_t now = now_ms();
-        uint64_t left = deadline > now ? deadline - now : 1;
-        long pt = (long)(left < probe_timeout ? left : probe_timeout);
-        curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, pt);
-        curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, pt);
-        errbuf[0] = '\0';
-        CURLcode cc = curl_easy_perform(h);
-        res->probes++;
-        long code = 0;
-        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
-        if (code > 0) {
-            res->outcome = SBX_DEV_READY;
-            res->http_status = code;
-            res->last_error[0] = '\0';
-            break;
-        }
-        snprintf(res->last_error, sizeof res->last_error, "%s",
-                 errbuf[0] ? errbuf : curl_easy_strerror(cc));
-        if (exited) {
-            res->outcome = SBX_DEV_EXITED;
-            break;
-        }
-        now = now_ms();
-        if (now >= deadline) {
-            res->outcome = SBX_DEV_TIMEOUT;
-            break;
-        }
-        int pause = (int)(deadline - now < interval ? deadline - now : interval);
-        int w = 0;
-        if (req->wait)
-            w = req->wait(req->wait_arg, pause, &res->exit);
-        else
-            sleep_ms(pause);
-        if (w < 0) {
-            res->outcome = SBX_DEV_CANCELLED;
-            break;
-        }
-        if (w > 0)
-            exited = true; /* one last probe: it may have daemonised */
-        interval = interval * 2 > interval_max ? interval_max : interval * 2;
-    }
-    res->elapsed_ms = (uint32_t)(now_ms() - start);
+    uint64_t start = sbx_mono_ms();
+    res->outcome = probe_loop(req, h, errbuf, res);
+    res->elapsed_ms = (uint32_t)(sbx_mono_ms() - start);
     curl_easy_cleanup(h);
     return 0;
 }
@@ -308,126 +307,4 @@ int sbx_devserver_message(const sbx_dev_result *r, uint16_t port, bool killed, c
     if (n > 0 && (size_t)n < len && tail && tail[0])
         snprintf(buf + n, len - (size_t)n, "; last output:\n%s", tail);
     return status;
-}
-
-/* ---- StartDevServer ------------------------------------------------------------------------ */
-
-typedef struct {
-    sbx_proc *p;
-    const sbx_devserver_req *req;
-} wait_ctx;
-
-static int wait_with_cancel(void *arg, int timeout_ms, sbx_dev_exit *ex)
-{
-    wait_ctx *w = arg;
-    if (w->req->cancelled && w->req->cancelled(w->req->cancelled_arg))
-        return -ECANCELED;
-    return sbx_devserver_proc_wait(w->p, timeout_ms, ex);
-}
-
-static int fail(sbx_devserver_result *out, int status, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int fail(sbx_devserver_result *out, int status, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(out->message, sizeof out->message, fmt, ap);
-    va_end(ap);
-    out->status = status;
-    return status;
-}
-
-int sbx_devserver_start(const sbx_devserver_req *req, sbx_devserver_result *out)
-{
-    memset(out, 0, sizeof *out);
-    if (!req || !req->procs || !req->fwd || !req->key || !req->proc)
-        return fail(out, SBX_INTERNAL, "dev server request is incomplete");
-    if (req->port == 0)
-        return fail(out, SBX_INVALID_ARGUMENT, "port: must be 1..65535");
-    const char *path = req->ready_path && req->ready_path[0] ? req->ready_path : "/";
-    if (sbx_devserver_check_path(path) < 0)
-        return fail(out, SBX_INVALID_ARGUMENT,
-                    "ready_path: must start with \"/\", 1..2048 "
-                    "printable bytes without spaces or '#'");
-    if (req->ready_timeout_ms > 600000)
-        return fail(out, SBX_INVALID_ARGUMENT, "ready_timeout_ms: at most 600000");
-
-    int rc = sbx_portfwd_expose_pid(req->fwd, req->key, req->init_pid, req->port, &out->host_port);
-    if (rc < 0) {
-        int st = rc == -EADDRINUSE || rc == -EADDRNOTAVAIL ? SBX_RESOURCE_EXHAUSTED
-                 : rc == -ESRCH || rc == -ESTALE           ? SBX_UNAVAILABLE
-                                                           : sbx_status_from_errno(rc);
-        return fail(out, st, "expose port %u: %s", (unsigned)req->port, strerror(-rc));
-    }
-    sbx_portfwd_url(req->fwd, out->host_port, out->url, sizeof out->url);
-    char probe[PATH_MAX_LEN + 96];
-    if (sbx_devserver_probe_url(sbx_portfwd_bind_host(req->fwd), out->host_port, path, probe,
-                                sizeof probe) < 0)
-        return fail(out, SBX_INTERNAL, "cannot build the probe URL");
-
-    sbx_proc *p = NULL;
-    const char *tag = req->proc->tag;
-    if (tag && tag[0]) {
-        p = sbx_proc_find_tag(req->procs, tag);
-        if (p) {
-            sbx_proc_status st;
-            sbx_proc_status_get(p, &st);
-            if (st.running) {
-                out->reused = true;
-            } else {
-                sbx_proc_unref(p);
-                p = NULL;
-            }
-        }
-    }
-    if (!p) {
-        const char *what = NULL;
-        rc = sbx_proc_start(req->procs, req->proc, &p, &what);
-        if (rc < 0) {
-            if (what && strcmp(what, "exec") == 0)
-                return fail(out, SBX_FAILED_PRECONDITION,
-                            "dev server exited with code %d "
-                            "before port %u was ready: cannot execute %s: %s",
-                            rc == -ENOENT ? 127 : 126, (unsigned)req->port,
-                            req->proc->spawn.argv[0], strerror(-rc));
-            if (what && strcmp(what, "cwd") == 0)
-                return fail(out, SBX_FAILED_PRECONDITION, "cwd: %s", strerror(-rc));
-            int st = rc == -EPIPE    ? SBX_UNAVAILABLE
-                     : rc == -EAGAIN ? SBX_RESOURCE_EXHAUSTED
-                                     : sbx_status_from_errno(rc);
-            return fail(out, st, "start dev server: %s", strerror(-rc));
-        }
-    }
-    sbx_proc_status st;
-    sbx_proc_status_get(p, &st);
-    out->pid = st.pid;
-
-    wait_ctx w = {.p = p, .req = req};
-    sbx_dev_wait_req wr = {.url = probe,
-                           .timeout_ms = req->ready_timeout_ms ? req->ready_timeout_ms : 30000,
-                           .wait = wait_with_cancel,
-                           .wait_arg = &w};
-    rc = sbx_devserver_wait(&wr, &out->wait);
-    if (rc < 0) {
-        sbx_proc_unref(p);
-        return fail(out, SBX_INTERNAL, "readiness probe: %s", strerror(-rc));
-    }
-    if (out->wait.outcome != SBX_DEV_READY && !req->keep_on_failure &&
-        out->wait.outcome != SBX_DEV_EXITED) {
-        sbx_proc_kill_tree(p);
-        out->killed = true;
-    } else if (out->wait.outcome == SBX_DEV_EXITED && !req->keep_on_failure) {
-        sbx_proc_kill_tree(p); /* children it left behind */
-    }
-    if (out->wait.outcome == SBX_DEV_EXITED || out->killed)
-        sbx_proc_wait_finished(p, 300); /* let the last output drain into the ring */
-    char tail[2048];
-    sbx_devserver_tail(p, TAIL_LINES, tail, sizeof tail);
-    out->status = sbx_devserver_message(&out->wait, req->port, out->killed, tail, out->message,
-                                        sizeof out->message);
-    SBX_LOG_INFO(COMP, "dev server key=%s port=%u pid=%d outcome=%d elapsed_ms=%u probes=%u",
-                 req->key, (unsigned)req->port, out->pid, (int)out->wait.outcome,
-                 out->wait.elapsed_ms, out->wait.probes);
-    sbx_proc_unref(p);
-    return out->status;
 }

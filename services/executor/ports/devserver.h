@@ -1,8 +1,8 @@
 /* devserver.h: dev-server readiness. Polls http://host:port/ready-path with libcurl until any
  * HTTP response arrives (every status code counts), the ready timeout passes, or the server's
- * process exits first, and says which; plus the whole StartDevServer sequence (reuse a running
- * process by tag, expose the port, start the command, wait, kill it on failure unless asked not
- * to) with the status and message the RPC returns.
+ * process exits first, and says which; the output tail and the status and message the RPC
+ * returns for an outcome. The StartDevServer sequence itself (start or reuse the command,
+ * expose the port, wait, kill on failure) is the RPC handler's (rpc/handlers_devserver.c).
  *
  * Threads: every function is thread-safe and blocks the calling thread while it waits (run it
  * on a worker, not on a completion-queue thread). libcurl is initialised once on first use
@@ -17,7 +17,6 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "portfwd.h"
 #include "proc.h"
 
 #ifdef __cplusplus
@@ -90,42 +89,6 @@ size_t sbx_devserver_tail(sbx_proc *p, int max_lines, char *buf, size_t len);
  * NULL). */
 int sbx_devserver_message(const sbx_dev_result *r, uint16_t port, bool killed, const char *tail,
                           char *buf, size_t len);
-
-/* ---- the whole StartDevServer sequence ------------------------------------------------------- */
-
-typedef struct {
-    sbx_proctab *procs;        /* the sandbox's process table */
-    sbx_portfwd *fwd;          /* the executor's forwarder */
-    const char *key;           /* sandbox id (the forwarder key) */
-    pid_t init_pid;            /* sandbox init host pid (its network namespace) */
-    const sbx_proc_req *proc;  /* the command; background, output kept in its rings. With a tag,
-                                  a running process with that tag is reused (not restarted) */
-    uint16_t port;             /* port the server listens on inside the sandbox, 1..65535 */
-    const char *ready_path;    /* NULL or "" = "/" */
-    uint32_t ready_timeout_ms; /* 0 = 30000; max 600000 */
-    bool keep_on_failure;      /* leave the process running when it does not become ready */
-    /* optional: return true to give up (RPC cancelled / deadline); checked between probes */
-    bool (*cancelled)(void *arg);
-    void *cancelled_arg;
-} sbx_devserver_req;
-
-typedef struct {
-    int status;         /* sbx_status the RPC returns */
-    char message[3072]; /* error message for status != OK (includes the output tail) */
-    char url[96];       /* "http://<host>:<host_port>/" (valid once the port is exposed) */
-    uint16_t host_port;
-    int pid;             /* server pid inside the sandbox (0 if none was started) */
-    bool reused;         /* a running process with the tag was reused */
-    bool killed;         /* the process was killed because it did not become ready */
-    sbx_dev_result wait; /* how the wait went */
-} sbx_devserver_result;
-
-/* Runs StartDevServer: validates, exposes the port (before starting anything), starts the
- * command or reuses the running process with req->proc->tag, waits for readiness through the
- * forwarder, kills the process tree on failure unless keep_on_failure. Always fills *out; the
- * return value is out->status (an sbx_status). INVALID_ARGUMENT for a bad port/path/timeout,
- * ExposePort's and Exec's statuses for their failures. */
-int sbx_devserver_start(const sbx_devserver_req *req, sbx_devserver_result *out);
 
 #ifdef __cplusplus
 }

@@ -1,5 +1,8 @@
-/* handlers_common.c: helpers the SandboxExecutor handlers share (sandbox resolution, message
- * builders, errno mapping, output streaming) and the method table. */
+/* handlers_common.c: what the SandboxExecutor handlers share: resolving a sandbox address (the
+ * one place it is checked), the process-handler prologue (selector, sandbox, execution), the
+ * Sandbox and ProcessExit messages, a command's environment, and the method table.
+ *
+ * Threads: the handlers' worker threads; nothing here keeps state. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -7,7 +10,14 @@
 #include "handlers.h"
 #include "status.h"
 
-#define CHUNK (64 * 1024)
+int exh_resolve(sbx_ctx *ctx, sbx_exsvc *s, const char *sandbox_id, const char *project_id,
+                int mode, sbx_box **out)
+{
+    char err[512];
+    int code = sbx_reg_get(s->reg, sbx_ctx_tenant(ctx), sandbox_id, project_id, mode, out, err,
+                           sizeof err);
+    return code == SBX_OK ? SBX_OK : sbx_ctx_error(ctx, code, "%s", err);
+}
 
 int exh_box(sbx_ctx *ctx, sbx_exsvc *s, const char *sandbox_id, const char *project_id, int mode,
             sbx_box **out)
@@ -16,32 +26,57 @@ int exh_box(sbx_ctx *ctx, sbx_exsvc *s, const char *sandbox_id, const char *proj
     int code = exv_address(sandbox_id, project_id, err, sizeof err);
     if (code != SBX_OK)
         return sbx_ctx_error(ctx, code, "%s", err);
-    code = sbx_reg_get(s->reg, sbx_ctx_tenant(ctx), sandbox_id, project_id, mode, out, err,
-                       sizeof err);
-    if (code != SBX_OK)
-        return sbx_ctx_error(ctx, code, "%s", err);
+    return exh_resolve(ctx, s, sandbox_id, project_id, mode, out);
+}
+
+/* Finds the execution of a (checked) selector; NOT_FOUND with a message when none. */
+static int select_exe(sbx_ctx *ctx, sbx_box *b, const Sbx__V1__ProcessSelector *sel, sbx_exe **out)
+{
+    if (sel->sel_case == SBX__V1__PROCESS_SELECTOR__SEL_PID) {
+        *out = sbx_exe_find_pid(b, sel->pid);
+        if (!*out)
+            return sbx_ctx_error(ctx, SBX_NOT_FOUND, "process.pid: no process %d in sandbox %s",
+                                 sel->pid, sbx_box_id(b));
+    } else {
+        *out = sbx_exe_find_tag(b, sel->tag);
+        if (!*out)
+            return sbx_ctx_error(ctx, SBX_NOT_FOUND,
+                                 "process.tag: no process tagged \"%s\" in "
+                                 "sandbox %s",
+                                 sel->tag, sbx_box_id(b));
+    }
     return SBX_OK;
 }
 
-Sbx__V1__Sandbox *exh_sandbox_msg(sbx_ctx *ctx, sbx_box *b)
+int exh_process_get(sbx_ctx *ctx, sbx_exsvc *s, const char *sandbox_id, const char *project_id,
+                    const Sbx__V1__ProcessSelector *sel, sbx_box **b, sbx_exe **e)
 {
-    Sbx__V1__Sandbox *m = (Sbx__V1__Sandbox *)sbx_ctx_new_msg(ctx, &sbx__v1__sandbox__descriptor);
-    sbx_box_snap sn;
-    sbx_box_snapshot(b, &sn);
-    m->sandbox_id = sbx_ctx_strdup(ctx, sbx_box_id(b));
-    m->project_id = sbx_ctx_strdup(ctx, sbx_box_project(b));
-    m->state = sn.state == SBX_BOX_STOPPED ? SBX__V1__SANDBOX_STATE__SANDBOX_STATE_STOPPED
-                                           : SBX__V1__SANDBOX_STATE__SANDBOX_STATE_RUNNING;
-    m->template_ = sbx_ctx_strdup(ctx, sbx_box_template(b));
-    m->init_pid = sn.init_pid;
-    m->created_at_unix_ms = sn.created_ms;
-    m->last_used_at_unix_ms = sn.last_used_ms;
-    m->expires_at_unix_ms = sn.expires_ms;
-    m->idle_timeout_ms = sn.idle_timeout_ms;
-    m->running_processes = sn.running_processes;
+    *b = NULL;
+    *e = NULL;
+    char err[256];
+    int code = exv_selector(sel, err, sizeof err);
+    if (code != SBX_OK)
+        return sbx_ctx_error(ctx, code, "%s", err);
+    if ((code = exh_box(ctx, s, sandbox_id, project_id, REG_USE, b)) != SBX_OK)
+        return code;
+    if ((code = select_exe(ctx, *b, sel, e)) != SBX_OK) {
+        sbx_box_release(*b);
+        *b = NULL;
+    }
+    return code;
+}
+
+void exh_process_put(sbx_box *b, sbx_exe *e)
+{
+    sbx_exe_unref(e);
+    if (b)
+        sbx_box_release(b);
+}
+
+static Sbx__V1__SandboxLimits *limits_msg(sbx_ctx *ctx, const exv_limits *el)
+{
     Sbx__V1__SandboxLimits *l =
         (Sbx__V1__SandboxLimits *)sbx_ctx_new_msg(ctx, &sbx__v1__sandbox_limits__descriptor);
-    const exv_limits *el = sbx_box_limits(b);
     l->memory_bytes = el->memory_bytes;
     l->pids = (int32_t)el->pids;
     l->cpu_millis = (int32_t)el->cpu_millis;
@@ -49,7 +84,12 @@ Sbx__V1__Sandbox *exh_sandbox_msg(sbx_ctx *ctx, sbx_box *b)
     l->max_output_bytes = el->max_output_bytes;
     l->open_files = (int32_t)el->open_files;
     l->disk_bytes = el->disk_bytes;
-    m->limits = l;
+    return l;
+}
+
+/* The sandbox's enforcement list and metadata into m. */
+static void lists_msg(sbx_ctx *ctx, sbx_box *b, Sbx__V1__Sandbox *m)
+{
     const char *const *enf;
     size_t ne = sbx_box_enforced(b, &enf);
     m->n_enforced = ne;
@@ -67,6 +107,27 @@ Sbx__V1__Sandbox *exh_sandbox_msg(sbx_ctx *ctx, sbx_box *b)
         e->value = sbx_ctx_strdup(ctx, mv[i]);
         m->metadata[i] = e;
     }
+}
+
+Sbx__V1__Sandbox *exh_sandbox_msg(sbx_ctx *ctx, sbx_exsvc *s, sbx_box *b)
+{
+    Sbx__V1__Sandbox *m = (Sbx__V1__Sandbox *)sbx_ctx_new_msg(ctx, &sbx__v1__sandbox__descriptor);
+    sbx_box_snap sn;
+    sbx_box_snapshot(b, &sn);
+    m->sandbox_id = sbx_ctx_strdup(ctx, sbx_box_id(b));
+    m->project_id = sbx_ctx_strdup(ctx, sbx_box_project(b));
+    m->state = sn.state == SBX_BOX_STOPPED ? SBX__V1__SANDBOX_STATE__SANDBOX_STATE_STOPPED
+                                           : SBX__V1__SANDBOX_STATE__SANDBOX_STATE_RUNNING;
+    m->template_ = sbx_ctx_strdup(ctx, sbx_box_template(b));
+    m->init_pid = sn.init_pid;
+    m->created_at_unix_ms = sn.created_ms;
+    m->last_used_at_unix_ms = sn.last_used_ms;
+    m->expires_at_unix_ms = sn.expires_ms;
+    m->idle_timeout_ms = sn.idle_timeout_ms;
+    m->running_processes = sn.running_processes;
+    m->limits = limits_msg(ctx, sbx_box_limits(b));
+    lists_msg(ctx, b, m);
+    exh_sandbox_ports(ctx, s, b, m);
     return m;
 }
 
@@ -85,163 +146,6 @@ Sbx__V1__ProcessExit *exh_exit_msg(sbx_ctx *ctx, const sbx_exe_exit *x)
     m->finished_at_unix_ms = x->finished_ms;
     m->oom_killed = x->oom_killed;
     return m;
-}
-
-int exh_files_error(sbx_ctx *ctx, int rc, const char *msg)
-{
-    int code = sbx_files_status(rc);
-    if (code == SBX_OK || code == SBX_UNKNOWN)
-        code = SBX_INTERNAL;
-    return sbx_ctx_error(ctx, code, "%s", msg && msg[0] ? msg : strerror(-rc));
-}
-
-int exh_select(sbx_ctx *ctx, sbx_box *b, const Sbx__V1__ProcessSelector *sel, sbx_exe **out)
-{
-    char err[256];
-    int code = exv_selector(sel, err, sizeof err);
-    if (code != SBX_OK)
-        return sbx_ctx_error(ctx, code, "%s", err);
-    if (sel->sel_case == SBX__V1__PROCESS_SELECTOR__SEL_PID) {
-        *out = sbx_exe_find_pid(b, sel->pid);
-        if (!*out)
-            return sbx_ctx_error(ctx, SBX_NOT_FOUND, "process.pid: no process %d in sandbox %s",
-                                 sel->pid, sbx_box_id(b));
-    } else {
-        *out = sbx_exe_find_tag(b, sel->tag);
-        if (!*out)
-            return sbx_ctx_error(ctx, SBX_NOT_FOUND, "process.tag: no process tagged \"%s\" in "
-                                 "sandbox %s", sel->tag, sbx_box_id(b));
-    }
-    return SBX_OK;
-}
-
-Sbx__V1__AttachInfo *exh_attach_info(sbx_ctx *ctx, sbx_exe *e)
-{
-    sbx_exe_info in;
-    sbx_exe_info_get(e, &in);
-    Sbx__V1__AttachInfo *a =
-        (Sbx__V1__AttachInfo *)sbx_ctx_new_msg(ctx, &sbx__v1__attach_info__descriptor);
-    a->pid = in.pid;
-    a->running = in.state == EXE_RUNNING;
-    /* the capture keeps the first bytes: with any of it, offset 0 is still held */
-    a->stdout_oldest_offset = sbx_exe_capture_len(e, SBX_STREAM_STDOUT) ? 0 : in.out_oldest;
-    a->stderr_oldest_offset = sbx_exe_capture_len(e, SBX_STREAM_STDERR) ? 0 : in.err_oldest;
-    return a;
-}
-
-/* Reads output at *off (below limit): the capture first, then the ring. */
-static size_t read_out(sbx_exe *e, sbx_proc *p, int stream, uint64_t *off, uint64_t limit,
-                       uint8_t *buf, size_t len)
-{
-    if (*off >= limit)
-        return 0;
-    if (limit - *off < len)
-        len = (size_t)(limit - *off);
-    size_t n = sbx_exe_capture_read(e, stream, *off, buf, len);
-    if (n > 0 || !p)
-        return n;
-    uint64_t o = *off;
-    ssize_t r = sbx_proc_read(p, stream, &o, buf, len);
-    if (r <= 0) {
-        *off = o;
-        return 0;
-    }
-    if (o >= limit) {
-        *off = limit;
-        return 0;
-    }
-    if (o + (uint64_t)r > limit)
-        r = (ssize_t)(limit - o);
-    *off = o;
-    return (size_t)r;
-}
-
-static int send_chunk(sbx_ctx *ctx, int stream, const uint8_t *d, size_t n, uint64_t off)
-{
-    Sbx__V1__ExecEvent ev = SBX__V1__EXEC_EVENT__INIT;
-    Sbx__V1__ProcessOutput po = SBX__V1__PROCESS_OUTPUT__INIT;
-    po.data.data = (uint8_t *)d;
-    po.data.len = n;
-    po.offset = off;
-    if (stream == SBX_STREAM_STDOUT) {
-        ev.event_case = SBX__V1__EXEC_EVENT__EVENT_STDOUT;
-        ev.stdout = &po;
-    } else {
-        ev.event_case = SBX__V1__EXEC_EVENT__EVENT_STDERR;
-        ev.stderr = &po;
-    }
-    return sbx_stream_send(ctx, &ev.base);
-}
-
-/* Sends what is readable of both streams (stdout first) up to the cap. Returns 0, -ECANCELED. */
-int exh_send_available(sbx_ctx *ctx, sbx_exe *e, sbx_proc *p, uint64_t off[2], uint8_t *buf)
-{
-    for (int s = 0; s < 2; s++) {
-        int stream = s ? SBX_STREAM_STDERR : SBX_STREAM_STDOUT;
-        sbx_exe_info in;
-        sbx_exe_info_get(e, &in);
-        uint64_t end = s ? in.err_end : in.out_end;
-        uint64_t lim = end < e->cap ? end : e->cap;
-        for (int rounds = 0; off[s] < lim && rounds < 64; rounds++) {
-            uint64_t o = off[s];
-            size_t n = read_out(e, p, stream, &o, lim, buf, CHUNK);
-            if (n == 0) {
-                off[s] = o > off[s] ? o : off[s];
-                break;
-            }
-            if (send_chunk(ctx, stream, buf, n, o) < 0)
-                return -ECANCELED;
-            off[s] = o + n;
-        }
-    }
-    return 0;
-}
-
-int exh_stream_output(sbx_ctx *ctx, sbx_exe *e, uint64_t off_out, uint64_t off_err, bool follow)
-{
-    uint8_t *buf = sbx_ctx_alloc(ctx, CHUNK);
-    uint64_t off[2] = {off_out, off_err};
-    sbx_proc *p = sbx_exe_proc(e);
-    int code = SBX_OK;
-    for (;;) {
-        sbx_exe_info in;
-        sbx_exe_info_get(e, &in);
-        bool done = in.state >= EXE_DONE;
-        if (exh_send_available(ctx, e, p, off, buf) < 0) {
-            code = SBX_CANCELLED;
-            break;
-        }
-        if (done) {
-            if (in.state == EXE_DONE) {
-                Sbx__V1__ExecEvent ev = SBX__V1__EXEC_EVENT__INIT;
-                ev.event_case = SBX__V1__EXEC_EVENT__EVENT_EXITED;
-                ev.exited = exh_exit_msg(ctx, &in.exit);
-                if (sbx_stream_send(ctx, &ev.base) < 0)
-                    code = SBX_CANCELLED;
-            }
-            break;
-        }
-        if (!follow)
-            break;
-        if (sbx_ctx_cancelled(ctx)) {
-            code = SBX_CANCELLED;
-            break;
-        }
-        uint64_t w_out = off[0] >= e->cap ? UINT64_MAX : off[0];
-        uint64_t w_err = off[1] >= e->cap ? UINT64_MAX : off[1];
-        if (p) {
-            sbx_proc_status st;
-            sbx_proc_status_get(p, &st);
-            if (st.finished)
-                sbx_exe_wait_done(e, 50); /* the driver records it, then it is DONE */
-            else
-                sbx_proc_wait(p, w_out, w_err, 250);
-        } else {
-            sbx_exe_wait_done(e, 250);
-        }
-    }
-    sbx_proc_unref(p);
-    return code;
 }
 
 /* ---------------------------------------------------------------- method table */

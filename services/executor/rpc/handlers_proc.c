@@ -1,5 +1,9 @@
 /* handlers_proc.c: ListProcesses, SignalProcess, SendInput, CloseInput, AttachProcess — the
- * commands of a running sandbox, foreground and background, selected by pid or tag. */
+ * commands of a running sandbox, foreground and background, selected by pid or tag (the
+ * prologue is exh_process_get). Input is queued in the process table; output is streamed by
+ * handlers_output.c.
+ *
+ * Threads: the handlers' worker threads; SendInput and AttachProcess block theirs. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -63,35 +67,51 @@ int exh_signal_process(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessa
     if (sig < 1 || sig > EXV_SIGNAL_MAX)
         return sbx_ctx_error(ctx, SBX_INVALID_ARGUMENT, "signal: %d is not in 1..%d", r->signal,
                              EXV_SIGNAL_MAX);
-    char err[256];
-    int code = exv_selector(r->process, err, sizeof err);
-    if (code != SBX_OK)
-        return sbx_ctx_error(ctx, code, "%s", err);
     sbx_box *b;
-    if ((code = exh_box(ctx, data, r->sandbox_id, r->project_id, REG_USE, &b)) != SBX_OK)
-        return code;
     sbx_exe *e;
-    if ((code = exh_select(ctx, b, r->process, &e)) != SBX_OK) {
-        sbx_box_release(b);
+    int code = exh_process_get(ctx, data, r->sandbox_id, r->project_id, r->process, &b, &e);
+    if (code != SBX_OK)
         return code;
-    }
     sbx_exe_info in;
     sbx_exe_info_get(e, &in);
-    if (in.state != EXE_RUNNING || in.pid <= 0) {
+    int rc = in.state == EXE_RUNNING && in.pid > 0
+                 ? sbx_sandbox_signal_group(sbx_box_sandbox(b), in.pid, sig)
+                 : -ESRCH;
+    if (rc == -ESRCH)
         code = sbx_ctx_error(ctx, SBX_FAILED_PRECONDITION, "process %d already exited", in.pid);
-    } else {
-        int rc = sbx_sandbox_signal_group(sbx_box_sandbox(b), in.pid, sig);
-        if (rc == -ESRCH)
-            code = sbx_ctx_error(ctx, SBX_FAILED_PRECONDITION, "process %d already exited", in.pid);
-        else if (rc < 0)
-            code = sbx_ctx_error(ctx, SBX_INTERNAL, "cannot signal process %d: %s", in.pid,
-                                 strerror(-rc));
-    }
-    sbx_exe_unref(e);
-    sbx_box_release(b);
+    else if (rc < 0)
+        code =
+            sbx_ctx_error(ctx, SBX_INTERNAL, "cannot signal process %d: %s", in.pid, strerror(-rc));
+    exh_process_put(b, e);
     if (code == SBX_OK)
         *resp = sbx_ctx_new_msg(ctx, &sbx__v1__signal_process_response__descriptor);
     return code;
+}
+
+/* Writes SendInput's data within the call's deadline (at most 10 minutes). */
+static int send_input(sbx_ctx *ctx, sbx_exe *e, const ProtobufCBinaryData *data)
+{
+    sbx_exe_info in;
+    sbx_exe_info_get(e, &in);
+    if (in.state != EXE_RUNNING)
+        return sbx_ctx_error(ctx, SBX_FAILED_PRECONDITION, "process %d already exited", in.pid);
+    if (!in.stdin_open)
+        return sbx_ctx_error(ctx, SBX_FAILED_PRECONDITION, "process %d: stdin is closed", in.pid);
+    if (!data->len)
+        return SBX_OK;
+    int64_t left = sbx_ctx_remaining_ms(ctx);
+    int to = left > 600000 ? 600000 : (int)(left > 0 ? left : 0);
+    ssize_t n = sbx_exe_write_input(e, data->data, data->len, to);
+    if (n == -EPIPE)
+        return sbx_ctx_error(ctx, SBX_FAILED_PRECONDITION, "process %d: stdin is closed", in.pid);
+    if (n < 0)
+        return sbx_ctx_error(ctx, SBX_INTERNAL, "write to stdin: %s", strerror((int)-n));
+    if ((size_t)n < data->len)
+        return sbx_ctx_error(ctx, SBX_DEADLINE_EXCEEDED,
+                             "data: %zd of %zu bytes written before "
+                             "the deadline (the process is not reading)",
+                             n, data->len);
+    return SBX_OK;
 }
 
 int exh_send_input(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **resp, void *data)
@@ -100,43 +120,13 @@ int exh_send_input(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage *
     if (r->data.len > EXV_INPUT_MAX)
         return sbx_ctx_error(ctx, SBX_INVALID_ARGUMENT, "data: %zu bytes exceeds the limit of %d",
                              r->data.len, EXV_INPUT_MAX);
-    char err[256];
-    int code = exv_selector(r->process, err, sizeof err);
-    if (code != SBX_OK)
-        return sbx_ctx_error(ctx, code, "%s", err);
     sbx_box *b;
-    if ((code = exh_box(ctx, data, r->sandbox_id, r->project_id, REG_USE, &b)) != SBX_OK)
-        return code;
     sbx_exe *e;
-    if ((code = exh_select(ctx, b, r->process, &e)) != SBX_OK) {
-        sbx_box_release(b);
+    int code = exh_process_get(ctx, data, r->sandbox_id, r->project_id, r->process, &b, &e);
+    if (code != SBX_OK)
         return code;
-    }
-    sbx_exe_info in;
-    sbx_exe_info_get(e, &in);
-    sbx_proc *p = sbx_exe_proc(e);
-    if (in.state != EXE_RUNNING || !p) {
-        code = sbx_ctx_error(ctx, SBX_FAILED_PRECONDITION, "process %d already exited", in.pid);
-    } else if (!in.stdin_open) {
-        code = sbx_ctx_error(ctx, SBX_FAILED_PRECONDITION, "process %d: stdin is closed", in.pid);
-    } else if (r->data.len) {
-        int64_t left = sbx_ctx_remaining_ms(ctx);
-        int to = left > 600000 ? 600000 : (int)(left > 0 ? left : 0);
-        ssize_t n = sbx_proc_write_stdin(p, r->data.data, r->data.len, to);
-        if (n == -EPIPE || n == -EBADF) {
-            sbx_exe_stdin_closed(e);
-            code = sbx_ctx_error(ctx, SBX_FAILED_PRECONDITION, "process %d: stdin is closed",
-                                 in.pid);
-        } else if (n < 0) {
-            code = sbx_ctx_error(ctx, SBX_INTERNAL, "write to stdin: %s", strerror((int)-n));
-        } else if ((size_t)n < r->data.len) {
-            code = sbx_ctx_error(ctx, SBX_DEADLINE_EXCEEDED, "data: %zd of %zu bytes written before "
-                                 "the deadline (the process is not reading)", n, r->data.len);
-        }
-    }
-    sbx_proc_unref(p);
-    sbx_exe_unref(e);
-    sbx_box_release(b);
+    code = send_input(ctx, e, &r->data);
+    exh_process_put(b, e);
     if (code == SBX_OK)
         *resp = sbx_ctx_new_msg(ctx, &sbx__v1__send_input_response__descriptor);
     return code;
@@ -146,25 +136,13 @@ int exh_close_input(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage 
                     void *data)
 {
     const Sbx__V1__CloseInputRequest *r = (const Sbx__V1__CloseInputRequest *)req;
-    char err[256];
-    int code = exv_selector(r->process, err, sizeof err);
-    if (code != SBX_OK)
-        return sbx_ctx_error(ctx, code, "%s", err);
     sbx_box *b;
-    if ((code = exh_box(ctx, data, r->sandbox_id, r->project_id, REG_USE, &b)) != SBX_OK)
-        return code;
     sbx_exe *e;
-    if ((code = exh_select(ctx, b, r->process, &e)) != SBX_OK) {
-        sbx_box_release(b);
+    int code = exh_process_get(ctx, data, r->sandbox_id, r->project_id, r->process, &b, &e);
+    if (code != SBX_OK)
         return code;
-    }
-    sbx_proc *p = sbx_exe_proc(e);
-    if (p)
-        sbx_proc_close_stdin(p);
-    sbx_exe_stdin_closed(e);
-    sbx_proc_unref(p);
-    sbx_exe_unref(e);
-    sbx_box_release(b);
+    sbx_exe_close_input(e);
+    exh_process_put(b, e);
     *resp = sbx_ctx_new_msg(ctx, &sbx__v1__close_input_response__descriptor);
     return SBX_OK;
 }
@@ -174,40 +152,36 @@ int exh_attach_process(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessa
 {
     (void)resp;
     const Sbx__V1__AttachProcessRequest *r = (const Sbx__V1__AttachProcessRequest *)req;
-    char err[256];
-    int code = exv_selector(r->process, err, sizeof err);
-    if (code != SBX_OK)
-        return sbx_ctx_error(ctx, code, "%s", err);
     sbx_box *b;
-    if ((code = exh_box(ctx, data, r->sandbox_id, r->project_id, REG_USE, &b)) != SBX_OK)
-        return code;
     sbx_exe *e;
-    if ((code = exh_select(ctx, b, r->process, &e)) != SBX_OK) {
-        sbx_box_release(b);
+    int code = exh_process_get(ctx, data, r->sandbox_id, r->project_id, r->process, &b, &e);
+    if (code != SBX_OK)
         return code;
-    }
     /* the box use is not needed to read output: let a KillSandbox proceed while we follow */
     sbx_box_release(b);
     sbx_exe_info in;
     sbx_exe_info_get(e, &in);
-    if (r->stdout_offset > in.out_end || r->stderr_offset > in.err_end) {
-        sbx_exe_unref(e);
-        return sbx_ctx_error(ctx, SBX_OUT_OF_RANGE, "%s: offset %llu is beyond the %llu bytes "
+    bool out_far = r->stdout_offset > in.out_end;
+    if (out_far || r->stderr_offset > in.err_end) {
+        exh_process_put(NULL, e);
+        return sbx_ctx_error(ctx, SBX_OUT_OF_RANGE,
+                             "%s: offset %llu is beyond the %llu bytes "
                              "produced so far",
-                             r->stdout_offset > in.out_end ? "stdout_offset" : "stderr_offset",
-                             (unsigned long long)(r->stdout_offset > in.out_end ? r->stdout_offset
-                                                                                : r->stderr_offset),
-                             (unsigned long long)(r->stdout_offset > in.out_end ? in.out_end
-                                                                                : in.err_end));
+                             out_far ? "stdout_offset" : "stderr_offset",
+                             (unsigned long long)(out_far ? r->stdout_offset : r->stderr_offset),
+                             (unsigned long long)(out_far ? in.out_end : in.err_end));
     }
     Sbx__V1__ExecEvent ev = SBX__V1__EXEC_EVENT__INIT;
     ev.event_case = SBX__V1__EXEC_EVENT__EVENT_ATTACHED;
     ev.attached = exh_attach_info(ctx, e);
     if (sbx_stream_send(ctx, &ev.base) < 0) {
-        sbx_exe_unref(e);
+        exh_process_put(NULL, e);
         return SBX_CANCELLED;
     }
-    code = exh_stream_output(ctx, e, r->stdout_offset, r->stderr_offset, r->follow);
-    sbx_exe_unref(e);
+    exh_follower f;
+    exh_follow_init(&f, ctx, e, r->stdout_offset, r->stderr_offset);
+    code = exh_follow_stream(&f, r->follow);
+    exh_follow_done(&f);
+    exh_process_put(NULL, e);
     return code;
 }

@@ -1,4 +1,7 @@
-/* handlers_sandbox.c: CreateSandbox, GetSandbox, ListSandboxes, KillSandbox, SetSandboxTimeout. */
+/* handlers_sandbox.c: CreateSandbox, GetSandbox, ListSandboxes (paged by a token bound to its
+ * filters), KillSandbox, SetSandboxTimeout: validation, then the registry.
+ *
+ * Threads: the handlers' worker threads (ListSandboxes inline on the completion queue). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,9 +50,7 @@ int exh_create_sandbox(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessa
     free(meta);
     if (code != SBX_OK)
         return sbx_ctx_error(ctx, code, "%s", err);
-    Sbx__V1__Sandbox *m = exh_sandbox_msg(ctx, b);
-    exh_sandbox_ports(ctx, s, b, m);
-    *resp = &m->base;
+    *resp = &exh_sandbox_msg(ctx, s, b)->base;
     sbx_box_release(b);
     return SBX_OK;
 }
@@ -62,9 +63,7 @@ int exh_get_sandbox(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage 
     int code = exh_box(ctx, data, r->sandbox_id, r->project_id, REG_ANY, &b);
     if (code != SBX_OK)
         return code;
-    Sbx__V1__Sandbox *m = exh_sandbox_msg(ctx, b);
-    exh_sandbox_ports(ctx, data, b, m);
-    *resp = &m->base;
+    *resp = &exh_sandbox_msg(ctx, data, b)->base;
     sbx_box_unref(b);
     return SBX_OK;
 }
@@ -113,9 +112,7 @@ int exh_list_sandboxes(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessa
         while (i < n && strcmp(sbx_box_id(v[i]), after) <= 0)
             i++;
     for (; i < n && out->n_sandboxes < page; i++) {
-        Sbx__V1__Sandbox *m = exh_sandbox_msg(ctx, v[i]);
-        exh_sandbox_ports(ctx, s, v[i], m);
-        out->sandboxes[out->n_sandboxes++] = m;
+        out->sandboxes[out->n_sandboxes++] = exh_sandbox_msg(ctx, s, v[i]);
     }
     if (i < n && out->n_sandboxes > 0) {
         const char *last = out->sandboxes[out->n_sandboxes - 1]->sandbox_id;
@@ -164,9 +161,7 @@ int exh_set_sandbox_timeout(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufC
         return code;
     code = sbx_box_set_idle_timeout(b, r->idle_timeout_ms, err, sizeof err);
     if (code == SBX_OK) {
-        Sbx__V1__Sandbox *m = exh_sandbox_msg(ctx, b);
-        exh_sandbox_ports(ctx, data, b, m);
-        *resp = &m->base;
+        *resp = &exh_sandbox_msg(ctx, data, b)->base;
     }
     sbx_box_unref(b);
     return code == SBX_OK ? SBX_OK : sbx_ctx_error(ctx, code, "%s", err);

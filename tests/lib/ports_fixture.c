@@ -1,9 +1,7 @@
-/* test_portfwd_env.c: what the port-forwarder and dev-server tests share (#included by
- * test_portfwd.c and test_devserver.c): a real sandbox (sandbox.h) with a temp home dir, its
- * process table and a forwarder; small servers written in Python that run inside it; and TCP
- * and hashing helpers for the host side. Tests need root (they create namespaces). */
-/* each including test uses some of these helpers */
-#pragma GCC diagnostic ignored "-Wunused-function"
+/* ports_fixture.c: what the port tests share (see ports_fixture.h): a real sandbox with a temp
+ * home, its process table and a forwarder; Python servers run inside it; TCP, HTTP and hashing
+ * helpers for the host side. */
+#include "ports_fixture.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -21,25 +19,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "devserver.h"
 #include "log.h"
-#include "portfwd.h"
-#include "proc.h"
-#include "sandbox.h"
-#include "test_main.h"
-
-typedef struct {
-    char dir[64];
-    char home[128];
-    char id[48];
-    sbx_sandbox *sb;
-    sbx_proctab *pt;
-    sbx_portfwd *fwd;
-} env;
 
 /* Servers for the tests, run inside the sandbox as `python3 /home/user/srv.py MODE PORT`.
  * They print "ready" once listening. */
-static const char SRV_PY[] =
+const char SRV_PY[] =
     "import socket, sys, threading, time\n"
     "mode, port = sys.argv[1], int(sys.argv[2])\n"
     "ls = socket.socket()\n"
@@ -82,14 +68,7 @@ static const char SRV_PY[] =
     "    c, _ = ls.accept()\n"
     "    threading.Thread(target=h, args=(c,), daemon=True).start()\n";
 
-static uint64_t ms_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static int write_file(const char *path, const void *data, size_t len)
+int write_file(const char *path, const void *data, size_t len)
 {
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
@@ -109,7 +88,7 @@ static int write_file(const char *path, const void *data, size_t len)
 }
 
 /* A reproducible pseudo-random byte stream (xorshift64*) and a 64-bit hash of a byte stream. */
-static void prng_fill(uint64_t *state, void *buf, size_t len)
+void prng_fill(uint64_t *state, void *buf, size_t len)
 {
     unsigned char *p = buf;
     while (len > 0) {
@@ -126,16 +105,11 @@ static void prng_fill(uint64_t *state, void *buf, size_t len)
     }
 }
 
-typedef struct {
-    uint64_t h;
-    uint64_t n;
-} hash64;
-
-static void hash_init(hash64 *h)
+void hash_init(hash64 *h)
 {
     h->h = 0xcbf29ce484222325ULL, h->n = 0;
 }
-static void hash_add(hash64 *h, const void *buf, size_t len)
+void hash_add(hash64 *h, const void *buf, size_t len)
 {
     const unsigned char *p = buf;
     uint64_t x = h->h;
@@ -153,9 +127,25 @@ static int rm_cb(const char *path, const struct stat *st, int flag, struct FTW *
     return remove(path);
 }
 
-static int env_setup(void **state)
+const char *env_skip_reason(void)
+{
+    sbx_sandbox_caps caps;
+    if (geteuid() != 0)
+        return "needs root (namespaces, cgroups, uid ranges)";
+    if (sbx_sandbox_caps_detect(SBX_INIT_BUILD_PATH, &caps) < 0 || !caps.namespaces)
+        return "the kernel cannot create user/pid/mount/net namespaces here";
+    return NULL;
+}
+
+int env_setup(void **state)
 {
     static int seq;
+    *state = NULL;
+    const char *why = env_skip_reason();
+    if (why) {
+        printf("SKIP: %s\n", why);
+        return 0;
+    }
     env *e = calloc(1, sizeof *e);
     if (!e)
         return -1;
@@ -166,11 +156,6 @@ static int env_setup(void **state)
     chmod(e->dir, 0711); /* the sandbox's own root must reach its home below it */
     snprintf(e->home, sizeof e->home, "%s/home", e->dir);
     snprintf(e->id, sizeof e->id, "pf-%d-%d", (int)getpid(), seq++);
-    sbx_sandbox_caps caps;
-    if (sbx_sandbox_caps_detect(SBX_INIT_BUILD_PATH, &caps) < 0 || !caps.namespaces) {
-        fprintf(stderr, "namespaces unavailable (need root)\n");
-        return -1;
-    }
     sbx_sandbox_cfg cfg = {.id = e->id,
                            .init_path = SBX_INIT_BUILD_PATH,
                            .home_dir = e->home,
@@ -193,7 +178,7 @@ static int env_setup(void **state)
     return 0;
 }
 
-static int env_teardown(void **state)
+int env_teardown(void **state)
 {
     env *e = *state;
     if (!e)
@@ -207,7 +192,7 @@ static int env_teardown(void **state)
 }
 
 /* Starts argv in the sandbox (background, output kept). */
-static sbx_proc *env_start(env *e, const char *const *argv, const char *tag)
+sbx_proc *env_start(env *e, const char *const *argv, const char *tag)
 {
     sbx_proc_req req = {.spawn = {.argv = argv}, .tag = tag};
     sbx_proc *p = NULL;
@@ -219,9 +204,9 @@ static sbx_proc *env_start(env *e, const char *const *argv, const char *tag)
 }
 
 /* Waits until p's stdout contains word. */
-static bool wait_output(sbx_proc *p, const char *word, int timeout_ms)
+bool wait_output(sbx_proc *p, const char *word, int timeout_ms)
 {
-    uint64_t end = ms_now() + (uint64_t)timeout_ms;
+    uint64_t end = sbx_mono_ms() + (uint64_t)timeout_ms;
     char buf[4096];
     for (;;) {
         uint64_t off = 0;
@@ -239,7 +224,7 @@ static bool wait_output(sbx_proc *p, const char *word, int timeout_ms)
             fprintf(stderr, "server exited: %s\n", err);
             return false;
         }
-        uint64_t now = ms_now();
+        uint64_t now = sbx_mono_ms();
         if (now >= end)
             return false;
         sbx_proc_wait(p, st.out_end, st.err_end, (int)(end - now));
@@ -247,7 +232,7 @@ static bool wait_output(sbx_proc *p, const char *word, int timeout_ms)
 }
 
 /* Starts srv.py MODE PORT and waits for "ready". */
-static sbx_proc *env_pyserver(env *e, const char *mode, uint16_t port)
+sbx_proc *env_pyserver(env *e, const char *mode, uint16_t port)
 {
     char ps[16];
     snprintf(ps, sizeof ps, "%u", (unsigned)port);
@@ -260,7 +245,7 @@ static sbx_proc *env_pyserver(env *e, const char *mode, uint16_t port)
     return p;
 }
 
-static uint16_t env_expose(env *e, uint16_t port)
+uint16_t env_expose(env *e, uint16_t port)
 {
     uint16_t hp = 0;
     int rc = sbx_portfwd_expose_pid(e->fwd, e->id, sbx_sandbox_init_pid(e->sb), port, &hp);
@@ -270,7 +255,7 @@ static uint16_t env_expose(env *e, uint16_t port)
 }
 
 /* A blocking TCP connection to 127.0.0.1:port, or -errno. */
-static int tcp_connect(uint16_t port)
+int tcp_connect(uint16_t port)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
@@ -285,7 +270,7 @@ static int tcp_connect(uint16_t port)
     return fd;
 }
 
-static int write_all(int fd, const void *buf, size_t len)
+int write_all(int fd, const void *buf, size_t len)
 {
     const char *p = buf;
     while (len > 0) {
@@ -303,7 +288,7 @@ static int write_all(int fd, const void *buf, size_t len)
 
 /* Reads until EOF (or error) into a growing buffer, at most max bytes. Returns bytes read, or
  * -errno when the read failed before EOF (then *out holds what came). */
-static ssize_t read_all(int fd, char **out, size_t max)
+ssize_t read_all(int fd, char **out, size_t max)
 {
     size_t cap = 65536, n = 0;
     char *buf = malloc(cap + 1);
@@ -333,7 +318,7 @@ static ssize_t read_all(int fd, char **out, size_t max)
 
 /* An HTTP/1.0 GET over a fresh connection; returns the status code (0 if none) and hashes the
  * body. */
-static int http_get_hash(uint16_t port, const char *path, hash64 *body)
+int http_get_hash(uint16_t port, const char *path, hash64 *body)
 {
     int fd = tcp_connect(port);
     if (fd < 0)

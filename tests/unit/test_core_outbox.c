@@ -1,4 +1,4 @@
-/* test_executor_outbox.c: the executor's durable outbox (outbox.c): in-order delivery, retries
+/* test_core_outbox.c: the executor's durable outbox (core/outbox.c): in-order delivery, retries
  * while the store is unavailable, resuming after a restart, a torn tail, dead letters. */
 #include <errno.h>
 #include <fcntl.h>

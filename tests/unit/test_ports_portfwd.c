@@ -1,16 +1,52 @@
-/* test_portfwd.c: the port forwarder against real servers in a real sandbox (its own network
- * namespace, loopback only): http.server reachable, a 100 MB download byte for byte, 50
+/* test_ports_portfwd.c: the port forwarder (ports/portfwd*.c) against real servers in a real
+ * sandbox (its own network namespace, loopback only): http.server reachable, a 100 MB download byte for byte, 50
  * concurrent connections, raw TCP echo, a chunked HTTP response unchanged and streamed,
  * half-close, backpressure, the per-sandbox connection cap, nothing listening, and closing the
  * sandbox's ports freeing the host port; IPv6 bind and the recv/send (no splice) mode. */
-#include "test_portfwd_env.c"
-
+#include <arpa/inet.h>
 #include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "devserver.h"
+#include "ports_fixture.h"
+
+/* srv.py MODE on port, exposed: the server (asserted) and *hp its host port. */
+static sbx_proc *serve_exposed(env *e, const char *mode, uint16_t port, uint16_t *hp)
+{
+    sbx_proc *p = env_pyserver(e, mode, port);
+    assert_non_null(p);
+    *hp = env_expose(e, port);
+    assert_true(*hp > 0);
+    return p;
+}
+
+/* The first port's counters once its live connections are want (or ms passed). */
+static sbx_portfwd_port wait_active(sbx_portfwd *f, const char *key, uint32_t want, int ms)
+{
+    sbx_portfwd_port pp = {0};
+    uint64_t end = sbx_mono_ms() + (uint64_t)ms;
+    do {
+        assert_int_equal(sbx_portfwd_list(f, key, &pp, 1), 1);
+    } while (pp.active != want && sbx_mono_ms() < end && usleep(2000) == 0);
+    return pp;
+}
 
 /* http.server serves a file from the home dir; ExposePort is idempotent; list reports it. */
 static void test_http_server_reachable(void **state)
 {
     env *e = *state;
+    ENV_REQUIRE(e);
     char path[256];
     snprintf(path, sizeof path, "%s/hello.txt", e->home);
     assert_int_equal(write_file(path, "hello from the sandbox\n", 23), 0);
@@ -60,6 +96,7 @@ static void test_http_server_reachable(void **state)
 static void test_download_100mb(void **state)
 {
     env *e = *state;
+    ENV_REQUIRE(e);
     const size_t total = 100u * 1024 * 1024;
     char path[256];
     snprintf(path, sizeof path, "%s/big.bin", e->home);
@@ -89,10 +126,10 @@ static void test_download_100mb(void **state)
     assert_int_equal(sbx_devserver_wait(&wr, &r), 0);
     assert_int_equal(r.outcome, SBX_DEV_READY);
 
-    uint64_t t0 = ms_now();
+    uint64_t t0 = sbx_mono_ms();
     hash64 got;
     assert_int_equal(http_get_hash(hp, "/big.bin", &got), 200);
-    uint64_t dt = ms_now() - t0;
+    uint64_t dt = sbx_mono_ms() - t0;
     assert_int_equal(got.n, total);
     assert_true(got.h == want.h);
     fprintf(stderr, "100 MB via forwarder from python http.server: %llu ms\n",
@@ -135,9 +172,9 @@ static void *conc_worker(void *arg)
 static void test_concurrent_50(void **state)
 {
     env *e = *state;
-    sbx_proc *p = env_pyserver(e, "echo", 9000);
-    assert_non_null(p);
-    uint16_t hp = env_expose(e, 9000);
+    ENV_REQUIRE(e);
+    uint16_t hp;
+    sbx_proc *p = serve_exposed(e, "echo", 9000, &hp);
     enum { N = 50 };
     pthread_t th[N];
     conc_arg args[N];
@@ -148,14 +185,7 @@ static void test_concurrent_50(void **state)
         pthread_create(&th[i], NULL, conc_worker, &args[i]);
     }
     pthread_barrier_wait(&bar);
-    sbx_portfwd_port pp;
-    uint64_t end = ms_now() + 5000;
-    do {
-        assert_int_equal(sbx_portfwd_list(e->fwd, e->id, &pp, 1), 1);
-        if (pp.active == N)
-            break;
-        usleep(5000);
-    } while (ms_now() < end);
+    sbx_portfwd_port pp = wait_active(e->fwd, e->id, N, 5000);
     assert_int_equal(pp.active, N);
     pthread_barrier_wait(&bar);
     int ok = 0;
@@ -165,13 +195,7 @@ static void test_concurrent_50(void **state)
     }
     pthread_barrier_destroy(&bar);
     assert_int_equal(ok, N);
-    end = ms_now() + 5000;
-    do {
-        sbx_portfwd_list(e->fwd, e->id, &pp, 1);
-        if (pp.active == 0)
-            break;
-        usleep(5000);
-    } while (ms_now() < end);
+    pp = wait_active(e->fwd, e->id, 0, 5000);
     assert_int_equal(pp.active, 0);
     assert_int_equal(pp.bytes_in, (uint64_t)N * 256 * 1024);
     assert_int_equal(pp.bytes_out, (uint64_t)N * 256 * 1024);
@@ -182,9 +206,9 @@ static void test_concurrent_50(void **state)
 static void test_raw_tcp_echo(void **state)
 {
     env *e = *state;
-    sbx_proc *p = env_pyserver(e, "echo", 7000);
-    assert_non_null(p);
-    uint16_t hp = env_expose(e, 7000);
+    ENV_REQUIRE(e);
+    uint16_t hp;
+    sbx_proc *p = serve_exposed(e, "echo", 7000, &hp);
     int fd = tcp_connect(hp);
     assert_true(fd >= 0);
     static const size_t sizes[] = {1, 2, 100, 1460, 4096, 65535, 65536, 300000, 1 << 20};
@@ -237,9 +261,9 @@ static size_t curl_collect(char *ptr, size_t size, size_t nmemb, void *arg)
 static void test_chunked_http(void **state)
 {
     env *e = *state;
-    sbx_proc *p = env_pyserver(e, "chunked", 7100);
-    assert_non_null(p);
-    uint16_t hp = env_expose(e, 7100);
+    ENV_REQUIRE(e);
+    uint16_t hp;
+    sbx_proc *p = serve_exposed(e, "chunked", 7100, &hp);
 
     /* what srv.py sends */
     char *want = malloc(65536), *body = malloc(65536);
@@ -268,14 +292,14 @@ static void test_chunked_http(void **state)
     assert_true(fd >= 0);
     const char *req = "GET /stream HTTP/1.1\r\nHost: x\r\n\r\n";
     assert_int_equal(write_all(fd, req, strlen(req)), 0);
-    uint64_t t0 = ms_now();
+    uint64_t t0 = sbx_mono_ms();
     char first[256];
     ssize_t n1 = read(fd, first, sizeof first);
-    uint64_t t_first = ms_now() - t0;
+    uint64_t t_first = sbx_mono_ms() - t0;
     assert_true(n1 > 0);
     char *rest = NULL;
     ssize_t n2 = read_all(fd, &rest, 1 << 20);
-    uint64_t t_all = ms_now() - t0;
+    uint64_t t_all = sbx_mono_ms() - t0;
     assert_true(n2 >= 0);
     assert_int_equal((size_t)n1 + (size_t)n2, wn);
     assert_memory_equal(first, want, (size_t)n1);
@@ -312,9 +336,9 @@ static void test_chunked_http(void **state)
 static void test_half_close(void **state)
 {
     env *e = *state;
-    sbx_proc *p = env_pyserver(e, "echo", 7200);
-    assert_non_null(p);
-    uint16_t hp = env_expose(e, 7200);
+    ENV_REQUIRE(e);
+    uint16_t hp;
+    sbx_proc *p = serve_exposed(e, "echo", 7200, &hp);
     int fd = tcp_connect(hp);
     assert_true(fd >= 0);
     const char msg[] = "one way, then the other";
@@ -334,12 +358,7 @@ static void test_half_close(void **state)
     assert_true(poll(&pfd, 1, 5000) > 0);
     assert_int_equal(read(fd, buf, sizeof buf), 0);
     close(fd);
-    sbx_portfwd_port pp;
-    uint64_t end = ms_now() + 2000;
-    do {
-        sbx_portfwd_list(e->fwd, e->id, &pp, 1);
-    } while (pp.active != 0 && ms_now() < end && usleep(2000) == 0);
-    assert_int_equal(pp.active, 0);
+    assert_int_equal(wait_active(e->fwd, e->id, 0, 2000).active, 0);
     sbx_proc_unref(p);
 }
 
@@ -348,16 +367,16 @@ static void test_half_close(void **state)
 static void test_backpressure(void **state)
 {
     env *e = *state;
-    sbx_proc *p = env_pyserver(e, "sink", 7300);
-    assert_non_null(p);
-    uint16_t hp = env_expose(e, 7300);
+    ENV_REQUIRE(e);
+    uint16_t hp;
+    sbx_proc *p = serve_exposed(e, "sink", 7300, &hp);
     int fd = tcp_connect(hp);
     assert_true(fd >= 0);
     char *buf = calloc(1, 1 << 20);
     size_t sent = 0;
-    uint64_t t0 = ms_now();
+    uint64_t t0 = sbx_mono_ms();
     /* the sink sleeps 1 s before reading: fill until writes stop making progress */
-    while (ms_now() - t0 < 600) {
+    while (sbx_mono_ms() - t0 < 600) {
         ssize_t n = send(fd, buf, 1 << 20, MSG_DONTWAIT | MSG_NOSIGNAL);
         if (n > 0)
             sent += (size_t)n;
@@ -388,6 +407,7 @@ static void test_backpressure(void **state)
 static void test_conn_cap(void **state)
 {
     env *e = *state;
+    ENV_REQUIRE(e);
     sbx_portfwd *f;
     sbx_portfwd_cfg cfg = {.max_conns = 5};
     assert_int_equal(sbx_portfwd_create(&cfg, &f), 0);
@@ -418,10 +438,7 @@ static void test_conn_cap(void **state)
     assert_int_equal(pp.active, 5);
     /* one closes: room for a new one */
     close(fds[0]);
-    uint64_t end = ms_now() + 2000;
-    do {
-        sbx_portfwd_list(f, e->id, &pp, 1);
-    } while (pp.active != 4 && ms_now() < end && usleep(2000) == 0);
+    wait_active(f, e->id, 4, 2000);
     fds[0] = tcp_connect(hp);
     assert_int_equal(write_all(fds[0], "z", 1), 0);
     assert_int_equal(read(fds[0], &c, 1), 1);
@@ -436,17 +453,18 @@ static void test_conn_cap(void **state)
 static void test_nothing_listening(void **state)
 {
     env *e = *state;
+    ENV_REQUIRE(e);
     uint16_t hp = env_expose(e, 7500);
     assert_true(hp > 0);
     int fd = tcp_connect(hp);
     assert_true(fd >= 0); /* the host listener accepts... */
     struct pollfd pfd = {.fd = fd, .events = POLLIN};
-    uint64_t t0 = ms_now();
+    uint64_t t0 = sbx_mono_ms();
     assert_true(poll(&pfd, 1, 2000) > 0);
     char c;
     ssize_t n = read(fd, &c, 1);
     assert_true(n < 0 && errno == ECONNRESET); /* ...and resets when the inside refuses */
-    assert_true(ms_now() - t0 < 500);
+    assert_true(sbx_mono_ms() - t0 < 500);
     close(fd);
     sbx_portfwd_port pp;
     sbx_portfwd_list(e->fwd, e->id, &pp, 1);
@@ -459,9 +477,9 @@ static void test_nothing_listening(void **state)
 static void test_close_frees_port(void **state)
 {
     env *e = *state;
-    sbx_proc *p = env_pyserver(e, "echo", 7600);
-    assert_non_null(p);
-    uint16_t hp = env_expose(e, 7600);
+    ENV_REQUIRE(e);
+    uint16_t hp;
+    sbx_proc *p = serve_exposed(e, "echo", 7600, &hp);
     int fd = tcp_connect(hp);
     assert_true(fd >= 0);
     assert_int_equal(write_all(fd, "ping", 4), 0);
@@ -503,6 +521,7 @@ static void test_close_frees_port(void **state)
 static void test_expose_errors(void **state)
 {
     env *e = *state;
+    ENV_REQUIRE(e);
     uint16_t hp;
     pid_t ipid = sbx_sandbox_init_pid(e->sb);
     assert_int_equal(sbx_portfwd_expose_pid(e->fwd, e->id, ipid, 0, &hp), -EINVAL);
@@ -530,6 +549,7 @@ static void test_expose_errors(void **state)
 static void test_copy_mode(void **state)
 {
     env *e = *state;
+    ENV_REQUIRE(e);
     sbx_portfwd *f;
     sbx_portfwd_cfg cfg = {.copy = true, .pipe_bytes = 65536};
     assert_int_equal(sbx_portfwd_create(&cfg, &f), 0);
@@ -576,6 +596,7 @@ static void test_copy_mode(void **state)
 static void test_ipv6_bind(void **state)
 {
     env *e = *state;
+    ENV_REQUIRE(e);
     sbx_portfwd *f;
     sbx_portfwd_cfg cfg = {.bind_host = "[::1]"};
     assert_int_equal(sbx_portfwd_create(&cfg, &f), 0);

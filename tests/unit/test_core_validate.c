@@ -1,4 +1,4 @@
-/* test_executor_validate.c: request validation (exec_validate.c) and the command cache key
+/* test_core_validate.c: request validation (core/exec_validate.c) and the command cache key
  * (cmdkey.c) of the executor service. */
 #include <stdlib.h>
 #include <string.h>
