@@ -15,6 +15,8 @@ PKGS=(
   python3 python3-grpcio python3-grpc-tools python3-yaml openssl iproute2 procps curl
   # packaging checks (compose files are validated without an engine)
   docker-compose
+  # the compose stack on a private dockerd (scripts/test-compose.sh; base image by debootstrap)
+  docker.io debootstrap
   # benchmark peers
   etcd-server redis-server redis-tools bubblewrap
 )
