@@ -17,8 +17,8 @@ void sbx_cached_free(sbx_cached *r)
     free(r);
 }
 
-sbx_error *sbx_cache_get(sbx_client *c, const char *project_id, const char *command_key, bool *found,
-                         bool *expired, sbx_cached **out)
+sbx_error *sbx_cache_get(sbx_client *c, const char *project_id, const char *command_key,
+                         bool *found, bool *expired, sbx_cached **out)
 {
     *found = false;
     if (expired)
@@ -28,8 +28,9 @@ sbx_error *sbx_cache_get(sbx_client *c, const char *project_id, const char *comm
     req.project_id = (char *)sbx__nz(project_id);
     req.command_key = (char *)sbx__nz(command_key);
     ProtobufCMessage *resp = NULL;
-    sbx_error *e = sbx__unary_key(c, SBX_SERVICE_STORE, req.project_id, M("GetCachedResult"), &req.base,
-                                  &sbx__v1__get_cached_result_response__descriptor, &resp, true);
+    sbx_error *e =
+        sbx__unary_key(c, SBX_SERVICE_STORE, req.project_id, M("GetCachedResult"), &req.base,
+                       &sbx__v1__get_cached_result_response__descriptor, &resp, true);
     if (e)
         return e;
     Sbx__V1__GetCachedResultResponse *r = (void *)resp;
@@ -65,7 +66,8 @@ sbx_error *sbx_cache_get(sbx_client *c, const char *project_id, const char *comm
     return NULL;
 }
 
-sbx_error *sbx_cache_clear(sbx_client *c, const char *project_id, const char *command_key, uint64_t *cleared)
+sbx_error *sbx_cache_clear(sbx_client *c, const char *project_id, const char *command_key,
+                           uint64_t *cleared)
 {
     if (cleared)
         *cleared = 0;

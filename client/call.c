@@ -53,12 +53,14 @@ bool sbx__stream_retry(sbx_client *c, sbx_rpc_result *res, int code, const char 
     return false;
 }
 
-sbx_error *sbx__unary(sbx_client *c, sbx_service svc, size_t shard, const char *method, const ProtobufCMessage *req,
-                      const ProtobufCMessageDescriptor *rd, ProtobufCMessage **resp, bool idempotent)
+sbx_error *sbx__unary(sbx_client *c, sbx_service svc, size_t shard, const char *method,
+                      const ProtobufCMessage *req, const ProtobufCMessageDescriptor *rd,
+                      ProtobufCMessage **resp, bool idempotent)
 {
     sbx__shard *s = &c->shards[svc][shard];
     sbx_rpc_result res = {0};
-    int code = sbx_call_unary(s->ch, method, req, rd, resp, c->deadline_ms, idempotent ? &c->backoff : NULL, &res);
+    int code = sbx_call_unary(s->ch, method, req, rd, resp, c->deadline_ms,
+                              idempotent ? &c->backoff : NULL, &res);
     if (code == SBX_CODE_OK) {
         sbx_rpc_result_clear(&res);
         return NULL;
@@ -73,8 +75,8 @@ sbx_error *sbx__unary(sbx_client *c, sbx_service svc, size_t shard, const char *
 }
 
 sbx_error *sbx__unary_key(sbx_client *c, sbx_service svc, const char *key, const char *method,
-                          const ProtobufCMessage *req, const ProtobufCMessageDescriptor *rd, ProtobufCMessage **resp,
-                          bool idempotent)
+                          const ProtobufCMessage *req, const ProtobufCMessageDescriptor *rd,
+                          ProtobufCMessage **resp, bool idempotent)
 {
     return sbx__unary(c, svc, sbx__shard_for(c, svc, key), method, req, rd, resp, idempotent);
 }

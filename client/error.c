@@ -24,7 +24,8 @@ void sbx_error_free(sbx_error *e)
     free(e);
 }
 
-static sbx_error oom_error = {SBX_CODE_RESOURCE_EXHAUSTED, "RESOURCE_EXHAUSTED", (char *)"out of memory", NULL, 1};
+static sbx_error oom_error = {SBX_CODE_RESOURCE_EXHAUSTED, "RESOURCE_EXHAUSTED",
+                              (char *)"out of memory", NULL, 1};
 
 sbx_error *sbx__error_oom(void)
 {

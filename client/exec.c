@@ -82,7 +82,8 @@ static int pump(follow *f, sbx_cstream *st, sbx_rpc_result *res, bool *progress)
             f->res->started_at_ms = ev->started->started_at_unix_ms;
             set_sandbox(f->res, ev->started->sandbox_id);
             if (!f->started_seen && f->on_started)
-                f->on_started(ev->started->pid, f->res->sandbox_id ? f->res->sandbox_id : "", f->ud);
+                f->on_started(ev->started->pid, f->res->sandbox_id ? f->res->sandbox_id : "",
+                              f->ud);
             f->started_seen = true;
             break;
         case SBX__V1__EXEC_EVENT__EVENT_ATTACHED:
@@ -114,8 +115,8 @@ static int pump(follow *f, sbx_cstream *st, sbx_rpc_result *res, bool *progress)
     return code;
 }
 
-typedef int (*start_fn)(sbx_client *c, sbx__shard *s, void *arg, follow *f, int64_t left, sbx_cstream **st,
-                        sbx_rpc_result *res);
+typedef int (*start_fn)(sbx_client *c, sbx__shard *s, void *arg, follow *f, int64_t left,
+                        sbx_cstream **st, sbx_rpc_result *res);
 
 static sbx_error *run_resumable(sbx_client *c, size_t shard, start_fn start, void *arg, follow *f,
                                 int64_t deadline_ms, bool want_exit)
@@ -127,7 +128,8 @@ static sbx_error *run_resumable(sbx_client *c, size_t shard, start_fn start, voi
         attempt++;
         int64_t left = deadline_abs ? deadline_abs - sbx__mono_ms() : 0;
         if (deadline_abs && left <= 0)
-            return sbx_error_new(SBX_CODE_DEADLINE_EXCEEDED, "deadline passed (%d attempts)", attempt - 1);
+            return sbx_error_new(SBX_CODE_DEADLINE_EXCEEDED, "deadline passed (%d attempts)",
+                                 attempt - 1);
         sbx_cstream *st = NULL;
         sbx_rpc_result res = {0};
         int code = start(c, s, arg, f, left, &st, &res);
@@ -137,7 +139,8 @@ static sbx_error *run_resumable(sbx_client *c, size_t shard, start_fn start, voi
         if (code == SBX_CODE_OK) {
             sbx_rpc_result_clear(&res);
             if (want_exit && !f->res->exited)
-                return sbx_error_new(SBX_CODE_UNKNOWN, "the stream ended before the process exited");
+                return sbx_error_new(SBX_CODE_UNKNOWN,
+                                     "the stream ended before the process exited");
             return NULL;
         }
         if (code == SBX_CODE_CANCELLED && f->cancelled) {
@@ -154,16 +157,16 @@ static sbx_error *run_resumable(sbx_client *c, size_t shard, start_fn start, voi
 
 /* ---- Exec */
 
-static int exec_start(sbx_client *c, sbx__shard *s, void *arg, follow *f, int64_t left, sbx_cstream **st,
-                      sbx_rpc_result *res)
+static int exec_start(sbx_client *c, sbx__shard *s, void *arg, follow *f, int64_t left,
+                      sbx_cstream **st, sbx_rpc_result *res)
 {
     (void)c;
     (void)f;
     return sbx_call_server_stream(s->ch, M("Exec"), arg, left, st, res);
 }
 
-sbx_error *sbx_exec(sbx_client *c, const sbx_exec_req *r, sbx_started_fn on_started, sbx_output_fn on_output,
-                    void *ud, sbx_exec_result *res)
+sbx_error *sbx_exec(sbx_client *c, const sbx_exec_req *r, sbx_started_fn on_started,
+                    sbx_output_fn on_output, void *ud, sbx_exec_result *res)
 {
     memset(res, 0, sizeof *res);
     if (!r->shell && r->argc == 0)
@@ -183,8 +186,10 @@ sbx_error *sbx_exec(sbx_client *c, const sbx_exec_req *r, sbx_started_fn on_star
     }
     req.cwd = (char *)sbx__nz(r->cwd);
     void **env = NULL;
-    if (sbx__env_entries(r->env, r->n_env, &sbx__v1__exec_request__env_entry__descriptor, &env) != 0)
-        return sbx_error_new(SBX_CODE_INVALID_ARGUMENT, "env entries must be KEY=VALUE with a non-empty KEY");
+    if (sbx__env_entries(r->env, r->n_env, &sbx__v1__exec_request__env_entry__descriptor, &env) !=
+        0)
+        return sbx_error_new(SBX_CODE_INVALID_ARGUMENT,
+                             "env entries must be KEY=VALUE with a non-empty KEY");
     req.n_env = r->n_env;
     req.env = (Sbx__V1__ExecRequest__EnvEntry **)env;
     req.stdin.data = (uint8_t *)r->stdin_data;
@@ -204,8 +209,8 @@ sbx_error *sbx_exec(sbx_client *c, const sbx_exec_req *r, sbx_started_fn on_star
     }
     follow f = {.on_started = on_started, .on_output = on_output, .ud = ud, .res = res};
     const char *key = *req.project_id ? req.project_id : req.sandbox_id;
-    sbx_error *e = run_resumable(c, sbx__shard_for(c, SBX_SERVICE_EXECUTOR, key), exec_start, &req.base, &f,
-                                 r->deadline_ms, !r->background);
+    sbx_error *e = run_resumable(c, sbx__shard_for(c, SBX_SERVICE_EXECUTOR, key), exec_start,
+                                 &req.base, &f, r->deadline_ms, !r->background);
     sbx__env_free(env, r->n_env);
     return e;
 }
@@ -218,8 +223,8 @@ typedef struct attach_arg {
     bool follow;
 } attach_arg;
 
-static int attach_start(sbx_client *c, sbx__shard *s, void *arg, follow *f, int64_t left, sbx_cstream **st,
-                        sbx_rpc_result *res)
+static int attach_start(sbx_client *c, sbx__shard *s, void *arg, follow *f, int64_t left,
+                        sbx_cstream **st, sbx_rpc_result *res)
 {
     (void)c;
     attach_arg *a = arg;
@@ -240,9 +245,9 @@ static int attach_start(sbx_client *c, sbx__shard *s, void *arg, follow *f, int6
     return sbx_call_server_stream(s->ch, M("AttachProcess"), &req.base, left, st, res);
 }
 
-sbx_error *sbx_attach(sbx_client *c, const char *project_id, sbx_proc_sel sel, uint64_t stdout_offset,
-                      uint64_t stderr_offset, bool follow_live, sbx_output_fn on_output, void *ud,
-                      sbx_exec_result *res)
+sbx_error *sbx_attach(sbx_client *c, const char *project_id, sbx_proc_sel sel,
+                      uint64_t stdout_offset, uint64_t stderr_offset, bool follow_live,
+                      sbx_output_fn on_output, void *ud, sbx_exec_result *res)
 {
     memset(res, 0, sizeof *res);
     attach_arg a = {.project_id = project_id, .sel = sel, .follow = follow_live};
@@ -250,6 +255,6 @@ sbx_error *sbx_attach(sbx_client *c, const char *project_id, sbx_proc_sel sel, u
     f.delivered[SBX_STDOUT] = stdout_offset;
     f.delivered[SBX_STDERR] = stderr_offset;
     /* attaching is a read: no deadline unless following forever is not wanted */
-    return run_resumable(c, sbx__shard_for(c, SBX_SERVICE_EXECUTOR, project_id), attach_start, &a, &f,
-                         follow_live ? 0 : c->deadline_ms, false);
+    return run_resumable(c, sbx__shard_for(c, SBX_SERVICE_EXECUTOR, project_id), attach_start, &a,
+                         &f, follow_live ? 0 : c->deadline_ms, false);
 }

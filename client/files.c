@@ -214,8 +214,8 @@ void sbx_file_list_free(sbx_file_list *l)
     free(l);
 }
 
-sbx_error *sbx_file_list_dir(sbx_client *c, const char *project_id, const char *path, int depth, int max_entries,
-                             sbx_file_list **out)
+sbx_error *sbx_file_list_dir(sbx_client *c, const char *project_id, const char *path, int depth,
+                             int max_entries, sbx_file_list **out)
 {
     *out = NULL;
     Sbx__V1__ListDirRequest req = SBX__V1__LIST_DIR_REQUEST__INIT;
@@ -248,7 +248,8 @@ sbx_error *sbx_file_list_dir(sbx_client *c, const char *project_id, const char *
     return NULL;
 }
 
-sbx_error *sbx_file_stat(sbx_client *c, const char *project_id, const char *path, sbx_file_info *out)
+sbx_error *sbx_file_stat(sbx_client *c, const char *project_id, const char *path,
+                         sbx_file_info *out)
 {
     memset(out, 0, sizeof *out);
     Sbx__V1__StatRequest req = SBX__V1__STAT_REQUEST__INIT;
@@ -268,8 +269,8 @@ sbx_error *sbx_file_stat(sbx_client *c, const char *project_id, const char *path
     return NULL;
 }
 
-sbx_error *sbx_file_mkdir(sbx_client *c, const char *project_id, const char *path, uint32_t mode, bool parents,
-                          bool *created)
+sbx_error *sbx_file_mkdir(sbx_client *c, const char *project_id, const char *path, uint32_t mode,
+                          bool parents, bool *created)
 {
     if (created)
         *created = false;
@@ -289,7 +290,8 @@ sbx_error *sbx_file_mkdir(sbx_client *c, const char *project_id, const char *pat
     return NULL;
 }
 
-sbx_error *sbx_file_remove(sbx_client *c, const char *project_id, const char *path, bool recursive, bool *existed)
+sbx_error *sbx_file_remove(sbx_client *c, const char *project_id, const char *path, bool recursive,
+                           bool *existed)
 {
     if (existed)
         *existed = false;
@@ -308,7 +310,8 @@ sbx_error *sbx_file_remove(sbx_client *c, const char *project_id, const char *pa
     return NULL;
 }
 
-sbx_error *sbx_file_move(sbx_client *c, const char *project_id, const char *src, const char *dst, bool overwrite)
+sbx_error *sbx_file_move(sbx_client *c, const char *project_id, const char *src, const char *dst,
+                         bool overwrite)
 {
     Sbx__V1__MoveRequest req = SBX__V1__MOVE_REQUEST__INIT;
     req.project_id = (char *)sbx__nz(project_id);

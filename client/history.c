@@ -65,9 +65,10 @@ static int record_fill(sbx_record *d, const Sbx__V1__ExecutionRecord *s)
     if (s->command && *s->command)
         d->command = sbx__strdup(s->command);
     else
-        d->command = s->n_argv ? sbx__join_argv((const char *const *)s->argv, s->n_argv) : sbx__strdup("");
-    if (!d->project_id || !d->record_id || !d->cwd || !d->sandbox_id || !d->tag || !d->command_key || !d->out ||
-        !d->err || !d->command)
+        d->command =
+            s->n_argv ? sbx__join_argv((const char *const *)s->argv, s->n_argv) : sbx__strdup("");
+    if (!d->project_id || !d->record_id || !d->cwd || !d->sandbox_id || !d->tag ||
+        !d->command_key || !d->out || !d->err || !d->command)
         return -1;
     return 0;
 }
@@ -98,8 +99,9 @@ sbx_error *sbx_history_list(sbx_client *c, const char *project_id, const sbx_his
     req.until_unix_ms = q->until_ms;
     req.include_output = q->include_output;
     ProtobufCMessage *resp = NULL;
-    sbx_error *e = sbx__unary_key(c, SBX_SERVICE_STORE, req.project_id, M("ListExecutions"), &req.base,
-                                  &sbx__v1__list_executions_response__descriptor, &resp, true);
+    sbx_error *e =
+        sbx__unary_key(c, SBX_SERVICE_STORE, req.project_id, M("ListExecutions"), &req.base,
+                       &sbx__v1__list_executions_response__descriptor, &resp, true);
     if (e)
         return e;
     Sbx__V1__ListExecutionsResponse *r = (void *)resp;
@@ -199,8 +201,8 @@ sbx_error *sbx_history_watch(sbx_client *c, const char *project_id, uint64_t fro
     }
 }
 
-sbx_error *sbx_history_record(sbx_client *c, const char *project_id, const sbx_record_in *r, int64_t cache_ttl_s,
-                              uint64_t *seq, bool *duplicate)
+sbx_error *sbx_history_record(sbx_client *c, const char *project_id, const sbx_record_in *r,
+                              int64_t cache_ttl_s, uint64_t *seq, bool *duplicate)
 {
     if (seq)
         *seq = 0;
@@ -245,8 +247,9 @@ sbx_error *sbx_history_record(sbx_client *c, const char *project_id, const sbx_r
     req.cache_ttl_s = cache_ttl_s;
     ProtobufCMessage *resp = NULL;
     bool idem = r->record_id && *r->record_id;
-    sbx_error *e = sbx__unary_key(c, SBX_SERVICE_STORE, req.project_id, M("RecordExecution"), &req.base,
-                                  &sbx__v1__record_execution_response__descriptor, &resp, idem);
+    sbx_error *e =
+        sbx__unary_key(c, SBX_SERVICE_STORE, req.project_id, M("RecordExecution"), &req.base,
+                       &sbx__v1__record_execution_response__descriptor, &resp, idem);
     free(joined);
     if (e)
         return e;

@@ -37,7 +37,8 @@ sbx_error *sbx_keygen(const char *tenant, char **key, char **keys_line)
     *key = NULL;
     *keys_line = NULL;
     if (!tenant || !sbx_tenant_valid(tenant, strlen(tenant)))
-        return sbx_error_new(SBX_CODE_INVALID_ARGUMENT, "tenant \"%s\" must be 1..64 bytes of [A-Za-z0-9._-]",
+        return sbx_error_new(SBX_CODE_INVALID_ARGUMENT,
+                             "tenant \"%s\" must be 1..64 bytes of [A-Za-z0-9._-]",
                              tenant ? tenant : "");
     uint8_t raw[32];
     FILE *f = fopen("/dev/urandom", "re");

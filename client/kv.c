@@ -14,8 +14,8 @@ static sbx_error *kv_call(sbx_client *c, const char *method, const ProtobufCMess
     return sbx__unary_key(c, SBX_SERVICE_STORE, SBX__KV_ROUTE_KEY, method, req, rd, resp, idem);
 }
 
-sbx_error *sbx_kv_set(sbx_client *c, const char *key, const void *value, size_t len, const sbx_kv_set_opts *opts,
-                      uint64_t *version, int64_t *expires_at_ms)
+sbx_error *sbx_kv_set(sbx_client *c, const char *key, const void *value, size_t len,
+                      const sbx_kv_set_opts *opts, uint64_t *version, int64_t *expires_at_ms)
 {
     if (version)
         *version = 0;
@@ -37,7 +37,8 @@ sbx_error *sbx_kv_set(sbx_client *c, const char *key, const void *value, size_t 
         }
     }
     ProtobufCMessage *resp = NULL;
-    sbx_error *e = kv_call(c, KV_METHOD("Set"), &req.base, &sbx__v1__kv_set_response__descriptor, &resp, idem);
+    sbx_error *e =
+        kv_call(c, KV_METHOD("Set"), &req.base, &sbx__v1__kv_set_response__descriptor, &resp, idem);
     if (e)
         return e;
     Sbx__V1__KvSetResponse *r = (void *)resp;
@@ -49,8 +50,8 @@ sbx_error *sbx_kv_set(sbx_client *c, const char *key, const void *value, size_t 
     return NULL;
 }
 
-static int fill_entry(sbx_kv_entry *d, const char *key, const ProtobufCBinaryData *v, uint64_t version,
-                      int64_t exp)
+static int fill_entry(sbx_kv_entry *d, const char *key, const ProtobufCBinaryData *v,
+                      uint64_t version, int64_t exp)
 {
     d->key = sbx__strdup(key);
     d->value = sbx__memdup(v->data, v->len);
@@ -80,12 +81,14 @@ sbx_error *sbx_kv_get(sbx_client *c, const char *key, sbx_kv_entry **out)
     Sbx__V1__KvGetRequest req = SBX__V1__KV_GET_REQUEST__INIT;
     req.key = (char *)sbx__nz(key);
     ProtobufCMessage *resp = NULL;
-    sbx_error *e = kv_call(c, KV_METHOD("Get"), &req.base, &sbx__v1__kv_get_response__descriptor, &resp, true);
+    sbx_error *e =
+        kv_call(c, KV_METHOD("Get"), &req.base, &sbx__v1__kv_get_response__descriptor, &resp, true);
     if (e)
         return e;
     Sbx__V1__KvGetResponse *r = (void *)resp;
     sbx_kv_entry *d = calloc(1, sizeof *d);
-    if (!d || fill_entry(d, *r->key ? r->key : key, &r->value, r->version, r->expires_at_unix_ms) != 0) {
+    if (!d ||
+        fill_entry(d, *r->key ? r->key : key, &r->value, r->version, r->expires_at_unix_ms) != 0) {
         sbx_kv_entry_free(d);
         protobuf_c_message_free_unpacked(resp, NULL);
         return sbx__error_oom();
@@ -102,7 +105,8 @@ sbx_error *sbx_kv_del(sbx_client *c, const char *key, bool *existed)
     Sbx__V1__KvDeleteRequest req = SBX__V1__KV_DELETE_REQUEST__INIT;
     req.key = (char *)sbx__nz(key);
     ProtobufCMessage *resp = NULL;
-    sbx_error *e = kv_call(c, KV_METHOD("Delete"), &req.base, &sbx__v1__kv_delete_response__descriptor, &resp, true);
+    sbx_error *e = kv_call(c, KV_METHOD("Delete"), &req.base,
+                           &sbx__v1__kv_delete_response__descriptor, &resp, true);
     if (e)
         return e;
     if (existed)
@@ -111,7 +115,8 @@ sbx_error *sbx_kv_del(sbx_client *c, const char *key, bool *existed)
     return NULL;
 }
 
-sbx_error *sbx_kv_incr(sbx_client *c, const char *key, int64_t delta, int64_t *value, uint64_t *version)
+sbx_error *sbx_kv_incr(sbx_client *c, const char *key, int64_t delta, int64_t *value,
+                       uint64_t *version)
 {
     if (value)
         *value = 0;
@@ -121,8 +126,8 @@ sbx_error *sbx_kv_incr(sbx_client *c, const char *key, int64_t delta, int64_t *v
     req.key = (char *)sbx__nz(key);
     req.delta = delta;
     ProtobufCMessage *resp = NULL;
-    sbx_error *e =
-        kv_call(c, KV_METHOD("Incr"), &req.base, &sbx__v1__kv_incr_response__descriptor, &resp, delta == 0);
+    sbx_error *e = kv_call(c, KV_METHOD("Incr"), &req.base, &sbx__v1__kv_incr_response__descriptor,
+                           &resp, delta == 0);
     if (e)
         return e;
     Sbx__V1__KvIncrResponse *r = (void *)resp;
@@ -140,7 +145,8 @@ sbx_error *sbx_kv_flush(sbx_client *c, uint64_t *deleted)
         *deleted = 0;
     Sbx__V1__KvFlushRequest req = SBX__V1__KV_FLUSH_REQUEST__INIT;
     ProtobufCMessage *resp = NULL;
-    sbx_error *e = kv_call(c, KV_METHOD("Flush"), &req.base, &sbx__v1__kv_flush_response__descriptor, &resp, true);
+    sbx_error *e = kv_call(c, KV_METHOD("Flush"), &req.base,
+                           &sbx__v1__kv_flush_response__descriptor, &resp, true);
     if (e)
         return e;
     if (deleted)
@@ -160,8 +166,8 @@ void sbx_kv_list_free(sbx_kv_list *l)
     free(l);
 }
 
-sbx_error *sbx_kv_list_page(sbx_client *c, const char *prefix, const char *cursor, int limit, bool keys_only,
-                            sbx_kv_list **out)
+sbx_error *sbx_kv_list_page(sbx_client *c, const char *prefix, const char *cursor, int limit,
+                            bool keys_only, sbx_kv_list **out)
 {
     *out = NULL;
     Sbx__V1__KvListRequest req = SBX__V1__KV_LIST_REQUEST__INIT;
@@ -170,7 +176,8 @@ sbx_error *sbx_kv_list_page(sbx_client *c, const char *prefix, const char *curso
     req.limit = limit;
     req.keys_only = keys_only;
     ProtobufCMessage *resp = NULL;
-    sbx_error *e = kv_call(c, KV_METHOD("List"), &req.base, &sbx__v1__kv_list_response__descriptor, &resp, true);
+    sbx_error *e = kv_call(c, KV_METHOD("List"), &req.base, &sbx__v1__kv_list_response__descriptor,
+                           &resp, true);
     if (e)
         return e;
     Sbx__V1__KvListResponse *r = (void *)resp;
@@ -181,7 +188,8 @@ sbx_error *sbx_kv_list_page(sbx_client *c, const char *prefix, const char *curso
     for (size_t i = 0; ok && i < r->n_entries; i++) {
         Sbx__V1__KvEntry *en = r->entries[i];
         l->count++;
-        ok = fill_entry(&l->entries[i], en->key, &en->value, en->version, en->expires_at_unix_ms) == 0;
+        ok = fill_entry(&l->entries[i], en->key, &en->value, en->version, en->expires_at_unix_ms) ==
+             0;
     }
     if (ok)
         ok = (l->next_cursor = sbx__strdup(r->next_cursor)) != NULL;

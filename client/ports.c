@@ -34,8 +34,9 @@ sbx_error *sbx_port_expose(sbx_client *c, const char *project_id, uint32_t port,
     req.project_id = (char *)sbx__nz(project_id);
     req.port = port;
     ProtobufCMessage *resp = NULL;
-    sbx_error *e = sbx__unary_key(c, SBX_SERVICE_EXECUTOR, req.project_id, M("ExposePort"), &req.base,
-                                  &sbx__v1__expose_port_response__descriptor, &resp, true);
+    sbx_error *e =
+        sbx__unary_key(c, SBX_SERVICE_EXECUTOR, req.project_id, M("ExposePort"), &req.base,
+                       &sbx__v1__expose_port_response__descriptor, &resp, true);
     if (e)
         return e;
     Sbx__V1__ExposePortResponse *r = (void *)resp;
@@ -89,8 +90,10 @@ sbx_error *sbx_dev_server_start(sbx_client *c, const sbx_dev_server_req *r, sbx_
     }
     req.cwd = (char *)sbx__nz(r->cwd);
     void **env = NULL;
-    if (sbx__env_entries(r->env, r->n_env, &sbx__v1__start_dev_server_request__env_entry__descriptor, &env) != 0)
-        return sbx_error_new(SBX_CODE_INVALID_ARGUMENT, "env entries must be KEY=VALUE with a non-empty KEY");
+    if (sbx__env_entries(r->env, r->n_env,
+                         &sbx__v1__start_dev_server_request__env_entry__descriptor, &env) != 0)
+        return sbx_error_new(SBX_CODE_INVALID_ARGUMENT,
+                             "env entries must be KEY=VALUE with a non-empty KEY");
     req.n_env = r->n_env;
     req.env = (Sbx__V1__StartDevServerRequest__EnvEntry **)env;
     req.port = r->port;
@@ -105,8 +108,9 @@ sbx_error *sbx_dev_server_start(sbx_client *c, const sbx_dev_server_req *r, sbx_
     size_t shard = sbx__shard_for(c, SBX_SERVICE_EXECUTOR, req.project_id);
     sbx__shard *sh = &c->shards[SBX_SERVICE_EXECUTOR][shard];
     sbx_rpc_result res = {0};
-    int code = sbx_call_unary(sh->ch, M("StartDevServer"), &req.base, &sbx__v1__start_dev_server_response__descriptor,
-                              &resp, saved > 0 ? saved + wait : 0, r->tag && *r->tag ? &c->backoff : NULL, &res);
+    int code = sbx_call_unary(
+        sh->ch, M("StartDevServer"), &req.base, &sbx__v1__start_dev_server_response__descriptor,
+        &resp, saved > 0 ? saved + wait : 0, r->tag && *r->tag ? &c->backoff : NULL, &res);
     sbx__env_free(env, r->n_env);
     if (code != SBX_CODE_OK) {
         if (resp)

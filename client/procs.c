@@ -32,15 +32,17 @@ void sbx_proc_list_free(sbx_proc_list *l)
     free(l);
 }
 
-sbx_error *sbx_proc_list_get(sbx_client *c, const char *project_id, bool include_exited, sbx_proc_list **out)
+sbx_error *sbx_proc_list_get(sbx_client *c, const char *project_id, bool include_exited,
+                             sbx_proc_list **out)
 {
     *out = NULL;
     Sbx__V1__ListProcessesRequest req = SBX__V1__LIST_PROCESSES_REQUEST__INIT;
     req.project_id = (char *)sbx__nz(project_id);
     req.include_exited = include_exited;
     ProtobufCMessage *resp = NULL;
-    sbx_error *e = sbx__unary_key(c, SBX_SERVICE_EXECUTOR, req.project_id, M("ListProcesses"), &req.base,
-                                  &sbx__v1__list_processes_response__descriptor, &resp, true);
+    sbx_error *e =
+        sbx__unary_key(c, SBX_SERVICE_EXECUTOR, req.project_id, M("ListProcesses"), &req.base,
+                       &sbx__v1__list_processes_response__descriptor, &resp, true);
     if (e)
         return e;
     Sbx__V1__ListProcessesResponse *r = (void *)resp;
@@ -68,7 +70,8 @@ sbx_error *sbx_proc_list_get(sbx_client *c, const char *project_id, bool include
         }
         d->tag = sbx__strdup(s->tag);
         d->cwd = sbx__strdup(s->cwd);
-        d->command = *s->shell ? sbx__strdup(s->shell) : sbx__join_argv((const char *const *)s->argv, s->n_argv);
+        d->command = *s->shell ? sbx__strdup(s->shell)
+                               : sbx__join_argv((const char *const *)s->argv, s->n_argv);
         ok = d->tag && d->cwd && d->command;
     }
     protobuf_c_message_free_unpacked(resp, NULL);
@@ -90,14 +93,16 @@ sbx_error *sbx_proc_signal(sbx_client *c, const char *project_id, sbx_proc_sel s
     req.signal = signal;
     ProtobufCMessage *resp = NULL;
     bool idem = signal == 0 || signal == 9 || signal == 15; /* as the contract says */
-    sbx_error *e = sbx__unary_key(c, SBX_SERVICE_EXECUTOR, req.project_id, M("SignalProcess"), &req.base,
-                                  &sbx__v1__signal_process_response__descriptor, &resp, idem);
+    sbx_error *e =
+        sbx__unary_key(c, SBX_SERVICE_EXECUTOR, req.project_id, M("SignalProcess"), &req.base,
+                       &sbx__v1__signal_process_response__descriptor, &resp, idem);
     if (resp)
         protobuf_c_message_free_unpacked(resp, NULL);
     return e;
 }
 
-sbx_error *sbx_proc_send_input(sbx_client *c, const char *project_id, sbx_proc_sel sel, const void *data, size_t len)
+sbx_error *sbx_proc_send_input(sbx_client *c, const char *project_id, sbx_proc_sel sel,
+                               const void *data, size_t len)
 {
     Sbx__V1__SendInputRequest req = SBX__V1__SEND_INPUT_REQUEST__INIT;
     Sbx__V1__ProcessSelector ps;
@@ -107,8 +112,9 @@ sbx_error *sbx_proc_send_input(sbx_client *c, const char *project_id, sbx_proc_s
     req.data.data = (uint8_t *)data;
     req.data.len = data ? len : 0;
     ProtobufCMessage *resp = NULL;
-    sbx_error *e = sbx__unary_key(c, SBX_SERVICE_EXECUTOR, req.project_id, M("SendInput"), &req.base,
-                                  &sbx__v1__send_input_response__descriptor, &resp, false);
+    sbx_error *e =
+        sbx__unary_key(c, SBX_SERVICE_EXECUTOR, req.project_id, M("SendInput"), &req.base,
+                       &sbx__v1__send_input_response__descriptor, &resp, false);
     if (resp)
         protobuf_c_message_free_unpacked(resp, NULL);
     return e;
@@ -122,8 +128,9 @@ sbx_error *sbx_proc_close_input(sbx_client *c, const char *project_id, sbx_proc_
     req.project_id = (char *)sbx__nz(project_id);
     req.process = &ps;
     ProtobufCMessage *resp = NULL;
-    sbx_error *e = sbx__unary_key(c, SBX_SERVICE_EXECUTOR, req.project_id, M("CloseInput"), &req.base,
-                                  &sbx__v1__close_input_response__descriptor, &resp, true);
+    sbx_error *e =
+        sbx__unary_key(c, SBX_SERVICE_EXECUTOR, req.project_id, M("CloseInput"), &req.base,
+                       &sbx__v1__close_input_response__descriptor, &resp, true);
     if (resp)
         protobuf_c_message_free_unpacked(resp, NULL);
     return e;

@@ -99,8 +99,8 @@ sbx_error *sbx_project_get(sbx_client *c, const char *project_id, sbx_project **
     return e ? e : project_out(resp, out);
 }
 
-sbx_error *sbx_project_update_fields(sbx_client *c, const char *project_id, const sbx_project_update *u,
-                                     sbx_project **out)
+sbx_error *sbx_project_update_fields(sbx_client *c, const char *project_id,
+                                     const sbx_project_update *u, sbx_project **out)
 {
     if (out)
         *out = NULL;
@@ -132,8 +132,9 @@ sbx_error *sbx_project_update_fields(sbx_client *c, const char *project_id, cons
         req.expected = &exp;
     }
     ProtobufCMessage *resp = NULL;
-    sbx_error *e = sbx__unary_key(c, SBX_SERVICE_STORE, req.project_id, M("UpdateProject"), &req.base,
-                                  &sbx__v1__project__descriptor, &resp, !u->check_version);
+    sbx_error *e =
+        sbx__unary_key(c, SBX_SERVICE_STORE, req.project_id, M("UpdateProject"), &req.base,
+                       &sbx__v1__project__descriptor, &resp, !u->check_version);
     free(ents);
     free(ptrs);
     if (e)
@@ -152,8 +153,9 @@ sbx_error *sbx_project_delete(sbx_client *c, const char *project_id, bool *exist
     Sbx__V1__DeleteProjectRequest req = SBX__V1__DELETE_PROJECT_REQUEST__INIT;
     req.project_id = (char *)sbx__nz(project_id);
     ProtobufCMessage *resp = NULL;
-    sbx_error *e = sbx__unary_key(c, SBX_SERVICE_STORE, req.project_id, M("DeleteProject"), &req.base,
-                                  &sbx__v1__delete_project_response__descriptor, &resp, true);
+    sbx_error *e =
+        sbx__unary_key(c, SBX_SERVICE_STORE, req.project_id, M("DeleteProject"), &req.base,
+                       &sbx__v1__delete_project_response__descriptor, &resp, true);
     if (e)
         return e;
     if (existed)

@@ -113,7 +113,8 @@ static sbx_error *sandbox_out(ProtobufCMessage *resp, sbx_sandbox **out)
     return NULL;
 }
 
-sbx_error *sbx_sandbox_new(sbx_client *c, const char *project_id, const sbx_sandbox_create *o, sbx_sandbox **out)
+sbx_error *sbx_sandbox_new(sbx_client *c, const char *project_id, const sbx_sandbox_create *o,
+                           sbx_sandbox **out)
 {
     *out = NULL;
     sbx_sandbox_create zero = {0};
@@ -131,13 +132,15 @@ sbx_error *sbx_sandbox_new(sbx_client *c, const char *project_id, const sbx_sand
     lim.disk_bytes = o->disk_bytes;
     req.limits = &lim;
     void **env = NULL;
-    if (sbx__env_entries(o->env, o->n_env, &sbx__v1__create_sandbox_request__env_entry__descriptor, &env) != 0)
-        return sbx_error_new(SBX_CODE_INVALID_ARGUMENT, "env entries must be KEY=VALUE with a non-empty KEY");
+    if (sbx__env_entries(o->env, o->n_env, &sbx__v1__create_sandbox_request__env_entry__descriptor,
+                         &env) != 0)
+        return sbx_error_new(SBX_CODE_INVALID_ARGUMENT,
+                             "env entries must be KEY=VALUE with a non-empty KEY");
     req.n_env = o->n_env;
     req.env = (Sbx__V1__CreateSandboxRequest__EnvEntry **)env;
     ProtobufCMessage *resp = NULL;
-    sbx_error *e = sbx__unary_key(c, SBX_SERVICE_EXECUTOR, req.project_id, M("CreateSandbox"), &req.base,
-                                  &sbx__v1__sandbox__descriptor, &resp, true);
+    sbx_error *e = sbx__unary_key(c, SBX_SERVICE_EXECUTOR, req.project_id, M("CreateSandbox"),
+                                  &req.base, &sbx__v1__sandbox__descriptor, &resp, true);
     sbx__env_free(env, o->n_env);
     return e ? e : sandbox_out(resp, out);
 }
@@ -148,20 +151,21 @@ sbx_error *sbx_sandbox_get(sbx_client *c, const char *project_id, sbx_sandbox **
     Sbx__V1__GetSandboxRequest req = SBX__V1__GET_SANDBOX_REQUEST__INIT;
     req.project_id = (char *)sbx__nz(project_id);
     ProtobufCMessage *resp = NULL;
-    sbx_error *e = sbx__unary_key(c, SBX_SERVICE_EXECUTOR, req.project_id, M("GetSandbox"), &req.base,
-                                  &sbx__v1__sandbox__descriptor, &resp, true);
+    sbx_error *e = sbx__unary_key(c, SBX_SERVICE_EXECUTOR, req.project_id, M("GetSandbox"),
+                                  &req.base, &sbx__v1__sandbox__descriptor, &resp, true);
     return e ? e : sandbox_out(resp, out);
 }
 
-sbx_error *sbx_sandbox_set_timeout(sbx_client *c, const char *project_id, int64_t idle_timeout_ms, sbx_sandbox **out)
+sbx_error *sbx_sandbox_set_timeout(sbx_client *c, const char *project_id, int64_t idle_timeout_ms,
+                                   sbx_sandbox **out)
 {
     *out = NULL;
     Sbx__V1__SetSandboxTimeoutRequest req = SBX__V1__SET_SANDBOX_TIMEOUT_REQUEST__INIT;
     req.project_id = (char *)sbx__nz(project_id);
     req.idle_timeout_ms = idle_timeout_ms;
     ProtobufCMessage *resp = NULL;
-    sbx_error *e = sbx__unary_key(c, SBX_SERVICE_EXECUTOR, req.project_id, M("SetSandboxTimeout"), &req.base,
-                                  &sbx__v1__sandbox__descriptor, &resp, true);
+    sbx_error *e = sbx__unary_key(c, SBX_SERVICE_EXECUTOR, req.project_id, M("SetSandboxTimeout"),
+                                  &req.base, &sbx__v1__sandbox__descriptor, &resp, true);
     return e ? e : sandbox_out(resp, out);
 }
 
@@ -173,8 +177,9 @@ sbx_error *sbx_sandbox_kill(sbx_client *c, const char *project_id, bool wipe_hom
     req.project_id = (char *)sbx__nz(project_id);
     req.wipe_home = wipe_home;
     ProtobufCMessage *resp = NULL;
-    sbx_error *e = sbx__unary_key(c, SBX_SERVICE_EXECUTOR, req.project_id, M("KillSandbox"), &req.base,
-                                  &sbx__v1__kill_sandbox_response__descriptor, &resp, true);
+    sbx_error *e =
+        sbx__unary_key(c, SBX_SERVICE_EXECUTOR, req.project_id, M("KillSandbox"), &req.base,
+                       &sbx__v1__kill_sandbox_response__descriptor, &resp, true);
     if (e)
         return e;
     if (killed)
@@ -183,7 +188,8 @@ sbx_error *sbx_sandbox_kill(sbx_client *c, const char *project_id, bool wipe_hom
     return NULL;
 }
 
-sbx_error *sbx_sandbox_list_all(sbx_client *c, const char *project_id, bool include_stopped, sbx_sandbox_list **out)
+sbx_error *sbx_sandbox_list_all(sbx_client *c, const char *project_id, bool include_stopped,
+                                sbx_sandbox_list **out)
 {
     *out = NULL;
     sbx_sandbox_list *l = calloc(1, sizeof *l);

@@ -57,11 +57,11 @@ enum {
 };
 
 typedef struct sbx_error {
-    int code;          /* SBX_CODE_* */
-    const char *name;  /* canonical status name, "NOT_FOUND"; static storage */
-    char *message;     /* human-readable detail, never NULL (may be ""); owned by the error */
-    char *target;      /* address that answered ("127.0.0.1:50052"), NULL for local errors */
-    int attempts;      /* attempts made (> 1 after retries) */
+    int code;         /* SBX_CODE_* */
+    const char *name; /* canonical status name, "NOT_FOUND"; static storage */
+    char *message;    /* human-readable detail, never NULL (may be ""); owned by the error */
+    char *target;     /* address that answered ("127.0.0.1:50052"), NULL for local errors */
+    int attempts;     /* attempts made (> 1 after retries) */
 } sbx_error;
 
 /* Frees an error and its strings. NULL is harmless. */
@@ -84,17 +84,17 @@ typedef struct sbx_client sbx_client;
 typedef enum { SBX_SERVICE_EXECUTOR = 0, SBX_SERVICE_STORE = 1 } sbx_service;
 
 typedef struct sbx_config {
-    const char *executor;      /* "HOST:PORT[,HOST:PORT...]"; NULL/"" = "127.0.0.1:50051" */
-    const char *store;         /* same; NULL/"" = "127.0.0.1:50052" */
-    const char *api_key;       /* sent as "authorization: Bearer <key>"; NULL = none */
-    const char *tls_ca;        /* PEM file: enables TLS, verifies the server */
-    const char *tls_cert;      /* PEM files: client certificate + key for mTLS */
+    const char *executor; /* "HOST:PORT[,HOST:PORT...]"; NULL/"" = "127.0.0.1:50051" */
+    const char *store;    /* same; NULL/"" = "127.0.0.1:50052" */
+    const char *api_key;  /* sent as "authorization: Bearer <key>"; NULL = none */
+    const char *tls_ca;   /* PEM file: enables TLS, verifies the server */
+    const char *tls_cert; /* PEM files: client certificate + key for mTLS */
     const char *tls_key;
     const char *tls_server_name; /* override of the name checked in the server certificate */
-    int64_t deadline_ms;       /* per-call deadline of unary calls; 0 = 30000; < 0 = none */
-    int max_attempts;          /* retry attempts for idempotent calls (incl. the first); 0 = 5 */
-    int64_t backoff_initial_ms; /* 0 = 100 */
-    int64_t backoff_max_ms;     /* 0 = 5000 */
+    int64_t deadline_ms;         /* per-call deadline of unary calls; 0 = 30000; < 0 = none */
+    int max_attempts;            /* retry attempts for idempotent calls (incl. the first); 0 = 5 */
+    int64_t backoff_initial_ms;  /* 0 = 100 */
+    int64_t backoff_max_ms;      /* 0 = 5000 */
 } sbx_config;
 
 /* Creates a client. All strings of cfg are copied. Channels connect lazily, so a stopped
@@ -141,16 +141,16 @@ sbx_error *sbx_keygen(const char *tenant, char **key, char **keys_line);
 
 typedef struct sbx_kv_entry {
     char *key;
-    uint8_t *value;        /* value_len bytes, plus a NUL after them for convenience */
+    uint8_t *value; /* value_len bytes, plus a NUL after them for convenience */
     size_t value_len;
     uint64_t version;
     int64_t expires_at_ms; /* 0 = no expiry */
 } sbx_kv_entry;
 
 typedef struct sbx_kv_set_opts {
-    int64_t ttl_s;          /* 0 = no expiry */
-    int64_t expires_at_ms;  /* absolute expiry alternative; 0 = none */
-    bool check_version;     /* compare-and-set: write only if the version is expected_version */
+    int64_t ttl_s;             /* 0 = no expiry */
+    int64_t expires_at_ms;     /* absolute expiry alternative; 0 = none */
+    bool check_version;        /* compare-and-set: write only if the version is expected_version */
     uint64_t expected_version; /* 0 = the key must not exist */
 } sbx_kv_set_opts;
 
@@ -163,14 +163,15 @@ sbx_error *sbx_kv_get(sbx_client *c, const char *key, sbx_kv_entry **out);
 /* Delete: *existed (may be NULL) tells whether a live key was removed. */
 sbx_error *sbx_kv_del(sbx_client *c, const char *key, bool *existed);
 /* Incr: atomic add; never retried unless delta == 0. value/version may be NULL. */
-sbx_error *sbx_kv_incr(sbx_client *c, const char *key, int64_t delta, int64_t *value, uint64_t *version);
+sbx_error *sbx_kv_incr(sbx_client *c, const char *key, int64_t delta, int64_t *value,
+                       uint64_t *version);
 /* Flush the caller's tenant's KV space. */
 sbx_error *sbx_kv_flush(sbx_client *c, uint64_t *deleted);
 
 typedef struct sbx_kv_list {
     sbx_kv_entry *entries;
     size_t count;
-    char *next_cursor;     /* "" = no more keys */
+    char *next_cursor; /* "" = no more keys */
 } sbx_kv_list;
 
 /* One page of keys in byte order. prefix/cursor may be NULL. limit 0 = server default (100).
@@ -185,10 +186,10 @@ void sbx_kv_list_free(sbx_kv_list *l);
 typedef struct sbx_project {
     char *project_id;
     uint64_t version;
-    sbx_field *fields;      /* sorted by key */
+    sbx_field *fields; /* sorted by key */
     size_t n_fields;
     int64_t created_at_ms;
-    int64_t updated_at_ms;  /* 0 = never updated */
+    int64_t updated_at_ms; /* 0 = never updated */
     uint64_t execution_count;
     uint64_t last_execution_seq;
     int64_t last_execution_at_ms;
@@ -201,29 +202,30 @@ typedef struct sbx_project {
 sbx_error *sbx_project_get(sbx_client *c, const char *project_id, sbx_project **out);
 
 typedef struct sbx_project_update {
-    const sbx_field *set;    /* fields to write */
+    const sbx_field *set; /* fields to write */
     size_t n_set;
     const char *const *remove; /* field keys to delete */
     size_t n_remove;
-    bool check_version;      /* apply only if the version is expected_version (0 = new) */
+    bool check_version; /* apply only if the version is expected_version (0 = new) */
     uint64_t expected_version;
 } sbx_project_update;
 
 /* Merge fields. FAILED_PRECONDITION "version mismatch: expected E, current C" when the CAS
  * check fails. *out (may be NULL) receives the updated project (caller frees). */
-sbx_error *sbx_project_update_fields(sbx_client *c, const char *project_id, const sbx_project_update *u,
-                                     sbx_project **out);
+sbx_error *sbx_project_update_fields(sbx_client *c, const char *project_id,
+                                     const sbx_project_update *u, sbx_project **out);
 /* Removes the project's metadata, history and cache. *existed may be NULL. */
 sbx_error *sbx_project_delete(sbx_client *c, const char *project_id, bool *existed);
 
 typedef struct sbx_project_list {
-    sbx_project *projects;  /* byte-wise project_id order, merged over every store instance */
+    sbx_project *projects; /* byte-wise project_id order, merged over every store instance */
     size_t count;
-    bool truncated;         /* more matched than limit */
+    bool truncated; /* more matched than limit */
 } sbx_project_list;
 
 /* All projects (prefix may be NULL), at most limit (0 = no limit). Caller frees. */
-sbx_error *sbx_project_list_all(sbx_client *c, const char *prefix, size_t limit, sbx_project_list **out);
+sbx_error *sbx_project_list_all(sbx_client *c, const char *prefix, size_t limit,
+                                sbx_project_list **out);
 void sbx_project_free(sbx_project *p);
 void sbx_project_list_free(sbx_project_list *l);
 
@@ -242,9 +244,9 @@ typedef struct sbx_record {
     bool timed_out;
     bool output_truncated;
     bool cached;
-    uint8_t *out;          /* stdout (NUL after out_len for convenience); empty unless asked */
+    uint8_t *out; /* stdout (NUL after out_len for convenience); empty unless asked */
     size_t out_len;
-    uint8_t *err;          /* stderr */
+    uint8_t *err; /* stderr */
     size_t err_len;
     int64_t started_at_ms;
     int64_t duration_us;
@@ -257,9 +259,9 @@ typedef struct sbx_record {
 } sbx_record;
 
 typedef struct sbx_history_page {
-    sbx_record *records;    /* newest first */
+    sbx_record *records; /* newest first */
     size_t count;
-    char *next_page_token;  /* "" = no more */
+    char *next_page_token; /* "" = no more */
 } sbx_history_page;
 
 typedef struct sbx_history_query {
@@ -280,13 +282,13 @@ typedef int (*sbx_record_fn)(const sbx_record *r, void *ud);
 /* Streams records with seq >= from_seq (0 = only new ones), then live appends, until fn says
  * stop or the stream fails. Reconnects after UNAVAILABLE from the last seq + 1. deadline_ms
  * <= 0 = none. */
-sbx_error *sbx_history_watch(sbx_client *c, const char *project_id, uint64_t from_seq, bool include_output,
-                             int64_t deadline_ms, sbx_record_fn fn, void *ud);
+sbx_error *sbx_history_watch(sbx_client *c, const char *project_id, uint64_t from_seq,
+                             bool include_output, int64_t deadline_ms, sbx_record_fn fn, void *ud);
 
 /* What to record (history add / import). All pointers are borrowed for the call. */
 typedef struct sbx_record_in {
-    const char *record_id;   /* idempotency id; NULL/"" = none (then the call is not retried) */
-    const char *command;     /* display form; NULL = argv joined with shell quoting */
+    const char *record_id; /* idempotency id; NULL/"" = none (then the call is not retried) */
+    const char *command;   /* display form; NULL = argv joined with shell quoting */
     const char *const *argv;
     size_t argc;
     const char *cwd;
@@ -298,7 +300,7 @@ typedef struct sbx_record_in {
     size_t out_len;
     const void *err;
     size_t err_len;
-    int64_t started_at_ms;   /* 0 = the server's time */
+    int64_t started_at_ms; /* 0 = the server's time */
     int64_t duration_us;
     const char *sandbox_id;
     const char *tag;
@@ -307,8 +309,8 @@ typedef struct sbx_record_in {
 
 /* RecordExecution: appends to history and, with cache_ttl_s > 0, fills the cache in one atomic
  * write. *seq / *duplicate may be NULL. */
-sbx_error *sbx_history_record(sbx_client *c, const char *project_id, const sbx_record_in *r, int64_t cache_ttl_s,
-                              uint64_t *seq, bool *duplicate);
+sbx_error *sbx_history_record(sbx_client *c, const char *project_id, const sbx_record_in *r,
+                              int64_t cache_ttl_s, uint64_t *seq, bool *duplicate);
 
 typedef struct sbx_cached {
     char *command_key;
@@ -328,10 +330,11 @@ typedef struct sbx_cached {
 
 /* GetCachedResult: *found false (and *out NULL) on a miss; *expired (may be NULL) tells an
  * expired entry. *out owned by the caller (sbx_cached_free). */
-sbx_error *sbx_cache_get(sbx_client *c, const char *project_id, const char *command_key, bool *found,
-                         bool *expired, sbx_cached **out);
+sbx_error *sbx_cache_get(sbx_client *c, const char *project_id, const char *command_key,
+                         bool *found, bool *expired, sbx_cached **out);
 /* ClearCache: command_key NULL/"" = the whole project. *cleared may be NULL. */
-sbx_error *sbx_cache_clear(sbx_client *c, const char *project_id, const char *command_key, uint64_t *cleared);
+sbx_error *sbx_cache_clear(sbx_client *c, const char *project_id, const char *command_key,
+                           uint64_t *cleared);
 void sbx_cached_free(sbx_cached *r);
 
 /* The cache key of a command, as lowercase hex SHA-256 (64 chars + NUL) of a canonical,
@@ -345,31 +348,31 @@ void sbx_command_key(const char *const *argv, size_t argc, const char *shell, co
 /* ------------------------------------------------------------------ processes (executor) */
 
 typedef struct sbx_exec_req {
-    const char *project_id;      /* or sandbox_id (one of them is required) */
+    const char *project_id; /* or sandbox_id (one of them is required) */
     const char *sandbox_id;
-    const char *const *argv;     /* argv command ... */
+    const char *const *argv; /* argv command ... */
     size_t argc;
-    const char *shell;           /* ... or a /bin/sh -c string (wins when set) */
-    const char *cwd;             /* NULL = /home/user */
-    const char *const *env;      /* "K=V" entries */
+    const char *shell;      /* ... or a /bin/sh -c string (wins when set) */
+    const char *cwd;        /* NULL = /home/user */
+    const char *const *env; /* "K=V" entries */
     size_t n_env;
     const void *stdin_data;
     size_t stdin_len;
     bool close_stdin;
-    int64_t timeout_ms;          /* 0 = sandbox default */
-    int64_t max_output_bytes;    /* 0 = sandbox default */
+    int64_t timeout_ms;       /* 0 = sandbox default */
+    int64_t max_output_bytes; /* 0 = sandbox default */
     bool background;
     const char *tag;
-    int64_t cache_ttl_s;         /* > 0: answer from / fill the cache */
-    const char *request_id;      /* NULL = generated, so retries never run the command twice */
-    int64_t deadline_ms;         /* 0 = none (the command's own timeout bounds it) */
+    int64_t cache_ttl_s;    /* > 0: answer from / fill the cache */
+    const char *request_id; /* NULL = generated, so retries never run the command twice */
+    int64_t deadline_ms;    /* 0 = none (the command's own timeout bounds it) */
 } sbx_exec_req;
 
 typedef struct sbx_exec_result {
     int pid;
     char *sandbox_id;
-    bool exited;                 /* false for a background start */
-    int exit_code;               /* 0..255, or 128 + signal */
+    bool exited;   /* false for a background start */
+    int exit_code; /* 0..255, or 128 + signal */
     int signal;
     bool timed_out;
     bool output_truncated;
@@ -386,15 +389,16 @@ typedef enum { SBX_STDOUT = 1, SBX_STDERR = 2 } sbx_stream_id;
 
 /* Output callback: a chunk of stdout or stderr at byte offset `offset` of that stream. Return
  * non-zero to cancel the call (the foreground command is then left to its request_id rules). */
-typedef int (*sbx_output_fn)(sbx_stream_id stream, const void *data, size_t len, uint64_t offset, void *ud);
+typedef int (*sbx_output_fn)(sbx_stream_id stream, const void *data, size_t len, uint64_t offset,
+                             void *ud);
 /* Started callback (may be NULL): pid 0 for a cached answer. */
 typedef void (*sbx_started_fn)(int pid, const char *sandbox_id, void *ud);
 
 /* Exec: runs the command and streams its output to on_output (may be NULL). After UNAVAILABLE
  * the call is retried with the same request_id; output already delivered is not repeated.
  * *res is filled (free its strings with sbx_exec_result_clear). */
-sbx_error *sbx_exec(sbx_client *c, const sbx_exec_req *r, sbx_started_fn on_started, sbx_output_fn on_output,
-                    void *ud, sbx_exec_result *res);
+sbx_error *sbx_exec(sbx_client *c, const sbx_exec_req *r, sbx_started_fn on_started,
+                    sbx_output_fn on_output, void *ud, sbx_exec_result *res);
 void sbx_exec_result_clear(sbx_exec_result *r);
 
 /* Selects a background process by pid (> 0) or tag. */
@@ -405,13 +409,14 @@ typedef struct sbx_proc_sel {
 
 /* AttachProcess: replays output from the offsets, then (follow) live output until exit.
  * res->exited tells whether the exit was seen. */
-sbx_error *sbx_attach(sbx_client *c, const char *project_id, sbx_proc_sel sel, uint64_t stdout_offset,
-                      uint64_t stderr_offset, bool follow, sbx_output_fn on_output, void *ud, sbx_exec_result *res);
+sbx_error *sbx_attach(sbx_client *c, const char *project_id, sbx_proc_sel sel,
+                      uint64_t stdout_offset, uint64_t stderr_offset, bool follow,
+                      sbx_output_fn on_output, void *ud, sbx_exec_result *res);
 
 typedef struct sbx_proc_info {
     int pid;
     char *tag;
-    char *command;              /* argv joined with shell quoting, or the shell string */
+    char *command; /* argv joined with shell quoting, or the shell string */
     char *cwd;
     bool running;
     bool background;
@@ -427,16 +432,18 @@ typedef struct sbx_proc_info {
 } sbx_proc_info;
 
 typedef struct sbx_proc_list {
-    sbx_proc_info *procs;       /* oldest first */
+    sbx_proc_info *procs; /* oldest first */
     size_t count;
 } sbx_proc_list;
 
-sbx_error *sbx_proc_list_get(sbx_client *c, const char *project_id, bool include_exited, sbx_proc_list **out);
+sbx_error *sbx_proc_list_get(sbx_client *c, const char *project_id, bool include_exited,
+                             sbx_proc_list **out);
 void sbx_proc_list_free(sbx_proc_list *l);
 /* Sends signal (0 = SIGTERM) to the process group. Retried only for SIGTERM/SIGKILL. */
 sbx_error *sbx_proc_signal(sbx_client *c, const char *project_id, sbx_proc_sel sel, int signal);
 /* Writes bytes to a background process's stdin (never retried) / closes it. */
-sbx_error *sbx_proc_send_input(sbx_client *c, const char *project_id, sbx_proc_sel sel, const void *data, size_t len);
+sbx_error *sbx_proc_send_input(sbx_client *c, const char *project_id, sbx_proc_sel sel,
+                               const void *data, size_t len);
 sbx_error *sbx_proc_close_input(sbx_client *c, const char *project_id, sbx_proc_sel sel);
 
 /* ------------------------------------------------------------------ sandboxes (executor) */
@@ -451,7 +458,7 @@ typedef struct sbx_port {
 typedef struct sbx_sandbox {
     char *sandbox_id;
     char *project_id;
-    int state;                  /* 1 running, 2 stopped */
+    int state; /* 1 running, 2 stopped */
     char *template_name;
     int init_pid;
     int64_t created_at_ms;
@@ -475,22 +482,24 @@ typedef struct sbx_sandbox {
 } sbx_sandbox;
 
 typedef struct sbx_sandbox_create {
-    const char *template_name;  /* NULL = default root */
-    int64_t idle_timeout_ms;    /* 0 = server default */
-    int64_t memory_bytes;       /* limits: 0 = server default */
+    const char *template_name; /* NULL = default root */
+    int64_t idle_timeout_ms;   /* 0 = server default */
+    int64_t memory_bytes;      /* limits: 0 = server default */
     int pids;
     int cpu_millis;
     int64_t command_timeout_ms;
     int64_t disk_bytes;
-    const char *const *env;     /* "K=V" */
+    const char *const *env; /* "K=V" */
     size_t n_env;
 } sbx_sandbox_create;
 
 /* Create (idempotent per project; opts may be NULL), Get, SetTimeout: *out owned by the caller
  * (sbx_sandbox_free). */
-sbx_error *sbx_sandbox_new(sbx_client *c, const char *project_id, const sbx_sandbox_create *opts, sbx_sandbox **out);
+sbx_error *sbx_sandbox_new(sbx_client *c, const char *project_id, const sbx_sandbox_create *opts,
+                           sbx_sandbox **out);
 sbx_error *sbx_sandbox_get(sbx_client *c, const char *project_id, sbx_sandbox **out);
-sbx_error *sbx_sandbox_set_timeout(sbx_client *c, const char *project_id, int64_t idle_timeout_ms, sbx_sandbox **out);
+sbx_error *sbx_sandbox_set_timeout(sbx_client *c, const char *project_id, int64_t idle_timeout_ms,
+                                   sbx_sandbox **out);
 sbx_error *sbx_sandbox_kill(sbx_client *c, const char *project_id, bool wipe_home, bool *killed);
 
 typedef struct sbx_sandbox_list {
@@ -499,7 +508,8 @@ typedef struct sbx_sandbox_list {
 } sbx_sandbox_list;
 
 /* Lists the caller's sandboxes on every executor (project_id NULL) or the project's. */
-sbx_error *sbx_sandbox_list_all(sbx_client *c, const char *project_id, bool include_stopped, sbx_sandbox_list **out);
+sbx_error *sbx_sandbox_list_all(sbx_client *c, const char *project_id, bool include_stopped,
+                                sbx_sandbox_list **out);
 void sbx_sandbox_free(sbx_sandbox *s);
 void sbx_sandbox_list_free(sbx_sandbox_list *l);
 
@@ -531,8 +541,8 @@ void sbx_file_info_clear(sbx_file_info *fi);
 typedef int (*sbx_data_fn)(const void *data, size_t len, void *ud);
 /* Reads a file (offset, length 0 = to the end) into sink. Resumes after UNAVAILABLE from the
  * byte reached. info may be NULL (else cleared with sbx_file_info_clear by the caller). */
-sbx_error *sbx_file_read(sbx_client *c, const char *project_id, const char *path, uint64_t offset, uint64_t length,
-                         sbx_data_fn sink, void *ud, sbx_file_info *info);
+sbx_error *sbx_file_read(sbx_client *c, const char *project_id, const char *path, uint64_t offset,
+                         uint64_t length, sbx_data_fn sink, void *ud, sbx_file_info *info);
 
 /* Data source for writes: fill buf with up to cap bytes, return the count, 0 at the end, or
  * -1 on error (errno set). rewind (may be NULL) restarts the source for a retry: 0 or -1. */
@@ -540,7 +550,7 @@ typedef long (*sbx_source_fn)(void *buf, size_t cap, void *ud);
 typedef int (*sbx_rewind_fn)(void *ud);
 
 typedef struct sbx_write_opts {
-    uint32_t mode;              /* 0 = 0644 */
+    uint32_t mode; /* 0 = 0644 */
     bool append;
     bool no_create_parents;
     bool exclusive;
@@ -548,8 +558,9 @@ typedef struct sbx_write_opts {
 
 /* WriteFile from a source (opts may be NULL). Retried after UNAVAILABLE only when the write is
  * idempotent (no append/exclusive) and rewind is given. info/bytes may be NULL. */
-sbx_error *sbx_file_write(sbx_client *c, const char *project_id, const char *path, const sbx_write_opts *opts,
-                          sbx_source_fn src, sbx_rewind_fn rewind, void *ud, sbx_file_info *info, uint64_t *bytes);
+sbx_error *sbx_file_write(sbx_client *c, const char *project_id, const char *path,
+                          const sbx_write_opts *opts, sbx_source_fn src, sbx_rewind_fn rewind,
+                          void *ud, sbx_file_info *info, uint64_t *bytes);
 
 typedef struct sbx_file_list {
     sbx_file_info *entries;
@@ -558,32 +569,36 @@ typedef struct sbx_file_list {
 } sbx_file_list;
 
 /* path NULL/"" = /home/user; depth 0 = 1. Caller frees *out (sbx_file_list_free). */
-sbx_error *sbx_file_list_dir(sbx_client *c, const char *project_id, const char *path, int depth, int max_entries,
-                             sbx_file_list **out);
+sbx_error *sbx_file_list_dir(sbx_client *c, const char *project_id, const char *path, int depth,
+                             int max_entries, sbx_file_list **out);
 void sbx_file_list_free(sbx_file_list *l);
-sbx_error *sbx_file_stat(sbx_client *c, const char *project_id, const char *path, sbx_file_info *out);
-sbx_error *sbx_file_mkdir(sbx_client *c, const char *project_id, const char *path, uint32_t mode, bool parents,
-                          bool *created);
-sbx_error *sbx_file_remove(sbx_client *c, const char *project_id, const char *path, bool recursive, bool *existed);
+sbx_error *sbx_file_stat(sbx_client *c, const char *project_id, const char *path,
+                         sbx_file_info *out);
+sbx_error *sbx_file_mkdir(sbx_client *c, const char *project_id, const char *path, uint32_t mode,
+                          bool parents, bool *created);
+sbx_error *sbx_file_remove(sbx_client *c, const char *project_id, const char *path, bool recursive,
+                           bool *existed);
 /* Move is not idempotent: never retried. */
-sbx_error *sbx_file_move(sbx_client *c, const char *project_id, const char *src, const char *dst, bool overwrite);
+sbx_error *sbx_file_move(sbx_client *c, const char *project_id, const char *src, const char *dst,
+                         bool overwrite);
 
 /* Upload progress (may be NULL): called as bytes are sent. */
-typedef void (*sbx_progress_fn)(uint64_t bytes_done, uint64_t bytes_total, size_t files_done, size_t files_total,
-                                void *ud);
+typedef void (*sbx_progress_fn)(uint64_t bytes_done, uint64_t bytes_total, size_t files_done,
+                                size_t files_total, void *ud);
 
 typedef struct sbx_upload_result {
     uint32_t files_written;
     uint64_t bytes_written;
-    char *dest_dir;             /* owned: sbx_upload_result_clear */
+    char *dest_dir; /* owned: sbx_upload_result_clear */
 } sbx_upload_result;
 
 /* Uploads the tree under local_dir (regular files, directories, symlinks; other types are an
  * INVALID_ARGUMENT error before anything is sent) into dest_dir (NULL = /home/user) with one
  * all-or-nothing UploadFiles call. replace: overwrite existing files (then the call is
  * idempotent and retried after UNAVAILABLE). Local read errors map errno to a status. */
-sbx_error *sbx_upload_dir(sbx_client *c, const char *project_id, const char *local_dir, const char *dest_dir,
-                          bool replace, sbx_progress_fn progress, void *ud, sbx_upload_result *res);
+sbx_error *sbx_upload_dir(sbx_client *c, const char *project_id, const char *local_dir,
+                          const char *dest_dir, bool replace, sbx_progress_fn progress, void *ud,
+                          sbx_upload_result *res);
 void sbx_upload_result_clear(sbx_upload_result *r);
 
 /* ------------------------------------------------------------------ ports (executor) */
@@ -592,14 +607,14 @@ typedef struct sbx_dev_server_req {
     const char *project_id;
     const char *const *argv;
     size_t argc;
-    const char *shell;          /* wins over argv when set */
+    const char *shell; /* wins over argv when set */
     const char *cwd;
     const char *const *env;
     size_t n_env;
     uint32_t port;
-    const char *ready_path;     /* NULL = "/" */
-    int64_t ready_timeout_ms;   /* 0 = 30000 */
-    const char *tag;            /* makes the call idempotent (then retried) */
+    const char *ready_path;   /* NULL = "/" */
+    int64_t ready_timeout_ms; /* 0 = 30000 */
+    const char *tag;          /* makes the call idempotent (then retried) */
     bool keep_on_failure;
 } sbx_dev_server_req;
 

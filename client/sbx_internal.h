@@ -21,12 +21,12 @@ typedef struct sbx__shard {
 } sbx__shard;
 
 struct sbx_client {
-    sbx__shard *shards[2];   /* indexed by sbx_service */
-    const char **addrs[2];   /* the same addresses as a plain array, for sbx_rendezvous_pick */
+    sbx__shard *shards[2]; /* indexed by sbx_service */
+    const char **addrs[2]; /* the same addresses as a plain array, for sbx_rendezvous_pick */
     size_t n[2];
-    int64_t deadline_ms;     /* unary default; 0 = none */
+    int64_t deadline_ms; /* unary default; 0 = none */
     sbx_backoff backoff;
-    pthread_mutex_t mu;      /* guards seed */
+    pthread_mutex_t mu; /* guards seed */
     uint64_t seed;
 };
 
@@ -42,12 +42,13 @@ size_t sbx__shard_for(const sbx_client *c, sbx_service svc, const char *key);
 /* ---- calls (call.c) */
 /* Unary call to one shard. idempotent: retry UNAVAILABLE with backoff within the deadline.
  * On success *resp is set (free with protobuf_c_message_free_unpacked). */
-sbx_error *sbx__unary(sbx_client *c, sbx_service svc, size_t shard, const char *method, const ProtobufCMessage *req,
-                      const ProtobufCMessageDescriptor *rd, ProtobufCMessage **resp, bool idempotent);
+sbx_error *sbx__unary(sbx_client *c, sbx_service svc, size_t shard, const char *method,
+                      const ProtobufCMessage *req, const ProtobufCMessageDescriptor *rd,
+                      ProtobufCMessage **resp, bool idempotent);
 /* Same, routed by key (project id, or SBX__KV_ROUTE_KEY). */
 sbx_error *sbx__unary_key(sbx_client *c, sbx_service svc, const char *key, const char *method,
-                          const ProtobufCMessage *req, const ProtobufCMessageDescriptor *rd, ProtobufCMessage **resp,
-                          bool idempotent);
+                          const ProtobufCMessage *req, const ProtobufCMessageDescriptor *rd,
+                          ProtobufCMessage **resp, bool idempotent);
 /* Sleeps before retry attempt + 1; returns false when attempts are used up or the absolute
  * monotonic deadline (ms, 0 = none) would pass. */
 bool sbx__backoff_wait(sbx_client *c, int attempt, int64_t deadline_abs_ms);
@@ -60,7 +61,7 @@ int64_t sbx__mono_ms(void);
 int64_t sbx__now_ms(void);
 
 /* ---- helpers (util.c) */
-char *sbx__strdup(const char *s);             /* NULL -> "" copy */
+char *sbx__strdup(const char *s);              /* NULL -> "" copy */
 uint8_t *sbx__memdup(const void *p, size_t n); /* always NUL-terminated; NULL on OOM */
 /* Shell-quoted join of argv ("echo 'a b'"). Caller frees. */
 char *sbx__join_argv(const char *const *argv, size_t argc);
@@ -75,7 +76,8 @@ typedef struct sbx__kvpair {
     char *key;
     char *value;
 } sbx__kvpair;
-int sbx__env_entries(const char *const *env, size_t n, const ProtobufCMessageDescriptor *d, void ***out);
+int sbx__env_entries(const char *const *env, size_t n, const ProtobufCMessageDescriptor *d,
+                     void ***out);
 void sbx__env_free(void **entries, size_t n);
 const char *sbx__nz(const char *s); /* NULL -> "" */
 

@@ -18,11 +18,11 @@
 #define UPLOAD_CHUNK (1024 * 1024)
 
 typedef struct item {
-    char *rel;      /* path relative to the root */
-    int type;       /* SBX_FILE_* */
+    char *rel; /* path relative to the root */
+    int type;  /* SBX_FILE_* */
     uint32_t mode;
     uint64_t size;
-    char *target;   /* symlink target */
+    char *target; /* symlink target */
 } item;
 
 typedef struct scan {

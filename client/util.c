@@ -135,7 +135,8 @@ int sbx__split_env(const char *kv, char **key, char **value)
     return 0;
 }
 
-int sbx__env_entries(const char *const *env, size_t n, const ProtobufCMessageDescriptor *d, void ***out)
+int sbx__env_entries(const char *const *env, size_t n, const ProtobufCMessageDescriptor *d,
+                     void ***out)
 {
     *out = NULL;
     if (n == 0)

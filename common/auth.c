@@ -83,13 +83,15 @@ sbx_auth *sbx_auth_parse(const char *text, size_t len, char *err, size_t errlen)
         size_t tlen = (size_t)(colon - s), hlen = (size_t)(e - colon - 1);
         bool service = tlen == 8 && memcmp(s, "@service", 8) == 0;
         if (!service && !sbx_tenant_valid(s, tlen)) {
-            snprintf(err, errlen, "line %d: tenant must be 1..%d characters of [A-Za-z0-9._-] or @service",
+            snprintf(err, errlen,
+                     "line %d: tenant must be 1..%d characters of [A-Za-z0-9._-] or @service",
                      lineno, SBX_TENANT_MAX);
             goto fail;
         }
         if (hlen != 64) {
-            snprintf(err, errlen, "line %d: hash must be 64 hex digits (SHA-256), got %zu characters",
-                     lineno, hlen);
+            snprintf(err, errlen,
+                     "line %d: hash must be 64 hex digits (SHA-256), got %zu characters", lineno,
+                     hlen);
             goto fail;
         }
         if (a->n == cap) {
@@ -105,7 +107,8 @@ sbx_auth *sbx_auth_parse(const char *text, size_t len, char *err, size_t errlen)
         for (size_t i = 0; i < 64; i++) {
             char c = colon[1 + i];
             if (!isxdigit((unsigned char)c)) {
-                snprintf(err, errlen, "line %d: hash has a non-hex character at position %zu", lineno, i + 1);
+                snprintf(err, errlen, "line %d: hash has a non-hex character at position %zu",
+                         lineno, i + 1);
                 goto fail;
             }
             en->hash[i] = (char)tolower((unsigned char)c);
@@ -121,8 +124,8 @@ sbx_auth *sbx_auth_parse(const char *text, size_t len, char *err, size_t errlen)
     for (size_t i = 1; i < a->n; i++)
         if (strcmp(a->e[i - 1].hash, a->e[i].hash) == 0 &&
             strcmp(a->e[i - 1].tenant, a->e[i].tenant) != 0) {
-            snprintf(err, errlen, "the same key hash is listed for tenants %s and %s", a->e[i - 1].tenant,
-                     a->e[i].tenant);
+            snprintf(err, errlen, "the same key hash is listed for tenants %s and %s",
+                     a->e[i - 1].tenant, a->e[i].tenant);
             goto fail;
         }
     return a;
@@ -189,7 +192,8 @@ size_t sbx_auth_count(const sbx_auth *a)
     return a ? a->n : 0;
 }
 
-int sbx_auth_check(const sbx_auth *a, const char *v, size_t len, const char **tenant, bool *is_service)
+int sbx_auth_check(const sbx_auth *a, const char *v, size_t len, const char **tenant,
+                   bool *is_service)
 {
     if (len < 8 || strncasecmp(v, "Bearer ", 7) != 0)
         return -1;

@@ -6,11 +6,11 @@
 #include <stdint.h>
 
 typedef struct sbx_backoff {
-    int64_t initial_ms;  /* delay before the 2nd attempt, before jitter */
-    int64_t max_ms;      /* cap on any delay */
-    double multiplier;   /* >= 1 */
-    double jitter;       /* 0..1: fraction of the delay randomised either way */
-    int max_attempts;    /* total attempts including the first (>= 1) */
+    int64_t initial_ms; /* delay before the 2nd attempt, before jitter */
+    int64_t max_ms;     /* cap on any delay */
+    double multiplier;  /* >= 1 */
+    double jitter;      /* 0..1: fraction of the delay randomised either way */
+    int max_attempts;   /* total attempts including the first (>= 1) */
 } sbx_backoff;
 
 /* 100 ms initial, 5 s max, x1.6, jitter 0.2, 5 attempts. */

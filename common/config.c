@@ -18,11 +18,24 @@ int sbx_parse_size(const char *s, int64_t *out)
     int shift = 0;
     if (*end) {
         switch (*end) {
-        case 'k': case 'K': shift = 10; break;
-        case 'm': case 'M': shift = 20; break;
-        case 'g': case 'G': shift = 30; break;
-        case 't': case 'T': shift = 40; break;
-        default: return -1;
+        case 'k':
+        case 'K':
+            shift = 10;
+            break;
+        case 'm':
+        case 'M':
+            shift = 20;
+            break;
+        case 'g':
+        case 'G':
+            shift = 30;
+            break;
+        case 't':
+        case 'T':
+            shift = 40;
+            break;
+        default:
+            return -1;
         }
         end++;
         if (*end == 'i' || *end == 'I')
@@ -59,9 +72,11 @@ int sbx_cfg_set(const sbx_cfg_opt *o, const char *v, const char *src, char *err,
         return -1;
     }
     case SBX_CFG_BOOL:
-        if (!strcasecmp(v, "on") || !strcasecmp(v, "true") || !strcasecmp(v, "yes") || !strcmp(v, "1"))
+        if (!strcasecmp(v, "on") || !strcasecmp(v, "true") || !strcasecmp(v, "yes") ||
+            !strcmp(v, "1"))
             *(bool *)o->dst = true;
-        else if (!strcasecmp(v, "off") || !strcasecmp(v, "false") || !strcasecmp(v, "no") || !strcmp(v, "0"))
+        else if (!strcasecmp(v, "off") || !strcasecmp(v, "false") || !strcasecmp(v, "no") ||
+                 !strcmp(v, "0"))
             *(bool *)o->dst = false;
         else {
             snprintf(err, errlen, "%s: '%s' is not on|off", src, v);
@@ -104,8 +119,8 @@ static const sbx_cfg_opt *find(const sbx_cfg_opt *opts, size_t n, const char *na
     return NULL;
 }
 
-int sbx_cfg_parse(const sbx_cfg_opt *opts, size_t n, int argc, char **argv, int *positional, char *err,
-                  size_t errlen)
+int sbx_cfg_parse(const sbx_cfg_opt *opts, size_t n, int argc, char **argv, int *positional,
+                  char *err, size_t errlen)
 {
     char src[128];
     for (size_t i = 0; i < n; i++) {
@@ -150,7 +165,8 @@ int sbx_cfg_parse(const sbx_cfg_opt *opts, size_t n, int argc, char **argv, int 
         const char *v;
         if (eq)
             v = eq + 1;
-        else if (o->type == SBX_CFG_BOOL && (i + 1 >= argc || sbx_cfg_set(o, argv[i + 1], "", err, errlen) != 0)) {
+        else if (o->type == SBX_CFG_BOOL &&
+                 (i + 1 >= argc || sbx_cfg_set(o, argv[i + 1], "", err, errlen) != 0)) {
             v = "on";
         } else if (o->type == SBX_CFG_BOOL) {
             v = argv[++i];
@@ -174,13 +190,16 @@ int sbx_cfg_parse(const sbx_cfg_opt *opts, size_t n, int argc, char **argv, int 
     return SBX_CFG_OK;
 }
 
-void sbx_cfg_usage(FILE *out, const char *prog, const char *summary, const sbx_cfg_opt *opts, size_t n)
+void sbx_cfg_usage(FILE *out, const char *prog, const char *summary, const sbx_cfg_opt *opts,
+                   size_t n)
 {
-    fprintf(out, "usage: %s [FLAGS]\n%s\n\nFlags (each also read from its environment variable; a flag wins):\n",
-            prog, summary ? summary : "");
+    fprintf(
+        out,
+        "usage: %s [FLAGS]\n%s\n\nFlags (each also read from its environment variable; a flag wins):\n",
+        prog, summary ? summary : "");
     for (size_t i = 0; i < n; i++) {
         const sbx_cfg_opt *o = &opts[i];
-        const char *meta = o->type == SBX_CFG_BOOL ? "on|off"
+        const char *meta = o->type == SBX_CFG_BOOL   ? "on|off"
                            : o->type == SBX_CFG_ENUM ? o->choices
                            : o->type == SBX_CFG_INT  ? "N"
                            : o->type == SBX_CFG_SIZE ? "BYTES"
@@ -193,8 +212,8 @@ void sbx_cfg_usage(FILE *out, const char *prog, const char *summary, const sbx_c
     }
 }
 
-void sbx_cfg_parse_or_exit(const sbx_cfg_opt *opts, size_t n, int argc, char **argv, int *positional,
-                           const char *prog, const char *summary)
+void sbx_cfg_parse_or_exit(const sbx_cfg_opt *opts, size_t n, int argc, char **argv,
+                           int *positional, const char *prog, const char *summary)
 {
     char err[512];
     int r = sbx_cfg_parse(opts, n, argc, argv, positional, err, sizeof err);

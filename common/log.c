@@ -32,10 +32,11 @@ void sbx_log_write(int level, const char *comp, int err, const char *fmt, ...)
     struct tm tm;
     gettimeofday(&tv, NULL);
     gmtime_r(&tv.tv_sec, &tm);
-    int n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ level=%s comp=%s msg=\"",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                     (int)(tv.tv_usec / 1000), level_names[level < 0 || level > 3 ? 1 : level],
-                     comp ? comp : "-");
+    int n =
+        snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ level=%s comp=%s msg=\"",
+                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                 (int)(tv.tv_usec / 1000), level_names[level < 0 || level > 3 ? 1 : level],
+                 comp ? comp : "-");
     char body[1536];
     va_list ap;
     va_start(ap, fmt);
@@ -52,7 +53,8 @@ void sbx_log_write(int level, const char *comp, int err, const char *fmt, ...)
             break;
         }
     }
-    if (!fields && strchr(body, '=') && strchr(body, '=') < (strchr(body, ' ') ? strchr(body, ' ') : body + strlen(body))) {
+    if (!fields && strchr(body, '=') &&
+        strchr(body, '=') < (strchr(body, ' ') ? strchr(body, ' ') : body + strlen(body))) {
         fields = body;
         n += snprintf(line + n, sizeof line - (size_t)n, "\"");
     } else {
@@ -66,7 +68,8 @@ void sbx_log_write(int level, const char *comp, int err, const char *fmt, ...)
     if (fields && n < (int)sizeof line)
         n += snprintf(line + n, sizeof line - (size_t)n, " %s", fields);
     if (err && n < (int)sizeof line)
-        n += snprintf(line + n, sizeof line - (size_t)n, " err=\"%s\"", strerror(err < 0 ? -err : err));
+        n += snprintf(line + n, sizeof line - (size_t)n, " err=\"%s\"",
+                      strerror(err < 0 ? -err : err));
     if (n >= (int)sizeof line - 1)
         n = (int)sizeof line - 2;
     line[n++] = '\n';

@@ -9,7 +9,13 @@
 #include <errno.h>
 #include <stdarg.h>
 
-typedef enum { SBX_LOG_DEBUG = 0, SBX_LOG_INFO, SBX_LOG_WARN, SBX_LOG_ERROR, SBX_LOG_OFF } sbx_log_level;
+typedef enum {
+    SBX_LOG_DEBUG = 0,
+    SBX_LOG_INFO,
+    SBX_LOG_WARN,
+    SBX_LOG_ERROR,
+    SBX_LOG_OFF
+} sbx_log_level;
 
 extern int sbx_log_threshold;
 
@@ -19,10 +25,10 @@ void sbx_log_set_level(int level);
 void sbx_log_write(int level, const char *comp, int err, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-#define SBX_LOG_(lvl, comp, err, ...)                                                            \
-    do {                                                                                         \
-        if ((lvl) >= sbx_log_threshold)                                                          \
-            sbx_log_write((lvl), (comp), (err), __VA_ARGS__);                                    \
+#define SBX_LOG_(lvl, comp, err, ...)                                                              \
+    do {                                                                                           \
+        if ((lvl) >= sbx_log_threshold)                                                            \
+            sbx_log_write((lvl), (comp), (err), __VA_ARGS__);                                      \
     } while (0)
 #define SBX_LOG_DEBUG(comp, ...) SBX_LOG_(SBX_LOG_DEBUG, comp, 0, __VA_ARGS__)
 #define SBX_LOG_INFO(comp, ...) SBX_LOG_(SBX_LOG_INFO, comp, 0, __VA_ARGS__)

@@ -18,8 +18,8 @@ static int varint(const uint8_t **p, const uint8_t *end, uint64_t *out)
     return -1;
 }
 
-static int walk(const ProtobufCMessageDescriptor *d, const uint8_t *p, const uint8_t *end, char *path,
-                size_t pathlen, size_t used, int depth)
+static int walk(const ProtobufCMessageDescriptor *d, const uint8_t *p, const uint8_t *end,
+                char *path, size_t pathlen, size_t used, int depth)
 {
     if (depth > 32)
         return 0;
@@ -50,8 +50,8 @@ static int walk(const ProtobufCMessageDescriptor *d, const uint8_t *p, const uin
                 return 0;
             const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field(d, num);
             if (f && (f->type == PROTOBUF_C_TYPE_STRING || f->type == PROTOBUF_C_TYPE_MESSAGE)) {
-                int n = snprintf(path + used, pathlen > used ? pathlen - used : 0, "%s%s", used ? "." : "",
-                                 f->name);
+                int n = snprintf(path + used, pathlen > used ? pathlen - used : 0, "%s%s",
+                                 used ? "." : "", f->name);
                 size_t u2 = used + (n > 0 ? (size_t)n : 0);
                 if (u2 >= pathlen)
                     u2 = pathlen ? pathlen - 1 : 0;
@@ -74,8 +74,8 @@ static int walk(const ProtobufCMessageDescriptor *d, const uint8_t *p, const uin
     return 0;
 }
 
-int sbx_pb_find_nul(const ProtobufCMessageDescriptor *d, const uint8_t *data, size_t len, char *path,
-                    size_t pathlen)
+int sbx_pb_find_nul(const ProtobufCMessageDescriptor *d, const uint8_t *data, size_t len,
+                    char *path, size_t pathlen)
 {
     if (pathlen)
         path[0] = '\0';

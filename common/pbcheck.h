@@ -11,7 +11,7 @@
 
 /* Returns 0 when no string field holds a NUL byte (or the bytes do not parse: decoding reports
  * that), 1 when one does, writing its dotted field path ("record.argv") into path. */
-int sbx_pb_find_nul(const ProtobufCMessageDescriptor *d, const uint8_t *data, size_t len, char *path,
-                    size_t pathlen);
+int sbx_pb_find_nul(const ProtobufCMessageDescriptor *d, const uint8_t *data, size_t len,
+                    char *path, size_t pathlen);
 
 #endif

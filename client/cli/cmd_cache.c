@@ -63,7 +63,8 @@ static sbx_error *command_keys(cli_args *a, sbx_client *c, keyset *k)
     const char *sh_argv[3] = {"/bin/sh", "-c", a->shell};
     const char *const *argv = a->shell ? sh_argv : (const char *const *)a->argv;
     size_t argc = a->shell ? 3 : a->argc;
-    sbx_command_key((const char *const *)a->argv, a->argc, a->shell, a->cwd, a->env, a->n_env, NULL, 0, key);
+    sbx_command_key((const char *const *)a->argv, a->argc, a->shell, a->cwd, a->env, a->n_env, NULL,
+                    0, key);
     keyset_add(k, key);
     if (a->n_env)
         return NULL; /* history does not keep env: only the computed key can match */
@@ -93,8 +94,10 @@ static void cached_json(FILE *f, const sbx_cached *r)
 {
     fputs("{\"command_key\":", f);
     json_cstr(f, r->command_key);
-    fprintf(f, ",\"exit_code\":%d,\"signal\":%d,\"timed_out\":%s,\"output_truncated\":%s,\"stdout\":", r->exit_code,
-            r->signal, r->timed_out ? "true" : "false", r->output_truncated ? "true" : "false");
+    fprintf(f,
+            ",\"exit_code\":%d,\"signal\":%d,\"timed_out\":%s,\"output_truncated\":%s,\"stdout\":",
+            r->exit_code, r->signal, r->timed_out ? "true" : "false",
+            r->output_truncated ? "true" : "false");
     json_str(f, r->out, r->out_len);
     fputs(",\"stderr\":", f);
     json_str(f, r->err, r->err_len);

@@ -95,7 +95,8 @@ static int write_file(const char *dir, const char *rel, const char *text, mode_t
 
 static bool make_project_tree(demo *d)
 {
-    snprintf(d->dir, sizeof d->dir, "%s/sbx-demo-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    snprintf(d->dir, sizeof d->dir, "%s/sbx-demo-XXXXXX",
+             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
     if (!mkdtemp(d->dir))
         return false;
     char lib[300];
@@ -109,17 +110,22 @@ static bool make_project_tree(demo *d)
                       "print('sum of squares 1..100 =', sum(i * i for i in range(1, 101)))\n",
                       0644) == 0 &&
            write_file(d->dir, "lib/__init__.py", "", 0644) == 0 &&
-           write_file(d->dir, "lib/greet.py", "def greet(name):\n    return 'hello, ' + name + '!'\n", 0644) == 0 &&
+           write_file(d->dir, "lib/greet.py",
+                      "def greet(name):\n    return 'hello, ' + name + '!'\n", 0644) == 0 &&
            write_file(d->dir, "slow.py",
-                      "import time\ntime.sleep(1.0)\nprint('an expensive answer: 42')\n", 0644) == 0 &&
+                      "import time\ntime.sleep(1.0)\nprint('an expensive answer: 42')\n",
+                      0644) == 0 &&
            write_file(d->dir, "index.html",
-                      "<!doctype html><title>sbx demo</title><h1>hello from an sbx sandbox</h1>\n", 0644) == 0 &&
-           write_file(d->dir, "setup.sh", "#!/bin/sh\necho installing: nothing to install\n", 0755) == 0;
+                      "<!doctype html><title>sbx demo</title><h1>hello from an sbx sandbox</h1>\n",
+                      0644) == 0 &&
+           write_file(d->dir, "setup.sh", "#!/bin/sh\necho installing: nothing to install\n",
+                      0755) == 0;
 }
 
 static void rm_tree(const char *dir)
 {
-    const char *files[] = {"app.py", "lib/__init__.py", "lib/greet.py", "slow.py", "index.html", "setup.sh"};
+    const char *files[] = {"app.py",  "lib/__init__.py", "lib/greet.py",
+                           "slow.py", "index.html",      "setup.sh"};
     char p[512];
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         snprintf(p, sizeof p, "%s/%s", dir, files[i]);

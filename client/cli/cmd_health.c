@@ -9,10 +9,14 @@
 static const char *status_name(int s)
 {
     switch (s) {
-    case 1: return "SERVING";
-    case 2: return "NOT_SERVING";
-    case 3: return "SERVICE_UNKNOWN";
-    default: return "UNKNOWN";
+    case 1:
+        return "SERVING";
+    case 2:
+        return "NOT_SERVING";
+    case 3:
+        return "SERVICE_UNKNOWN";
+    default:
+        return "UNKNOWN";
     }
 }
 

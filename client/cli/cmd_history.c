@@ -38,8 +38,8 @@ static void record_text(FILE *f, const sbx_record *r, bool output)
         snprintf(status, sizeof status, "signal %d", r->signal);
     else
         snprintf(status, sizeof status, "exit %d", r->exit_code);
-    fprintf(f, "%" PRIu64 "\t%s\t%s\t%" PRId64 ".%03" PRId64 "ms\t%s%s\n", r->seq, t, status, r->duration_us / 1000,
-            r->duration_us % 1000, r->cached ? "[cached] " : "", r->command);
+    fprintf(f, "%" PRIu64 "\t%s\t%s\t%" PRId64 ".%03" PRId64 "ms\t%s%s\n", r->seq, t, status,
+            r->duration_us / 1000, r->duration_us % 1000, r->cached ? "[cached] " : "", r->command);
     if (output) {
         fwrite(r->out, 1, r->out_len, f);
         fwrite(r->err, 1, r->err_len, f);

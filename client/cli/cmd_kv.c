@@ -23,7 +23,8 @@ static void entry_json(FILE *f, const sbx_kv_entry *e, bool with_value)
 
 static int kv_set(cli_args *a, sbx_client *c, const char *what)
 {
-    sbx_kv_set_opts o = {.ttl_s = a->ttl_s, .check_version = a->has_expect, .expected_version = a->expect_version};
+    sbx_kv_set_opts o = {
+        .ttl_s = a->ttl_s, .check_version = a->has_expect, .expected_version = a->expect_version};
     uint64_t version = 0;
     int64_t exp = 0;
     sbx_error *e = sbx_kv_set(c, a->key, a->value, strlen(a->value), &o, &version, &exp);

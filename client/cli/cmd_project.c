@@ -34,11 +34,12 @@ static void project_text(FILE *f, const sbx_project *p)
         cli_rfc3339(p->updated_at_ms, t2, sizeof t2);
     if (p->last_execution_at_ms)
         cli_rfc3339(p->last_execution_at_ms, t3, sizeof t3);
-    fprintf(f, "project_id: %s\nversion: %" PRIu64 "\ncreated_at: %s\nupdated_at: %s\n", p->project_id, p->version,
-            t1, t2);
+    fprintf(f, "project_id: %s\nversion: %" PRIu64 "\ncreated_at: %s\nupdated_at: %s\n",
+            p->project_id, p->version, t1, t2);
     fprintf(f, "executions: %" PRIu64 "\n", p->execution_count);
     if (p->last_execution_seq)
-        fprintf(f, "last_execution: seq %" PRIu64 " at %s, exit %d\n", p->last_execution_seq, t3, p->last_exit_code);
+        fprintf(f, "last_execution: seq %" PRIu64 " at %s, exit %d\n", p->last_execution_seq, t3,
+                p->last_exit_code);
     if (p->n_fields) {
         fputs("fields:\n", f);
         for (size_t i = 0; i < p->n_fields; i++)

@@ -19,8 +19,8 @@ static void progress(uint64_t done, uint64_t total, size_t files_done, size_t fi
     memset(bar, '#', (size_t)fill);
     memset(bar + fill, '.', (size_t)(width - fill));
     bar[width] = 0;
-    fprintf(stderr, "\rupload [%s] %zu/%zu files, %" PRIu64 "/%" PRIu64 " bytes", bar, files_done, files_total, done,
-            total);
+    fprintf(stderr, "\rupload [%s] %zu/%zu files, %" PRIu64 "/%" PRIu64 " bytes", bar, files_done,
+            files_total, done, total);
     fflush(stderr);
 }
 
@@ -30,13 +30,15 @@ static int run_setup(cli_args *a, sbx_client *c)
     snprintf(what, sizeof what, "setup %s", a->local_dir);
     bool tty = isatty(STDERR_FILENO) && !a->json;
     sbx_upload_result up;
-    sbx_error *e = sbx_upload_dir(c, a->project, a->local_dir, a->to, a->replace, tty ? progress : NULL, NULL, &up);
+    sbx_error *e = sbx_upload_dir(c, a->project, a->local_dir, a->to, a->replace,
+                                  tty ? progress : NULL, NULL, &up);
     if (tty)
         fputc('\n', stderr);
     if (e)
         return cli_fail(what, e);
     if (!a->json)
-        fprintf(stdout, "uploaded %u files, %" PRIu64 " bytes to %s\n", up.files_written, up.bytes_written, up.dest_dir);
+        fprintf(stdout, "uploaded %u files, %" PRIu64 " bytes to %s\n", up.files_written,
+                up.bytes_written, up.dest_dir);
     int rc = 0;
     sbx_exec_result res = {0};
     bool ran = false;
@@ -57,11 +59,12 @@ static int run_setup(cli_args *a, sbx_client *c)
         ran = true;
         rc = cli_command_status(&res);
         if (rc != 0 && !a->json)
-            fprintf(stderr, "sbx: setup --install: the install command exited with status %d\n", rc);
+            fprintf(stderr, "sbx: setup --install: the install command exited with status %d\n",
+                    rc);
     }
     if (a->json) {
-        fprintf(stdout, "{\"files_written\":%u,\"bytes_written\":%" PRIu64 ",\"dest_dir\":", up.files_written,
-                up.bytes_written);
+        fprintf(stdout, "{\"files_written\":%u,\"bytes_written\":%" PRIu64 ",\"dest_dir\":",
+                up.files_written, up.bytes_written);
         json_cstr(stdout, up.dest_dir);
         if (ran)
             fprintf(stdout, ",\"install_exit_code\":%d", rc);

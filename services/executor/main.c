@@ -52,7 +52,8 @@ static void log_caps(const sbx_sandbox_caps *c, bool weak)
         size_t l = strlen(lim);
         snprintf(lim + l, sizeof lim - l, "%s%s:%s", l ? "," : "", names[i], how);
     }
-    SBX_LOG_INFO("executor", "isolation namespaces=%s cgroup_v2=%s kill_tree=%s limits=%s "
+    SBX_LOG_INFO("executor",
+                 "isolation namespaces=%s cgroup_v2=%s kill_tree=%s limits=%s "
                  "rlimits=nofile,fsize seccomp=on-in-init%s",
                  c->namespaces ? "user,pid,mount,net,ipc,uts,cgroup" : "UNAVAILABLE",
                  c->cgroup_v2 ? "yes" : "no", c->cgroup_v2_kill ? "cgroup.kill" : "process-group",
@@ -76,8 +77,10 @@ static int check_isolation(const sbx_exec_config *c, sbx_sandbox_caps *caps)
                           why);
             return -1;
         }
-        SBX_LOG_WARN("executor", "namespaces unavailable; running WITHOUT isolation "
-                     "(--allow-weak-isolation) reason=\"%s\"", why);
+        SBX_LOG_WARN("executor",
+                     "namespaces unavailable; running WITHOUT isolation "
+                     "(--allow-weak-isolation) reason=\"%s\"",
+                     why);
         if (rc < 0)
             memset(caps, 0, sizeof *caps);
     }
@@ -210,8 +213,10 @@ static void stop_all(executor *x)
         sbx_outbox_flush(x->ob, 2000);
         sbx_outbox_get_stats(x->ob, &st);
         if (st.pending)
-            SBX_LOG_WARN("executor", "history records not yet delivered to the store; kept in the "
-                         "outbox for the next start pending=%llu", (unsigned long long)st.pending);
+            SBX_LOG_WARN("executor",
+                         "history records not yet delivered to the store; kept in the "
+                         "outbox for the next start pending=%llu",
+                         (unsigned long long)st.pending);
         sbx_outbox_close(x->ob);
     }
     sbx_storecli_free(x->store);

@@ -75,8 +75,8 @@ static double bwrap_true_us(void)
 {
     double t0 = now_us();
     pid_t pid;
-    char *argv[] = {"bwrap", "--unshare-all", "--ro-bind", "/", "/", "--dev", "/dev", "--proc",
-                    "/proc", "true", NULL};
+    char *argv[] = {"bwrap", "--unshare-all", "--ro-bind", "/",    "/", "--dev",
+                    "/dev",  "--proc",        "/proc",     "true", NULL};
     if (posix_spawnp(&pid, "bwrap", NULL, NULL, argv, environ) != 0)
         return -1;
     int st;
@@ -128,10 +128,12 @@ static double write_file_us(const char *project, const char *path, const void *d
     sbx_cstream_write(s, &h.base);
     sbx_cstream_write(s, &d.base);
     ProtobufCMessage *resp = NULL;
-    int code = sbx_cstream_close_and_recv(s, &sbx__v1__write_file_response__descriptor, &resp, &res);
+    int code =
+        sbx_cstream_close_and_recv(s, &sbx__v1__write_file_response__descriptor, &resp, &res);
     double t = now_us() - t0;
     if (code != 0)
-        fprintf(stderr, "WriteFile: %s %s\n", sbx_status_name(code), res.message ? res.message : "");
+        fprintf(stderr, "WriteFile: %s %s\n", sbx_status_name(code),
+                res.message ? res.message : "");
     sbx_rpc_result_clear(&res);
     if (resp)
         protobuf_c_message_free_unpacked(resp, NULL);
@@ -198,7 +200,9 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--no-bwrap"))
             bwrap = false;
         else {
-            fprintf(stderr, "usage: bench-executor --target HOST:PORT [--iters N] [--live N] [--no-bwrap]\n");
+            fprintf(
+                stderr,
+                "usage: bench-executor --target HOST:PORT [--iters N] [--live N] [--no-bwrap]\n");
             return 2;
         }
     }
@@ -250,7 +254,8 @@ int main(int argc, char **argv)
     rr.path = "w4k.bin";
     for (int i = 0; i < iters; i++) {
         double t0 = now_us();
-        long long n = server_stream(SVC "ReadFile", &rr.base, &sbx__v1__file_chunk__descriptor, false);
+        long long n =
+            server_stream(SVC "ReadFile", &rr.base, &sbx__v1__file_chunk__descriptor, false);
         a[i] = n == 4096 ? now_us() - t0 : -1;
     }
     double rf_p50 = pct(a, iters, 0.5);
@@ -285,11 +290,13 @@ int main(int argc, char **argv)
                 sbx_cstream_write(s, &e.base);
             }
             ProtobufCMessage *resp = NULL;
-            int code = sbx_cstream_close_and_recv(s, &sbx__v1__upload_files_response__descriptor, &resp, &res);
+            int code = sbx_cstream_close_and_recv(s, &sbx__v1__upload_files_response__descriptor,
+                                                  &resp, &res);
             if (code == 0 && ((Sbx__V1__UploadFilesResponse *)resp)->files_written == 1000)
                 up_ms = (now_us() - t0) / 1000;
             else
-                fprintf(stderr, "UploadFiles: %s %s\n", sbx_status_name(code), res.message ? res.message : "");
+                fprintf(stderr, "UploadFiles: %s %s\n", sbx_status_name(code),
+                        res.message ? res.message : "");
             if (resp)
                 protobuf_c_message_free_unpacked(resp, NULL);
         }
@@ -310,8 +317,10 @@ int main(int argc, char **argv)
         if (n > 0)
             mbps = n / t; /* bytes per us = MB/s */
         if (n != 1000000000LL)
-            fprintf(stderr, "stdout streaming: received %lld of 1000000000 bytes (the ring dropped "
-                    "the rest while the client was slower)\n", n);
+            fprintf(stderr,
+                    "stdout streaming: received %lld of 1000000000 bytes (the ring dropped "
+                    "the rest while the client was slower)\n",
+                    n);
     }
     kill_project("bench-run");
 

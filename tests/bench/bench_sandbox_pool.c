@@ -31,7 +31,6 @@
 
 extern char **environ;
 
-
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;

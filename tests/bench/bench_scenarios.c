@@ -50,13 +50,16 @@ static const struct {
     {"health", "/grpc.health.v1.Health/Check", "health Check of service \"\""},
     {"echo", "/sbx.bench.Echo/Echo", "64 bytes to the bare echo server (sbx-bench --serve-echo)"},
     {"kv-set", "/sbx.v1.StateStore/Set", "KV Set of 100-byte values over 4096 keys"},
-    {"kv-get", "/sbx.v1.StateStore/Get", "KV Get over keys bench-0..1023 (load them with kv-set first)"},
+    {"kv-get", "/sbx.v1.StateStore/Get",
+     "KV Get over keys bench-0..1023 (load them with kv-set first)"},
     {"etcd-put", "/etcdserverpb.KV/Put", "etcd Put, same bytes as kv-set"},
     {"etcd-range", "/etcdserverpb.KV/Range", "etcd Range, same bytes as kv-get"},
     {"append", "/sbx.v1.StateStore/AppendExecution", "AppendExecution to project bench"},
-    {"record", "/sbx.v1.StateStore/RecordExecution", "RecordExecution (history + cache) to project bench"},
+    {"record", "/sbx.v1.StateStore/RecordExecution",
+     "RecordExecution (history + cache) to project bench"},
     {"get-project", "/sbx.v1.StateStore/GetProject", "GetProject of project bench"},
-    {"get-cached", "/sbx.v1.StateStore/GetCachedResult", "GetCachedResult over bench-cmd-0..1023 of project bench"},
+    {"get-cached", "/sbx.v1.StateStore/GetCachedResult",
+     "GetCachedResult over bench-cmd-0..1023 of project bench"},
 };
 
 void sbx_bench_list_scenarios(FILE *out)

@@ -105,7 +105,8 @@ static void time_hist(const char *label, const char *token, int reps)
         t[i] = (sbx_mono_ns() - t0) / 1e3;
     }
     qsort(t, (size_t)reps, sizeof *t, cmpd);
-    printf("%-44s %3d records  p50 %7.1f us  p99 %7.1f us\n", label, n, t[reps / 2], t[reps * 99 / 100]);
+    printf("%-44s %3d records  p50 %7.1f us  p99 %7.1f us\n", label, n, t[reps / 2],
+           t[reps * 99 / 100]);
     free(t);
 }
 
@@ -126,7 +127,8 @@ static void time_kv(const char *label, const char *prefix, const char *token, in
         t[i] = (sbx_mono_ns() - t0) / 1e3;
     }
     qsort(t, (size_t)reps, sizeof *t, cmpd);
-    printf("%-44s %3d keys     p50 %7.1f us  p99 %7.1f us\n", label, n, t[reps / 2], t[reps * 99 / 100]);
+    printf("%-44s %3d keys     p50 %7.1f us  p99 %7.1f us\n", label, n, t[reps / 2],
+           t[reps * 99 / 100]);
     free(t);
 }
 

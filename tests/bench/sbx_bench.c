@@ -16,12 +16,14 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: sbx-bench --target HOST:PORT (--scenario NAME | --method PATH --data-file FILE)\n"
-               "                 [-c CONCURRENCY] [-n TOTAL | -z SECONDS] [--warmup SECONDS] [--threads N]\n"
-               "                 [--metadata KEY=VALUE]... [--api-key KEY] [--tenant T] [--deadline-ms N]\n"
-               "                 [--json] [--name LABEL]\n"
-               "       sbx-bench --serve-echo HOST:PORT\n"
-               "       sbx-bench --list-scenarios\n");
+    fprintf(
+        f,
+        "usage: sbx-bench --target HOST:PORT (--scenario NAME | --method PATH --data-file FILE)\n"
+        "                 [-c CONCURRENCY] [-n TOTAL | -z SECONDS] [--warmup SECONDS] [--threads N]\n"
+        "                 [--metadata KEY=VALUE]... [--api-key KEY] [--tenant T] [--deadline-ms N]\n"
+        "                 [--json] [--name LABEL]\n"
+        "       sbx-bench --serve-echo HOST:PORT\n"
+        "       sbx-bench --list-scenarios\n");
 }
 
 static int num(const char *flag, const char *v, double lo, double hi, double *out)
@@ -30,7 +32,8 @@ static int num(const char *flag, const char *v, double lo, double hi, double *ou
     errno = 0;
     double d = v ? strtod(v, &end) : 0;
     if (!v || errno || end == v || *end || d < lo || d > hi) {
-        fprintf(stderr, "sbx-bench: %s: '%s' is not a number in %g..%g\n", flag, v ? v : "", lo, hi);
+        fprintf(stderr, "sbx-bench: %s: '%s' is not a number in %g..%g\n", flag, v ? v : "", lo,
+                hi);
         exit(2);
     }
     *out = d;
@@ -141,7 +144,9 @@ int main(int argc, char **argv)
         }
     }
     if (!o.target || (!scenario && (!o.method || !data_file)) || (!o.total && o.duration_s <= 0)) {
-        fprintf(stderr, "sbx-bench: need --target, a request (--scenario or --method + --data-file), and -n or -z\n");
+        fprintf(
+            stderr,
+            "sbx-bench: need --target, a request (--scenario or --method + --data-file), and -n or -z\n");
         usage(stderr);
         return 2;
     }
@@ -159,7 +164,8 @@ int main(int argc, char **argv)
     sbx_bench_reqs reqs = {0};
     if (scenario) {
         if (sbx_bench_build(scenario, &reqs) != 0) {
-            fprintf(stderr, "sbx-bench: --scenario: unknown scenario '%s' (see --list-scenarios)\n", scenario);
+            fprintf(stderr, "sbx-bench: --scenario: unknown scenario '%s' (see --list-scenarios)\n",
+                    scenario);
             return 2;
         }
         if (!o.method)
@@ -180,25 +186,28 @@ int main(int argc, char **argv)
     }
     uint64_t ok = r.codes[0];
     if (json) {
-        printf("{\"name\":\"%s\",\"target\":\"%s\",\"method\":\"%s\",\"concurrency\":%d,\"threads\":%d,"
-               "\"count\":%llu,\"ok\":%llu,\"elapsed_s\":%.3f,\"rps\":%.1f,\"p50_us\":%.1f,\"p90_us\":%.1f,"
-               "\"p99_us\":%.1f,\"p999_us\":%.1f,\"max_us\":%.1f,\"mean_us\":%.1f,\"codes\":{",
-               name ? name : "", o.target, o.method, o.concurrency, o.threads, (unsigned long long)r.count,
-               (unsigned long long)ok, r.elapsed_s, r.rps, r.p50_us, r.p90_us, r.p99_us, r.p999_us, r.max_us,
-               r.mean_us);
+        printf(
+            "{\"name\":\"%s\",\"target\":\"%s\",\"method\":\"%s\",\"concurrency\":%d,\"threads\":%d,"
+            "\"count\":%llu,\"ok\":%llu,\"elapsed_s\":%.3f,\"rps\":%.1f,\"p50_us\":%.1f,\"p90_us\":%.1f,"
+            "\"p99_us\":%.1f,\"p999_us\":%.1f,\"max_us\":%.1f,\"mean_us\":%.1f,\"codes\":{",
+            name ? name : "", o.target, o.method, o.concurrency, o.threads,
+            (unsigned long long)r.count, (unsigned long long)ok, r.elapsed_s, r.rps, r.p50_us,
+            r.p90_us, r.p99_us, r.p999_us, r.max_us, r.mean_us);
         int first = 1;
         for (int c = 0; c < 17; c++)
             if (r.codes[c]) {
-                printf("%s\"%s\":%llu", first ? "" : ",", sbx_status_name(c), (unsigned long long)r.codes[c]);
+                printf("%s\"%s\":%llu", first ? "" : ",", sbx_status_name(c),
+                       (unsigned long long)r.codes[c]);
                 first = 0;
             }
         printf("}}\n");
     } else {
-        printf("%s%s%s %s c=%d threads=%d\n", name ? "[" : "", name ? name : "", name ? "]" : "", o.method,
-               o.concurrency, o.threads);
-        printf("  calls %llu in %.2fs  rps %.0f\n", (unsigned long long)r.count, r.elapsed_s, r.rps);
-        printf("  latency us: p50 %.0f  p90 %.0f  p99 %.0f  p99.9 %.0f  max %.0f  mean %.0f\n", r.p50_us, r.p90_us,
-               r.p99_us, r.p999_us, r.max_us, r.mean_us);
+        printf("%s%s%s %s c=%d threads=%d\n", name ? "[" : "", name ? name : "", name ? "]" : "",
+               o.method, o.concurrency, o.threads);
+        printf("  calls %llu in %.2fs  rps %.0f\n", (unsigned long long)r.count, r.elapsed_s,
+               r.rps);
+        printf("  latency us: p50 %.0f  p90 %.0f  p99 %.0f  p99.9 %.0f  max %.0f  mean %.0f\n",
+               r.p50_us, r.p90_us, r.p99_us, r.p999_us, r.max_us, r.mean_us);
         printf("  status:");
         for (int c = 0; c < 17; c++)
             if (r.codes[c])

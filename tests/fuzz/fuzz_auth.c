@@ -85,7 +85,8 @@ static bool no_key_lines(const uint8_t *data, size_t size)
 {
     size_t i = 0;
     while (i < size) {
-        while (i < size && data[i] != '\n' && (data[i] == ' ' || (data[i] >= '\t' && data[i] <= '\r')))
+        while (i < size && data[i] != '\n' &&
+               (data[i] == ' ' || (data[i] >= '\t' && data[i] <= '\r')))
             i++;
         if (i < size && data[i] != '\n' && data[i] != '#')
             return false;

@@ -116,14 +116,30 @@ static void check_json(const uint8_t *data, size_t size)
         uint8_t e = o[i + 1];
         uint8_t b;
         switch (e) {
-        case '"': b = '"'; break;
-        case '\\': b = '\\'; break;
-        case '/': b = '/'; break;
-        case 'n': b = '\n'; break;
-        case 'r': b = '\r'; break;
-        case 't': b = '\t'; break;
-        case 'b': b = '\b'; break;
-        case 'f': b = '\f'; break;
+        case '"':
+            b = '"';
+            break;
+        case '\\':
+            b = '\\';
+            break;
+        case '/':
+            b = '/';
+            break;
+        case 'n':
+            b = '\n';
+            break;
+        case 'r':
+            b = '\r';
+            break;
+        case 't':
+            b = '\t';
+            break;
+        case 'b':
+            b = '\b';
+            break;
+        case 'f':
+            b = '\f';
+            break;
         case 'u': {
             CHECK(i + 6 <= olen - 1);
             int v = 0;

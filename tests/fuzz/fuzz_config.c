@@ -47,12 +47,26 @@ static void check_size(const char *s)
     CHECK(end != s && base >= 0);
     int shift = 0;
     switch (*end) {
-    case 'k': case 'K': shift = 10; break;
-    case 'm': case 'M': shift = 20; break;
-    case 'g': case 'G': shift = 30; break;
-    case 't': case 'T': shift = 40; break;
-    case '\0': break;
-    default: CHECK(!"accepted an unknown suffix");
+    case 'k':
+    case 'K':
+        shift = 10;
+        break;
+    case 'm':
+    case 'M':
+        shift = 20;
+        break;
+    case 'g':
+    case 'G':
+        shift = 30;
+        break;
+    case 't':
+    case 'T':
+        shift = 40;
+        break;
+    case '\0':
+        break;
+    default:
+        CHECK(!"accepted an unknown suffix");
     }
     CHECK(base <= (INT64_MAX >> shift));
     CHECK(v == (int64_t)((uint64_t)base << shift));

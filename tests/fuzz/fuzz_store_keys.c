@@ -203,10 +203,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const uint8_t *p = data + 2;
     size_t n = size - 2;
     switch (mode) {
-    case 0: mode_token(kind, tenant, scope, p, n); break;
-    case 1: mode_forge(kind, (sel & 0x80) != 0, tenant, scope, p, n); break;
-    case 2: mode_keys(p, n); break;
-    case 3: mode_roundtrip(kind, tenant, scope, p, n); break;
+    case 0:
+        mode_token(kind, tenant, scope, p, n);
+        break;
+    case 1:
+        mode_forge(kind, (sel & 0x80) != 0, tenant, scope, p, n);
+        break;
+    case 2:
+        mode_keys(p, n);
+        break;
+    case 3:
+        mode_roundtrip(kind, tenant, scope, p, n);
+        break;
     }
     return 0;
 }

@@ -90,7 +90,8 @@ int main(int argc, char **argv)
     }
     if (!strcmp(op, "connect")) {
         int s = socket(AF_INET, SOCK_STREAM, 0);
-        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)strtol(a, NULL, 10))};
+        struct sockaddr_in sa = {.sin_family = AF_INET,
+                                 .sin_port = htons((uint16_t)strtol(a, NULL, 10))};
         sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
         return report(connect(s, (struct sockaddr *)&sa, sizeof sa));
     }

@@ -55,8 +55,7 @@ static void dotdot_stays_in_root(void **state)
     assert_int_equal(api_read(f->fs, "../../../etc/os-release", b, sizeof b), -ENOENT);
     assert_int_equal(api_read(f->fs, "/etc/hostname", b, sizeof b), -ENOENT);
     /* writing with .. lands inside the root */
-    assert_int_equal(
-        fx_write(f->fs, "../../../../tmp/dropped", "x", 1, NULL, err, sizeof err), 0);
+    assert_int_equal(fx_write(f->fs, "../../../../tmp/dropped", "x", 1, NULL, err, sizeof err), 0);
     assert_string_equal(fx_slurp(fx_path(f, "tmp/dropped")), "x");
     assert_int_equal(access("/tmp/dropped", F_OK), -1);
 }
@@ -79,8 +78,7 @@ static void absolute_etc_shadow_is_the_sandbox_one_and_unreadable(void **state)
     assert_string_equal(b, "sandbox-shadow\n");
     sbx_files_free(asroot);
     /* nor can the sandbox user overwrite it or create next to it */
-    assert_int_equal(fx_write(f->fs, "/etc/shadow", "pwn", 3, NULL, err, sizeof err),
-                     -EACCES);
+    assert_int_equal(fx_write(f->fs, "/etc/shadow", "pwn", 3, NULL, err, sizeof err), -EACCES);
     assert_string_equal(fx_slurp(fx_path(f, "etc/shadow")), "sandbox-shadow\n");
 }
 
@@ -381,8 +379,7 @@ static void sandbox_root_owned_places_are_refused(void **state)
     files_fx *f = *state;
     /* what the sandbox user may not do, the API may not do either */
     assert_int_equal(fx_write(f->fs, "/evil", "x", 1, NULL, err, sizeof err), -EACCES);
-    assert_int_equal(fx_write(f->fs, "/etc/cron.d/x", "x", 1, NULL, err, sizeof err),
-                     -EACCES);
+    assert_int_equal(fx_write(f->fs, "/etc/cron.d/x", "x", 1, NULL, err, sizeof err), -EACCES);
     assert_int_equal(sbx_files_remove(f->fs, "/etc", true, NULL, err, sizeof err), -EACCES);
     assert_string_equal(fx_slurp(fx_path(f, "etc/passwd")), "sandbox-passwd\n");
     assert_int_equal(sbx_files_move(f->fs, "/etc/passwd", "/tmp/p", false, err, sizeof err),

@@ -147,8 +147,12 @@ static void loopback_addresses(void **state)
 }
 
 static const struct CMUnitTest tests[] = {
-    cmocka_unit_test(sha256_known_vector),   cmocka_unit_test(parse_and_check), cmocka_unit_test(empty_and_comment_only_files),
-    cmocka_unit_test(malformed_lines_name_the_line), cmocka_unit_test(load_missing_file),
-    cmocka_unit_test(tenant_names),          cmocka_unit_test(loopback_addresses),
+    cmocka_unit_test(sha256_known_vector),
+    cmocka_unit_test(parse_and_check),
+    cmocka_unit_test(empty_and_comment_only_files),
+    cmocka_unit_test(malformed_lines_name_the_line),
+    cmocka_unit_test(load_missing_file),
+    cmocka_unit_test(tenant_names),
+    cmocka_unit_test(loopback_addresses),
 };
 SBX_TEST_MAIN(tests)

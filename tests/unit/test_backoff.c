@@ -6,7 +6,8 @@
 static void grows_and_caps_without_jitter(void **state)
 {
     (void)state;
-    sbx_backoff b = {.initial_ms = 100, .max_ms = 1000, .multiplier = 2, .jitter = 0, .max_attempts = 10};
+    sbx_backoff b = {
+        .initial_ms = 100, .max_ms = 1000, .multiplier = 2, .jitter = 0, .max_attempts = 10};
     uint64_t seed = 1;
     assert_int_equal(sbx_backoff_delay_ms(&b, 1, &seed), 100);
     assert_int_equal(sbx_backoff_delay_ms(&b, 2, &seed), 200);
@@ -19,7 +20,8 @@ static void grows_and_caps_without_jitter(void **state)
 static void jitter_stays_in_band_and_varies(void **state)
 {
     (void)state;
-    sbx_backoff b = {.initial_ms = 1000, .max_ms = 100000, .multiplier = 1.6, .jitter = 0.2, .max_attempts = 5};
+    sbx_backoff b = {
+        .initial_ms = 1000, .max_ms = 100000, .multiplier = 1.6, .jitter = 0.2, .max_attempts = 5};
     uint64_t seed = 42;
     int64_t lo = 1 << 30, hi = 0;
     for (int i = 0; i < 2000; i++) {
@@ -37,7 +39,8 @@ static void jitter_stays_in_band_and_varies(void **state)
 static void multiplier_below_one_is_flat(void **state)
 {
     (void)state;
-    sbx_backoff b = {.initial_ms = 50, .max_ms = 500, .multiplier = 0.5, .jitter = 0, .max_attempts = 3};
+    sbx_backoff b = {
+        .initial_ms = 50, .max_ms = 500, .multiplier = 0.5, .jitter = 0, .max_attempts = 3};
     uint64_t seed = 7;
     assert_int_equal(sbx_backoff_delay_ms(&b, 4, &seed), 50);
     assert_int_equal(sbx_backoff_delay_ms(&b, 0, &seed), 50);

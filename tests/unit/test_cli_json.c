@@ -45,9 +45,9 @@ static void test_json_utf8_kept(void **state)
 {
     (void)state;
     CHECK("caf\xc3\xa9", "\"caf\xc3\xa9\"");
-    CHECK("\xe2\x82\xac", "\"\xe2\x82\xac\"");                  /* euro sign */
-    CHECK("\xf0\x9f\x98\x80", "\"\xf0\x9f\x98\x80\"");          /* emoji */
-    CHECK("\xe2\x80\xa8", "\"\\u2028\"");                      /* line separator escaped */
+    CHECK("\xe2\x82\xac", "\"\xe2\x82\xac\"");         /* euro sign */
+    CHECK("\xf0\x9f\x98\x80", "\"\xf0\x9f\x98\x80\""); /* emoji */
+    CHECK("\xe2\x80\xa8", "\"\\u2028\"");              /* line separator escaped */
 }
 
 static void test_json_invalid_bytes(void **state)
@@ -55,9 +55,9 @@ static void test_json_invalid_bytes(void **state)
     (void)state;
     CHECK("\xff", "\"\\udcff\"");
     CHECK("a\x80z", "\"a\\udc80z\"");
-    CHECK("\xc3", "\"\\udcc3\"");                               /* truncated sequence */
-    CHECK("\xc0\xaf", "\"\\udcc0\\udcaf\"");                    /* overlong */
-    CHECK("\xed\xa0\x80", "\"\\udced\\udca0\\udc80\"");         /* encoded surrogate */
+    CHECK("\xc3", "\"\\udcc3\"");                                  /* truncated sequence */
+    CHECK("\xc0\xaf", "\"\\udcc0\\udcaf\"");                       /* overlong */
+    CHECK("\xed\xa0\x80", "\"\\udced\\udca0\\udc80\"");            /* encoded surrogate */
     CHECK("\xf4\x90\x80\x80", "\"\\udcf4\\udc90\\udc80\\udc80\""); /* > U+10FFFF */
 }
 
@@ -85,10 +85,8 @@ static void test_rfc3339(void **state)
 }
 
 static const struct CMUnitTest tests[] = {
-    cmocka_unit_test(test_json_plain),
-    cmocka_unit_test(test_json_specials),
-    cmocka_unit_test(test_json_utf8_kept),
-    cmocka_unit_test(test_json_invalid_bytes),
+    cmocka_unit_test(test_json_plain),     cmocka_unit_test(test_json_specials),
+    cmocka_unit_test(test_json_utf8_kept), cmocka_unit_test(test_json_invalid_bytes),
     cmocka_unit_test(test_rfc3339),
 };
 SBX_TEST_MAIN(tests)

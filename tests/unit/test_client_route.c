@@ -8,8 +8,8 @@
 
 #define NKEYS 20000
 
-static const char *addrs5[] = {"10.0.0.1:50051", "10.0.0.2:50051", "10.0.0.3:50051", "10.0.0.4:50051",
-                               "10.0.0.5:50051"};
+static const char *addrs5[] = {"10.0.0.1:50051", "10.0.0.2:50051", "10.0.0.3:50051",
+                               "10.0.0.4:50051", "10.0.0.5:50051"};
 
 static void key_of(int i, char *buf, size_t n)
 {
@@ -104,7 +104,8 @@ static void test_minimal_movement_on_remove(void **state)
 static void test_client_route(void **state)
 {
     (void)state;
-    sbx_config cfg = {.executor = "10.0.0.1:50051,10.0.0.2:50051, 10.0.0.3:50051", .store = "127.0.0.1:1"};
+    sbx_config cfg = {.executor = "10.0.0.1:50051,10.0.0.2:50051, 10.0.0.3:50051",
+                      .store = "127.0.0.1:1"};
     sbx_client *c = NULL;
     sbx_error *e = sbx_client_new(&cfg, &c);
     assert_null(e);
@@ -115,7 +116,8 @@ static void test_client_route(void **state)
     char k[32];
     for (int i = 0; i < 100; i++) {
         key_of(i, k, sizeof k);
-        assert_string_equal(sbx_client_route(c, SBX_SERVICE_EXECUTOR, k), list[sbx_rendezvous_pick(list, 3, k)]);
+        assert_string_equal(sbx_client_route(c, SBX_SERVICE_EXECUTOR, k),
+                            list[sbx_rendezvous_pick(list, 3, k)]);
         assert_string_equal(sbx_client_route(c, SBX_SERVICE_STORE, k), "127.0.0.1:1");
     }
     sbx_client_free(c);

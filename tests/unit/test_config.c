@@ -110,7 +110,10 @@ static void sizes(void **state)
 }
 
 static const struct CMUnitTest tests[] = {
-    cmocka_unit_test(defaults_apply), cmocka_unit_test(flags_beat_env), cmocka_unit_test(bad_values_name_the_flag),
-    cmocka_unit_test(help_and_positional), cmocka_unit_test(sizes),
+    cmocka_unit_test(defaults_apply),
+    cmocka_unit_test(flags_beat_env),
+    cmocka_unit_test(bad_values_name_the_flag),
+    cmocka_unit_test(help_and_positional),
+    cmocka_unit_test(sizes),
 };
 SBX_TEST_MAIN(tests)

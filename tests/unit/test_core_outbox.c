@@ -15,8 +15,8 @@
 
 typedef struct fake {
     pthread_mutex_t mu;
-    int fail_left;   /* answer UNAVAILABLE this many times */
-    int refuse_tag;  /* answer INVALID_ARGUMENT for the record with this first byte */
+    int fail_left;  /* answer UNAVAILABLE this many times */
+    int refuse_tag; /* answer INVALID_ARGUMENT for the record with this first byte */
     char got[64][32];
     char tenants[64][16];
     int n, calls;
@@ -53,8 +53,13 @@ static char *mkdir_tmp(void)
 
 static sbx_outbox *open_ob(const char *dir, fake *f)
 {
-    sbx_outbox_cfg c = {.dir = dir, .sync = true, .deliver = deliver, .deliver_arg = f,
-                        .retry_initial_ms = 5, .retry_max_ms = 20, .compact_bytes = 1};
+    sbx_outbox_cfg c = {.dir = dir,
+                        .sync = true,
+                        .deliver = deliver,
+                        .deliver_arg = f,
+                        .retry_initial_ms = 5,
+                        .retry_max_ms = 20,
+                        .compact_bytes = 1};
     sbx_outbox *ob = NULL;
     assert_int_equal(sbx_outbox_open(&c, &ob), 0);
     return ob;

@@ -131,15 +131,18 @@ static void test_limits(void **state)
     assert_int_equal(out.pids, 64);
     assert_int_equal(out.memory_bytes, def.memory_bytes);
     l.memory_bytes = 1 << 20;
-    assert_int_equal(exv_limits_resolve(&l, &def, &max, &out, err, sizeof err), SBX_INVALID_ARGUMENT);
+    assert_int_equal(exv_limits_resolve(&l, &def, &max, &out, err, sizeof err),
+                     SBX_INVALID_ARGUMENT);
     assert_non_null(strstr(err, "limits.memory_bytes"));
     assert_non_null(strstr(err, "minimum"));
     l.memory_bytes = 32LL << 30;
-    assert_int_equal(exv_limits_resolve(&l, &def, &max, &out, err, sizeof err), SBX_INVALID_ARGUMENT);
+    assert_int_equal(exv_limits_resolve(&l, &def, &max, &out, err, sizeof err),
+                     SBX_INVALID_ARGUMENT);
     assert_non_null(strstr(err, "maximum"));
     l.memory_bytes = 0;
     l.cpu_millis = -1;
-    assert_int_equal(exv_limits_resolve(&l, &def, &max, &out, err, sizeof err), SBX_INVALID_ARGUMENT);
+    assert_int_equal(exv_limits_resolve(&l, &def, &max, &out, err, sizeof err),
+                     SBX_INVALID_ARGUMENT);
     assert_non_null(strstr(err, "cpu_millis"));
     assert_int_equal(exv_limits_check_config(&def, &max, err, sizeof err), SBX_OK);
     def.pids = 5000;

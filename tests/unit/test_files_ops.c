@@ -502,14 +502,15 @@ static void perf_4k_write_and_read_p50(void **state)
     printf("# 4 KiB write p50 %.3f ms p99 %.3f ms; read p50 %.3f ms p99 %.3f ms (n=%d); "
            "baseline temp+rename p50 %.3f ms\n",
            wt[N / 2], wt[N * 99 / 100], rt[N / 2], rt[N * 99 / 100], N, bt[N / 2]);
-    printf("# goal 4 KiB write/read p50 <= 0.3 ms; write / baseline = %.2f\n", wt[N / 2] / bt[N / 2]);
+    printf("# goal 4 KiB write/read p50 <= 0.3 ms; write / baseline = %.2f\n",
+           wt[N / 2] / bt[N / 2]);
 }
 #endif
 
 /* Timing cases are benchmarks, not unit tests: they build only into the bench binary
  * (tests/bench/files.cmake, -DSBX_BENCH) and print figures with a same-run baseline. */
 #ifdef SBX_BENCH
-#define SBX_BENCH_CASE(f) cmocka_unit_test_setup_teardown (f, fx_setup, fx_teardown),
+#define SBX_BENCH_CASE(f) cmocka_unit_test_setup_teardown(f, fx_setup, fx_teardown),
 #else
 #define SBX_BENCH_CASE(f)
 #endif
@@ -532,7 +533,6 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(remove_never_follows, fx_setup, fx_teardown),
     cmocka_unit_test_setup_teardown(move_noreplace_and_overwrite, fx_setup, fx_teardown),
     cmocka_unit_test_setup_teardown(credentials_are_per_thread_and_restored, fx_setup, fx_teardown),
-    SBX_BENCH_CASE(perf_4k_write_and_read_p50)
-};
+    SBX_BENCH_CASE(perf_4k_write_and_read_p50)};
 
 SBX_TEST_MAIN(tests)

@@ -60,7 +60,8 @@ static void uploads_files_dirs_symlinks(void **state)
     assert_int_equal(res.dirs, 2);
     assert_int_equal(res.symlinks, 1);
     assert_int_equal(res.replaced, 0);
-    assert_string_equal(fx_slurp(fx_path(f, "home/user/src/main.c")), "int main(void){return 0;}\n");
+    assert_string_equal(fx_slurp(fx_path(f, "home/user/src/main.c")),
+                        "int main(void){return 0;}\n");
     assert_string_equal(fx_slurp(fx_path(f, "home/user/ro/inside.txt")), "still written");
     struct stat st;
     assert_int_equal(stat(fx_path(f, "home/user/bin"), &st), 0);
@@ -313,7 +314,7 @@ static void perf_1000_files_10mb(void **state)
 /* Timing cases are benchmarks, not unit tests: they build only into the bench binary
  * (tests/bench/files.cmake, -DSBX_BENCH) and print figures with a same-run baseline. */
 #ifdef SBX_BENCH
-#define SBX_BENCH_CASE(f) cmocka_unit_test_setup_teardown (f, fx_setup, fx_teardown),
+#define SBX_BENCH_CASE(f) cmocka_unit_test_setup_teardown(f, fx_setup, fx_teardown),
 #else
 #define SBX_BENCH_CASE(f)
 #endif
@@ -323,11 +324,11 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(merge_keeps_siblings_and_replaces_files, fx_setup, fx_teardown),
     cmocka_unit_test_setup_teardown(replace_swaps_top_level, fx_setup, fx_teardown),
     cmocka_unit_test_setup_teardown(create_mode_fails_whole_when_one_exists, fx_setup, fx_teardown),
-    cmocka_unit_test_setup_teardown(failure_mid_commit_rolls_back_everything, fx_setup, fx_teardown),
+    cmocka_unit_test_setup_teardown(failure_mid_commit_rolls_back_everything, fx_setup,
+                                    fx_teardown),
     cmocka_unit_test_setup_teardown(dest_is_created_and_removed_on_failure, fx_setup, fx_teardown),
     cmocka_unit_test_setup_teardown(validation_names_the_entry, fx_setup, fx_teardown),
     cmocka_unit_test_setup_teardown(limits_on_count_and_bytes, fx_setup, fx_teardown),
-    SBX_BENCH_CASE(perf_1000_files_10mb)
-};
+    SBX_BENCH_CASE(perf_1000_files_10mb)};
 
 SBX_TEST_MAIN(tests)

@@ -1,8 +1,9 @@
 /* test_ports_portfwd.c: the port forwarder (ports/portfwd*.c) against real servers in a real
- * sandbox (its own network namespace, loopback only): http.server reachable, a 100 MB download byte for byte, 50
- * concurrent connections, raw TCP echo, a chunked HTTP response unchanged and streamed,
- * half-close, backpressure, the per-sandbox connection cap, nothing listening, and closing the
- * sandbox's ports freeing the host port; IPv6 bind and the recv/send (no splice) mode. */
+ * sandbox (its own network namespace, loopback only): http.server reachable, a 100 MB download byte
+ * for byte, 50 concurrent connections, raw TCP echo, a chunked HTTP response unchanged and
+ * streamed, half-close, backpressure, the per-sandbox connection cap, nothing listening, and
+ * closing the sandbox's ports freeing the host port; IPv6 bind and the recv/send (no splice) mode.
+ */
 #include <arpa/inet.h>
 #include <curl/curl.h>
 #include <errno.h>

@@ -440,7 +440,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_home_persists_across_uid_ranges),
         cmocka_unit_test(test_many_concurrent_commands),
 #ifdef SBX_BENCH
-        cmocka_unit_test (test_bench_spawn_latency),
+        cmocka_unit_test(test_bench_spawn_latency),
 #endif
     };
     if (argc > 1)

@@ -31,8 +31,9 @@ int exk_command_key(const Sbx__V1__ExecRequest *r, char out[65])
         }
     }
     if (rc == 0)
-        rc = sbx_cmdkey((const char *const *)(argc ? r->argv->args : NULL), argc, shell ? r->shell : NULL, r->cwd,
-                        (const char *const *)env, r->n_env, r->stdin.data, r->stdin.data ? r->stdin.len : 0, out);
+        rc = sbx_cmdkey((const char *const *)(argc ? r->argv->args : NULL), argc,
+                        shell ? r->shell : NULL, r->cwd, (const char *const *)env, r->n_env,
+                        r->stdin.data, r->stdin.data ? r->stdin.len : 0, out);
     for (size_t i = 0; i < r->n_env; i++)
         free(env[i]);
     free(env);

@@ -10,7 +10,8 @@
 
 #include "status.h"
 
-static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static int fail(char *err, size_t errlen, const char *fmt, ...)
 {
     if (err && errlen) {
@@ -34,7 +35,8 @@ int exv_project_id(const char *field, const char *s, char *err, size_t errlen)
         return fail(err, errlen, "%s: required (1..%d bytes of [A-Za-z0-9][A-Za-z0-9._-]*)", field,
                     EXV_PROJECT_MAX);
     if (n > EXV_PROJECT_MAX)
-        return fail(err, errlen, "%s: %zu bytes exceeds the limit of %d", field, n, EXV_PROJECT_MAX);
+        return fail(err, errlen, "%s: %zu bytes exceeds the limit of %d", field, n,
+                    EXV_PROJECT_MAX);
     if (!alnum((unsigned char)s[0]))
         return fail(err, errlen, "%s: must start with [A-Za-z0-9]", field);
     for (size_t i = 1; i < n; i++) {
@@ -75,7 +77,8 @@ int exv_template(const char *s, char *err, size_t errlen)
 {
     size_t n = strlen(s);
     if (n > EXV_TEMPLATE_MAX)
-        return fail(err, errlen, "template: %zu bytes exceeds the limit of %d", n, EXV_TEMPLATE_MAX);
+        return fail(err, errlen, "template: %zu bytes exceeds the limit of %d", n,
+                    EXV_TEMPLATE_MAX);
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         if (!alnum(c) && c != '.' && c != '_' && c != '-')
@@ -120,19 +123,20 @@ int exv_env(const char *field, const exv_kv *kv, size_t n, char *err, size_t err
         const char *v = kv[i].value ? kv[i].value : "";
         size_t kl = strlen(k), vl = strlen(v);
         if (kl == 0)
-            return fail(err, errlen, "%s: empty key (keys are 1..%d bytes)", field, EXV_ENV_KEY_MAX);
+            return fail(err, errlen, "%s: empty key (keys are 1..%d bytes)", field,
+                        EXV_ENV_KEY_MAX);
         if (kl > EXV_ENV_KEY_MAX)
-            return fail(err, errlen, "%s[%.64s...]: key of %zu bytes exceeds the limit of %d", field,
-                        k, kl, EXV_ENV_KEY_MAX);
+            return fail(err, errlen, "%s[%.64s...]: key of %zu bytes exceeds the limit of %d",
+                        field, k, kl, EXV_ENV_KEY_MAX);
         if (strchr(k, '='))
-            return fail(err, errlen, "%s[%.64s]: key contains '=' (keys are [A-Za-z_][A-Za-z0-9_]*)",
-                        field, k);
+            return fail(err, errlen,
+                        "%s[%.64s]: key contains '=' (keys are [A-Za-z_][A-Za-z0-9_]*)", field, k);
         if (!(alnum((unsigned char)k[0]) && !(k[0] >= '0' && k[0] <= '9')) && k[0] != '_')
             return fail(err, errlen, "%s[%.64s]: key must start with [A-Za-z_]", field, k);
         for (size_t j = 1; j < kl; j++)
             if (!alnum((unsigned char)k[j]) && k[j] != '_')
-                return fail(err, errlen, "%s[%.64s]: key byte %zu is not one of [A-Za-z0-9_]", field,
-                            k, j);
+                return fail(err, errlen, "%s[%.64s]: key byte %zu is not one of [A-Za-z0-9_]",
+                            field, k, j);
         if (vl > EXV_ENV_VALUE_MAX)
             return fail(err, errlen, "%s[%.64s]: value of %zu bytes exceeds the limit of %d", field,
                         k, vl, EXV_ENV_VALUE_MAX);
@@ -241,7 +245,8 @@ int exv_exec_request(const Sbx__V1__ExecRequest *r, char *err, size_t errlen)
         SBX_OK)
         return rc;
     if (r->max_output_bytes < 0)
-        return fail(err, errlen, "max_output_bytes: %lld is negative", (long long)r->max_output_bytes);
+        return fail(err, errlen, "max_output_bytes: %lld is negative",
+                    (long long)r->max_output_bytes);
     if ((rc = exv_tag("tag", r->tag, err, errlen)) != SBX_OK)
         return rc;
     if (r->cache_ttl_s < 0 || r->cache_ttl_s > EXV_CACHE_TTL_MAX_S)
@@ -260,7 +265,8 @@ int exv_selector(const Sbx__V1__ProcessSelector *s, char *err, size_t errlen)
         return SBX_OK;
     }
     if (!s->tag || !s->tag[0])
-        return fail(err, errlen, "process.tag: empty (1..%d bytes of [A-Za-z0-9._:-])", EXV_TAG_MAX);
+        return fail(err, errlen, "process.tag: empty (1..%d bytes of [A-Za-z0-9._:-])",
+                    EXV_TAG_MAX);
     return exv_tag("process.tag", s->tag, err, errlen);
 }
 
@@ -274,8 +280,8 @@ static int limit_one(const char *field, int64_t v, int64_t min, int64_t def, int
         return SBX_OK;
     }
     if (v < min)
-        return fail(err, errlen, "limits.%s: %lld is below the minimum of %lld", field, (long long)v,
-                    (long long)min);
+        return fail(err, errlen, "limits.%s: %lld is below the minimum of %lld", field,
+                    (long long)v, (long long)min);
     if (max > 0 && v > max)
         return fail(err, errlen, "limits.%s: %lld exceeds the server maximum of %lld", field,
                     (long long)v, (long long)max);

@@ -34,11 +34,11 @@
 #define EXV_META_VALUE_MAX 1024
 #define EXV_STDIN_MAX (1024 * 1024)
 #define EXV_INPUT_MAX (1024 * 1024)
-#define EXV_TIMEOUT_MAX_MS 86400000LL       /* 24 h */
-#define EXV_IDLE_MAX_MS 604800000LL         /* 7 days */
-#define EXV_CACHE_TTL_MAX_S 2592000LL       /* 30 days */
-#define EXV_RUN_OUTPUT_MAX (1024 * 1024)    /* Run: each stream clamped to 1 MiB */
-#define EXV_CHUNK_MAX (1024 * 1024)         /* WriteFile data / UploadEntry content per message */
+#define EXV_TIMEOUT_MAX_MS 86400000LL    /* 24 h */
+#define EXV_IDLE_MAX_MS 604800000LL      /* 7 days */
+#define EXV_CACHE_TTL_MAX_S 2592000LL    /* 30 days */
+#define EXV_RUN_OUTPUT_MAX (1024 * 1024) /* Run: each stream clamped to 1 MiB */
+#define EXV_CHUNK_MAX (1024 * 1024)      /* WriteFile data / UploadEntry content per message */
 #define EXV_READ_CHUNK_DEFAULT (64 * 1024)
 #define EXV_SIGNAL_MAX 64
 #define EXV_READY_TIMEOUT_MAX_MS 600000LL

@@ -31,11 +31,11 @@ struct sbx_outbox {
     sbx_outbox_cfg cfg;
     char *dir;
     int logfd, ackfd, deadfd;
-    pthread_mutex_t mu;   /* everything below; appends also hold append_mu */
+    pthread_mutex_t mu; /* everything below; appends also hold append_mu */
     pthread_mutex_t append_mu;
-    pthread_cond_t cond;  /* sender waits for work / flushers wait for empty */
-    uint64_t write_off;   /* end of the valid log */
-    uint64_t read_off;    /* first undelivered entry */
+    pthread_cond_t cond; /* sender waits for work / flushers wait for empty */
+    uint64_t write_off;  /* end of the valid log */
+    uint64_t read_off;   /* first undelivered entry */
     uint64_t pending;
     uint64_t delivered, dead, retries;
     int last_code;
@@ -193,7 +193,8 @@ static int recover(sbx_outbox *ob)
         off = next;
     }
     if (!found_ack) { /* the ack points past the valid end or into an entry: resend all */
-        SBX_LOG_WARN("outbox", "acknowledgement offset %llu is not an entry boundary; "
+        SBX_LOG_WARN("outbox",
+                     "acknowledgement offset %llu is not an entry boundary; "
                      "redelivering the whole queue (record ids make that harmless)",
                      (unsigned long long)ack);
         start = 0;
@@ -544,8 +545,10 @@ void sbx_outbox_close(sbx_outbox *ob)
     pthread_mutex_unlock(&ob->mu);
     pthread_join(ob->sender, NULL);
     if (ob->pending)
-        SBX_LOG_INFO("outbox", "closing with records still queued pending=%llu (sent after the "
-                     "next start)", (unsigned long long)ob->pending);
+        SBX_LOG_INFO("outbox",
+                     "closing with records still queued pending=%llu (sent after the "
+                     "next start)",
+                     (unsigned long long)ob->pending);
     write_ack(ob, ob->read_off, true);
     close(ob->logfd);
     close(ob->ackfd);

@@ -23,12 +23,12 @@
 typedef struct sbx_outbox sbx_outbox;
 
 /* Delivers one record; returns a gRPC status code (SBX_OK = stored or duplicate). */
-typedef int (*sbx_outbox_deliver_fn)(void *arg, const char *tenant, const uint8_t *req,
-                                     size_t len, char *err, size_t errlen);
+typedef int (*sbx_outbox_deliver_fn)(void *arg, const char *tenant, const uint8_t *req, size_t len,
+                                     char *err, size_t errlen);
 
 typedef struct sbx_outbox_cfg {
-    const char *dir;          /* created (0700) if missing */
-    bool sync;                /* fdatasync each append (default true in the executor) */
+    const char *dir; /* created (0700) if missing */
+    bool sync;       /* fdatasync each append (default true in the executor) */
     sbx_outbox_deliver_fn deliver;
     void *deliver_arg;
     int64_t retry_initial_ms; /* 0 = 200 */

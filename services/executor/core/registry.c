@@ -228,8 +228,8 @@ size_t sbx_reg_list(sbx_reg *r, const char *tenant, const char *project_id, bool
             if (project_id && project_id[0] && strcmp(b->project, project_id) != 0)
                 continue;
             pthread_mutex_lock(&b->mu);
-            bool keep = b->state == SBX_BOX_RUNNING ||
-                        (include_stopped && b->state == SBX_BOX_STOPPED);
+            bool keep =
+                b->state == SBX_BOX_RUNNING || (include_stopped && b->state == SBX_BOX_STOPPED);
             pthread_mutex_unlock(&b->mu);
             if (!keep)
                 continue;
@@ -252,11 +252,26 @@ void sbx_reg_list_free(sbx_box **v, size_t n)
 
 /* ---------------------------------------------------------------- box accessors */
 
-const char *sbx_box_id(const sbx_box *b) { return b->id; }
-const char *sbx_box_tenant(const sbx_box *b) { return b->tenant; }
-const char *sbx_box_project(const sbx_box *b) { return b->project; }
-const char *sbx_box_template(const sbx_box *b) { return b->template_name; }
-const exv_limits *sbx_box_limits(const sbx_box *b) { return &b->limits; }
+const char *sbx_box_id(const sbx_box *b)
+{
+    return b->id;
+}
+const char *sbx_box_tenant(const sbx_box *b)
+{
+    return b->tenant;
+}
+const char *sbx_box_project(const sbx_box *b)
+{
+    return b->project;
+}
+const char *sbx_box_template(const sbx_box *b)
+{
+    return b->template_name;
+}
+const exv_limits *sbx_box_limits(const sbx_box *b)
+{
+    return &b->limits;
+}
 
 size_t sbx_box_env(const sbx_box *b, const char *const **kv)
 {
@@ -277,11 +292,26 @@ size_t sbx_box_enforced(const sbx_box *b, const char *const **list)
     return b->n_enforced;
 }
 
-sbx_sandbox *sbx_box_sandbox(sbx_box *b) { return b->sb; }
-sbx_proctab *sbx_box_proctab(sbx_box *b) { return b->pt; }
-sbx_files *sbx_box_files(sbx_box *b) { return b->fs; }
-void *sbx_box_ext(sbx_box *b) { return b->ext; }
-void sbx_box_set_ext(sbx_box *b, void *ext) { b->ext = ext; }
+sbx_sandbox *sbx_box_sandbox(sbx_box *b)
+{
+    return b->sb;
+}
+sbx_proctab *sbx_box_proctab(sbx_box *b)
+{
+    return b->pt;
+}
+sbx_files *sbx_box_files(sbx_box *b)
+{
+    return b->fs;
+}
+void *sbx_box_ext(sbx_box *b)
+{
+    return b->ext;
+}
+void sbx_box_set_ext(sbx_box *b, void *ext)
+{
+    b->ext = ext;
+}
 
 /* ---------------------------------------------------------------- new / free */
 

@@ -43,22 +43,22 @@ typedef struct sbx_reg_hooks {
 } sbx_reg_hooks;
 
 typedef struct sbx_reg_cfg {
-    const char *data_dir;      /* homes go to <data_dir>/sandboxes/... */
-    const char *init_path;     /* sbx-init */
-    const char *cgroup_parent; /* NULL = "sbx" */
+    const char *data_dir;              /* homes go to <data_dir>/sandboxes/... */
+    const char *init_path;             /* sbx-init */
+    const char *cgroup_parent;         /* NULL = "sbx" */
     const char *const *template_names; /* --template NAME=DIR pairs */
     const char *const *template_dirs;
     size_t n_templates;
     bool allow_weak_isolation;
-    int64_t idle_timeout_ms;   /* default idle timeout (0 = never) */
+    int64_t idle_timeout_ms; /* default idle timeout (0 = never) */
     exv_limits defaults, max;
-    size_t max_sandboxes;      /* live sandboxes at once; 0 = 1000 */
-    uint32_t uid_base_first;   /* 0 = 200000 */
-    bool use_pool;             /* sandboxes without a template come from the warm pool
-                                  (sbx_sandbox_pool_config done by the caller) */
+    size_t max_sandboxes;         /* live sandboxes at once; 0 = 1000 */
+    uint32_t uid_base_first;      /* 0 = 200000 */
+    bool use_pool;                /* sandboxes without a template come from the warm pool
+                                     (sbx_sandbox_pool_config done by the caller) */
     int64_t stopped_retention_ms; /* how long a stopped sandbox stays visible; 0 = 10 min */
-    size_t ring_bytes;         /* per-stream output ring of each command; 0 = 1 MiB */
-    int reaper_interval_ms;    /* 0 = 500 */
+    size_t ring_bytes;            /* per-stream output ring of each command; 0 = 1 MiB */
+    int reaper_interval_ms;       /* 0 = 500 */
     sbx_reg_hooks hooks;
     /* optional: called (no lock held) when a running sandbox stops (KillSandbox, idle expiry, a
        dead init, shutdown) and again at its teardown, e.g. to close its port forwards */
@@ -69,10 +69,10 @@ typedef struct sbx_reg_cfg {
 /* What CreateSandbox asks for (strings are copied). */
 typedef struct sbx_box_params {
     const char *project_id;
-    const char *template_name;        /* "" or NULL = the default root */
+    const char *template_name;            /* "" or NULL = the default root */
     const Sbx__V1__SandboxLimits *limits; /* NULL = defaults */
-    int64_t idle_timeout_ms;          /* 0 = the server default */
-    const exv_kv *env;                /* validated by the caller */
+    int64_t idle_timeout_ms;              /* 0 = the server default */
+    const exv_kv *env;                    /* validated by the caller */
     size_t n_env;
     const exv_kv *metadata;
     size_t n_metadata;
@@ -114,7 +114,7 @@ void sbx_reg_list_free(sbx_box **v, size_t n);
 
 void sbx_box_release(sbx_box *b); /* drops a use and its reference */
 void sbx_box_ref(sbx_box *b);
-void sbx_box_unref(sbx_box *b);   /* NULL is harmless */
+void sbx_box_unref(sbx_box *b); /* NULL is harmless */
 /* Takes a use on a box the caller holds a reference to; false when it is not running. */
 bool sbx_box_use(sbx_box *b);
 

@@ -249,9 +249,9 @@ static int build_home(const sbx_mounts_cfg *cfg, bool park, const char **what)
         (rc = step(what, "home", mkdir_p1("home/user", 0755))) < 0 || park)
         return rc;
     if (cfg->home_fd >= 0)
-        return step(what, "home-bind",
-                    bind_at(cfg->home_fd, "", "home/user", false,
-                            MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV));
+        return step(
+            what, "home-bind",
+            bind_at(cfg->home_fd, "", "home/user", false, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV));
     snprintf(opts, sizeof opts, "size=%llu,mode=0755,uid=%u,gid=%u",
              (unsigned long long)cfg->tmp_bytes, cfg->user_uid, cfg->user_uid);
     return step(what, "home-tmpfs",

@@ -85,7 +85,8 @@ static Sbx__V1__FileType ftype(sbx_file_type t)
 
 static Sbx__V1__FileInfo *info_msg(sbx_ctx *ctx, const char *abs_path, const sbx_file_info *fi)
 {
-    Sbx__V1__FileInfo *m = (Sbx__V1__FileInfo *)sbx_ctx_new_msg(ctx, &sbx__v1__file_info__descriptor);
+    Sbx__V1__FileInfo *m =
+        (Sbx__V1__FileInfo *)sbx_ctx_new_msg(ctx, &sbx__v1__file_info__descriptor);
     m->path = sbx_ctx_strdup(ctx, abs_path);
     const char *slash = strrchr(abs_path, '/');
     m->name = sbx_ctx_strdup(ctx, strcmp(abs_path, "/") == 0 ? "/" : slash ? slash + 1 : abs_path);
@@ -140,7 +141,7 @@ int exh_read_file(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **
                                  r->path);
         return exh_file_error(ctx, rc, err, SBX_NOT_FOUND, SBX_NOT_FOUND, 0);
     }
-    size_t chunk = r->chunk_bytes == 0 ? EXV_READ_CHUNK_DEFAULT
+    size_t chunk = r->chunk_bytes == 0              ? EXV_READ_CHUNK_DEFAULT
                    : r->chunk_bytes > EXV_CHUNK_MAX ? EXV_CHUNK_MAX
                                                     : r->chunk_bytes;
     uint8_t *buf = sbx_ctx_alloc(ctx, chunk);
@@ -346,7 +347,7 @@ int exh_list_dir(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **r
     if (r->max_entries < 0)
         return sbx_ctx_error(ctx, SBX_INVALID_ARGUMENT, "max_entries: %d is negative",
                              r->max_entries);
-    size_t maxe = r->max_entries == 0 ? SBX_FILES_LIST_ENTRIES_DEFAULT
+    size_t maxe = r->max_entries == 0                           ? SBX_FILES_LIST_ENTRIES_DEFAULT
                   : r->max_entries > SBX_FILES_LIST_ENTRIES_MAX ? SBX_FILES_LIST_ENTRIES_MAX
                                                                 : (size_t)r->max_entries;
     sbx_box *b;
@@ -362,8 +363,8 @@ int exh_list_dir(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **r
     if (rc < 0)
         return exh_file_error(ctx, rc, err, SBX_NOT_FOUND, SBX_FAILED_PRECONDITION, 0);
     qsort(ents, n, sizeof *ents, cmp_entry);
-    Sbx__V1__ListDirResponse *out = (Sbx__V1__ListDirResponse *)sbx_ctx_new_msg(
-        ctx, &sbx__v1__list_dir_response__descriptor);
+    Sbx__V1__ListDirResponse *out =
+        (Sbx__V1__ListDirResponse *)sbx_ctx_new_msg(ctx, &sbx__v1__list_dir_response__descriptor);
     const char *base = exh_norm_path(ctx, path);
     out->entries = n ? sbx_ctx_alloc(ctx, n * sizeof(Sbx__V1__FileInfo *)) : NULL;
     for (size_t i = 0; i < n; i++) {
@@ -423,8 +424,8 @@ int exh_make_dir(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **r
                              "path: %s exists (set parents to accept an "
                              "existing directory)",
                              exh_norm_path(ctx, r->path));
-    Sbx__V1__MakeDirResponse *out = (Sbx__V1__MakeDirResponse *)sbx_ctx_new_msg(
-        ctx, &sbx__v1__make_dir_response__descriptor);
+    Sbx__V1__MakeDirResponse *out =
+        (Sbx__V1__MakeDirResponse *)sbx_ctx_new_msg(ctx, &sbx__v1__make_dir_response__descriptor);
     out->created = created;
     *resp = &out->base;
     return SBX_OK;

@@ -18,16 +18,22 @@ static int expose_error(sbx_ctx *ctx, int rc, uint32_t port, const char *sandbox
 {
     switch (rc) {
     case -ENOSPC:
-        return sbx_ctx_error(ctx, SBX_RESOURCE_EXHAUSTED, "port: sandbox %s already exposes the "
-                             "most ports allowed; %u not exposed", sandbox_id, port);
+        return sbx_ctx_error(ctx, SBX_RESOURCE_EXHAUSTED,
+                             "port: sandbox %s already exposes the "
+                             "most ports allowed; %u not exposed",
+                             sandbox_id, port);
     case -EADDRINUSE:
     case -EADDRNOTAVAIL:
-        return sbx_ctx_error(ctx, SBX_RESOURCE_EXHAUSTED, "port: no host port free to forward "
-                             "port %u (%s)", port, strerror(-rc));
+        return sbx_ctx_error(ctx, SBX_RESOURCE_EXHAUSTED,
+                             "port: no host port free to forward "
+                             "port %u (%s)",
+                             port, strerror(-rc));
     case -ESRCH:
     case -ESTALE:
-        return sbx_ctx_error(ctx, SBX_UNAVAILABLE, "sandbox %s stopped while port %u was being "
-                             "exposed; retry", sandbox_id, port);
+        return sbx_ctx_error(ctx, SBX_UNAVAILABLE,
+                             "sandbox %s stopped while port %u was being "
+                             "exposed; retry",
+                             sandbox_id, port);
     case -EMFILE:
     case -ENFILE:
     case -ENOMEM:
@@ -43,7 +49,8 @@ int exh_check_port(sbx_ctx *ctx, sbx_exsvc *s, uint32_t port)
     if (port == 0 || port > 65535)
         return sbx_ctx_error(ctx, SBX_INVALID_ARGUMENT, "port: %u is not in 1..65535", port);
     if (!s->fwd)
-        return sbx_ctx_error(ctx, SBX_UNAVAILABLE, "port forwarding is not available on this "
+        return sbx_ctx_error(ctx, SBX_UNAVAILABLE,
+                             "port forwarding is not available on this "
                              "executor");
     return SBX_OK;
 }
@@ -116,8 +123,8 @@ void exh_sandbox_ports(sbx_ctx *ctx, sbx_exsvc *s, sbx_box *b, Sbx__V1__Sandbox 
     m->exposed_ports = sbx_ctx_alloc(ctx, k * sizeof *m->exposed_ports);
     const char *host = sbx_portfwd_bind_host(s->fwd);
     for (size_t i = 0; i < k; i++) {
-        Sbx__V1__ExposedPort *ep = (Sbx__V1__ExposedPort *)sbx_ctx_new_msg(
-            ctx, &sbx__v1__exposed_port__descriptor);
+        Sbx__V1__ExposedPort *ep =
+            (Sbx__V1__ExposedPort *)sbx_ctx_new_msg(ctx, &sbx__v1__exposed_port__descriptor);
         ep->port = v[i].port;
         ep->host = sbx_ctx_strdup(ctx, host);
         ep->host_port = v[i].host_port;

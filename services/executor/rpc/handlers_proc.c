@@ -132,8 +132,7 @@ int exh_send_input(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage *
     return code;
 }
 
-int exh_close_input(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **resp,
-                    void *data)
+int exh_close_input(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **resp, void *data)
 {
     const Sbx__V1__CloseInputRequest *r = (const Sbx__V1__CloseInputRequest *)req;
     sbx_box *b;

@@ -55,8 +55,7 @@ int exh_create_sandbox(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessa
     return SBX_OK;
 }
 
-int exh_get_sandbox(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **resp,
-                    void *data)
+int exh_get_sandbox(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **resp, void *data)
 {
     const Sbx__V1__GetSandboxRequest *r = (const Sbx__V1__GetSandboxRequest *)req;
     sbx_box *b;
@@ -98,7 +97,8 @@ int exh_list_sandboxes(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessa
         if (strlen(r->page_token) < 18 || strncmp(r->page_token, fh, 16) != 0 ||
             r->page_token[16] != '.' ||
             exv_sandbox_id("page_token", r->page_token + 17, err, sizeof err) != SBX_OK)
-            return sbx_ctx_error(ctx, SBX_INVALID_ARGUMENT, "page_token: not a token of this "
+            return sbx_ctx_error(ctx, SBX_INVALID_ARGUMENT,
+                                 "page_token: not a token of this "
                                  "listing (pass next_page_token back with the same filters)");
         after = r->page_token + 17;
     }
@@ -106,7 +106,8 @@ int exh_list_sandboxes(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessa
     size_t n = sbx_reg_list(s->reg, sbx_ctx_tenant(ctx), r->project_id, r->include_stopped, &v);
     Sbx__V1__ListSandboxesResponse *out = (Sbx__V1__ListSandboxesResponse *)sbx_ctx_new_msg(
         ctx, &sbx__v1__list_sandboxes_response__descriptor);
-    out->sandboxes = n ? sbx_ctx_alloc(ctx, (n < page ? n : page) * sizeof(Sbx__V1__Sandbox *)) : NULL;
+    out->sandboxes =
+        n ? sbx_ctx_alloc(ctx, (n < page ? n : page) * sizeof(Sbx__V1__Sandbox *)) : NULL;
     size_t i = 0;
     if (after)
         while (i < n && strcmp(sbx_box_id(v[i]), after) <= 0)
@@ -125,8 +126,7 @@ int exh_list_sandboxes(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessa
     return SBX_OK;
 }
 
-int exh_kill_sandbox(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **resp,
-                     void *data)
+int exh_kill_sandbox(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **resp, void *data)
 {
     sbx_exsvc *s = data;
     const Sbx__V1__KillSandboxRequest *r = (const Sbx__V1__KillSandboxRequest *)req;
@@ -152,8 +152,8 @@ int exh_set_sandbox_timeout(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufC
 {
     const Sbx__V1__SetSandboxTimeoutRequest *r = (const Sbx__V1__SetSandboxTimeoutRequest *)req;
     char err[256];
-    int code = exv_duration_ms("idle_timeout_ms", r->idle_timeout_ms, EXV_IDLE_MAX_MS, err,
-                               sizeof err);
+    int code =
+        exv_duration_ms("idle_timeout_ms", r->idle_timeout_ms, EXV_IDLE_MAX_MS, err, sizeof err);
     if (code != SBX_OK)
         return sbx_ctx_error(ctx, code, "%s", err);
     sbx_box *b;

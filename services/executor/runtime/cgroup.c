@@ -178,7 +178,8 @@ static int v2_enable(const char *own, const char *parent_dir, unsigned ctrl)
     size_t used = 0;
     for (int c = 0; c < SBX_CG_NCTRL; c++)
         if ((ctrl & (1u << c)) && used < sizeof val) {
-            int n = snprintf(val + used, sizeof val - used, "%s%s", used ? " +" : "+", ctrl_names[c]);
+            int n =
+                snprintf(val + used, sizeof val - used, "%s%s", used ? " +" : "+", ctrl_names[c]);
             used += n > 0 ? (size_t)n : 0;
         }
     if (!val[0])
