@@ -200,6 +200,12 @@ sbx_error *sbx_exec(sbx_client *c, const sbx_exec_req *r, sbx_started_fn on_star
     req.background = r->background;
     req.tag = (char *)sbx__nz(r->tag);
     req.cache_ttl_s = r->cache_ttl_s;
+    Sbx__V1__TerminalSize pty = SBX__V1__TERMINAL_SIZE__INIT;
+    if (r->pty_cols || r->pty_rows) {
+        pty.cols = r->pty_cols;
+        pty.rows = r->pty_rows;
+        req.pty = &pty;
+    }
     char rid[37];
     if (r->request_id && *r->request_id)
         req.request_id = (char *)r->request_id;

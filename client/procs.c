@@ -1,4 +1,5 @@
-/* procs.c: a sandbox's processes: ListProcesses, SignalProcess, SendInput, CloseInput. */
+/* procs.c: a sandbox's processes: ListProcesses, SignalProcess, SendInput, CloseInput,
+ * ResizeTerminal. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -68,6 +69,11 @@ sbx_error *sbx_proc_list_get(sbx_client *c, const char *project_id, bool include
             d->timed_out = s->exit->timed_out;
             d->duration_us = s->exit->duration_us;
         }
+        if (s->pty) {
+            d->pty = true;
+            d->cols = s->pty->cols;
+            d->rows = s->pty->rows;
+        }
         d->tag = sbx__strdup(s->tag);
         d->cwd = sbx__strdup(s->cwd);
         d->command = *s->shell ? sbx__strdup(s->shell)
@@ -131,6 +137,25 @@ sbx_error *sbx_proc_close_input(sbx_client *c, const char *project_id, sbx_proc_
     sbx_error *e =
         sbx__unary_key(c, SBX_SERVICE_EXECUTOR, req.project_id, M("CloseInput"), &req.base,
                        &sbx__v1__close_input_response__descriptor, &resp, true);
+    if (resp)
+        protobuf_c_message_free_unpacked(resp, NULL);
+    return e;
+}
+
+sbx_error *sbx_terminal_resize(sbx_client *c, const char *project_id, sbx_proc_sel sel,
+                               uint32_t cols, uint32_t rows)
+{
+    Sbx__V1__ResizeTerminalRequest req = SBX__V1__RESIZE_TERMINAL_REQUEST__INIT;
+    Sbx__V1__ProcessSelector ps;
+    sel_fill(&ps, sel);
+    req.project_id = (char *)sbx__nz(project_id);
+    req.process = &ps;
+    req.cols = cols;
+    req.rows = rows;
+    ProtobufCMessage *resp = NULL;
+    sbx_error *e =
+        sbx__unary_key(c, SBX_SERVICE_EXECUTOR, req.project_id, M("ResizeTerminal"), &req.base,
+                       &sbx__v1__resize_terminal_response__descriptor, &resp, true);
     if (resp)
         protobuf_c_message_free_unpacked(resp, NULL);
     return e;

@@ -1,5 +1,5 @@
 /* sandbox.c: sandbox lifecycle on the executor (Create, Get, List over every executor, Kill,
- * SetSandboxTimeout). */
+ * SetSandboxTimeout) and its egress policy (UpdateSandboxNetwork). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,6 +24,14 @@ static void sandbox_clear(sbx_sandbox *s)
     for (size_t i = 0; i < s->n_ports; i++)
         sbx_port_clear(&s->ports[i]);
     free(s->ports);
+    for (size_t i = 0; i < s->n_allow_out; i++)
+        free(s->allow_out[i]);
+    free(s->allow_out);
+    for (size_t i = 0; i < s->n_deny_out; i++)
+        free(s->deny_out[i]);
+    free(s->deny_out);
+    free(s->http_proxy);
+    free(s->disk_mechanism);
     memset(s, 0, sizeof *s);
 }
 
@@ -45,6 +53,33 @@ void sbx_sandbox_list_free(sbx_sandbox_list *l)
     free(l);
 }
 
+static int copy_strv(char *const *v, size_t n, char ***out, size_t *nout)
+{
+    if (n && !(*out = calloc(n, sizeof **out)))
+        return -1;
+    for (size_t i = 0; i < n; i++, (*nout)++)
+        if (!((*out)[i] = sbx__strdup(v[i])))
+            return -1;
+    return 0;
+}
+
+static int network_fill(sbx_sandbox *d, const Sbx__V1__SandboxNetwork *n)
+{
+    if (!n)
+        return 0;
+    d->has_network = true;
+    d->net_allowed = n->allowed;
+    d->net_denied = n->denied;
+    d->net_failed = n->failed;
+    d->net_bytes_out = n->bytes_out;
+    d->net_bytes_in = n->bytes_in;
+    if (!(d->http_proxy = sbx__strdup(n->http_proxy)))
+        return -1;
+    if (copy_strv(n->allow_out, n->n_allow_out, &d->allow_out, &d->n_allow_out) != 0)
+        return -1;
+    return copy_strv(n->deny_out, n->n_deny_out, &d->deny_out, &d->n_deny_out);
+}
+
 static int sandbox_fill(sbx_sandbox *d, const Sbx__V1__Sandbox *s)
 {
     memset(d, 0, sizeof *d);
@@ -63,6 +98,16 @@ static int sandbox_fill(sbx_sandbox *d, const Sbx__V1__Sandbox *s)
         d->max_output_bytes = s->limits->max_output_bytes;
         d->open_files = s->limits->open_files;
         d->disk_bytes = s->limits->disk_bytes;
+        d->disk_inodes = s->limits->disk_inodes;
+    }
+    if (s->disk) {
+        d->has_disk = true;
+        d->disk_used_bytes = s->disk->used_bytes;
+        d->disk_used_inodes = s->disk->used_inodes;
+        d->disk_limit_bytes = s->disk->limit_bytes;
+        d->disk_limit_inodes = s->disk->limit_inodes;
+        if (!(d->disk_mechanism = sbx__strdup(s->disk->mechanism)))
+            return -1;
     }
     d->sandbox_id = sbx__strdup(s->sandbox_id);
     d->project_id = sbx__strdup(s->project_id);
@@ -97,7 +142,7 @@ static int sandbox_fill(sbx_sandbox *d, const Sbx__V1__Sandbox *s)
             return -1;
         }
     }
-    return 0;
+    return network_fill(d, s->network);
 }
 
 static sbx_error *sandbox_out(ProtobufCMessage *resp, sbx_sandbox **out)
@@ -138,6 +183,14 @@ sbx_error *sbx_sandbox_new(sbx_client *c, const char *project_id, const sbx_sand
                              "env entries must be KEY=VALUE with a non-empty KEY");
     req.n_env = o->n_env;
     req.env = (Sbx__V1__CreateSandboxRequest__EnvEntry **)env;
+    Sbx__V1__NetworkPolicy net = SBX__V1__NETWORK_POLICY__INIT;
+    if (o->set_network) {
+        net.allow_out = (char **)o->allow_out;
+        net.n_allow_out = o->n_allow_out;
+        net.deny_out = (char **)o->deny_out;
+        net.n_deny_out = o->n_deny_out;
+        req.network = &net;
+    }
     ProtobufCMessage *resp = NULL;
     sbx_error *e = sbx__unary_key(c, SBX_SERVICE_EXECUTOR, req.project_id, M("CreateSandbox"),
                                   &req.base, &sbx__v1__sandbox__descriptor, &resp, true);
@@ -244,4 +297,25 @@ sbx_error *sbx_sandbox_list_all(sbx_client *c, const char *project_id, bool incl
     }
     *out = l;
     return NULL;
+}
+
+sbx_error *sbx_sandbox_set_network(sbx_client *c, const char *project_id,
+                                   const char *const *allow_out, size_t n_allow_out,
+                                   const char *const *deny_out, size_t n_deny_out,
+                                   sbx_sandbox **out)
+{
+    *out = NULL;
+    Sbx__V1__UpdateSandboxNetworkRequest req = SBX__V1__UPDATE_SANDBOX_NETWORK_REQUEST__INIT;
+    Sbx__V1__NetworkPolicy net = SBX__V1__NETWORK_POLICY__INIT;
+    req.project_id = (char *)sbx__nz(project_id);
+    net.allow_out = (char **)allow_out;
+    net.n_allow_out = n_allow_out;
+    net.deny_out = (char **)deny_out;
+    net.n_deny_out = n_deny_out;
+    req.network = &net;
+    ProtobufCMessage *resp = NULL;
+    sbx_error *e =
+        sbx__unary_key(c, SBX_SERVICE_EXECUTOR, req.project_id, M("UpdateSandboxNetwork"),
+                       &req.base, &sbx__v1__sandbox__descriptor, &resp, true);
+    return e ? e : sandbox_out(resp, out);
 }

@@ -366,6 +366,12 @@ typedef struct sbx_exec_req {
     int64_t cache_ttl_s;    /* > 0: answer from / fill the cache */
     const char *request_id; /* NULL = generated, so retries never run the command twice */
     int64_t deadline_ms;    /* 0 = none (the command's own timeout bounds it) */
+    /* pty_cols/pty_rows (both 1..1000): run on a pseudo-terminal of this size. Its output
+       comes as stdout (no stderr); stdin stays open for sbx_proc_send_input (what is typed,
+       echoed by the terminal) and sbx_terminal_resize; close_stdin / sbx_proc_close_input
+       type EOF (^D). Without max_output_bytes the output is not capped. A foreground command
+       whose call is cancelled is hung up (SIGHUP), as when a terminal closes. 0 = pipes. */
+    uint32_t pty_cols, pty_rows;
 } sbx_exec_req;
 
 typedef struct sbx_exec_result {
@@ -429,6 +435,8 @@ typedef struct sbx_proc_info {
     int signal;
     bool timed_out;
     int64_t duration_us;
+    bool pty;            /* runs on a pseudo-terminal ... */
+    uint32_t cols, rows; /* ... of this size */
 } sbx_proc_info;
 
 typedef struct sbx_proc_list {
@@ -445,6 +453,49 @@ sbx_error *sbx_proc_signal(sbx_client *c, const char *project_id, sbx_proc_sel s
 sbx_error *sbx_proc_send_input(sbx_client *c, const char *project_id, sbx_proc_sel sel,
                                const void *data, size_t len);
 sbx_error *sbx_proc_close_input(sbx_client *c, const char *project_id, sbx_proc_sel sel);
+/* ResizeTerminal: the new size (1..1000 each) of a process's pseudo-terminal; SIGWINCH reaches
+ * its foreground process group. FAILED_PRECONDITION when it has no terminal or exited.
+ * Idempotent (retried). */
+sbx_error *sbx_terminal_resize(sbx_client *c, const char *project_id, sbx_proc_sel sel,
+                               uint32_t cols, uint32_t rows);
+
+/* ------------------------------------------------------------------ watching (executor) */
+
+/* Numbered as the wire's WatchEventKind. */
+typedef enum {
+    SBX_WATCH_READY = 1, /* the watch is in place (path: the watched directory) */
+    SBX_WATCH_CREATE = 2,
+    SBX_WATCH_MODIFY = 3,
+    SBX_WATCH_DELETE = 4,
+    SBX_WATCH_RENAME_FROM = 5, /* with RENAME_TO: the same cookie */
+    SBX_WATCH_RENAME_TO = 6,
+    SBX_WATCH_OVERFLOW = 7, /* events were lost: list the directory again */
+} sbx_watch_kind;
+
+typedef struct sbx_watch_event {
+    sbx_watch_kind kind;
+    const char *path; /* absolute inside the sandbox ("" for OVERFLOW); valid during the call */
+    bool is_dir;
+    uint32_t cookie;
+    int64_t at_ms; /* when the executor saw the change (ms since the epoch) */
+} sbx_watch_event;
+
+/* Called per event; return non-zero to stop (sbx_watch_dir then returns NULL). */
+typedef int (*sbx_watch_fn)(const sbx_watch_event *ev, void *ud);
+
+typedef struct sbx_watch_opts {
+    bool recursive;       /* subdirectories too, including ones created later */
+    uint32_t coalesce_ms; /* merge a path's events within this window (1..10000); 0 = 50 ms */
+    int64_t reconnect_ms; /* how long to keep reconnecting after UNAVAILABLE; 0 = 30000 */
+} sbx_watch_opts;
+
+/* WatchDir: streams events of path (NULL/"" = /home/user) in the project's sandbox to fn until
+ * fn says stop, the directory is deleted or the sandbox stops (NULL: a clean end), or the call
+ * fails. After UNAVAILABLE it reconnects with backoff (the client's backoff settings, for up to
+ * reconnect_ms after the stream was lost); as events may have been missed meanwhile, fn then
+ * sees the new READY followed by an OVERFLOW. No deadline applies. opts may be NULL. */
+sbx_error *sbx_watch_dir(sbx_client *c, const char *project_id, const char *path,
+                         const sbx_watch_opts *opts, sbx_watch_fn fn, void *ud);
 
 /* ------------------------------------------------------------------ sandboxes (executor) */
 
@@ -472,6 +523,7 @@ typedef struct sbx_sandbox {
     int64_t max_output_bytes;
     int open_files;
     int64_t disk_bytes;
+    int64_t disk_inodes; /* 0: no inode limit enforced */
     char **enforced;
     size_t n_enforced;
     sbx_field *metadata;
@@ -479,6 +531,18 @@ typedef struct sbx_sandbox {
     int running_processes;
     sbx_port *ports;
     size_t n_ports;
+    /* network egress: the policy in force and what went through the sandbox's proxies */
+    bool has_network; /* the executor reported it */
+    char **allow_out;
+    size_t n_allow_out;
+    char **deny_out;
+    size_t n_deny_out;
+    uint64_t net_allowed, net_denied, net_failed, net_bytes_out, net_bytes_in;
+    char *http_proxy; /* "http://127.0.0.1:3128" while the proxies are open, else "" */
+    /* the home's disk use and limits (while running); limit 0 / mechanism "": not enforced */
+    bool has_disk;
+    uint64_t disk_used_bytes, disk_used_inodes, disk_limit_bytes, disk_limit_inodes;
+    char *disk_mechanism;
 } sbx_sandbox;
 
 typedef struct sbx_sandbox_create {
@@ -491,6 +555,13 @@ typedef struct sbx_sandbox_create {
     int64_t disk_bytes;
     const char *const *env; /* "K=V" */
     size_t n_env;
+    /* egress policy: with set_network false the executor's --egress-default applies; true sends
+       these lists (both empty = no egress). Patterns: host, *.host, IP, CIDR, *; [:PORT]. */
+    bool set_network;
+    const char *const *allow_out;
+    size_t n_allow_out;
+    const char *const *deny_out;
+    size_t n_deny_out;
 } sbx_sandbox_create;
 
 /* Create (idempotent per project; opts may be NULL), Get, SetTimeout: *out owned by the caller
@@ -501,6 +572,12 @@ sbx_error *sbx_sandbox_get(sbx_client *c, const char *project_id, sbx_sandbox **
 sbx_error *sbx_sandbox_set_timeout(sbx_client *c, const char *project_id, int64_t idle_timeout_ms,
                                    sbx_sandbox **out);
 sbx_error *sbx_sandbox_kill(sbx_client *c, const char *project_id, bool wipe_home, bool *killed);
+/* Replaces the egress policy of the project's running sandbox (UpdateSandboxNetwork); new
+ * connections follow it. Both lists empty = no egress. *out as for sbx_sandbox_get. */
+sbx_error *sbx_sandbox_set_network(sbx_client *c, const char *project_id,
+                                   const char *const *allow_out, size_t n_allow_out,
+                                   const char *const *deny_out, size_t n_deny_out,
+                                   sbx_sandbox **out);
 
 typedef struct sbx_sandbox_list {
     sbx_sandbox *sandboxes;

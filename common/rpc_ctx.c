@@ -139,6 +139,11 @@ bool sbx_ctx_is_service(const sbx_ctx *ctx)
     return ctx->is_service;
 }
 
+bool sbx_ctx_keyless(const sbx_ctx *ctx)
+{
+    return ctx->srv && !ctx->srv->auth;
+}
+
 bool sbx_ctx_cancelled(const sbx_ctx *ctx)
 {
     if (atomic_load(&ctx->cancelled))

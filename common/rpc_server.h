@@ -63,8 +63,11 @@ typedef struct sbx_service_def {
 
 /* Tenant the call acts for ("default" when auth is off). Never NULL. */
 const char *sbx_ctx_tenant(const sbx_ctx *ctx);
-/* True when the caller authenticated as a @service principal. */
+/* True when the caller authenticated as a @service principal (or the server has no keys). */
 bool sbx_ctx_is_service(const sbx_ctx *ctx);
+/* True when the server runs without --api-keys: every (loopback) caller is trusted as a service
+ * principal without having shown a key. */
+bool sbx_ctx_keyless(const sbx_ctx *ctx);
 /* Full method path, "/sbx.v1.StateStore/Get". */
 const char *sbx_ctx_method(const sbx_ctx *ctx);
 /* Remaining time until the client's deadline in ms (INT64_MAX when none). */

@@ -13,6 +13,10 @@ PKGS=(
   clang-format-14
   # runtime of the sandboxes and the tests
   python3 python3-grpcio python3-grpc-tools python3-yaml openssl iproute2 procps curl
+  # a terminal emulator for the `sbx term` test (tests/integration/cli_term.sh)
+  tmux
+  # package managers the egress tests drive inside sandboxes (npm: see below)
+  nodejs python3-pip util-linux
   # packaging checks (compose files are validated without an engine)
   docker-compose
   # the compose stack on a private dockerd (scripts/test-compose.sh; base image by debootstrap)
@@ -25,6 +29,9 @@ missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# npm: Debian's package, unless a nodejs build that bundles npm is installed (NodeSource's
+# nodejs conflicts with Debian's npm)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if ((${#missing[@]} == 0)); then
   echo "install-deps: all ${#PKGS[@]} packages present"
   exit 0

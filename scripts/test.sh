@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test.sh: the whole test suite, as CI runs it. Installs the packages, builds, runs every ctest
-# test (unit, integration, interop, security), then builds again with AddressSanitizer +
-# UndefinedBehaviorSanitizer and runs the suite a second time.
+# test (unit, integration, interop, security), builds the Release configuration the Dockerfile
+# uses, then builds again with AddressSanitizer + UndefinedBehaviorSanitizer and runs the suite
+# a second time.
 #   SBX_TEST_SKIP_ASAN=1  skip the sanitizer pass (local iteration only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +12,11 @@ echo "== build (RelWithDebInfo)"
 scripts/build.sh build
 echo "== tests"
 (cd build && ctest --output-on-failure --timeout 600)
+
+# The Dockerfile's exact configuration (Release, no tests) must build warning-free too: -O2/-O3
+# finds maybe-uninitialized paths that RelWithDebInfo does not.
+echo "== build (Release, the Dockerfile's flags)"
+scripts/build.sh build-release -DCMAKE_BUILD_TYPE=Release -DSBX_BUILD_TESTS=OFF
 
 if [ "${SBX_TEST_SKIP_ASAN:-0}" != 1 ]; then
   echo "== build (ASan + UBSan)"
@@ -22,3 +28,11 @@ if [ "${SBX_TEST_SKIP_ASAN:-0}" != 1 ]; then
   export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
   (cd build-asan && ctest --output-on-failure --timeout 900 -LE nosan)
 fi
+
+# The shipped artefacts as operators run them: a cluster of the binaries, the compose stack.
+for stack in test-cluster test-compose; do
+  if [ -x "scripts/$stack.sh" ]; then
+    echo "== $stack"
+    "scripts/$stack.sh"
+  fi
+done

@@ -20,11 +20,12 @@
 #include "cli.h"
 
 const cli_command *const cli_commands[] = {
-    &cli_cmd_exec,    &cli_cmd_sh,      &cli_cmd_write, &cli_cmd_read,    &cli_cmd_ls,
-    &cli_cmd_stat,    &cli_cmd_mkdir,   &cli_cmd_rm,    &cli_cmd_mv,      &cli_cmd_setup,
-    &cli_cmd_serve,   &cli_cmd_ps,      &cli_cmd_kill,  &cli_cmd_attach,  &cli_cmd_sandbox,
-    &cli_cmd_history, &cli_cmd_project, &cli_cmd_cache, &cli_cmd_kv,      &cli_cmd_health,
-    &cli_cmd_keygen,  &cli_cmd_demo,    &cli_cmd_help,  &cli_cmd_version,
+    &cli_cmd_exec,    &cli_cmd_sh,      &cli_cmd_term,    &cli_cmd_watch,   &cli_cmd_write,
+    &cli_cmd_read,    &cli_cmd_ls,      &cli_cmd_stat,    &cli_cmd_mkdir,   &cli_cmd_rm,
+    &cli_cmd_mv,      &cli_cmd_setup,   &cli_cmd_serve,   &cli_cmd_ps,      &cli_cmd_kill,
+    &cli_cmd_attach,  &cli_cmd_sandbox, &cli_cmd_history, &cli_cmd_project, &cli_cmd_cache,
+    &cli_cmd_kv,      &cli_cmd_health,  &cli_cmd_keygen,  &cli_cmd_demo,    &cli_cmd_help,
+    &cli_cmd_version,
 };
 const size_t cli_n_commands = sizeof cli_commands / sizeof cli_commands[0];
 

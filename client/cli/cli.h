@@ -48,6 +48,8 @@ typedef enum {
     CMD_HEALTH,
     CMD_KEYGEN,
     CMD_DEMO,
+    CMD_TERM,
+    CMD_WATCH,
 } cli_cmd;
 
 #define CLI_MAX_LIST 256
@@ -83,10 +85,12 @@ typedef struct cli_args {
     bool use_stdin;
     bool background;
     const char *tag;
+    bool pty; /* exec --pty */
 
     /* files */
     const char *path, *path2; /* PATH; mv DST / write LOCAL_FILE */
     int depth;
+    int64_t coalesce_ms; /* watch */
     bool recursive, force, parents, overwrite, append, exclusive, long_format;
     uint32_t mode;
 
@@ -109,6 +113,11 @@ typedef struct cli_args {
     /* sandbox */
     int64_t seconds;
     bool wipe_home;
+    const char *allow_out[CLI_MAX_LIST]; /* sandbox create / net */
+    size_t n_allow_out;
+    const char *deny_out[CLI_MAX_LIST];
+    size_t n_deny_out;
+    bool net_none;
 
     /* history / lists */
     int64_t limit;
@@ -258,7 +267,8 @@ const cli_command *cli_find_command(const char *name);
 extern const cli_command cli_cmd_exec, cli_cmd_sh, cli_cmd_write, cli_cmd_read, cli_cmd_ls,
     cli_cmd_stat, cli_cmd_mkdir, cli_cmd_rm, cli_cmd_mv, cli_cmd_setup, cli_cmd_serve, cli_cmd_ps,
     cli_cmd_kill, cli_cmd_attach, cli_cmd_sandbox, cli_cmd_history, cli_cmd_project, cli_cmd_cache,
-    cli_cmd_kv, cli_cmd_health, cli_cmd_keygen, cli_cmd_demo, cli_cmd_help, cli_cmd_version;
+    cli_cmd_kv, cli_cmd_health, cli_cmd_keygen, cli_cmd_demo, cli_cmd_help, cli_cmd_version,
+    cli_cmd_term, cli_cmd_watch;
 
 /* Formats "<where>: <fmt>" into e; returns -1. */
 int cli_bad(cli_err *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -325,5 +335,11 @@ void json_duration_ms(FILE *f, int64_t us);
 /* Blocks SIGINT/SIGTERM/SIGHUP in the calling thread; call in main() before any thread starts
  * when running exec/sh, whose signal thread then forwards them into the sandbox (cmd_exec.c). */
 void cli_block_signals(void);
+/* The same for `sbx term`, whose signal thread takes SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGWINCH,
+ * SIGTSTP (and SIGUSR2 to stop) (cmd_term.c). */
+void cli_term_block_signals(void);
+/* Our terminal's size (stdout's, else stdin's; 80x24 when neither is a terminal), at most
+ * 1000x1000. */
+void cli_local_size(uint32_t *cols, uint32_t *rows);
 
 #endif

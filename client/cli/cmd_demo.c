@@ -2,8 +2,10 @@
  * services, a new project with metadata, a small Python project generated in a temp dir and
  * uploaded all-or-nothing, commands run (and a non-zero exit observed), a cached rerun answered
  * from the cache, the history the executor recorded, a KV counter, a dev server started with
- * `serve` semantics and a page fetched from its URL with libcurl, then clean-up. Exits 0 only if
- * every step worked. */
+ * `serve` semantics and a page fetched from its URL with libcurl, network egress (a refusal by
+ * the sandbox's filtering proxy, then an `npm install` through it from the registry npm is
+ * configured with, allowed by the sandbox's policy; skipped, and said so, when no registry is
+ * reachable), then clean-up. Exits 0 only if every step worked. */
 #include <curl/curl.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -452,9 +454,128 @@ static bool step_fetch(demo *d)
     return true;
 }
 
+/* The last non-empty line of s (modifies s), for one-line details. */
+static const char *last_line(char *s)
+{
+    chomp(s);
+    if (!s || !*s)
+        return "";
+    char *nl = strrchr(s, '\n');
+    return nl ? nl + 1 : s;
+}
+
+/* Runs a shell string in the sandbox: its exit code (or -1 on an RPC error, reported), and its
+ * output (stdout, else stderr) in out (owned by the caller). */
+static int shell(demo *d, const char *cmd, char **out)
+{
+    const char *argv[] = {"/bin/sh", "-c", cmd};
+    sbx_exec_result res;
+    buf o[2];
+    *out = NULL;
+    sbx_error *e = run(d, argv, 3, 0, &res, o);
+    if (e) {
+        run_done(&res, o);
+        failed(d, "demo: exec", e);
+        return -1;
+    }
+    int rc = res.signal ? 128 + res.signal : res.exit_code;
+    *out = o[0].len ? o[0].p : o[1].p;
+    free(o[0].len ? o[1].p : o[0].p);
+    o[0].p = o[1].p = NULL;
+    run_done(&res, o);
+    return rc;
+}
+
+/* "https://host[:port]/..." -> "host:port" (the registry's allow_out pattern). */
+static bool registry_pattern(const char *url, char *out, size_t len)
+{
+    bool tls = strncmp(url, "https://", 8) == 0;
+    if (!tls && strncmp(url, "http://", 7) != 0)
+        return false;
+    const char *h = url + (tls ? 8 : 7);
+    size_t n = strcspn(h, "/");
+    if (n == 0 || n >= 200 || memchr(h, '@', n))
+        return false;
+    bool has_port = memchr(h, ':', n) && h[0] != '[';
+    snprintf(out, len, "%.*s%s", (int)n, h, has_port ? "" : tls ? ":443" : ":80");
+    return true;
+}
+
+static bool step_egress(demo *d)
+{
+    say(d, "network egress: a sandbox reaches only what its policy allows, through the proxy");
+    char *out = NULL, pattern[256];
+    int rc = shell(d, "command -v npm >/dev/null || exit 3; npm config get registry", &out);
+    if (rc < 0)
+        return false;
+    if (rc != 0 || !registry_pattern(last_line(out), pattern, sizeof pattern)) {
+        detail("skipped: %s", rc == 3 ? "npm is not installed on this machine (sandboxes use its "
+                                        "/usr)"
+                                      : "npm has no usable registry configured");
+        free(out);
+        return true;
+    }
+    free(out);
+    const char *allow[] = {pattern};
+    sbx_sandbox *s = NULL;
+    sbx_error *e = sbx_sandbox_set_network(d->c, d->project, allow, 1, NULL, 0, &s);
+    if (e && (e->code == SBX_CODE_UNIMPLEMENTED || e->code == SBX_CODE_UNAVAILABLE)) {
+        detail("skipped: this executor has no egress proxies (%s)", e->message);
+        sbx_error_free(e);
+        return true;
+    }
+    if (e)
+        return failed(d, "demo: sandbox net", e);
+    sbx_sandbox_free(s);
+    detail("policy: allow_out %s (the registry npm uses, nothing else)", pattern);
+    if ((rc = shell(d, "curl -sS --max-time 5 http://169.254.169.254/latest/meta-data/ 2>&1",
+                    &out)) < 0)
+        return false;
+    detail("cloud metadata from inside: %s", last_line(out));
+    free(out);
+    if ((rc = shell(
+             d,
+             "npm ping --fetch-retries 0 --fetch-timeout 8000 >/tmp/.npm-ping 2>&1 && exit 0; "
+             "L=$(grep -E '^npm (error|ERR!)' /tmp/.npm-ping | sed -n 2p); "
+             "echo \"${L:-$(tail -n 1 /tmp/.npm-ping)}\"; exit 1",
+             &out)) < 0)
+        return false;
+    if (rc != 0) {
+        detail("skipped the install: no npm registry is reachable from this machine (%s)",
+               last_line(out));
+        free(out);
+        return true;
+    }
+    free(out);
+    int64_t t0 = mono_ms();
+    rc = shell(d,
+               "mkdir -p netdemo && cd netdemo && npm init -y >/dev/null && "
+               "npm install --no-audit --no-fund --no-update-notifier is-number@7.0.0 2>&1 && "
+               "node -e \"console.log('require(\\'is-number\\')(42) =', "
+               "require('is-number')(42))\"",
+               &out);
+    if (rc < 0)
+        return false;
+    if (rc != 0) {
+        detail("%s", chomp(out));
+        free(out);
+        return failed(d, "npm install through the proxy failed although the registry answered",
+                      NULL);
+    }
+    detail("npm install is-number@7.0.0: %" PRId64 " ms; %s", mono_ms() - t0, last_line(out));
+    free(out);
+    if (!(e = sbx_sandbox_get(d->c, d->project, &s))) {
+        detail("egress counters: %" PRIu64 " allowed, %" PRIu64 " denied, %" PRIu64 " bytes in",
+               s->net_allowed, s->net_denied, s->net_bytes_in);
+        sbx_sandbox_free(s);
+    }
+    sbx_error_free(e);
+    return true;
+}
+
 static bool (*const steps[])(demo *d) = {
-    step_health,       step_project, step_upload, step_run_app, step_run_failing,
-    step_cached_rerun, step_history, step_kv,     step_serve,   step_fetch,
+    step_health,  step_project, step_upload, step_run_app, step_run_failing, step_cached_rerun,
+    step_history, step_kv,      step_serve,  step_fetch,   step_egress,
 };
 
 /* Unless --keep: the dev server, the sandbox and the project's data. */

@@ -198,6 +198,10 @@ static int run_exec(cli_args *a, sbx_client *c)
         .cache_ttl_s = a->cache ? a->cache_ttl_s : 0,
         .deadline_ms = a->deadline_set ? a->deadline_ms : 0,
     };
+    if (a->pty) { /* our size; a terminal's stdin stays open unless EOF is typed: type it */
+        cli_local_size(&r.pty_cols, &r.pty_rows);
+        r.close_stdin = true;
+    }
     sigfwd fwd = {.c = c, .project = a->project};
     atomic_init(&fwd.pid, 0);
     sigfwd_start(&fwd);
@@ -244,6 +248,9 @@ static const cli_opt exec_opts[] = {
     CLI_OPT_FLAG("stdin", 0, use_stdin, "send our stdin (read to its end first) to the command"),
     CLI_OPT_FLAG("background", 0, background, "start it in the background, print its pid"),
     CLI_OPT_TAG("name the background process (for ps, kill, attach)"),
+    CLI_OPT_FLAG("pty", 0, pty,
+                 "run it on a pseudo-terminal sized as ours (80x24 without one): its output is "
+                 "stdout, --stdin is typed then EOF"),
     CLI_OPT_I64("max-output-bytes", 0, max_output_bytes, 0, INT64_MAX, "N", "want a byte count",
                 "keep at most N bytes of stdout+stderr"),
     CLI_OPT_END,
@@ -276,7 +283,8 @@ const cli_command cli_cmd_exec = {
     .cmd = CMD_EXEC,
     .trailing = true,
     .synopsis = "sbx exec -p PROJ [--cwd D] [--env K=V]... [--timeout-ms N] [--cache[=TTL_S]]\n"
-                "  [--stdin] [--background] [--tag T] [--max-output-bytes N] [--] CMD [ARG...]",
+                "  [--stdin] [--background] [--tag T] [--pty] [--max-output-bytes N] [--] CMD\n"
+                "  [ARG...]",
     .summary = "Runs CMD (argv, no shell) in the project's sandbox, created on first use, and "
                "streams its stdout and stderr live. Exit status: the command's; 128+N if it was "
                "killed by signal N; 124 if --timeout-ms hit. The first word that is not an "

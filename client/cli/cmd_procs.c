@@ -26,7 +26,8 @@ static void proc_json(FILE *f, const void *item)
     json_cstr(f, p->tag);
     fputs(",\"command\":", f);
     json_cstr(f, p->command);
-    fprintf(f, ",\"running\":%s}", p->running ? "true" : "false");
+    fprintf(f, ",\"running\":%s,\"pty\":%s}", p->running ? "true" : "false",
+            p->pty ? "true" : "false");
 }
 
 static void proc_text(FILE *f, const void *item)

@@ -25,6 +25,8 @@ int main(int argc, char **argv)
         return cli_run(&a); /* no service: no gRPC */
     if ((a.cmd == CMD_EXEC || a.cmd == CMD_SH) && !a.background)
         cli_block_signals(); /* before gRPC starts its threads: they inherit the mask */
+    if (a.cmd == CMD_TERM)
+        cli_term_block_signals();
     sbx_global_init();
     int rc = cli_run(&a);
     fflush(stdout);

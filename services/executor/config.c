@@ -24,6 +24,11 @@ static const row ROWS[] = {
     {{"data-dir", "SBX_DATA_DIR", SBX_CFG_STR, "./sbx-data/executor", 0, 0, NULL,
       "directory for sandbox homes (sandboxes/<tenant>/<project>/home) and the outbox", NULL},
      F(data_dir)},
+    {{"run-dir", "SBX_RUN_DIR", SBX_CFG_STR, "/run/sbx", 0, 0, NULL,
+      "host-wide directory where executors on this machine reserve disjoint host uid ranges "
+      "(lock files); executors sharing a kernel must share it",
+      NULL},
+     F(run_dir)},
     {{"store", "SBX_STORE", SBX_CFG_STR, "127.0.0.1:50052", 0, 0, NULL,
       "sbx-store address where finished commands are recorded", NULL},
      F(store)},
@@ -45,7 +50,7 @@ static const row ROWS[] = {
     {{"idle-timeout", "SBX_IDLE_TIMEOUT", SBX_CFG_INT, "900", 0, 604800, NULL,
       "default idle timeout of a sandbox, seconds (0 = never)", NULL},
      F(idle_timeout_s)},
-    {{"max-sandboxes", "SBX_MAX_SANDBOXES", SBX_CFG_INT, "1000", 1, 60000, NULL,
+    {{"max-sandboxes", "SBX_MAX_SANDBOXES", SBX_CFG_INT, "1000", 1, 30000, NULL,
       "live sandboxes at most (each gets its own 65536-id host uid block)", NULL},
      F(max_sandboxes)},
     {{"pool-size", "SBX_POOL_SIZE", SBX_CFG_INT, "4", 0, 64, NULL,
@@ -89,27 +94,78 @@ static const row ROWS[] = {
     {{"open-files-max", "SBX_OPEN_FILES_MAX", SBX_CFG_INT, "65536", 16, 1 << 20, NULL,
       "largest open-files limit a CreateSandbox may ask for", NULL},
      F(max.open_files)},
-    {{"disk", "SBX_DISK", SBX_CFG_SIZE, "4G", 1, 1LL << 50, NULL,
-      "default disk limit of a sandbox (largest file a command or the file API may write)", NULL},
+    {{"disk", "SBX_DISK", SBX_CFG_SIZE, "4G", 4 << 20, 1LL << 50, NULL,
+      "default disk limit of a sandbox: bytes its home holds (an ext4 image per sandbox where "
+      "loop devices work)",
+      NULL},
      F(defaults.disk_bytes)},
-    {{"disk-max", "SBX_DISK_MAX", SBX_CFG_SIZE, "1T", 1, 1LL << 50, NULL,
+    {{"disk-max", "SBX_DISK_MAX", SBX_CFG_SIZE, "1T", 4 << 20, 1LL << 50, NULL,
       "largest disk limit a CreateSandbox may ask for", NULL},
      F(max.disk_bytes)},
+    {{"disk-inodes", "SBX_DISK_INODES", SBX_CFG_INT, "0", 0, 1LL << 32, NULL,
+      "default number of files, directories and links a home holds (0 = one per 16 KiB of the "
+      "disk limit)",
+      NULL},
+     F(defaults.disk_inodes)},
+    {{"disk-inodes-max", "SBX_DISK_INODES_MAX", SBX_CFG_INT, "16777216", 1024, 1LL << 32, NULL,
+      "largest inode limit a CreateSandbox may ask for", NULL},
+     F(max.disk_inodes)},
+    {{"disk-limit", "SBX_DISK_LIMIT", SBX_CFG_BOOL, "on", 0, 0, NULL,
+      "enforce --disk and --disk-inodes on each home as a whole (an ext4 image per sandbox on a "
+      "loop device; start-up fails where that does not work unless --allow-weak-isolation); off: "
+      "homes are directories and --disk bounds each file only",
+      NULL},
+     F(disk_limit)},
+    {{"watch-max-dirs", "SBX_WATCH_MAX_DIRS", SBX_CFG_INT, "8192", 1, 1 << 20, NULL,
+      "directories (inotify watches) the WatchDir streams of one sandbox may follow together",
+      NULL},
+     F(watch_max_dirs)},
+    {{"watch-max-streams", "SBX_WATCH_MAX_STREAMS", SBX_CFG_INT, "16", 1, 1024, NULL,
+      "WatchDir streams one sandbox may have open at once", NULL},
+     F(watch_max_streams)},
     {{"outbox-sync", "SBX_OUTBOX_SYNC", SBX_CFG_BOOL, "on", 0, 0, NULL,
       "fdatasync each history record before the command's result is answered", NULL},
      F(outbox_sync)},
+    {{"egress-default", "SBX_EGRESS_DEFAULT", SBX_CFG_STR, NULL, 0, 0, NULL,
+      "egress policy (allow_out PATTERN,...) of sandboxes created without one, e.g. by a first "
+      "exec; default none: no network",
+      NULL},
+     F(egress_default)},
+    {{"egress-allow-private", "SBX_EGRESS_ALLOW_PRIVATE", SBX_CFG_STR, NULL, 0, 0, NULL,
+      "internal destinations CIDR[:PORT],... that sandbox policies may allow (loopback, private, "
+      "link-local, this host and the services are refused otherwise)",
+      NULL},
+     F(egress_allow_private)},
+    {{"egress-deny", "SBX_EGRESS_DENY", SBX_CFG_STR, NULL, 0, 0, NULL,
+      "destinations PATTERN,... no sandbox may reach, whatever its policy", NULL},
+     F(egress_deny)},
+    {{"egress-max-conns", "SBX_EGRESS_MAX_CONNS", SBX_CFG_INT, "256", 1, 65536, NULL,
+      "live egress proxy connections per sandbox", NULL},
+     F(egress_max_conns)},
+    {{"egress-idle-timeout", "SBX_EGRESS_IDLE_TIMEOUT", SBX_CFG_INT, "300", 1, 86400, NULL,
+      "seconds without traffic after which a proxied connection is closed", NULL},
+     F(egress_idle_timeout_s)},
+    {{"metrics-listen", "SBX_METRICS_LISTEN", SBX_CFG_STR, NULL, 0, 0, NULL,
+      "HOST:PORT serving Prometheus text on GET /metrics (off when unset)", NULL},
+     F(metrics_listen)},
 };
 
 #define N_ROWS (sizeof ROWS / sizeof ROWS[0])
 
-/* --init-path default: sbx-init next to this binary, else the build tree's. */
+/* --init-path default: sbx-init next to this binary, else where `cmake --install` puts it
+ * relative to this binary (SBX_INIT_REL_PATH, e.g. ../libexec/sbx), else the build tree's. */
 static const char *default_init_path(char *buf, size_t len)
 {
     char self[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
     if (n > 0) {
         self[n] = 0;
-        snprintf(buf, len, "%s/sbx-init", dirname(self));
+        const char *dir = dirname(self);
+        /* next to this binary (the build tree), then the installed layout */
+        snprintf(buf, len, "%s/sbx-init", dir);
+        if (access(buf, X_OK) == 0)
+            return buf;
+        snprintf(buf, len, "%s/%s/sbx-init", dir, SBX_INIT_REL_PATH);
         if (access(buf, X_OK) == 0)
             return buf;
     }

@@ -18,11 +18,16 @@
 
 typedef struct sbx_exec_config {
     sbx_server_flags server;
-    const char *data_dir, *store, *store_key, *port_bind, *init_path, *templates;
+    const char *data_dir, *run_dir, *store, *store_key, *port_bind, *init_path, *templates;
     const char *cgroup_parent; /* no flag: NULL ("sbx") */
     bool allow_weak, outbox_sync;
+    bool disk_limit; /* --disk-limit: homes are ext4 images with the disk limits */
     int64_t idle_timeout_s, max_sandboxes, pool_size;
+    int64_t watch_max_dirs, watch_max_streams; /* WatchDir limits per sandbox */
     exv_limits defaults, max; /* --memory ... --disk, --memory-max ... --disk-max */
+    /* network egress (egress.h) and the metrics endpoint */
+    const char *egress_default, *egress_allow_private, *egress_deny, *metrics_listen;
+    int64_t egress_max_conns, egress_idle_timeout_s;
     /* --template, split */
     const char **tpl_names, **tpl_dirs;
     size_t n_tpl;

@@ -1,7 +1,10 @@
 /* main.c (sbx-executor): wires the settings (config.c), the sandbox runtime, the warm pool, the
- * store client and outbox, the background monitor, the port forwarder, the registry and the
- * SandboxExecutor handlers into the gRPC server, then serves until SIGTERM/SIGINT and tears
- * everything down in order (calls, sandboxes, pool, forwarder, background followers, outbox).
+ * disk limits of the homes, the store client and outbox, the background monitor, the port
+ * forwarder, the egress proxies, the registry and the SandboxExecutor handlers into the gRPC server
+ * (and /metrics when asked), then serves until SIGTERM/SIGINT and tears everything down in order
+ * (calls, sandboxes, pool, forwarder, background followers, outbox). Before serving it lifts a
+ * container's /proc masks and proves with a self-test sandbox that it can run sandboxes; while it
+ * cannot, health answers NOT_SERVING.
  *
  * Threads: main's; every library starts its own. */
 #include <errno.h>
@@ -12,27 +15,37 @@
 #include "config.h"
 #include "exectab.h"
 #include "handlers.h"
+#include "egress.h"
 #include "log.h"
+#include "metrics.h"
 #include "outbox.h"
 #include "portfwd.h"
 #include "registry.h"
 #include "rpc_server.h"
 #include "sandbox.h"
+#include "selftest.h"
 #include "sbx/v1/executor.pb-c.h"
 #include "serve.h"
 #include "store_client.h"
-
-#define UID_FIRST_REG 200000u /* the registry's uid blocks; the warm pool's range follows */
+#include "uidrange.h"
 
 /* What main starts, in start order (stopped in reverse by stop_all). */
 typedef struct executor {
+    sbx_uid_range uids; /* this executor's host uids: [self-test block][registry][pool] */
     sbx_storecli *store;
     sbx_outbox *ob;
     sbx_execmon *mon;
     sbx_portfwd *fwd;
+    sbx_egress *egress;
+    sbx_egress_policy *egress_default;
     sbx_reg *reg;
     sbx_server *srv;
     sbx_exsvc svc;
+    sbx_selftest_cfg selftest;
+    bool selftest_ok;        /* the start-up self-test passed */
+    char selftest_why[256];  /* else why */
+    sbx_selftest_mon *retry; /* retries it while it fails (health NOT_SERVING meanwhile) */
+    sbx_metrics_http *metrics;
 } executor;
 
 static int deliver(void *arg, const char *tenant, const uint8_t *req, size_t len, char *err,
@@ -88,18 +101,63 @@ static int check_isolation(const sbx_exec_config *c, sbx_sandbox_caps *caps)
     return 0;
 }
 
+/* A container runtime's /proc masks would make every sandbox's proc mount fail: lift them in a
+ * private mount namespace of this process (runtime/procmask.c). */
+static void lift_proc_masks(void)
+{
+    int n = sbx_sandbox_lift_proc_masks();
+    if (n > 0)
+        SBX_LOG_INFO("executor",
+                     "/proc masks of the container lifted in a private mount "
+                     "namespace n=%d",
+                     n);
+    else if (n < 0)
+        SBX_LOG_ERRNO(SBX_LOG_ERROR, "executor", n,
+                      "/proc is masked (a container?) and the masks cannot be lifted: sandboxes "
+                      "need a fresh /proc; grant CAP_SYS_ADMIN");
+}
+
+/* Host uids for every sandbox of this executor, reserved host-wide (uidrange.h) so that no
+ * other executor on the machine hands out the same ones: one block for the self-test, then
+ * --max-sandboxes blocks for the registry, then as many for the warm pool. */
+static int reserve_uids(executor *x, const sbx_exec_config *c)
+{
+    uint64_t need = (1 + 2 * (uint64_t)c->max_sandboxes) * 65536u;
+    char err[512] = "";
+    int rc = sbx_uid_range_reserve(c->run_dir, c->data_dir, need, &x->uids, err, sizeof err);
+    if (rc < 0) {
+        fprintf(stderr, "sbx-executor: host uids: %s\n", err);
+        return -1;
+    }
+    SBX_LOG_INFO("executor", "host uids reserved first=%u count=%llu slot=%u run_dir=%s",
+                 x->uids.first, (unsigned long long)x->uids.count, x->uids.slot, c->run_dir);
+    return 0;
+}
+
+static uint32_t uid_selftest(const executor *x)
+{
+    return x->uids.first;
+}
+
+static uint32_t uid_registry(const executor *x)
+{
+    return x->uids.first + 65536u;
+}
+
 /* The warm pool: its uid range sits above every block the registry hands out. Returns whether
  * it is on. */
-static bool start_pool(const sbx_exec_config *c, const sbx_sandbox_caps *caps)
+static bool start_pool(const executor *x, const sbx_exec_config *c, const sbx_sandbox_caps *caps)
 {
     if (c->pool_size <= 0 || !caps->namespaces)
         return false;
+    uint64_t pool_first = uid_registry(x) + (uint64_t)c->max_sandboxes * 65536u;
+    uint64_t pool_count = (uint64_t)c->max_sandboxes * 65536u;
     sbx_sandbox_pool_cfg pc = {
         .size = (size_t)c->pool_size,
         .init_path = c->init_path,
         .cgroup_parent = c->cgroup_parent,
-        .uid_first = UID_FIRST_REG + (uint32_t)c->max_sandboxes * 65536u,
-        .uid_count = (uint32_t)c->max_sandboxes,
+        .uid_first = (uint32_t)pool_first,
+        .uid_count = (uint32_t)pool_count, /* ids, not blocks: one 65536-id block a sandbox */
         .limits = {.memory_bytes = (uint64_t)c->defaults.memory_bytes,
                    .pids = (uint64_t)c->defaults.pids,
                    .cpu_millis = (uint32_t)c->defaults.cpu_millis},
@@ -112,6 +170,58 @@ static bool start_pool(const sbx_exec_config *c, const sbx_sandbox_caps *caps)
     }
     SBX_LOG_INFO("executor", "warm pool size=%lld", (long long)c->pool_size);
     return true;
+}
+
+/* The disk limits of the homes (runtime/disk.c): probes whether ext4 images on loop devices
+ * work under --data-dir and keeps blank images ready for the warm pool's creates. Without a
+ * mechanism it refuses to start unless --allow-weak-isolation. Returns 0 (*images: homes are
+ * images) or -1. */
+static int start_disk(const sbx_exec_config *c, bool *images)
+{
+    *images = false;
+    if (!c->disk_limit) {
+        SBX_LOG_INFO("executor", "disk limits off (--disk-limit off): homes are directories and "
+                                 "--disk bounds each file only");
+        return 0;
+    }
+    exv_limits def;
+    char err[256] = "", dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s/disk", c->data_dir);
+    if (exv_limits_resolve(NULL, &c->defaults, &c->max, &def, err, sizeof err) != SBX_OK) {
+        fprintf(stderr, "sbx-executor: %s\n", err);
+        return -1;
+    }
+    sbx_disk_cfg dc = {.dir = dir,
+                       .blanks =
+                           c->pool_size > 0 ? (size_t)(c->pool_size < 64 ? c->pool_size : 64) : 1,
+                       .bytes = (uint64_t)def.disk_bytes,
+                       .inodes = (uint64_t)def.disk_inodes};
+    sbx_disk_caps dcap;
+    int rc = sbx_disk_setup(&dc, &dcap);
+    if (rc == 0 && dcap.mechanism) {
+        SBX_LOG_INFO("executor",
+                     "disk limits enforced on each home (bytes and inodes) mechanism=%s "
+                     "blanks=%zu probe_ms=%.1f dir=%s",
+                     dcap.mechanism, dc.blanks, dcap.probe_us / 1000.0, dir);
+        *images = true;
+        return 0;
+    }
+    const char *why = rc < 0 ? strerror(-rc) : dcap.why;
+    if (!c->allow_weak) {
+        fprintf(stderr,
+                "sbx-executor: cannot enforce disk limits: an ext4 image on a loop device does "
+                "not work under --data-dir %s (%s); give the executor /dev/loop-control and "
+                "/dev/loop* and mke2fs (e2fsprogs), or pass --disk-limit off (or "
+                "--allow-weak-isolation) to run with only a per-file limit\n",
+                c->data_dir, why);
+        SBX_LOG_ERROR("executor", "disk limits unavailable; refusing to start reason=\"%s\"", why);
+        return -1;
+    }
+    SBX_LOG_WARN("executor",
+                 "disk limits NOT enforced: homes are directories with only a per-file limit "
+                 "(--allow-weak-isolation) reason=\"%s\"",
+                 why);
+    return 0;
 }
 
 /* The store client, the outbox that feeds it, and the monitor that records into the outbox.
@@ -137,9 +247,33 @@ static int start_history(executor *x, const sbx_exec_config *c)
     return 0;
 }
 
-/* The forwarder and the registry. Returns 0 or 2 (a bad flag). */
-static int start_sandboxes(executor *x, const sbx_exec_config *c, bool pool_on)
+/* The egress proxies (egress/). Returns 0 or 2 (a bad --egress-* flag). */
+static int start_egress(executor *x, const sbx_exec_config *c)
 {
+    const char *svc[] = {c->server.listen, c->store};
+    sbx_egress_cfg ec = {.allow_private = c->egress_allow_private,
+                         .deny = c->egress_deny,
+                         .service_addrs = svc,
+                         .n_service_addrs = 2,
+                         .max_conns = (uint32_t)c->egress_max_conns,
+                         .idle_timeout_s = (uint32_t)c->egress_idle_timeout_s};
+    char err[512] = "";
+    int rc = sbx_egress_policy_from_list(c->egress_default, false, "--egress-default",
+                                         &x->egress_default, err, sizeof err);
+    if (rc == 0)
+        rc = sbx_egress_new(&ec, &x->egress, err, sizeof err);
+    if (rc < 0) {
+        fprintf(stderr, "sbx-executor: %s\n", err[0] ? err : strerror(-rc));
+        return 2;
+    }
+    return 0;
+}
+
+/* The forwarder and the registry. Returns 0 or 2 (a bad flag). */
+static int start_sandboxes(executor *x, const sbx_exec_config *c, bool pool_on, bool images)
+{
+    if (start_egress(x, c) != 0)
+        return 2;
     sbx_portfwd_cfg pcfg = {.bind_host = c->port_bind};
     int rc = sbx_portfwd_create(&pcfg, &x->fwd);
     if (rc < 0) {
@@ -159,14 +293,17 @@ static int start_sandboxes(executor *x, const sbx_exec_config *c, bool pool_on)
         .defaults = c->defaults,
         .max = c->max,
         .max_sandboxes = (size_t)c->max_sandboxes,
-        .uid_base_first = UID_FIRST_REG,
+        .uid_base_first = uid_registry(x),
         .use_pool = pool_on,
+        .home_images = images,
         .hooks = {.attach = sbx_exectab_attach,
                   .detach = sbx_exectab_detach,
                   .running = sbx_exectab_running,
                   .arg = x->mon},
         .on_stop = exh_ports_on_stop, /* a stopped sandbox's host ports are closed at once */
         .on_stop_arg = x->fwd,
+        .egress = x->egress,
+        .egress_default = x->egress_default,
     };
     char err[512] = "";
     if ((rc = sbx_reg_new(&rcfg, &x->reg, err, sizeof err)) < 0) {
@@ -176,17 +313,60 @@ static int start_sandboxes(executor *x, const sbx_exec_config *c, bool pool_on)
     return 0;
 }
 
+/* Proves that a sandbox can be built and run here, before serving (selftest.c). */
+static void run_selftest(executor *x, const sbx_exec_config *c, bool pool_on)
+{
+    x->selftest = (sbx_selftest_cfg){
+        .init_path = c->init_path,
+        .cgroup_parent = c->cgroup_parent,
+        .use_pool = pool_on,
+        .uid_base = uid_selftest(x),
+        .limits = {.memory_bytes = (uint64_t)c->defaults.memory_bytes,
+                   .pids = (uint64_t)c->defaults.pids,
+                   .cpu_millis = (uint32_t)c->defaults.cpu_millis},
+    };
+    x->selftest_ok = sbx_selftest_run(&x->selftest, x->selftest_why, sizeof x->selftest_why) == 0;
+    if (!x->selftest_ok)
+        SBX_LOG_ERROR("executor",
+                      "self-test failed: this executor cannot run sandboxes; health is "
+                      "NOT_SERVING until it passes (retried every 10 s) reason=\"%s\"",
+                      x->selftest_why);
+}
+
+static void selftest_passed(void *arg)
+{
+    executor *x = arg;
+    SBX_LOG_INFO("executor", "self-test passed on retry: health SERVING");
+    sbx_server_set_serving(x->srv, true);
+}
+
 /* Serves until SIGTERM/SIGINT. Returns 0, or 1 when the server cannot start. */
 static int serve(executor *x, const sbx_exec_config *c, const sbx_server_opts *so)
 {
-    x->svc = (sbx_exsvc){.reg = x->reg, .mon = x->mon, .store = x->store, .fwd = x->fwd};
+    x->svc = (sbx_exsvc){
+        .reg = x->reg, .mon = x->mon, .store = x->store, .fwd = x->fwd, .egress = x->egress};
+    x->svc.watch_max_dirs = (int)c->watch_max_dirs;
+    x->svc.watch_max_streams = (int)c->watch_max_streams;
     sbx_service_def def = {.desc = &sbx__v1__sandbox_executor__descriptor,
                            .methods = sbx_executor_methods,
                            .n_methods = sbx_executor_n_methods,
                            .data = &x->svc};
     if (!(x->srv = sbx_server_new(so, &def, 1)))
         return 1;
+    if (c->metrics_listen) {
+        int mport = 0;
+        if (!(x->metrics = sbx_metrics_listen(c->metrics_listen, x->srv, sbx_egress_metrics_write,
+                                              x->egress, &mport)))
+            return 1;
+        char maddr[300];
+        sbx_listen_addr(c->metrics_listen, mport, maddr, sizeof maddr);
+        SBX_LOG_INFO("executor", "metrics on http://%s/metrics", maddr);
+    }
     sbx_server_start(x->srv);
+    if (!x->selftest_ok) {
+        sbx_server_set_serving(x->srv, false);
+        x->retry = sbx_selftest_retry(&x->selftest, selftest_passed, x);
+    }
     char addr[300];
     sbx_listen_addr(c->server.listen, sbx_server_port(x->srv), addr, sizeof addr);
     printf("listening on %s\n", addr);
@@ -197,15 +377,21 @@ static int serve(executor *x, const sbx_exec_config *c, const sbx_server_opts *s
     SBX_LOG_INFO("executor", "stopping: health NOT_SERVING, finishing in-flight calls signal=%d",
                  sig);
     __atomic_store_n(&x->svc.stopping, 1, __ATOMIC_RELAXED);
+    sbx_selftest_retry_stop(x->retry);
+    x->retry = NULL;
     sbx_server_shutdown(x->srv);
     return 0;
 }
 
 static void stop_all(executor *x)
 {
+    sbx_metrics_stop(x->metrics);
     sbx_server_free(x->srv);
-    sbx_reg_free(x->reg);        /* kills every sandbox (homes stay) and closes their forwards */
+    sbx_reg_free(x->reg);       /* kills every sandbox (homes stay) and closes their forwards */
+    sbx_egress_free(x->egress); /* after the sandboxes: their records are gone */
+    sbx_egress_policy_unref(x->egress_default);
     sbx_sandbox_pool_shutdown(); /* parked inits and their cgroups */
+    sbx_disk_shutdown();         /* blank images unmounted (kept for the next start) */
     sbx_portfwd_destroy(x->fwd);
     sbx_execmon_free(x->mon); /* records what background commands were still followed */
     if (x->ob) {
@@ -220,6 +406,7 @@ static void stop_all(executor *x)
         sbx_outbox_close(x->ob);
     }
     sbx_storecli_free(x->store);
+    sbx_uid_range_release(&x->uids); /* last: no sandbox of ours is left */
 }
 
 int main(int argc, char **argv)
@@ -228,18 +415,31 @@ int main(int argc, char **argv)
     int code = sbx_exec_config_parse(&c, argc, argv);
     if (code != 0)
         return code;
-    sbx_signals_block();
     sbx_server_opts so;
     sbx_server_flags_apply(&c.server, &so, "sbx.v1.SandboxExecutor"); /* the log level first */
+    lift_proc_masks();                                                /* before any thread */
+    sbx_signals_block();
     sbx_sandbox_caps caps;
     if (check_isolation(&c, &caps) < 0) {
         sbx_exec_config_free(&c);
         return 1;
     }
-    bool pool_on = start_pool(&c, &caps);
-    sbx_rpc_init();
     executor x = {0};
-    if ((code = start_history(&x, &c)) == 0 && (code = start_sandboxes(&x, &c, pool_on)) == 0)
+    if (reserve_uids(&x, &c) < 0) {
+        sbx_exec_config_free(&c);
+        return 2;
+    }
+    bool images = false;
+    if (start_disk(&c, &images) < 0) {
+        sbx_uid_range_release(&x.uids);
+        sbx_exec_config_free(&c);
+        return 1;
+    }
+    bool pool_on = start_pool(&x, &c, &caps);
+    sbx_rpc_init();
+    run_selftest(&x, &c, pool_on);
+    if ((code = start_history(&x, &c)) == 0 &&
+        (code = start_sandboxes(&x, &c, pool_on, images)) == 0)
         code = serve(&x, &c, &so);
     stop_all(&x);
     sbx_rpc_shutdown();

@@ -64,3 +64,8 @@ int sdb_checkpoint(sdb *db, sdb_slice dir, uint64_t *sequence, int64_t *took_us,
                  (unsigned long long)seqno, (long long)us);
     return SBX_OK;
 }
+
+const char *sdb_path(const sdb *db)
+{
+    return db->path;
+}

@@ -156,6 +156,8 @@ void sdb_compact(sdb *db);
  * copy contains, *took_us (may be NULL) the time taken. */
 int sdb_checkpoint(sdb *db, sdb_slice dir, uint64_t *sequence, int64_t *took_us, char *err,
                    size_t errlen);
+/* The data dir the database was opened on. */
+const char *sdb_path(const sdb *db);
 
 /* ---- retention.c ---- */
 /* Runs one sweep now (retention of every project, expired cache/kv entries); what the

@@ -1,5 +1,5 @@
 /* fuzz_store_handlers.c: the sbx.v1.StateStore handlers (services/store/handlers*.c) fed with
- * hostile requests, the way rpc_server.c would call them but through a test context
+ * hostile requests, the way common/rpc_server.c would call them but through a test context
  * (sbx_ctx_new_test) over a scratch RocksDB that lives for the whole run (so later inputs see
  * what earlier ones wrote). Checkpoint (service-only, writes a directory named by the request)
  * is left out. Byte 0 picks the method, byte 1 the caller (tenant, service principal), the rest

@@ -21,37 +21,24 @@ command -v curl >/dev/null || { echo "skip: curl is not installed"; exit 77; }
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/sbx-cli-exec.XXXXXX")
 chmod 711 "$T"   # sandbox roots (unprivileged uids) traverse to their homes
-PIDS=()
+# the services' logs and data dirs go to $T/NAME.{out,err} and $T/NAME
+SBX_SERVICE_DIR=$T
+. "$(cd "$(dirname "$0")" && pwd)/../lib/service.sh"
 cleanup() {
-    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
-    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+    sbx_service_stop_all
     rm -rf "$T"
 }
 trap cleanup EXIT
 
-start() { # start NAME BINARY ARGS... -> ADDR
-    local name=$1; shift
-    "$@" >"$T/$name.out" 2>"$T/$name.err" &
-    PIDS+=($!)
-    ADDR=
-    for _ in $(seq 1 200); do
-        grep -q '^listening on ' "$T/$name.out" 2>/dev/null && break
-        kill -0 "${PIDS[-1]}" 2>/dev/null || break
-        sleep 0.05
-    done
-    ADDR=$(sed -n 's/^listening on //p' "$T/$name.out" | head -n1)
-    if [ -z "$ADDR" ]; then
-        echo "FAIL: $name did not print 'listening on HOST:PORT'"; cat "$T/$name.err"; exit 1
-    fi
-    echo "$name on $ADDR"
-}
-start store "$STORE_BIN" --listen 127.0.0.1:0 --data-dir "$T/store"
-export SBX_STORE=$ADDR
+sbx_service_start store "$STORE_BIN" || exit 1
+export SBX_STORE=$SBX_SERVICE_ADDR
+echo "store on $SBX_STORE"
 # $SBX_TEST_EXECUTOR_ARGS: more executor flags (e.g. --init-path of an uninstrumented sbx-init
 # when the executor is a sanitizer build)
 # shellcheck disable=SC2086
-start executor "$EXEC_BIN" --listen 127.0.0.1:0 --data-dir "$T/executor" --store "$SBX_STORE" ${SBX_TEST_EXECUTOR_ARGS:-}
-export SBX_EXECUTOR=$ADDR
+sbx_service_start executor "$EXEC_BIN" --store "$SBX_STORE" ${SBX_TEST_EXECUTOR_ARGS:-} || exit 1
+export SBX_EXECUTOR=$SBX_SERVICE_ADDR
+echo "executor on $SBX_EXECUTOR"
 unset SBX_API_KEY
 
 FAILS=0
@@ -227,7 +214,7 @@ sleep 0.6
 run ps -p p3; expect_rc 0 "ps"
 [[ "$OUT" == *worker*running* ]] && ok "ps shows the tagged process" || fail "ps output"
 run --json ps -p p3
-json_check "d == [{'pid': $BGPID, 'tag': 'worker', 'command': d[0]['command'], 'running': True}] and d[0]['command'].startswith('sh -c')" "ps --json keys and values"
+json_check "d == [{'pid': $BGPID, 'tag': 'worker', 'command': d[0]['command'], 'running': True, 'pty': False}] and d[0]['command'].startswith('sh -c')" "ps --json keys and values"
 run attach -p p3 --tag worker --no-follow; expect_rc 0 "attach --no-follow of a running process"
 [ "$OUT" = "$(printf 'tick1\ntick2\ntick3')" ] && [ "$ERR" = done-ticking ] && ok "attach replays stdout and stderr" || fail "attach output"
 run attach -p p3 "$BGPID" --from-offset 6 --no-follow
@@ -253,6 +240,8 @@ SB4=$OUT
 run sandbox create -p p4; expect_out "$SB4" "sandbox create is idempotent per project"
 run --json sandbox get -p p4
 json_check "d['sandbox_id']=='$SB4' and d['project_id']=='p4' and d['state']=='running' and d['init_pid']>0" "sandbox get --json"
+json_check "d['disk']['mechanism']=='ext4-image-loop' and d['disk']['limit_bytes']>=d['limits']['disk_bytes'] and d['limits']['disk_inodes']>0 and 'disk:ext4-image-loop' in d['enforced']" "sandbox get --json: the home's disk limits and use"
+run sandbox get -p p4; [[ "$OUT" == *"disk: "*" bytes, "*" inodes (ext4-image-loop)"* ]] && ok "sandbox get: disk line" || fail "sandbox get: no disk line: $OUT"
 run sandbox list; expect_rc 0 "sandbox list"
 [[ "$OUT" == *"$SB4"*p4*running* && "$OUT" == *"$SANDBOX"*p1* ]] && ok "sandbox list shows the sandboxes" || fail "sandbox list output"
 run sandbox timeout -p p4 120; expect_rc 0 "sandbox timeout"
@@ -321,9 +310,8 @@ if grep -E 'level=error|AddressSanitizer|runtime error' "$T/executor.err" "$T/st
 else
     ok "no errors in the service logs"
 fi
-kill -TERM "${PIDS[1]}"; wait "${PIDS[1]}"; RC=$?
+sbx_service_stop executor; RC=$?
 [ "$RC" = 0 ] && ok "the executor stops cleanly on SIGTERM" || { OUT= ERR=$(tail -5 "$T/executor.err"); fail "executor exit status"; }
-unset 'PIDS[1]'
 
 echo
 if [ "$FAILS" -gt 0 ]; then

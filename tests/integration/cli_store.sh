@@ -11,28 +11,17 @@ PY=/usr/bin/python3
 [ -x "$PY" ] || PY=python3
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/sbx-cli-store.XXXXXX")
-STORE_PID=
+SBX_SERVICE_DIR=$T # the store's log in $T/store.{out,err}, its data in $T/store
+. "$(cd "$(dirname "$0")" && pwd)/../lib/service.sh"
 cleanup() {
-    if [ -n "$STORE_PID" ]; then
-        kill -TERM "$STORE_PID" 2>/dev/null
-        wait "$STORE_PID" 2>/dev/null
-    fi
+    sbx_service_stop_all
     [ -n "${FOLLOW_PID:-}" ] && kill "$FOLLOW_PID" 2>/dev/null
     rm -rf "$T"
 }
 trap cleanup EXIT
 
-"$STORE_BIN" --listen 127.0.0.1:0 --data-dir "$T/db" >"$T/store.out" 2>"$T/store.err" &
-STORE_PID=$!
-for _ in $(seq 1 100); do
-    grep -q '^listening on ' "$T/store.out" 2>/dev/null && break
-    kill -0 "$STORE_PID" 2>/dev/null || break
-    sleep 0.05
-done
-ADDR=$(sed -n 's/^listening on //p' "$T/store.out" | head -n1)
-if [ -z "$ADDR" ]; then
-    echo "FAIL: sbx-store did not print 'listening on HOST:PORT'"; cat "$T/store.err"; exit 1
-fi
+sbx_service_start store "$STORE_BIN" || exit 1
+ADDR=$SBX_SERVICE_ADDR
 export SBX_STORE=$ADDR
 export SBX_EXECUTOR=127.0.0.1:1   # nothing listens there: "unreachable"
 unset SBX_API_KEY

@@ -227,6 +227,25 @@ class SandboxLifecycleTest(ExecutorCase):
 
 
 class ExecTest(ExecutorCase):
+    def test_oom_killed(self):
+        """Issue 9: oom_killed stayed false when the memory limit killed a command (137)."""
+        p = pb()
+        self.stub.CreateSandbox(p.CreateSandboxRequest(
+            project_id="ex-oom", limits=p.SandboxLimits(memory_bytes=64 << 20)))
+        grab = "a = bytearray(512 << 20); print(len(a))"
+        # the program itself killed (signal 9), and a shell reporting its child's kill (137)
+        direct = self.run_cmd("ex-oom", ["python3", "-c", grab])
+        self.assertEqual((direct.exit.signal, direct.exit.exit_code), (9, 137), direct.exit)
+        self.assertTrue(direct.exit.oom_killed, direct.exit)
+        shell = self.run_cmd("ex-oom", shell="python3 -c '%s'; exit $?" % grab)
+        self.assertEqual(shell.exit.exit_code, 137, shell.exit)
+        self.assertTrue(shell.exit.oom_killed, shell.exit)
+        # neither a plain kill nor "exit 137" is an OOM
+        self.assertFalse(self.run_cmd("ex-oom", shell="exit 137").exit.oom_killed)
+        k = self.run_cmd("ex-oom", shell="kill -9 $$")
+        self.assertEqual(k.exit.signal, 9)
+        self.assertFalse(k.exit.oom_killed)
+
     def test_exec_stream_offsets_and_exit(self):
         p = pb()
         evs = self.exec_events(p.ExecRequest(
@@ -440,6 +459,49 @@ class ExecTest(ExecutorCase):
 
 
 class FilesTest(ExecutorCase):
+    def test_read_at_huge_offsets(self):
+        """Issue 9: ReadFile at offset 2^63-1 gave INTERNAL "read: Invalid argument"; the
+        contract is one chunk with empty data at or past the end."""
+        p = pb()
+        self.run_cmd("fs-off", shell="printf 0123456789 > f")
+        for off in ((1 << 63) - 1, 1 << 63, (1 << 64) - 1, (1 << 63) - 5):
+            with self.subTest(offset=off):
+                chunks = list(self.stub.ReadFile(p.ReadFileRequest(project_id="fs-off", path="f",
+                                                                   offset=off)))
+                self.assertEqual(len(chunks), 1)
+                self.assertEqual((chunks[0].data, chunks[0].offset), (b"", off))
+                self.assertEqual(chunks[0].info.size_bytes, 10)
+        part = list(self.stub.ReadFile(p.ReadFileRequest(project_id="fs-off", path="f", offset=4,
+                                                         length=(1 << 64) - 1)))
+        self.assertEqual(b"".join(c.data for c in part), b"456789")
+
+    def test_symlink_loop_and_cross_device_move(self):
+        """Issue 9: both were PERMISSION_DENIED; a symlink loop (ELOOP) is FAILED_PRECONDITION,
+        a Move across filesystems (EXDEV: the home and /tmp) INVALID_ARGUMENT naming src/dst."""
+        p = pb()
+        self.run_cmd("fs-loop", shell="ln -s l2 l1 && ln -s l1 l2 && echo x > f && mkdir d")
+        for fn, req in (
+                (lambda r: list(self.stub.ReadFile(r)), p.ReadFileRequest(project_id="fs-loop",
+                                                                           path="l1")),
+                (self.stub.ListDir, p.ListDirRequest(project_id="fs-loop", path="l1/x")),
+                (self.stub.MakeDir, p.MakeDirRequest(project_id="fs-loop", path="l1/sub"))):
+            with self.subTest(req=type(req).__name__):
+                d = self.assertCode(SC.FAILED_PRECONDITION, fn, req)
+                self.assertIn("path", d)
+                self.assertIn("symbolic links", d)
+        d = self.assertCode(SC.FAILED_PRECONDITION, self.write_file_code, "fs-loop", "l1", b"y")
+        d = self.assertCode(SC.INVALID_ARGUMENT, self.stub.Move, p.MoveRequest(
+            project_id="fs-loop", src="f", dst="/tmp/f"))
+        self.assertIn("src, dst", d)
+        self.assertIn("different filesystems", d)
+        self.assertEqual(self.run_cmd("fs-loop", shell="cat f").stdout, b"x\n")  # still there
+
+    def write_file_code(self, project, path, data):
+        p = pb()
+        return self.stub.WriteFile(iter([
+            p.WriteFileRequest(header=p.WriteFileHeader(project_id=project, path=path)),
+            p.WriteFileRequest(data=data)]))
+
     def test_write_read_stat_list(self):
         p = pb()
         data = os.urandom(300000)

@@ -29,7 +29,7 @@ TENANT_KEY = "sbx-store-test-key-acme-0123456789"
 OTHER_KEY = "sbx-store-test-key-globex-9876543210"
 SERVICE_KEY = "sbx-store-test-service-key-abcdef"
 
-KV_MAX_VALUE = 400 * 1024  # sbx-store --kv-max-value default (400K)
+KV_MAX_VALUE = 1 << 20  # sbx-store --kv-max-value default (1M, store.proto's 0..1 MiB)
 
 
 def now_ms():
@@ -1146,7 +1146,7 @@ class KvTest(StoreMixin, unittest.TestCase):
         self.assertEqual(self.get("t", md=md).expires_at_unix_ms, 0)
 
     def test_list_of_large_values_is_paged(self):
-        # 60 values of 400 KiB (24 MiB): pages are cut under the message limit, never fail
+        # 60 values of 1 MiB (60 MiB): pages are cut under the message limit, never fail
         for i in range(60):
             self.set("kbig/%02d" % i, bytes([i]) * KV_MAX_VALUE)
         got, cur = [], ""
@@ -1295,6 +1295,41 @@ class TenantTest(StoreMixin, unittest.TestCase):
 
 
 # =============================================================================================
+class CheckpointKeylessTest(StoreMixin, unittest.TestCase):
+    """Without --api-keys every loopback caller counts as a service principal: Checkpoint then
+    writes only under the store's --data-dir (issue 9: before, any local caller could make the
+    store copy its database to any absolute path as its own user)."""
+
+    def test_outside_the_data_dir_is_refused(self):
+        data = self.server.data_dir
+        outside = os.path.join(self.tmp, "ckpt-outside")
+        link = os.path.join(data, "link-out")
+        os.symlink(self.tmp, link)
+        for d in (outside, "/tmp/sbx-ckpt-%d" % os.getpid(), os.path.join(data, "..", "escape"),
+                  os.path.join(link, "via-link"), data + "-sibling", "/"):
+            with self.subTest(dir=d):
+                self.err("Checkpoint", pb().CheckpointRequest(dir=d), SC.PERMISSION_DENIED,
+                         "dir", "--data-dir")
+        for d in (outside, "/tmp/sbx-ckpt-%d" % os.getpid(), os.path.join(self.tmp, "escape"),
+                  os.path.join(self.tmp, "via-link")):
+            self.assertFalse(os.path.exists(d), d)
+        self.err("Checkpoint", pb().CheckpointRequest(dir="relative"), SC.INVALID_ARGUMENT, "dir")
+
+    def test_under_the_data_dir(self):
+        self.call("Set", pb().KvSetRequest(key="ck", value=b"kept"))
+        d = os.path.join(self.server.data_dir, "checkpoints")
+        os.mkdir(d)
+        cp = os.path.join(d, "one")
+        r = self.call("Checkpoint", pb().CheckpointRequest(dir=cp), timeout=60)
+        self.assertEqual(r.dir, cp)
+        self.assertTrue(os.listdir(cp))
+        self.err("Checkpoint", pb().CheckpointRequest(dir=cp), SC.ALREADY_EXISTS)
+        s2 = self.start_store([], data_dir=cp)
+        with h.channel(s2.addr) as ch2:
+            g = new_stub(ch2).Get(pb().KvGetRequest(key="ck"), timeout=10)
+            self.assertEqual(g.value, b"kept")
+
+
 class CheckpointTest(StoreMixin, unittest.TestCase):
     """Checkpoint: service principal only; a second sbx-store opens the copy."""
 
@@ -1472,11 +1507,13 @@ class BadInputTest(StoreMixin, unittest.TestCase):
             project_id="p")).records), [], "nothing was appended")
 
     def test_values_over_the_limit(self):
+        # store.proto: "Values: 0..1 MiB" (the default was 400 KiB before issue 9)
+        self.assertEqual(KV_MAX_VALUE, 1048576)
         self.err("Set", pb().KvSetRequest(key="big", value=b"x" * (KV_MAX_VALUE + 1)),
-                 SC.INVALID_ARGUMENT, "value: %d bytes exceeds the limit of %d bytes"
-                 % (KV_MAX_VALUE + 1, KV_MAX_VALUE))
+                 SC.INVALID_ARGUMENT, "value: 1048577 bytes exceeds the limit of 1048576 bytes")
         self.err("Get", pb().KvGetRequest(key="big"), SC.NOT_FOUND)
         self.call("Set", pb().KvSetRequest(key="big", value=b"x" * KV_MAX_VALUE))
+        self.assertEqual(len(self.call("Get", pb().KvGetRequest(key="big")).value), 1048576)
 
     def test_record_limits(self):
         R = pb().ExecutionRecord

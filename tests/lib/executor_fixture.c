@@ -65,8 +65,8 @@ static int open_registry(exf *f, const exf_opts *o, const char *init)
         .data_dir = f->dir,
         .init_path = init,
         .idle_timeout_ms = o->idle_timeout_ms,
-        .defaults = {256 << 20, 128, 1000, 60000, 1 << 20, 1024, 1 << 30},
-        .max = {1LL << 32, 4096, 2000, 86400000, 1 << 30, 65536, 1LL << 40},
+        .defaults = {256 << 20, 128, 1000, 60000, 1 << 20, 1024, 1 << 30, 0},
+        .max = {1LL << 32, 4096, 2000, 86400000, 1 << 30, 65536, 1LL << 40, 1 << 24},
         .max_sandboxes = o->max_sandboxes ? o->max_sandboxes : 4,
         /* eight uid blocks per test process, chosen by pid: parallel tests do not share them */
         .uid_base_first = 0x60000000u + (uint32_t)((unsigned)getpid() % 2000u) * 65536u * 8u,

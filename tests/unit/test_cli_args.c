@@ -237,6 +237,39 @@ static void test_procs(void **state)
     assert_true(a.no_follow);
 }
 
+static void test_term_watch(void **state)
+{
+    (void)state;
+    cli_args a;
+    assert_int_equal(parse(&a, "term", "-p", "p", NULL), 0);
+    assert_int_equal(a.cmd, CMD_TERM);
+    assert_int_equal(a.argc, 0); /* the default shell */
+    assert_int_equal(parse(&a, "term", "-p", "p", "--tag", "sh1", "-e", "TERM=vt100", "--",
+                           "python3", "-q", NULL),
+                     0);
+    assert_string_equal(a.tag, "sh1");
+    assert_int_equal(a.n_env, 1);
+    assert_int_equal(a.argc, 2);
+    assert_string_equal(a.argv[0], "python3");
+    assert_int_equal(parse(&a, "term", NULL), -1);
+    assert_non_null(strstr(last_err, "-p"));
+    assert_int_equal(parse(&a, "exec", "-p", "p", "--pty", "--", "tty", NULL), 0);
+    assert_true(a.pty);
+    assert_int_equal(parse(&a, "watch", "-p", "p", "app", "-r", "--coalesce-ms", "1", NULL), 0);
+    assert_int_equal(a.cmd, CMD_WATCH);
+    assert_string_equal(a.path, "app");
+    assert_true(a.recursive);
+    assert_int_equal(a.coalesce_ms, 1);
+    assert_int_equal(parse(&a, "--json", "watch", "-p", "p", "/tmp", NULL), 0);
+    assert_true(a.json);
+    assert_false(a.recursive);
+    assert_int_equal(a.coalesce_ms, 0);
+    assert_int_equal(parse(&a, "watch", "-p", "p", NULL), -1);
+    assert_int_equal(parse(&a, "watch", "-p", "p", "a", "b", NULL), -1);
+    assert_int_equal(parse(&a, "watch", "-p", "p", "a", "--coalesce-ms", "10001", NULL), -1);
+    assert_non_null(strstr(last_err, "coalesce-ms"));
+}
+
 static void test_sandbox(void **state)
 {
     (void)state;
@@ -642,6 +675,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_files),
     cmocka_unit_test(test_setup_serve),
     cmocka_unit_test(test_procs),
+    cmocka_unit_test(test_term_watch),
     cmocka_unit_test(test_sandbox),
     cmocka_unit_test(test_history),
     cmocka_unit_test(test_project),

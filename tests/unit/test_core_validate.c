@@ -120,8 +120,8 @@ static void test_exec_request(void **state)
 static void test_limits(void **state)
 {
     (void)state;
-    exv_limits def = {1 << 30, 512, 1000, 60000, 1 << 24, 1024, 1LL << 32};
-    exv_limits max = {16LL << 30, 4096, 2000, 86400000, 1 << 30, 65536, 1LL << 40};
+    exv_limits def = {1 << 30, 512, 1000, 60000, 1 << 24, 1024, 1LL << 32, 65536};
+    exv_limits max = {16LL << 30, 4096, 2000, 86400000, 1 << 30, 65536, 1LL << 40, 1 << 24};
     exv_limits out;
     assert_int_equal(exv_limits_resolve(NULL, &def, &max, &out, err, sizeof err), SBX_OK);
     assert_memory_equal(&out, &def, sizeof out);
@@ -148,6 +148,44 @@ static void test_limits(void **state)
     def.pids = 5000;
     assert_int_equal(exv_limits_check_config(&def, &max, err, sizeof err), SBX_INVALID_ARGUMENT);
     assert_non_null(strstr(err, "--pids"));
+}
+
+/* disk_bytes has a minimum (an ext4 image); disk_inodes follows disk_bytes unless asked for,
+ * and may not exceed one per 2 KiB of it. */
+static void test_limits_disk(void **state)
+{
+    (void)state;
+    exv_limits def = {1 << 30, 512, 1000, 60000, 1 << 24, 1024, 1LL << 32, 0};
+    exv_limits max = {16LL << 30, 4096, 2000, 86400000, 1 << 30, 65536, 1LL << 40, 1 << 24};
+    exv_limits out;
+    assert_int_equal(exv_limits_resolve(NULL, &def, &max, &out, err, sizeof err), SBX_OK);
+    assert_int_equal(out.disk_inodes, (1LL << 32) / 16384); /* ext4's own ratio */
+    Sbx__V1__SandboxLimits l = SBX__V1__SANDBOX_LIMITS__INIT;
+    l.disk_bytes = 1 << 20;
+    assert_int_equal(exv_limits_resolve(&l, &def, &max, &out, err, sizeof err),
+                     SBX_INVALID_ARGUMENT);
+    assert_non_null(strstr(err, "limits.disk_bytes"));
+    l.disk_bytes = 10 << 20;
+    assert_int_equal(exv_limits_resolve(&l, &def, &max, &out, err, sizeof err), SBX_OK);
+    assert_int_equal(out.disk_inodes, 1024); /* 640 by the ratio: the minimum */
+    l.disk_inodes = 5120;
+    assert_int_equal(exv_limits_resolve(&l, &def, &max, &out, err, sizeof err), SBX_OK);
+    assert_int_equal(out.disk_inodes, 5120);
+    l.disk_inodes = 5121;
+    assert_int_equal(exv_limits_resolve(&l, &def, &max, &out, err, sizeof err),
+                     SBX_INVALID_ARGUMENT);
+    assert_non_null(strstr(err, "limits.disk_inodes"));
+    l.disk_inodes = 100;
+    assert_int_equal(exv_limits_resolve(&l, &def, &max, &out, err, sizeof err),
+                     SBX_INVALID_ARGUMENT);
+    assert_non_null(strstr(err, "minimum"));
+    def.disk_inodes = 1 << 20; /* a server default above what a small disk allows adapts */
+    l.disk_inodes = 0;
+    assert_int_equal(exv_limits_resolve(&l, &def, &max, &out, err, sizeof err), SBX_OK);
+    assert_int_equal(out.disk_inodes, 5120);
+    def.disk_bytes = 1 << 20;
+    assert_int_equal(exv_limits_check_config(&def, &max, err, sizeof err), SBX_INVALID_ARGUMENT);
+    assert_non_null(strstr(err, "--disk"));
 }
 
 static void test_command_key(void **state)
@@ -193,7 +231,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_project_and_ids), cmocka_unit_test(test_env_and_metadata),
         cmocka_unit_test(test_exec_request),    cmocka_unit_test(test_limits),
-        cmocka_unit_test(test_command_key),
+        cmocka_unit_test(test_limits_disk),     cmocka_unit_test(test_command_key),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);

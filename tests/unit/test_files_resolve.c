@@ -44,6 +44,8 @@ static void path_checks_name_field_and_limit(void **state)
     assert_int_equal(sbx_files_status(-EROFS), SBX_PERMISSION_DENIED);
     assert_int_equal(sbx_files_status(-EFBIG), SBX_RESOURCE_EXHAUSTED);
     assert_int_equal(sbx_files_status(-EBUSY), SBX_FAILED_PRECONDITION);
+    assert_int_equal(sbx_files_status(-ELOOP), SBX_FAILED_PRECONDITION); /* issue 9 */
+    assert_int_equal(sbx_files_status(-EXDEV), SBX_INVALID_ARGUMENT);
     assert_int_equal(sbx_files_status(-ENOENT), SBX_NOT_FOUND);
 }
 

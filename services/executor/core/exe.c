@@ -87,6 +87,7 @@ sbx_exe *sbx__exe_new(sbx_execmon *mon, const sbx_exe_spec *s, sbx_box *b)
     e->cwd = exk_normalize_cwd(r->cwd);
     bool ok = e->request_id && e->tag && e->cwd && copy_command(e, r);
     e->background = r->background;
+    e->pty = r->pty != NULL;
     e->cache_ttl_s = r->background ? 0 : r->cache_ttl_s;
     e->cap = s->cap;
     e->head_limit = s->cap < EXE_HEAD_MAX ? (size_t)s->cap : EXE_HEAD_MAX;
@@ -156,6 +157,16 @@ static int start_error(sbx_box *b, sbx_exe *e, int rc, const char *what, char *e
                  : rc == -ENOENT ? "does not exist"
                                  : strerror(-rc));
         return SBX_FAILED_PRECONDITION;
+    }
+    if (what && strcmp(what, "pty") == 0) {
+        if (rc == -ENOSPC) {
+            snprintf(err, errlen,
+                     "pty: the sandbox has the most terminals open at once that its "
+                     "devpts allows (256)");
+            return SBX_RESOURCE_EXHAUSTED;
+        }
+        snprintf(err, errlen, "pty: cannot open a terminal in the sandbox: %s", strerror(-rc));
+        return SBX_INTERNAL;
     }
     if (rc == -EAGAIN) {
         snprintf(err, errlen, "pids: the sandbox cannot start another process (limits.pids %lld)",
@@ -285,6 +296,9 @@ void sbx_exe_info_get(sbx_exe *e, sbx_exe_info *info)
     sbx_proc_status_get(proc, &st);
     sbx_proc_unref(proc);
     info->stdin_open = st.stdin_open && info->state == EXE_RUNNING;
+    info->pty = st.pty;
+    info->cols = st.cols;
+    info->rows = st.rows;
     if (!given) { /* a cached answer's process holds its first bytes only */
         info->out_end = st.out_end;
         info->err_end = st.err_end;
@@ -334,6 +348,18 @@ void sbx_exe_close_input(sbx_exe *e)
     sbx_proc_unref(p);
 }
 
+int sbx_exe_resize(sbx_exe *e, uint16_t cols, uint16_t rows)
+{
+    if (!e->pty)
+        return -ENOTTY;
+    if (sbx__exe_state(e) != EXE_RUNNING)
+        return -ESRCH;
+    sbx_proc *p = sbx_exe_proc(e);
+    int rc = p ? sbx_proc_resize(p, cols, rows) : -ESRCH;
+    sbx_proc_unref(p);
+    return rc;
+}
+
 /* ---------------------------------------------------------------- finish */
 
 /* Fills the exit from the process's status (caller holds p->mu; the execution runs). */
@@ -352,7 +378,9 @@ static void exit_from_proc(sbx_exe *e, const sbx_proc_status *st, int64_t oom_ki
     p->exit.stderr_bytes = st->err_total > st->err_end ? st->err_total : st->err_end;
     p->exit.output_truncated = p->exit.stdout_bytes > e->cap || p->exit.stderr_bytes > e->cap;
     p->exit.finished_ms = sbx_wall_ms();
-    p->exit.oom_killed = x.signal == SIGKILL && !x.timed_out && oom_kills > 0;
+    /* a shell reports its child's SIGKILL as exit status 137 */
+    p->exit.oom_killed = (x.signal == SIGKILL || (!x.signal && x.exit_code == 128 + SIGKILL)) &&
+                         !x.timed_out && oom_kills > 0;
     p->end[0] = st->out_end;
     p->end[1] = st->err_end;
 }

@@ -249,10 +249,21 @@ int exv_exec_request(const Sbx__V1__ExecRequest *r, char *err, size_t errlen)
                     (long long)r->max_output_bytes);
     if ((rc = exv_tag("tag", r->tag, err, errlen)) != SBX_OK)
         return rc;
+    if (r->pty && (rc = exv_term_size("pty.", r->pty->cols, r->pty->rows, err, errlen)) != SBX_OK)
+        return rc;
     if (r->cache_ttl_s < 0 || r->cache_ttl_s > EXV_CACHE_TTL_MAX_S)
         return fail(err, errlen, "cache_ttl_s: %lld is outside 0..%lld", (long long)r->cache_ttl_s,
                     EXV_CACHE_TTL_MAX_S);
     return exv_request_id(r->request_id, err, errlen);
+}
+
+int exv_term_size(const char *field, uint32_t cols, uint32_t rows, char *err, size_t errlen)
+{
+    if (cols < 1 || cols > EXV_TERM_SIZE_MAX)
+        return fail(err, errlen, "%scols: %u is outside 1..%d", field, cols, EXV_TERM_SIZE_MAX);
+    if (rows < 1 || rows > EXV_TERM_SIZE_MAX)
+        return fail(err, errlen, "%srows: %u is outside 1..%d", field, rows, EXV_TERM_SIZE_MAX);
+    return SBX_OK;
 }
 
 int exv_selector(const Sbx__V1__ProcessSelector *s, char *err, size_t errlen)
@@ -289,6 +300,29 @@ static int limit_one(const char *field, int64_t v, int64_t min, int64_t def, int
     return SBX_OK;
 }
 
+/* disk_inodes against disk_bytes (out holds both resolved): an explicit one may not exceed one
+ * per EXV_BYTES_PER_INODE_MIN; a default adapts. */
+static int resolve_inodes(int64_t asked, int64_t max, exv_limits *out, char *err, size_t errlen)
+{
+    int64_t cap = out->disk_bytes / EXV_BYTES_PER_INODE_MIN;
+    if (asked > 0 && asked > cap)
+        return fail(err, errlen,
+                    "limits.disk_inodes: %lld exceeds one inode per %d bytes of "
+                    "limits.disk_bytes (%lld: at most %lld)",
+                    (long long)asked, EXV_BYTES_PER_INODE_MIN, (long long)out->disk_bytes,
+                    (long long)cap);
+    if (asked > 0)
+        return SBX_OK;
+    int64_t v =
+        out->disk_inodes > 0 ? out->disk_inodes : out->disk_bytes / EXV_BYTES_PER_INODE_AUTO;
+    if (max > 0 && v > max)
+        v = max;
+    if (v > cap)
+        v = cap;
+    out->disk_inodes = v < EXV_INODES_MIN ? EXV_INODES_MIN : v;
+    return SBX_OK;
+}
+
 #define MIN_MEMORY (16LL << 20)
 #define MIN_PIDS 8
 #define MIN_CPU 10
@@ -313,10 +347,12 @@ int exv_limits_resolve(const Sbx__V1__SandboxLimits *req, const exv_limits *def,
                         max->max_output_bytes, &out->max_output_bytes, err, errlen)) ||
         (rc = limit_one("open_files", req->open_files, MIN_OPEN_FILES, def->open_files,
                         max->open_files, &out->open_files, err, errlen)) ||
-        (rc = limit_one("disk_bytes", req->disk_bytes, 1, def->disk_bytes, max->disk_bytes,
-                        &out->disk_bytes, err, errlen)))
+        (rc = limit_one("disk_bytes", req->disk_bytes, EXV_DISK_MIN, def->disk_bytes,
+                        max->disk_bytes, &out->disk_bytes, err, errlen)) ||
+        (rc = limit_one("disk_inodes", req->disk_inodes, EXV_INODES_MIN, def->disk_inodes,
+                        max->disk_inodes, &out->disk_inodes, err, errlen)))
         return rc;
-    return SBX_OK;
+    return resolve_inodes(req->disk_inodes, max->disk_inodes, out, err, errlen);
 }
 
 int exv_limits_check_config(const exv_limits *d, const exv_limits *m, char *err, size_t errlen)
@@ -331,7 +367,9 @@ int exv_limits_check_config(const exv_limits *d, const exv_limits *m, char *err,
         {"command-timeout-ms", d->command_timeout_ms, m->command_timeout_ms, 1},
         {"max-output", d->max_output_bytes, m->max_output_bytes, 1},
         {"open-files", d->open_files, m->open_files, MIN_OPEN_FILES},
-        {"disk", d->disk_bytes, m->disk_bytes, 1},
+        {"disk", d->disk_bytes, m->disk_bytes, EXV_DISK_MIN},
+        {"disk-inodes", d->disk_inodes ? d->disk_inodes : EXV_INODES_MIN, m->disk_inodes,
+         EXV_INODES_MIN},
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
         if (rows[i].def < rows[i].min)

@@ -43,6 +43,7 @@
 #define EXV_SIGNAL_MAX 64
 #define EXV_READY_TIMEOUT_MAX_MS 600000LL
 #define EXV_READY_PATH_MAX 2048
+#define EXV_TERM_SIZE_MAX 1000 /* pty / ResizeTerminal: columns and rows each 1..1000 */
 
 /* One key/value pair of a protobuf map (the generated *EnvEntry / *MetadataEntry types all
  * start with the message base, then key, then value). */
@@ -60,7 +61,13 @@ typedef struct exv_limits {
     int64_t max_output_bytes;
     int64_t open_files;
     int64_t disk_bytes;
+    int64_t disk_inodes; /* defaults: 0 = one per 16 KiB of disk_bytes (ext4's own ratio) */
 } exv_limits;
+
+#define EXV_DISK_MIN (4LL << 20)     /* limits.disk_bytes (an ext4 image of the home) */
+#define EXV_INODES_MIN 1024LL        /* limits.disk_inodes */
+#define EXV_BYTES_PER_INODE_MIN 2048 /* at most one inode per 2 KiB of disk_bytes */
+#define EXV_BYTES_PER_INODE_AUTO 16384
 
 /* project_id: 1..128 bytes of [A-Za-z0-9][A-Za-z0-9._-]*. */
 int exv_project_id(const char *field, const char *s, char *err, size_t errlen);
@@ -86,6 +93,9 @@ int exv_command(int command_case, const Sbx__V1__Argv *argv, const char *shell, 
                 size_t errlen);
 /* Everything of an ExecRequest that can be checked without a sandbox, its address included. */
 int exv_exec_request(const Sbx__V1__ExecRequest *r, char *err, size_t errlen);
+/* A terminal size: cols and rows each 1..1000; the message names `<field>cols` / `<field>rows`
+ * (field "pty." for ExecRequest.pty, "" for ResizeTerminal). */
+int exv_term_size(const char *field, uint32_t cols, uint32_t rows, char *err, size_t errlen);
 /* A ProcessSelector (required): pid > 0 or a non-empty valid tag. */
 int exv_selector(const Sbx__V1__ProcessSelector *s, char *err, size_t errlen);
 /* A path inside the sandbox: 1..4096 bytes (`allow_empty`: "" means the home directory). */
@@ -93,7 +103,9 @@ int exv_path(const char *field, const char *path, bool allow_empty, char *err, s
 
 /* Resolves requested limits against the server defaults and maxima: 0 = default, negative,
  * below the documented minimum or above the maximum = INVALID_ARGUMENT naming the field.
- * req may be NULL (all defaults). */
+ * disk_inodes 0 = the server default, or when that is 0 one per 16 KiB of disk_bytes, within
+ * [1024, disk_bytes / 2048] and the server maximum; an explicit one above disk_bytes / 2048 is
+ * INVALID_ARGUMENT. req may be NULL (all defaults). */
 int exv_limits_resolve(const Sbx__V1__SandboxLimits *req, const exv_limits *defaults,
                        const exv_limits *max, exv_limits *out, char *err, size_t errlen);
 /* Checks that a server's default/maximum configuration is coherent (used at start-up). */

@@ -60,6 +60,8 @@ typedef struct sbx_exe_info {
     sbx_exe_state state;
     int pid;
     bool stdin_open;
+    bool pty;            /* runs on a terminal */
+    uint16_t cols, rows; /* its size (pty) */
     int64_t started_ms;
     sbx_exe_exit exit;               /* valid in EXE_DONE */
     uint64_t out_end, err_end;       /* bytes produced so far per stream */
@@ -79,6 +81,7 @@ struct sbx_exe {
     char *shell; /* NULL for argv commands */
     char *cwd;   /* resolved, absolute */
     bool background;
+    bool pty;            /* started on a terminal (ExecRequest.pty) */
     int64_t cache_ttl_s; /* > 0: record as cacheable (unless timed out / cached) */
     uint64_t cap;        /* per-stream cap on the output shown */
     size_t head_limit;   /* min(cap, EXE_HEAD_MAX): the bytes Run answers and history keeps */
@@ -124,8 +127,11 @@ size_t sbx_exe_read_head(sbx_exe *e, int stream, void *buf, size_t len);
 /* Writes to the command's stdin (sbx_proc_write_stdin): bytes written, or -EPIPE when stdin is
  * closed (or never open, or the execution is not running). */
 ssize_t sbx_exe_write_input(sbx_exe *e, const void *buf, size_t len, int timeout_ms);
-/* Closes the command's stdin once what is queued is written (CloseInput). */
+/* Closes the command's stdin once what is queued is written (CloseInput); on a terminal types
+ * EOF (sbx_proc_close_stdin). */
 void sbx_exe_close_input(sbx_exe *e);
+/* ResizeTerminal: 0, -ENOTTY (no terminal), -ESRCH (not running / terminal closed). */
+int sbx_exe_resize(sbx_exe *e, uint16_t cols, uint16_t rows);
 /* Finishes the execution once its process finished (force: it will not finish by itself, e.g.
  * the sandbox is gone: report it SIGKILLed). Records it through the outbox. Returns true when
  * it is DONE after the call. oom_kills: the sandbox's oom counter now, or -1 when unknown. */

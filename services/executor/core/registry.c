@@ -268,6 +268,21 @@ const char *sbx_box_template(const sbx_box *b)
 {
     return b->template_name;
 }
+bool sbx_box_disk_limited(const sbx_box *b)
+{
+    return b->image != NULL;
+}
+
+int sbx_box_disk_usage(sbx_box *b, sbx_disk_usage *u)
+{
+    memset(u, 0, sizeof *u);
+    if (!b->image || !sbx__box_use(b, false))
+        return -ENOENT;
+    int rc = sbx_sandbox_disk_usage(b->sb, u);
+    sbx__box_release(b, false);
+    return rc;
+}
+
 const exv_limits *sbx_box_limits(const sbx_box *b)
 {
     return &b->limits;
@@ -357,46 +372,17 @@ static int take_config(sbx_reg *r, const sbx_reg_cfg *cfg, char *err, size_t err
     return ok ? 0 : -ENOMEM;
 }
 
-/* Each sandbox's (unprivileged, per-sandbox) root must traverse to its home: says which
- * ancestor of the data dir is closed (they are the operator's), opens the data dir and its
- * sandboxes dir for search. */
-static void open_for_search(const char *data_dir, const char *sbdir)
-{
-    char anc[4096];
-    if (realpath(data_dir, anc)) {
-        for (char *sl = strrchr(anc, '/'); sl && sl != anc; sl = strrchr(anc, '/')) {
-            *sl = 0;
-            struct stat st;
-            if (stat(anc, &st) == 0 && (st.st_mode & 0001) == 0)
-                SBX_LOG_WARN("registry",
-                             "a parent of --data-dir is not searchable by other "
-                             "users; sandboxes cannot reach their homes (chmod o+x it) dir=%s "
-                             "mode=%04o",
-                             anc, (unsigned)(st.st_mode & 07777));
-        }
-    }
-    const char *dirs[2] = {data_dir, sbdir};
-    for (int i = 0; i < 2; i++) {
-        struct stat st;
-        if (stat(dirs[i], &st) == 0 && (st.st_mode & 0111) != 0111) {
-            SBX_LOG_INFO("registry", "adding search permission for sandboxes dir=%s", dirs[i]);
-            if (chmod(dirs[i], (st.st_mode & 07777) | 0111) < 0)
-                SBX_LOG_ERRNO(SBX_LOG_WARN, "registry", errno, "chmod failed dir=%s", dirs[i]);
-        }
-    }
-}
-
-/* <data_dir>/sandboxes, searchable by the sandboxes. Returns 0 or -errno. */
+/* <data_dir>/sandboxes (0700: only the executor goes there; each init gets its home as a
+ * mount the executor made, so no sandbox uid needs to search any directory above it).
+ * Returns 0 or -errno. */
 static int make_data_dirs(sbx_reg *r, char *err, size_t errlen)
 {
     char *sbdir = NULL;
     if (asprintf(&sbdir, "%s/sandboxes", r->data_dir) < 0)
         return -ENOMEM;
-    int rc = sbx__reg_mkdir_p(sbdir, 0711);
+    int rc = sbx__reg_mkdir_p(sbdir, 0700);
     if (rc < 0)
         sbx__reg_seterr(err, errlen, "--data-dir: cannot create %s: %s", sbdir, strerror(-rc));
-    else
-        open_for_search(r->data_dir, sbdir);
     free(sbdir);
     return rc;
 }

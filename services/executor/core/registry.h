@@ -1,7 +1,8 @@
 /* registry.h: the executor's sandboxes, keyed by sandbox_id and by (tenant, project_id), and
  * their lifecycle: one live sandbox per project (concurrent creates for a project create one),
- * a private 65536-id host uid block per sandbox (reused once its runtime is gone), a home dir
- * persisted under <data-dir>/sandboxes/<tenant>/<project>/home that outlives the sandbox, idle
+ * a private 65536-id host uid block per sandbox (reused once its runtime is gone), a home
+ * persisted under <data-dir>/sandboxes/<tenant>/<project>/ that outlives the sandbox (home.img,
+ * an ext4 image with the disk limits, or a plain directory home without them), idle
  * expiry by a reaper thread, and stopped sandboxes remembered for GetSandbox for a while.
  * Tenants never see each other's sandboxes: a lookup across tenants is NOT_FOUND.
  *
@@ -22,6 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "egress.h"
 #include "exec_validate.h"
 #include "files.h"
 #include "proc.h"
@@ -56,6 +58,9 @@ typedef struct sbx_reg_cfg {
     uint32_t uid_base_first;      /* 0 = 200000 */
     bool use_pool;                /* sandboxes without a template come from the warm pool
                                      (sbx_sandbox_pool_config done by the caller) */
+    bool home_images;             /* homes are ext4 images with the disk limits,
+                                     <project dir>/home.img (sbx_disk_setup found a mechanism);
+                                     else directories with no total limit */
     int64_t stopped_retention_ms; /* how long a stopped sandbox stays visible; 0 = 10 min */
     size_t ring_bytes;            /* per-stream output ring of each command; 0 = 1 MiB */
     int reaper_interval_ms;       /* 0 = 500 */
@@ -64,6 +69,10 @@ typedef struct sbx_reg_cfg {
        dead init, shutdown) and again at its teardown, e.g. to close its port forwards */
     void (*on_stop)(void *arg, sbx_box *b);
     void *on_stop_arg;
+    /* optional: the egress proxies; each box gets a record of them (sbx_box_egress) whose proxies
+       open with the sandbox when its policy is not empty, and close when it stops */
+    sbx_egress *egress;
+    sbx_egress_policy *egress_default; /* --egress-default (borrowed; NULL = empty) */
 } sbx_reg_cfg;
 
 /* What CreateSandbox asks for (strings are copied). */
@@ -76,6 +85,7 @@ typedef struct sbx_box_params {
     size_t n_env;
     const exv_kv *metadata;
     size_t n_metadata;
+    sbx_egress_policy *network; /* borrowed; NULL = the registry's egress_default */
 } sbx_box_params;
 
 /* Validates cfg (limits, templates), creates the data dirs and starts the reaper. Returns 0 or
@@ -135,11 +145,23 @@ const exv_limits *sbx_box_limits(const sbx_box *b);
 size_t sbx_box_env(const sbx_box *b, const char *const **kv);
 size_t sbx_box_metadata(const sbx_box *b, const char *const **keys, const char *const **values);
 size_t sbx_box_enforced(const sbx_box *b, const char *const **list);
+/* Whether the box's home has the total disk limits (an image): else limits.disk_bytes bounds
+ * each file only. */
+bool sbx_box_disk_limited(const sbx_box *b);
+/* The home's disk use while the box runs: 0, -ENOENT (stopped, or no limited home). */
+int sbx_box_disk_usage(sbx_box *b, sbx_disk_usage *u);
 /* Runtime (valid while the caller holds a use). */
 sbx_sandbox *sbx_box_sandbox(sbx_box *b);
 sbx_proctab *sbx_box_proctab(sbx_box *b);
 sbx_files *sbx_box_files(sbx_box *b);
 void *sbx_box_ext(sbx_box *b);
+/* The box's egress record (NULL without an egress service): policy, counters, whether commands
+ * get the proxy environment. Valid while the caller holds a reference. */
+sbx_egress_sb *sbx_box_egress(sbx_box *b);
+/* UpdateSandboxNetwork: replaces the policy of a running box (caller holds a use); new
+ * connections use it. Returns a gRPC code: FAILED_PRECONDITION (stopped, or a process of the
+ * sandbox holds a proxy port), UNAVAILABLE (no egress service / the proxies cannot open). */
+int sbx_box_set_network(sbx_box *b, sbx_egress_policy *p, char *err, size_t errlen);
 void sbx_box_set_ext(sbx_box *b, void *ext);
 
 typedef struct sbx_box_snap {

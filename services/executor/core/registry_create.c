@@ -143,7 +143,8 @@ static void list_enforced(sbx_box *b, sbx_sandbox *sb)
     }
     if (rlimits) {
         add_enforced(b, "open_files:rlimit");
-        add_enforced(b, "disk:rlimit-fsize-per-file");
+        if (!b->image) /* else the image's own entries (disk:, disk_inodes:) came above */
+            add_enforced(b, "disk:rlimit-fsize-per-file");
     }
     add_enforced(b, "command_timeout:kill");
     add_enforced(b, "max_output_bytes:truncate");
@@ -175,12 +176,21 @@ static sbx_box *box_new(sbx_reg *r, const char *tenant, const sbx_box_params *p,
     b->idle_timeout_ms = p->idle_timeout_ms ? p->idle_timeout_ms : r->cfg.idle_timeout_ms;
     b->created_ms = b->last_used_ms = sbx_wall_ms();
     b->home = home_path(r, tenant, p->project_id);
+    if (b->home && r->cfg.home_images && asprintf(&b->image, "%s.img", b->home) < 0)
+        b->image = NULL;
     int rc = copy_kv(p->env, p->n_env, &b->env, NULL, true);
     if (rc == 0)
         rc = copy_kv(p->metadata, p->n_metadata, &b->meta_k, &b->meta_v, false);
     b->n_env = p->n_env;
     b->n_meta = p->n_metadata;
-    if (!b->home || rc < 0) {
+    if (rc == 0 && r->cfg.egress) {
+        char label[200];
+        snprintf(label, sizeof label, "%s/%s", tenant, p->project_id);
+        b->net = sbx_egress_sb_new(r->cfg.egress, b->id, label,
+                                   p->network ? p->network : r->cfg.egress_default);
+        rc = b->net ? 0 : -ENOMEM;
+    }
+    if (!b->home || (r->cfg.home_images && !b->image) || rc < 0) {
         b->uid_slot = -1;
         sbx_box_unref(b);
         return NULL;
@@ -190,12 +200,12 @@ static sbx_box *box_new(sbx_reg *r, const char *tenant, const sbx_box_params *p,
 
 /* ---------------------------------------------------------------- runtime */
 
-/* The file handle of a running sandbox: its root through /proc/<init>/root. */
+/* The file handle of a running sandbox: its root as the init sent it (sbx_sandbox_root_fd). */
 static int open_files(sbx_box *b, sbx_sandbox *sb, sbx_files **out)
 {
-    char root[64];
-    snprintf(root, sizeof root, "/proc/%d/root", (int)sbx_sandbox_init_pid(sb));
-    int rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (sbx_sandbox_root_fd(sb) < 0)
+        return -ENOENT;
+    int rootfd = fcntl(sbx_sandbox_root_fd(sb), F_DUPFD_CLOEXEC, 0);
     if (rootfd < 0)
         return -errno;
     sbx_files_config fc;
@@ -214,7 +224,10 @@ static sbx_sandbox_cfg sandbox_cfg(sbx_reg *r, sbx_box *b, const char *tdir)
     return (sbx_sandbox_cfg){
         .id = b->id,
         .init_path = r->init_path,
-        .home_dir = b->home,
+        .home_dir = b->image ? NULL : b->home,
+        .home_image = b->image,
+        .disk_bytes = (uint64_t)b->limits.disk_bytes,
+        .disk_inodes = (uint64_t)b->limits.disk_inodes,
         .template_root = tdir,
         .cgroup_parent = r->cgroup_parent,
         /* 0: the warm pool picks an init and its uid block (templates are built cold) */
@@ -268,16 +281,25 @@ static int make_runtime(sbx_reg *r, sbx_box *b, const char *tdir, char *err, siz
  * gRPC code. */
 static int start_runtime(sbx_reg *r, sbx_box *b, const char *tdir, char *err, size_t errlen)
 {
-    int rc = sbx__reg_mkdir_p(b->home, 0711);
+    /* the project's dir (an image goes in it) or the home dir itself */
+    char *dir = b->image ? strndup(b->home, (size_t)(strrchr(b->home, '/') - b->home)) : NULL;
+    int rc = sbx__reg_mkdir_p(dir ? dir : b->home, 0700);
+    free(dir);
     if (rc < 0) {
         sbx__reg_seterr(err, errlen, "cannot create the sandbox home: %s", strerror(-rc));
         return SBX_INTERNAL;
     }
     int code = make_runtime(r, b, tdir, err, errlen);
-    if (code != SBX_OK || !r->cfg.hooks.attach)
+    if (code != SBX_OK)
         return code;
-    if ((rc = r->cfg.hooks.attach(r->cfg.hooks.arg, b)) >= 0)
-        return SBX_OK;
+    const char *what = "cannot open the egress proxies";
+    rc = b->net ? sbx_egress_sb_start(b->net, sbx_sandbox_netns_fd(b->sb)) : 0;
+    if (rc >= 0) {
+        what = "cannot attach the execution table";
+        if (!r->cfg.hooks.attach || (rc = r->cfg.hooks.attach(r->cfg.hooks.arg, b)) >= 0)
+            return SBX_OK;
+        sbx_egress_sb_stop(b->net);
+    }
     pthread_mutex_lock(&b->mu);
     sbx_sandbox *sb = b->sb;
     sbx_proctab *pt = b->pt;
@@ -289,8 +311,43 @@ static int start_runtime(sbx_reg *r, sbx_box *b, const char *tdir, char *err, si
     sbx_proctab_destroy(pt);
     sbx_files_free(fs);
     sbx_sandbox_destroy(sb);
-    sbx__reg_seterr(err, errlen, "cannot attach the execution table: %s", strerror(-rc));
+    sbx__reg_seterr(err, errlen, "%s: %s", what, strerror(-rc));
     return SBX_INTERNAL;
+}
+
+/* An existing home decides the disk limits: an image keeps what it was made with (a request
+ * for others is FAILED_PRECONDITION), a directory home made before images stays a directory.
+ * Returns a gRPC code. */
+static int settle_home(sbx_box *b, const Sbx__V1__SandboxLimits *req, char *err, size_t errlen)
+{
+    if (!b->image)
+        return SBX_OK;
+    uint64_t bytes = 0, inodes = 0;
+    int rc = sbx_disk_image_spec(b->image, &bytes, &inodes);
+    struct stat st;
+    if (rc == -ENOENT && lstat(b->home, &st) == 0) {
+        SBX_LOG_INFO("registry",
+                     "home is a directory made before disk images: no total disk limit (kill "
+                     "with wipe_home to give it one) dir=%s",
+                     b->home);
+        free(b->image);
+        b->image = NULL;
+        return SBX_OK;
+    }
+    if (rc < 0)
+        return SBX_OK; /* a new image (made with b->limits), or one that does not say */
+    if (req && ((req->disk_bytes && (uint64_t)req->disk_bytes != bytes) ||
+                (req->disk_inodes && (uint64_t)req->disk_inodes != inodes))) {
+        sbx__reg_seterr(err, errlen,
+                        "limits.disk_bytes/disk_inodes: the project's home was made with %llu "
+                        "bytes and %llu inodes and keeps them (kill the sandbox with wipe_home "
+                        "to make it again with other limits)",
+                        (unsigned long long)bytes, (unsigned long long)inodes);
+        return SBX_FAILED_PRECONDITION;
+    }
+    b->limits.disk_bytes = (int64_t)bytes;
+    b->limits.disk_inodes = (int64_t)inodes;
+    return SBX_OK;
 }
 
 /* ---------------------------------------------------------------- create */
@@ -327,6 +384,12 @@ static int add_starting(sbx_reg *r, const char *tenant, const sbx_box_params *p,
         r->slots[slot] = 0;
         sbx__reg_seterr(err, errlen, "out of memory");
         return SBX_RESOURCE_EXHAUSTED;
+    }
+    if ((code = settle_home(b, p->limits, err, errlen)) != SBX_OK) {
+        r->slots[slot] = 0;
+        b->uid_slot = -1;
+        sbx_box_unref(b);
+        return code;
     }
     sbx__reg_index_add(r, b);
     r->n_live++;

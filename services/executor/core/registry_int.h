@@ -25,7 +25,8 @@ struct sbx_box {
     char tenant[72];
     char project[EXV_PROJECT_MAX + 1];
     char template_name[EXV_TEMPLATE_MAX + 1];
-    char *home;
+    char *home;  /* <project dir>/home: the home directory (without images) */
+    char *image; /* <project dir>/home.img, or NULL (homes are directories) */
     exv_limits limits;
     char **env;
     size_t n_env;
@@ -34,6 +35,7 @@ struct sbx_box {
     char **enforced;
     size_t n_enforced;
     int uid_slot;
+    sbx_egress_sb *net; /* the egress record (NULL without an egress service) */
 
     pthread_mutex_t mu; /* fields below */
     pthread_cond_t cond;

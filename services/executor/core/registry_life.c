@@ -36,7 +36,9 @@ void sbx_box_unref(sbx_box *b)
 {
     if (!b || __atomic_sub_fetch(&b->refs, 1, __ATOMIC_ACQ_REL) != 0)
         return;
+    sbx_egress_sb_free(b->net);
     free(b->home);
+    free(b->image);
     free_strv(b->env, b->n_env);
     free_strv(b->meta_k, b->n_meta);
     free_strv(b->meta_v, b->n_meta);
@@ -79,6 +81,17 @@ static int rm_rf_at(int dfd, const char *name, int depth)
     return rc;
 }
 
+/* Removes the project's home: the image (its space is freed once its last mount is gone) and
+ * the directory. */
+static int remove_home(sbx_box *b)
+{
+    int rc = 0;
+    if (b->image && unlink(b->image) < 0 && errno != ENOENT)
+        rc = -errno;
+    int r = rm_rf_at(AT_FDCWD, b->home, 0);
+    return rc < 0 ? rc : r;
+}
+
 /* ---------------------------------------------------------------- teardown */
 
 /* Destroys the runtime of a STOPPED box without users. Runs with no lock held. */
@@ -87,6 +100,7 @@ static void teardown(sbx_box *b)
     sbx_reg *r = b->reg;
     if (r->cfg.on_stop) /* again: something may have been added by a use that ended since */
         r->cfg.on_stop(r->cfg.on_stop_arg, b);
+    sbx_egress_sb_stop(b->net);
     if (r->cfg.hooks.detach)
         r->cfg.hooks.detach(r->cfg.hooks.arg, b);
     sbx_proctab_destroy(b->pt);
@@ -108,7 +122,7 @@ static void teardown(sbx_box *b)
     bool wipe = b->wipe;
     pthread_mutex_unlock(&b->mu);
     if (wipe) {
-        int rc = rm_rf_at(AT_FDCWD, b->home, 0);
+        int rc = remove_home(b);
         if (rc < 0)
             SBX_LOG_ERRNO(SBX_LOG_WARN, "registry", rc, "cannot wipe home dir=%s", b->home);
     }
@@ -177,6 +191,7 @@ bool sbx__box_stop(sbx_box *b, const char *why)
     SBX_LOG_INFO("registry", "stopping sandbox id=%s reason=%s", b->id, why);
     if (b->reg->cfg.on_stop)
         b->reg->cfg.on_stop(b->reg->cfg.on_stop_arg, b);
+    sbx_egress_sb_stop(b->net); /* its proxies and connections close at once */
     if (sb)
         sbx_sandbox_kill_all(sb);
     sbx__box_release(b, false);
@@ -208,7 +223,7 @@ int sbx_reg_kill(sbx_reg *r, sbx_box *b, bool wipe_home, bool *killed, char *err
         bool torn = b->torn;
         pthread_mutex_unlock(&b->mu);
         if (torn) { /* already gone: wipe now */
-            int rc = rm_rf_at(AT_FDCWD, b->home, 0);
+            int rc = remove_home(b);
             if (rc < 0) {
                 sbx__reg_seterr(err, errlen, "wipe_home: cannot remove the home directory: %s",
                                 strerror(-rc));

@@ -69,14 +69,18 @@ void sbx_files_config_init(sbx_files_config *cfg);
  * *out is freed with sbx_files_free (NULL is harmless). */
 int sbx_files_new(int rootfd, const sbx_files_config *cfg, sbx_files **out);
 void sbx_files_free(sbx_files *fs);
+/* A second handle on the same sandbox root (its own duplicate of the root fd) with the same
+ * config, for a user that outlives the first one's owner (a watch). -ENOMEM / -EMFILE. */
+int sbx_files_dup(const sbx_files *fs, sbx_files **out);
 
 /* Checks one client-supplied path of `len` bytes (which may contain NUL bytes, as a protobuf
  * `bytes` field can): -EINVAL for empty or NUL, -ENAMETOOLONG for > 4096 bytes or a component
  * > 255 bytes. The message names `field` and the limit. Every operation below runs it too. */
 int sbx_files_check_path(const char *field, const char *path, size_t len, char *err, size_t errlen);
 
-/* The gRPC status for a result of this layer (sbx_status_from_errno plus the two errnos it
- * does not place: E2BIG -> RESOURCE_EXHAUSTED, EBUSY -> FAILED_PRECONDITION). */
+/* The gRPC status for a result of this layer (sbx_status_from_errno plus what it places
+ * otherwise: E2BIG -> RESOURCE_EXHAUSTED, EBUSY and ELOOP -> FAILED_PRECONDITION, EXDEV ->
+ * INVALID_ARGUMENT). */
 int sbx_files_status(int err);
 
 typedef enum {

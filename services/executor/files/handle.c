@@ -51,8 +51,10 @@ int sbx_files_status(int err)
         err = -err;
     if (err == E2BIG)
         return SBX_RESOURCE_EXHAUSTED;
-    if (err == EBUSY)
+    if (err == EBUSY || err == ELOOP) /* ELOOP: symlinks loop, or nest over 40 deep */
         return SBX_FAILED_PRECONDITION;
+    if (err == EXDEV) /* a rename across mounts, a path leaving the root */
+        return SBX_INVALID_ARGUMENT;
     return sbx_status_from_errno(err);
 }
 
@@ -282,4 +284,22 @@ void sbx_files_free(sbx_files *fs)
         close(fs->rootfd);
     free(fs->home);
     free(fs);
+}
+
+int sbx_files_dup(const sbx_files *fs, sbx_files **out)
+{
+    *out = NULL;
+    sbx_files *d = calloc(1, sizeof *d);
+    if (!d)
+        return -ENOMEM;
+    *d = *fs;
+    d->home = strdup(fs->home);
+    d->rootfd = fcntl(fs->rootfd, F_DUPFD_CLOEXEC, 3);
+    if (!d->home || d->rootfd < 0) {
+        int rc = d->home ? -errno : -ENOMEM;
+        sbx_files_free(d);
+        return rc;
+    }
+    *out = d;
+    return 0;
 }

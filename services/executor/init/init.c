@@ -1,13 +1,15 @@
 /* init.c: sbx-init, the single-threaded helper the executor starts once per sandbox (never the
  * executor itself forking user commands), and the start-up of the sandbox's init.
  *
- * The process the executor spawns (the helper) reads the Setup message from fd 3, forks the
- * real init into new user/pid/mount/net/ipc/uts/cgroup namespaces as a sibling (CLONE_PARENT:
- * the init's parent is the executor, so PR_SET_PDEATHSIG ties it to the executor), writes its
- * uid/gid maps and exits. The init is pid 1 of the sandbox: it becomes root of its user
- * namespace, brings up lo, builds the root filesystem, restricts its capabilities, loads the
- * seccomp filter, answers Ready and serves requests (serve.c) until the executor's end of the
- * socket closes. fd 4, when present, is the sandbox's delegated cgroup2 directory (cmdcg.c).
+ * The process the executor spawns (the helper) reads the Setup message from fd 3 (with the
+ * detached mounts of the home and the template the executor made: no host path is resolved
+ * inside the sandbox's user namespace, where a directory the sandbox's uids cannot search
+ * would stop it), forks the real init into new user/pid/mount/net/ipc/uts/cgroup namespaces
+ * as a sibling (CLONE_PARENT: the init's parent is the executor, so PR_SET_PDEATHSIG ties it
+ * to the executor), writes its uid/gid maps and exits. The init is pid 1 of the sandbox: it becomes
+ * root of its user namespace, brings up lo, builds the root filesystem, restricts its capabilities,
+ * loads the seccomp filter, answers Ready and serves requests (serve.c) until the executor's end of
+ * the socket closes. fd 4, when present, is the sandbox's delegated cgroup2 directory (cmdcg.c).
  *
  * Pool (Setup.park): the init makes everything that does not depend on the sandbox (the
  * namespaces, id maps, loopback, signalfd, a few per-command cgroups, the root filesystem from
@@ -37,7 +39,20 @@
 #define USER_ID 1000u
 #define DEFAULT_TMP_BYTES (64u << 20)
 
-sbx_init_state sbx_init = {.sock = SOCK_FD};
+#define HOME_MNT_FD 5     /* the detached mounts that came with Setup, moved here so that */
+#define TEMPLATE_MNT_FD 6 /* closefrom() keeps them */
+#define PARK_FD_BASE 64
+
+sbx_init_state sbx_init = {.sock = SOCK_FD, .home_mnt_fd = -1, .template_mnt_fd = -1};
+
+static void close_mount_fds(void)
+{
+    if (sbx_init.home_mnt_fd >= 0)
+        close(sbx_init.home_mnt_fd);
+    if (sbx_init.template_mnt_fd >= 0)
+        close(sbx_init.template_mnt_fd);
+    sbx_init.home_mnt_fd = sbx_init.template_mnt_fd = -1;
+}
 
 void sbx_init_log(const char *what, int err)
 {
@@ -112,36 +127,16 @@ static int init_common(enforced_list *en, int *sigfd, const char **what)
     return 0;
 }
 
-/* Opens the template (if any) and builds the root: fully, or without the home when parked. */
-static int build_root(const char *template_root, const char *home_dir, uint64_t tmp_bytes,
-                      bool park, const char **what)
+/* Builds the root from the detached mounts that came with Setup: fully, or without the home
+ * when parked. The mounts are consumed (attached or closed). */
+static int build_root(uint64_t tmp_bytes, bool park, const char **what)
 {
-    sbx_mounts_cfg mc = {
-        .template_fd = -1, .home_fd = -1, .tmp_bytes = tmp_bytes, .user_uid = USER_ID};
-    if (!mc.tmp_bytes)
-        mc.tmp_bytes = DEFAULT_TMP_BYTES;
-    if (template_root[0]) {
-        *what = "template";
-        mc.is_template = true;
-        mc.template_fd = open(template_root, O_PATH | O_DIRECTORY | O_CLOEXEC);
-        if (mc.template_fd < 0)
-            return -errno;
-    }
-    if (!park && home_dir[0]) {
-        *what = "home";
-        mc.home_fd = open(home_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
-        if (mc.home_fd < 0) {
-            int rc = -errno;
-            if (mc.template_fd >= 0)
-                close(mc.template_fd);
-            return rc;
-        }
-    }
+    sbx_mounts_cfg mc = {.template_mnt_fd = sbx_init.template_mnt_fd,
+                         .home_mnt_fd = park ? -1 : sbx_init.home_mnt_fd,
+                         .tmp_bytes = tmp_bytes ? tmp_bytes : DEFAULT_TMP_BYTES,
+                         .user_uid = USER_ID};
     int rc = park ? sbx_mounts_prebuild(&mc, what) : sbx_mounts_build(&mc, what);
-    if (mc.home_fd >= 0)
-        close(mc.home_fd);
-    if (mc.template_fd >= 0)
-        close(mc.template_fd);
+    close_mount_fds();
     return rc;
 }
 
@@ -176,7 +171,7 @@ static int init_sandbox(const Sbxinit__Setup *su, enforced_list *en, const char 
     sbx_init.nproc = su->nproc;
     *what = "hostname";
     if ((rc = sbx_ns_set_hostname(su->hostname)) < 0 ||
-        (rc = build_root(su->template_root, su->home_dir, su->tmp_bytes, false, what)) < 0)
+        (rc = build_root(su->tmp_bytes, false, what)) < 0)
         return rc;
     return lock_down(su->no_seccomp, en, what);
 }
@@ -242,13 +237,13 @@ static int init_parked(const Sbxinit__Setup *su, int32_t host_pid, uint64_t *ans
                        enforced_list *en, const char **what)
 {
     uint64_t built_tmp = su->tmp_bytes ? su->tmp_bytes : DEFAULT_TMP_BYTES;
-    int rc = build_root(su->template_root, "", built_tmp, true, what);
+    int rc = build_root(built_tmp, true, what);
     if (rc < 0)
         return rc;
     *what = "seccomp";
     if ((rc = sbx_seccomp_prepare()) < 0)
         return rc;
-    sbx_init_send_ready(*answer_id, host_pid, 0, NULL, NULL, 0);
+    sbx_init_send_ready(*answer_id, host_pid, 0, NULL, NULL, 0, NULL, 0);
     int home_fd;
     Sbxinit__InitMsg *cm = wait_claim(&home_fd);
     *answer_id = cm->id;
@@ -278,10 +273,23 @@ static _Noreturn void init_main(const Sbxinit__Setup *su, uint64_t setup_id, int
                       : init_sandbox(su, &en, &what);
     if (rc < 0) {
         sbx_init_log(what, rc);
-        sbx_init_send_ready(answer_id, sm.host_pid, rc, what, NULL, 0);
+        sbx_init_send_ready(answer_id, sm.host_pid, rc, what, NULL, 0, NULL, 0);
         _exit(1);
     }
-    sbx_init_send_ready(answer_id, sm.host_pid, 0, NULL, en.list, en.n);
+    /* The final Ready carries the sandbox root (O_PATH) and its network namespace, so the
+     * executor needs neither /proc/<pid>/root nor /proc/<pid>/ns/net: opening those for a
+     * process of another uid needs CAP_SYS_PTRACE, which container runtimes drop. */
+    int fds[2] = {open("/", O_PATH | O_DIRECTORY | O_CLOEXEC),
+                  open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC)};
+    if (fds[0] < 0 || fds[1] < 0) {
+        rc = -errno;
+        sbx_init_log("ready-fds", rc);
+        sbx_init_send_ready(answer_id, sm.host_pid, rc, "ready-fds", NULL, 0, NULL, 0);
+        _exit(1);
+    }
+    sbx_init_send_ready(answer_id, sm.host_pid, 0, NULL, en.list, en.n, fds, 2);
+    close(fds[0]);
+    close(fds[1]);
     sbx_serve(sigfd);
 }
 
@@ -294,7 +302,7 @@ static int start_init(const Sbxinit__Setup *su, uint64_t setup_id)
 {
     int sp[2];
     if (pipe2(sp, O_CLOEXEC) < 0) {
-        sbx_init_send_ready(setup_id, 0, -errno, "pipe", NULL, 0);
+        sbx_init_send_ready(setup_id, 0, -errno, "pipe", NULL, 0, NULL, 0);
         return 1;
     }
     bool userns = true;
@@ -306,7 +314,7 @@ static int start_init(const Sbxinit__Setup *su, uint64_t setup_id)
                            true);
     }
     if (pid < 0) {
-        sbx_init_send_ready(setup_id, 0, pid, "namespaces", NULL, 0);
+        sbx_init_send_ready(setup_id, 0, pid, "namespaces", NULL, 0, NULL, 0);
         return 1;
     }
     if (pid == 0) {
@@ -319,6 +327,35 @@ static int start_init(const Sbxinit__Setup *su, uint64_t setup_id)
         sm.err = sbx_userns_write_idmap(pid, su->uid_base, 65536);
     if (write(sp[1], &sm, sizeof sm) != sizeof sm)
         kill(pid, SIGKILL);
+    return 0;
+}
+
+/* The detached mounts that came with Setup (home first, then template, as its flags say), moved
+ * to HOME_MNT_FD and TEMPLATE_MNT_FD. Anything else received is closed. 0, or -EPROTO when
+ * the flags and the descriptors disagree. */
+static int keep_mount_fds(const Sbxinit__Setup *su, int *fds, size_t nfds)
+{
+    size_t want = (su->has_home_mount ? 1u : 0u) + (su->has_template_mount ? 1u : 0u);
+    int high[2] = {-1, -1};
+    for (size_t i = 0; i < nfds; i++) { /* out of the way of 5 and 6 first */
+        if (i < want && nfds == want)
+            high[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, PARK_FD_BASE);
+        close(fds[i]);
+    }
+    if (nfds != want)
+        return -EPROTO;
+    size_t k = 0;
+    if (su->has_home_mount)
+        sbx_init.home_mnt_fd = dup3(high[k++], HOME_MNT_FD, O_CLOEXEC) < 0 ? -1 : HOME_MNT_FD;
+    if (su->has_template_mount)
+        sbx_init.template_mnt_fd =
+            dup3(high[k++], TEMPLATE_MNT_FD, O_CLOEXEC) < 0 ? -1 : TEMPLATE_MNT_FD;
+    for (size_t i = 0; i < want; i++)
+        if (high[i] >= 0)
+            close(high[i]);
+    if ((su->has_home_mount && sbx_init.home_mnt_fd < 0) ||
+        (su->has_template_mount && sbx_init.template_mnt_fd < 0))
+        return -EPROTO;
     return 0;
 }
 
@@ -354,18 +391,19 @@ int main(int argc, char **argv)
             sbxinit__init_msg__free_unpacked(m, NULL);
         return 2;
     }
-    for (size_t i = 0; i < nfds; i++)
-        close(fds[i]);
     const Sbxinit__Setup *su = m->setup;
     int status = 2; /* the executor died before PDEATHSIG was armed */
-    if (!su->expect_ppid || getppid() == (pid_t)su->expect_ppid) {
+    if (keep_mount_fds(su, fds, nfds) < 0) {
+        sbx_init_log("setup descriptors", -EPROTO);
+    } else if (!su->expect_ppid || getppid() == (pid_t)su->expect_ppid) {
         if (su->has_cgroup2) {
             sbx_cmdcg_set_root(CGROUP2_FD);
             fcntl(CGROUP2_FD, F_SETFD, FD_CLOEXEC);
         }
-        closefrom(su->has_cgroup2 ? CGROUP2_FD + 1 : SOCK_FD + 1);
+        closefrom(TEMPLATE_MNT_FD + 1);
         status = start_init(su, m->id);
     }
+    close_mount_fds(); /* the helper's copies; the init has its own */
     sbxinit__init_msg__free_unpacked(m, NULL);
     free(sbx_init.rx);
     return status;

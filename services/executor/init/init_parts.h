@@ -11,6 +11,7 @@
  *   seccomp.c  the syscall filter
  *   cmdcg.c    per-command cgroups under the sandbox's delegated cgroup2 dir
  *   spawn.c    the command spawner (clone3 + exec as the sandbox user)
+ *   pty.c      a command's pseudo-terminal (from the sandbox's devpts)
  *   cmds.c     the command table: exits, timeouts, kill-tree
  *   serve.c    the request loop and the replies
  * Only sbx-init uses them. All return 0 or -errno unless they say otherwise. */
@@ -30,6 +31,8 @@ typedef struct {
     uint32_t cmd_uid;              /* uid/gid commands run as, as seen by the init */
     uint64_t nofile, fsize, nproc; /* RLIMIT_NOFILE/FSIZE/NPROC of commands; 0 = leave */
     bool seccomp;                  /* the denylist is loaded: commands add the clone3 block */
+    int home_mnt_fd;     /* detached mounts that came with Setup (-1: none); consumed by the */
+    int template_mnt_fd; /* root's build */
 } sbx_init_state;
 extern sbx_init_state sbx_init;
 /* "sbx-init[pid]: what: strerror(err)" on stderr. */
@@ -61,17 +64,18 @@ int sbx_net_lo_up(void);
 
 /* ---- mounts.c */
 typedef struct {
-    int template_fd;    /* O_PATH dir used as the source of system dirs; -1 = host "/" */
-    bool is_template;   /* bind every top-level entry of template_fd, not just the system dirs */
-    int home_fd;        /* O_PATH dir bound rw at /home/user; -1 = a tmpfs home */
-    uint64_t tmp_bytes; /* size of /tmp and /dev/shm */
-    uint32_t user_uid;  /* uid/gid of "user" inside (1000) for passwd and the tmpfs home */
+    int template_mnt_fd; /* detached mount of a template root (the executor's open_tree clone):
+                            every top-level entry of it is bound; -1 = the system dirs of our
+                            own "/" (the host's) */
+    int home_mnt_fd;     /* detached mount attached at /home/user; -1 = a tmpfs home */
+    uint64_t tmp_bytes;  /* size of /tmp and /dev/shm */
+    uint32_t user_uid;   /* uid/gid of "user" inside (1000) for passwd and the tmpfs home */
 } sbx_mounts_cfg;
 /* Builds the sandbox root (tmpfs root, read-only system binds, home, /tmp, /proc, /dev) and
  * pivots into it, detaching the old root. Must run in a fresh mount namespace, as (namespace)
  * root, inside the new pid namespace. On error *what names the step that failed. */
 int sbx_mounts_build(const sbx_mounts_cfg *cfg, const char **what);
-/* The same for a parked (pooled) init, before it knows its sandbox: no home (home_fd is
+/* The same for a parked (pooled) init, before it knows its sandbox: no home (home_mnt_fd is
  * ignored; /home/user is an empty dir) and the root stays writable; pivots and detaches the old
  * root (the costly part: its umount waits for an expedited RCU grace period). */
 int sbx_mounts_prebuild(const sbx_mounts_cfg *cfg, const char **what);
@@ -153,11 +157,18 @@ int sbx_cmds_check_timeouts(void);
 /* Handles a Spawn request: starts the command and answers Started (with its pipe ends). */
 void sbx_cmd_spawn(uint64_t id, const Sbxinit__Spawn *s);
 
+/* ---- pty.c */
+/* A new terminal pair of this size from /dev/ptmx (the sandbox's devpts), unlocked: *master
+ * and *slave (both O_RDWR, O_NOCTTY, O_CLOEXEC; the caller closes them). 0 or -errno (-ENOSPC
+ * when the sandbox holds the most terminals its devpts allows). */
+int sbx_pty_open(uint32_t cols, uint32_t rows, int *master, int *slave);
+
 /* ---- serve.c */
 /* Sends one message on the protocol socket (see sbx_wire_send). */
 int sbx_init_send(Sbxinit__InitMsg *m, const int *fds, size_t nfds);
+/* Ready (answer to Setup or Claim); fds travel with it (the final Ready: root, net ns). */
 void sbx_init_send_ready(uint64_t id, int32_t pid, int err, const char *what, char **enforced,
-                         size_t n);
+                         size_t n, const int *fds, size_t nfds);
 void sbx_init_send_result(uint64_t id, int err);
 /* Serves requests until the executor goes away (then exits: pid 1 ends the sandbox). */
 _Noreturn void sbx_serve(int sigfd);

@@ -1,8 +1,10 @@
 /* mounts.c: builds a sandbox's root filesystem inside its fresh mount namespace and pivots into
  * it: a small tmpfs root (read-only once built) holding read-only recursive binds of the system
  * dirs (host /usr /etc and the /bin /lib /lib64 symlinks, or every top-level entry of a
- * template rootfs), a writable /home/user bind, private size-limited tmpfs /tmp and /dev/shm,
- * a fresh /proc, and a minimal /dev with a private devpts. The old root is detached. */
+ * template rootfs), a writable /home/user, private size-limited tmpfs /tmp and /dev/shm, a
+ * fresh /proc, and a minimal /dev with a private devpts. The old root is detached.
+ * The home and the template are detached mounts the executor made (never host paths resolved
+ * here, as the sandbox's root, who may not search the directories above them). */
 #include "init_parts.h"
 
 #include <dirent.h>
@@ -20,6 +22,10 @@
 
 static const char *const host_system_dirs[] = {"usr", "etc",   "bin",   "sbin",
                                                "lib", "lib32", "lib64", "libx32"};
+/* Where the template's detached mount is attached while its entries are bound (a dir of the
+ * new root, removed before anything runs in it) */
+#define TEMPLATE_STAGE ".sbx-template"
+
 /* top-level names of a template that the sandbox provides itself */
 static const char *const template_skip[] = {"proc", "dev", "tmp", "home", "sys", "run"};
 
@@ -120,43 +126,58 @@ static int add_entry(int srcfd, const char *name)
     return 0; /* sockets, fifos, devices at the top level are not carried over */
 }
 
-static int add_system(const sbx_mounts_cfg *cfg)
+/* Binds every top-level entry of the directory srcfd (a template root) but the names the
+ * sandbox provides itself. */
+static int add_template_entries(int srcfd)
 {
-    int srcfd = cfg->template_fd;
-    int own = -1;
-    if (srcfd < 0) {
-        own = srcfd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
-        if (srcfd < 0)
-            return -errno;
-    }
-    int rc = 0;
-    if (!cfg->is_template) {
-        for (size_t i = 0; i < sizeof host_system_dirs / sizeof *host_system_dirs && !rc; i++)
-            rc = add_entry(srcfd, host_system_dirs[i]);
-        goto out_close;
-    }
     int dfd = openat(srcfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0) {
-        rc = -errno;
-        goto out_close;
-    }
+    if (dfd < 0)
+        return -errno;
     DIR *d = fdopendir(dfd);
     if (!d) {
-        rc = -errno;
         close(dfd);
-        goto out_close;
+        return -errno;
     }
+    int rc = 0;
     struct dirent *de;
     while (rc == 0 && (de = readdir(d)) != NULL) {
         if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 ||
+            strcmp(de->d_name, TEMPLATE_STAGE) == 0 ||
             in_list(de->d_name, template_skip, sizeof template_skip / sizeof *template_skip))
             continue;
         rc = add_entry(srcfd, de->d_name);
     }
     closedir(d);
-out_close:
-    if (own >= 0)
-        close(own);
+    return rc;
+}
+
+/* The system dirs: from our own "/" (the host's), or every top-level entry of the template.
+ * The template comes as a detached mount: it is attached at TEMPLATE_STAGE in the new root
+ * (cloning from a mount of another namespace is refused), its entries are bound, and it is
+ * detached again. */
+static int add_system(const sbx_mounts_cfg *cfg)
+{
+    int rc = 0;
+    if (cfg->template_mnt_fd < 0) {
+        int srcfd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (srcfd < 0)
+            return -errno;
+        for (size_t i = 0; i < sizeof host_system_dirs / sizeof *host_system_dirs && !rc; i++)
+            rc = add_entry(srcfd, host_system_dirs[i]);
+        close(srcfd);
+        return rc;
+    }
+    if ((rc = mkdir_p1(TEMPLATE_STAGE, 0700)) < 0 ||
+        (rc = sys_move_mount(cfg->template_mnt_fd, TEMPLATE_STAGE)) < 0)
+        return rc;
+    int srcfd = open(TEMPLATE_STAGE, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    rc = srcfd < 0 ? -errno : add_template_entries(srcfd);
+    if (srcfd >= 0)
+        close(srcfd);
+    if (umount2(TEMPLATE_STAGE, MNT_DETACH) < 0 && rc == 0)
+        rc = -errno;
+    if (rmdir(TEMPLATE_STAGE) < 0 && rc == 0)
+        rc = -errno;
     return rc;
 }
 
@@ -190,7 +211,11 @@ static int add_identity(uint32_t uid)
     return 0;
 }
 
-static int add_dev(uint64_t shm_bytes)
+/* Terminals a sandbox may hold at once (its devpts instance's max=): its own ptys cannot use up
+ * the host's kernel.pty.max for the other sandboxes. */
+#define SBX_PTY_MAX 256
+
+static int add_dev(uint64_t shm_bytes, uint32_t user_uid)
 {
     static const char *const nodes[] = {"null", "zero", "full", "random", "urandom", "tty"};
     char opts[128], src[64], dst[64];
@@ -209,8 +234,11 @@ static int add_dev(uint64_t shm_bytes)
     }
     if ((rc = mkdir_p1("dev/pts", 0755)) < 0)
         return rc;
-    if (mount("devpts", "dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
-              "newinstance,ptmxmode=0666,mode=0620,gid=5") < 0)
+    /* a private instance: its ptys belong to the sandbox user (uid=), so a terminal's program
+       can reopen its /dev/pts/N as a terminal's user can */
+    snprintf(opts, sizeof opts, "newinstance,ptmxmode=0666,mode=0620,gid=5,uid=%u,max=%d", user_uid,
+             SBX_PTY_MAX);
+    if (mount("devpts", "dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, opts) < 0)
         return -errno;
     if (symlink("pts/ptmx", "dev/ptmx") < 0)
         return -errno;
@@ -248,10 +276,8 @@ static int build_home(const sbx_mounts_cfg *cfg, bool park, const char **what)
     if ((rc = step(what, "home", mkdir_p1("home", 0755))) < 0 ||
         (rc = step(what, "home", mkdir_p1("home/user", 0755))) < 0 || park)
         return rc;
-    if (cfg->home_fd >= 0)
-        return step(
-            what, "home-bind",
-            bind_at(cfg->home_fd, "", "home/user", false, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV));
+    if (cfg->home_mnt_fd >= 0) /* private, nosuid and nodev already (the executor's) */
+        return step(what, "home-bind", sys_move_mount(cfg->home_mnt_fd, "home/user"));
     snprintf(opts, sizeof opts, "size=%llu,mode=0755,uid=%u,gid=%u",
              (unsigned long long)cfg->tmp_bytes, cfg->user_uid, cfg->user_uid);
     return step(what, "home-tmpfs",
@@ -273,7 +299,7 @@ static int build_runtime_dirs(const sbx_mounts_cfg *cfg, const char **what)
         (rc = step(what, "proc-mount",
                    SYS(mount("proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL)))) <
             0 ||
-        (rc = step(what, "dev", add_dev(cfg->tmp_bytes))) < 0)
+        (rc = step(what, "dev", add_dev(cfg->tmp_bytes, cfg->user_uid))) < 0)
         return rc;
     return step(what, "identity", add_identity(cfg->user_uid));
 }

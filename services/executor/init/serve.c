@@ -18,7 +18,7 @@ int sbx_init_send(Sbxinit__InitMsg *m, const int *fds, size_t nfds)
 }
 
 void sbx_init_send_ready(uint64_t id, int32_t pid, int err, const char *what, char **enforced,
-                         size_t n)
+                         size_t n, const int *fds, size_t nfds)
 {
     Sbxinit__InitMsg m = SBXINIT__INIT_MSG__INIT;
     Sbxinit__Ready r = SBXINIT__READY__INIT;
@@ -30,7 +30,7 @@ void sbx_init_send_ready(uint64_t id, int32_t pid, int err, const char *what, ch
     m.id = id;
     m.body_case = SBXINIT__INIT_MSG__BODY_READY;
     m.ready = &r;
-    sbx_init_send(&m, NULL, 0);
+    sbx_init_send(&m, fds, nfds);
 }
 
 void sbx_init_send_result(uint64_t id, int err)

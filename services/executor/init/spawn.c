@@ -1,5 +1,6 @@
 /* spawn.c: the command spawner. A Spawn request becomes a process in the sandbox: in a fresh
- * session, with its stdio on pipes whose other ends go back to the executor (SCM_RIGHTS),
+ * session, with its stdio on pipes whose other ends go back to the executor (SCM_RIGHTS), or on
+ * a terminal (pty.c) that is its controlling terminal and whose master goes back instead,
  * the command's rlimits, no capabilities (bounding and ambient sets emptied before setresuid,
  * the rest cleared after), no_new_privs, the clone3 block on top of the init's seccomp filter,
  * running as the sandbox user, its environment the defaults overridden by the request's.
@@ -19,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -41,6 +43,7 @@ typedef struct {
     const char *path; /* PATH used for the search */
     const char *cwd;
     int in_r, out_w, err_w;
+    bool ctty;  /* in_r is a terminal: make it the controlling terminal of the new session */
     int report; /* fallback (no shared memory): close-on-exec pipe for a failure, else -1 */
     volatile spawn_failure fail; /* with CLONE_VM: written by the child before it exits */
 } spawn_ctx;
@@ -151,6 +154,8 @@ static void child_main(void *arg)
     if (setsid() < 0)
         child_fail(c, "setup");
     if (dup2(c->in_r, 0) < 0 || dup2(c->out_w, 1) < 0 || dup2(c->err_w, 2) < 0)
+        child_fail(c, "setup");
+    if (c->ctty && ioctl(0, TIOCSCTTY, 0) < 0)
         child_fail(c, "setup");
     if (child_rlimits() < 0 || child_drop_privileges() < 0)
         child_fail(c, "setup");
@@ -302,6 +307,7 @@ static void close_if(int *fd)
 
 typedef struct {
     int in[2], out[2], err[2];
+    int master, slave; /* a terminal instead (pty_cols/pty_rows), else -1 */
 } stdio_pipes;
 
 static void pipes_close(stdio_pipes *p)
@@ -311,12 +317,24 @@ static void pipes_close(stdio_pipes *p)
         close_if(&p->out[i]);
         close_if(&p->err[i]);
     }
+    close_if(&p->master);
+    close_if(&p->slave);
 }
 
-/* stdin (a pipe, or /dev/null), stdout, and stderr (none with merge_stderr): 0 or an errno. */
+static bool wants_pty(const Sbxinit__Spawn *s)
+{
+    return s->pty_cols > 0 && s->pty_rows > 0;
+}
+
+/* stdin (a pipe, or /dev/null), stdout, and stderr (none with merge_stderr), or a terminal for
+ * all three: 0 or an errno. */
 static int pipes_open(const Sbxinit__Spawn *s, stdio_pipes *p)
 {
-    *p = (stdio_pipes){{-1, -1}, {-1, -1}, {-1, -1}};
+    *p = (stdio_pipes){{-1, -1}, {-1, -1}, {-1, -1}, -1, -1};
+    if (wants_pty(s)) {
+        int rc = sbx_pty_open(s->pty_cols, s->pty_rows, &p->master, &p->slave);
+        return rc < 0 ? -rc : 0;
+    }
     if (s->want_stdin ? pipe2(p->in, O_CLOEXEC) < 0
                       : (p->in[0] = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0)
         return errno;
@@ -333,15 +351,21 @@ static void reply_started(uint64_t id, const Sbxinit__Spawn *s, pid_t pid, const
     m.body_case = SBXINIT__INIT_MSG__BODY_STARTED;
     m.started = &st;
     st.pid = pid;
-    st.has_stdin = s->want_stdin;
-    st.has_stderr = !s->merge_stderr;
     int fds[3];
     size_t nfds = 0;
-    if (s->want_stdin)
-        fds[nfds++] = io->in[1];
-    fds[nfds++] = io->out[0];
-    if (!s->merge_stderr)
-        fds[nfds++] = io->err[0];
+    if (io->master >= 0) { /* input and output: the master, twice (see init.proto) */
+        st.pty = st.has_stdin = true;
+        fds[nfds++] = io->master;
+        fds[nfds++] = io->master;
+    } else {
+        st.has_stdin = s->want_stdin;
+        st.has_stderr = !s->merge_stderr;
+        if (s->want_stdin)
+            fds[nfds++] = io->in[1];
+        fds[nfds++] = io->out[0];
+        if (!s->merge_stderr)
+            fds[nfds++] = io->err[0];
+    }
     if (sbx_init_send(&m, fds, nfds) < 0)
         sbx_init_log("send started", errno);
 }
@@ -414,7 +438,13 @@ static int spawn_with_pipes(uint64_t id, const Sbxinit__Spawn *s, char **argv, c
             .err_w = s->merge_stderr ? io.out[1] : io.err[1],
             .report = -1,
         };
+        if (io.slave >= 0) {
+            ctx.in_r = ctx.out_w = ctx.err_w = io.slave;
+            ctx.ctty = true;
+        }
         err = start_command(id, s, &ctx, &io, what);
+    } else if (wants_pty(s)) {
+        *what = "pty";
     }
     pipes_close(&io); /* the executor has its ends (SCM_RIGHTS), the command its own */
     return err;

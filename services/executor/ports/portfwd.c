@@ -82,6 +82,7 @@ int sbx_portfwd_create(const sbx_portfwd_cfg *cfg, sbx_portfwd **out)
         return rc;
     }
     f->cfg.bind_host = NULL; /* not kept: f->host is the copy */
+    sbx_relay_pipes_init(&f->pipes, f->cfg.pipe_bytes);
     pthread_mutex_init(&f->mu, NULL);
     pthread_cond_init(&f->cmd_cv, NULL);
     f->cmds_tail = &f->cmds;
@@ -131,10 +132,7 @@ void sbx_portfwd_destroy(sbx_portfwd *f)
         sb = next;
     }
     sbx__pf_free_zombies(f);
-    for (unsigned i = 0; i < f->npipe_cache; i++) {
-        close(f->pipe_cache[i][0]);
-        close(f->pipe_cache[i][1]);
-    }
+    sbx_relay_pipes_free(&f->pipes);
     if (f->epfd >= 0)
         close(f->epfd);
     if (f->wakefd >= 0)

@@ -19,11 +19,11 @@
 #include <sys/stat.h>
 
 #include "portfwd.h"
+#include "relay.h"
 
 #define COMP "portfwd"
 #define KEY_MAX 64
 #define POOL_MAX 64
-#define PIPE_CACHE_MAX 128
 #define ACCEPT_BATCH 64
 #define EVENTS_MAX 256
 #define LISTEN_BACKLOG 1024
@@ -86,14 +86,7 @@ enum { C_WAIT_SOCK = 1, C_CONNECTING, C_RELAY, C_DEAD };
 
 typedef struct pf_conn {
     ep_tag ep[2]; /* side 0: the client, side 1: the sandbox */
-    int fd[2];
-    /* direction d moves fd[d] -> fd[1 - d] through pipe[d] */
-    int pipe[2][2];
-    uint32_t inpipe[2], pipecap[2];
-    char *buf[2];     /* cfg.copy: user-space buffers instead of pipes */
-    uint32_t head[2]; /* cfg.copy: where buffered bytes start in buf[d] */
-    bool eof[2];      /* fd[d] has no more to read */
-    bool shut[2];     /* fd[1 - d] was shut down for writing after direction d ended */
+    sbx_relay rl; /* rl.fd[0] the client, rl.fd[1] the sandbox (relay.h) */
     uint8_t state;
     pf_listener *l;
     pf_sb *sb;
@@ -165,9 +158,7 @@ struct sbx_portfwd {
     dlink connecting;
     dlink starved;
     pf_conn *zombies;
-    int pipe_cache[PIPE_CACHE_MAX][2];
-    uint32_t pipe_cache_cap[PIPE_CACHE_MAX];
-    unsigned npipe_cache;
+    sbx_relay_pipes pipes;
     int spare_fd; /* closed to accept (and drop) a connection when out of fds */
     uint64_t last_fd_warn_ms;
 };

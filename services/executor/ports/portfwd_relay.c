@@ -1,8 +1,8 @@
 /* portfwd_relay.c: the relay thread of the port forwarder (see portfwd_int.h). One epoll loop
- * over every listener and connection (edge-triggered for connections) moves bytes with splice()
- * through one pipe per direction (or recv/send through buffers in copy mode), so data is never
- * copied to user space; half-close is propagated, a side is not read while the other cannot
- * take more, and an error on either side resets both. Teardown requests from other threads are
+ * over every listener and connection (edge-triggered for connections) moves bytes with the
+ * splice relay of relay.h (one pipe per direction, or buffers in copy mode): half-close is
+ * propagated, a side is not read while the other cannot take more, and an error on either side
+ * resets both. Teardown requests from other threads are
  * commands the relay runs between epoll batches (so no event of the current batch can point to
  * freed memory), while the caller waits.
  *
@@ -35,50 +35,7 @@ void sbx__pf_wake(sbx_portfwd *f)
     (void)n; /* EAGAIN: the counter is already non-zero, the thread will wake */
 }
 
-/* ---- pipes ------------------------------------------------------------------------------- */
-
-static int pipe_get(sbx_portfwd *f, int p[2], uint32_t *cap)
-{
-    if (f->npipe_cache > 0) {
-        f->npipe_cache--;
-        p[0] = f->pipe_cache[f->npipe_cache][0];
-        p[1] = f->pipe_cache[f->npipe_cache][1];
-        *cap = f->pipe_cache_cap[f->npipe_cache];
-        return 0;
-    }
-    if (pipe2(p, O_NONBLOCK | O_CLOEXEC) < 0)
-        return -errno;
-    int sz = fcntl(p[1], F_SETPIPE_SZ, (int)f->cfg.pipe_bytes);
-    if (sz < 0)
-        sz = fcntl(p[1], F_GETPIPE_SZ);
-    *cap = sz > 0 ? (uint32_t)sz : 65536u;
-    return 0;
-}
-
-/* Returns a pipe to the cache when it is empty, else closes it. */
-static void pipe_put(sbx_portfwd *f, int p[2], uint32_t inpipe, uint32_t cap)
-{
-    if (p[0] < 0)
-        return;
-    if (inpipe == 0 && f->npipe_cache < PIPE_CACHE_MAX) {
-        f->pipe_cache[f->npipe_cache][0] = p[0];
-        f->pipe_cache[f->npipe_cache][1] = p[1];
-        f->pipe_cache_cap[f->npipe_cache] = cap;
-        f->npipe_cache++;
-    } else {
-        close(p[0]);
-        close(p[1]);
-    }
-    p[0] = p[1] = -1;
-}
-
 /* ---- connections (relay thread) ----------------------------------------------------------- */
-
-static void set_rst_on_close(int fd)
-{
-    struct linger lg = {.l_onoff = 1, .l_linger = 0};
-    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
-}
 
 /* Closes both sides; reset = abortive close (RST) instead of a FIN. The memory is freed after
  * the current epoll batch. */
@@ -91,17 +48,7 @@ static void conn_close(sbx_portfwd *f, pf_conn *c, bool reset)
     dl_del(&c->sb_link);
     c->sb->nconns--;
     ATOMIC_SUB(&c->l->active, 1);
-    for (int s = 0; s < 2; s++) {
-        if (c->fd[s] >= 0) {
-            if (reset)
-                set_rst_on_close(c->fd[s]);
-            close(c->fd[s]);
-            c->fd[s] = -1;
-        }
-        pipe_put(f, c->pipe[s], c->inpipe[s], c->pipecap[s]);
-        free(c->buf[s]);
-        c->buf[s] = NULL;
-    }
+    sbx_relay_end(&c->rl, &f->pipes, reset);
     c->zombie_next = f->zombies;
     f->zombies = c;
 }
@@ -121,100 +68,31 @@ int sbx__pf_ep_add(sbx_portfwd *f, int fd, ep_tag *tag, uint32_t events)
     return epoll_ctl(f->epfd, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
 }
 
-/* Reads what fd[d] has into direction d's pipe (or buffer): 1 progress, 0 none, -errno. */
-static int fill(pf_conn *c, int d)
-{
-    if (c->eof[d] || c->inpipe[d] >= c->pipecap[d])
-        return 0;
-    ssize_t n;
-    if (c->buf[d]) {
-        if (c->head[d] + c->inpipe[d] == c->pipecap[d]) {
-            memmove(c->buf[d], c->buf[d] + c->head[d], c->inpipe[d]);
-            c->head[d] = 0;
-        }
-        uint32_t tail = c->head[d] + c->inpipe[d];
-        n = recv(c->fd[d], c->buf[d] + tail, c->pipecap[d] - tail, MSG_DONTWAIT);
-    } else {
-        n = splice(c->fd[d], NULL, c->pipe[d][1], NULL, c->pipecap[d] - c->inpipe[d],
-                   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-    }
-    if (n > 0)
-        c->inpipe[d] += (uint32_t)n;
-    else if (n == 0)
-        c->eof[d] = true;
-    else
-        return errno == EAGAIN || errno == EINTR ? 0 : -errno;
-    return 1;
-}
-
-/* Writes direction d's pipe (or buffer) into fd[1 - d]: 1 progress, 0 none, -errno. */
-static int drain(pf_conn *c, int d)
-{
-    if (c->inpipe[d] == 0)
-        return 0;
-    int dst = c->fd[1 - d];
-    ssize_t n;
-    if (c->buf[d])
-        n = send(dst, c->buf[d] + c->head[d], c->inpipe[d], MSG_DONTWAIT | MSG_NOSIGNAL);
-    else
-        n = splice(c->pipe[d][0], NULL, dst, NULL, c->inpipe[d], SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-    if (n < 0)
-        return errno == EAGAIN || errno == EINTR ? 0 : -errno;
-    if (n == 0)
-        return 0;
-    c->inpipe[d] -= (uint32_t)n;
-    c->head[d] = c->inpipe[d] ? c->head[d] + (uint32_t)n : 0;
-    ATOMIC_ADD(d == 0 ? &c->l->bytes_in : &c->l->bytes_out, (uint64_t)n);
-    return 1;
-}
-
-/* Moves what can be moved in direction d without blocking; a direction that ended shuts the
- * other side for writing, and both ended close the connection. Returns false when the
- * connection was closed. */
+/* Moves what can be moved in direction d; false when the connection was closed. */
 static bool pump(sbx_portfwd *f, pf_conn *c, int d)
 {
-    for (;;) {
-        int in = fill(c, d);
-        if (in < 0) {
-            conn_fail(f, c, -in, "read");
-            return false;
-        }
-        int out = drain(c, d);
-        if (out < 0) {
-            conn_fail(f, c, -out, "write");
-            return false;
-        }
-        if (c->eof[d] && c->inpipe[d] == 0 && !c->shut[d]) {
-            c->shut[d] = true;
-            if (shutdown(c->fd[1 - d], SHUT_WR) < 0 && errno != ENOTCONN) {
-                conn_fail(f, c, errno, "shutdown");
-                return false;
-            }
-            if (c->shut[1 - d]) {
-                conn_close(f, c, false);
-                return false;
-            }
-        }
-        if (!in && !out)
-            return true;
+    uint64_t moved = 0;
+    const char *what = NULL;
+    int rc = sbx_relay_pump(&c->rl, d, &moved, &what);
+    if (moved)
+        ATOMIC_ADD(d == 0 ? &c->l->bytes_in : &c->l->bytes_out, moved);
+    if (rc < 0) {
+        conn_fail(f, c, -rc, what);
+        return false;
     }
+    if (rc == SBX_RELAY_DONE) {
+        conn_close(f, c, false);
+        return false;
+    }
+    return true;
 }
 
 static void conn_relay(sbx_portfwd *f, pf_conn *c)
 {
-    for (int d = 0; d < 2; d++) {
-        if (f->cfg.copy) {
-            c->pipecap[d] = f->cfg.pipe_bytes;
-            if (!(c->buf[d] = malloc(c->pipecap[d]))) {
-                conn_fail(f, c, ENOMEM, "buffer");
-                return;
-            }
-            continue;
-        }
-        if (pipe_get(f, c->pipe[d], &c->pipecap[d]) < 0) {
-            conn_fail(f, c, errno, "pipe");
-            return;
-        }
+    int rc = sbx_relay_begin(&c->rl, &f->pipes, f->cfg.copy, f->cfg.pipe_bytes);
+    if (rc < 0) {
+        conn_fail(f, c, -rc, f->cfg.copy ? "buffer" : "pipe");
+        return;
     }
     c->state = C_RELAY;
     if (pump(f, c, 0))
@@ -223,7 +101,7 @@ static void conn_relay(sbx_portfwd *f, pf_conn *c)
 
 static void conn_connect(sbx_portfwd *f, pf_conn *c, int fd)
 {
-    c->fd[1] = fd;
+    c->rl.fd[1] = fd;
     if (sbx__pf_ep_add(f, fd, &c->ep[1], EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET) < 0) {
         conn_fail(f, c, errno, "epoll");
         return;
@@ -250,7 +128,7 @@ static void conn_event(sbx_portfwd *f, pf_conn *c, int side, uint32_t ev)
             return; /* client data waits in its socket until the sandbox side is up */
         int err = 0;
         socklen_t len = sizeof err;
-        if (getsockopt(c->fd[1], SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+        if (getsockopt(c->rl.fd[1], SOL_SOCKET, SO_ERROR, &err, &len) < 0)
             err = errno;
         if (err) {
             conn_fail(f, c, err, "connect");
@@ -265,7 +143,7 @@ static void conn_event(sbx_portfwd *f, pf_conn *c, int side, uint32_t ev)
     if (ev & EPOLLERR) {
         int err = 0;
         socklen_t len = sizeof err;
-        getsockopt(c->fd[side], SOL_SOCKET, SO_ERROR, &err, &len);
+        getsockopt(c->rl.fd[side], SOL_SOCKET, SO_ERROR, &err, &len);
         if (err) {
             conn_fail(f, c, err, "socket");
             return;
@@ -281,7 +159,7 @@ static void conn_event(sbx_portfwd *f, pf_conn *c, int side, uint32_t ev)
 static void refuse(pf_listener *l, int fd)
 {
     ATOMIC_ADD(&l->refused, 1); /* before the client can see the reset */
-    set_rst_on_close(fd);
+    sbx_relay_set_rst(fd);
     close(fd);
 }
 
@@ -315,9 +193,7 @@ static void conn_new(sbx_portfwd *f, pf_listener *l, int fd)
     }
     c->ep[0] = (ep_tag){EP_CONN, 0};
     c->ep[1] = (ep_tag){EP_CONN, 1};
-    c->fd[0] = fd;
-    c->fd[1] = -1;
-    c->pipe[0][0] = c->pipe[0][1] = c->pipe[1][0] = c->pipe[1][1] = -1;
+    sbx_relay_init(&c->rl, fd, -1);
     c->l = l;
     c->sb = sb;
     c->state = C_WAIT_SOCK;

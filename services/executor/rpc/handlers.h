@@ -4,7 +4,9 @@
  * group: handlers_sandbox.c (lifecycle), handlers_exec.c (Exec/Run), handlers_output.c (output
  * streaming for Exec, AttachProcess and replays), handlers_proc.c (background processes),
  * handlers_files.c (file RPCs), handlers_upload.c (UploadFiles), handlers_ports.c (ExposePort),
- * handlers_devserver.c (StartDevServer); handlers_common.c holds the helpers and the table.
+ * handlers_devserver.c (StartDevServer), handlers_network.c (egress policies: UpdateSandboxNetwork,
+ * Sandbox.network, the proxy environment), handlers_term.c (ResizeTerminal), handlers_watch.c
+ * (WatchDir); handlers_common.c holds the helpers and the table.
  *
  * Threads: handlers run on the server's worker threads (ListSandboxes inline); every helper is
  * thread-safe. Memory: what a handler allocates lives in the ctx's arena. */
@@ -28,8 +30,11 @@ typedef struct sbx_exsvc {
     sbx_storecli *store;     /* NULL: no cache lookups */
     int64_t cache_lookup_ms; /* deadline of a GetCachedResult; 0 = 2000 */
     sbx_portfwd *fwd;        /* the port forwarder; NULL: ExposePort/StartDevServer UNAVAILABLE */
+    sbx_egress *egress;      /* the egress proxies; NULL: UpdateSandboxNetwork UNAVAILABLE */
     int stopping;            /* atomic: SIGTERM received (a command whose client left is then
                                 killed even with a request_id, so shutdown cannot hang) */
+    int watch_max_dirs;      /* directories the WatchDir streams of a sandbox follow; 0 = 8192 */
+    int watch_max_streams;   /* WatchDir streams per sandbox; 0 = 16 */
 } sbx_exsvc;
 
 extern const sbx_method sbx_executor_methods[];
@@ -106,6 +111,9 @@ int exh_recv_part(sbx_ctx *ctx, const ProtobufCMessageDescriptor *d, ProtobufCMe
 char *exh_norm_path(sbx_ctx *ctx, const char *path);
 /* A file-layer error with per-RPC overrides for ENOENT, ENOTDIR and EISDIR (0: the default). */
 int exh_file_error(sbx_ctx *ctx, int rc, const char *msg, int enoent, int enotdir, int eisdir);
+/* ENOSPC/EDQUOT of a file RPC on b (held): RESOURCE_EXHAUSTED naming the disk limit that was
+ * reached (limits.disk_bytes or limits.disk_inodes) and what the home holds. */
+int exh_disk_full(sbx_ctx *ctx, sbx_box *b, const char *msg);
 
 /* ---- ports (handlers_ports.c) ---- */
 
@@ -119,6 +127,17 @@ char *exh_url(sbx_ctx *ctx, sbx_exsvc *s, uint16_t host_port);
 void exh_sandbox_ports(sbx_ctx *ctx, sbx_exsvc *s, sbx_box *b, Sbx__V1__Sandbox *m);
 /* sbx_reg_cfg.on_stop with the forwarder as arg: closes the sandbox's listeners and connections. */
 void exh_ports_on_stop(void *arg, sbx_box *b);
+
+/* ---- network egress (handlers_network.c) ---- */
+
+/* Parses a request's policy (field names it in errors, e.g. "network"); INVALID_ARGUMENT naming
+ * the list, index and pattern. NULL np = an empty policy. *out: a reference (unref it). */
+int exh_network_policy(sbx_ctx *ctx, const Sbx__V1__NetworkPolicy *np, const char *field,
+                       sbx_egress_policy **out);
+/* Sandbox.network of b (arena), or NULL without an egress service. */
+Sbx__V1__SandboxNetwork *exh_network_msg(sbx_ctx *ctx, sbx_box *b);
+/* Whether commands of b get the proxy environment (sbx_egress_env). */
+bool exh_proxied(sbx_box *b);
 
 /* ---- handlers ---- */
 int exh_create_sandbox(sbx_ctx *, const ProtobufCMessage *, ProtobufCMessage **, void *);
@@ -143,5 +162,8 @@ int exh_move(sbx_ctx *, const ProtobufCMessage *, ProtobufCMessage **, void *);
 int exh_upload_files(sbx_ctx *, const ProtobufCMessage *, ProtobufCMessage **, void *);
 int exh_expose_port(sbx_ctx *, const ProtobufCMessage *, ProtobufCMessage **, void *);
 int exh_start_dev_server(sbx_ctx *, const ProtobufCMessage *, ProtobufCMessage **, void *);
+int exh_resize_terminal(sbx_ctx *, const ProtobufCMessage *, ProtobufCMessage **, void *);
+int exh_watch_dir(sbx_ctx *, const ProtobufCMessage *, ProtobufCMessage **, void *);
+int exh_update_sandbox_network(sbx_ctx *, const ProtobufCMessage *, ProtobufCMessage **, void *);
 
 #endif

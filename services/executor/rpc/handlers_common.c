@@ -73,8 +73,9 @@ void exh_process_put(sbx_box *b, sbx_exe *e)
         sbx_box_release(b);
 }
 
-static Sbx__V1__SandboxLimits *limits_msg(sbx_ctx *ctx, const exv_limits *el)
+static Sbx__V1__SandboxLimits *limits_msg(sbx_ctx *ctx, const sbx_box *b)
 {
+    const exv_limits *el = sbx_box_limits(b);
     Sbx__V1__SandboxLimits *l =
         (Sbx__V1__SandboxLimits *)sbx_ctx_new_msg(ctx, &sbx__v1__sandbox_limits__descriptor);
     l->memory_bytes = el->memory_bytes;
@@ -84,7 +85,30 @@ static Sbx__V1__SandboxLimits *limits_msg(sbx_ctx *ctx, const exv_limits *el)
     l->max_output_bytes = el->max_output_bytes;
     l->open_files = (int32_t)el->open_files;
     l->disk_bytes = el->disk_bytes;
+    l->disk_inodes = sbx_box_disk_limited(b) ? el->disk_inodes : 0; /* 0: not enforced */
     return l;
+}
+
+/* The home's disk use while the sandbox runs (NULL when stopped). Without an image the home
+ * is a directory: its use is not measured and no total limit holds (mechanism ""). */
+static Sbx__V1__SandboxDisk *disk_msg(sbx_ctx *ctx, sbx_box *b)
+{
+    sbx_disk_usage u;
+    bool limited = sbx_box_disk_limited(b);
+    if (limited && sbx_box_disk_usage(b, &u) < 0)
+        return NULL;
+    Sbx__V1__SandboxDisk *d =
+        (Sbx__V1__SandboxDisk *)sbx_ctx_new_msg(ctx, &sbx__v1__sandbox_disk__descriptor);
+    if (!limited) {
+        d->mechanism = sbx_ctx_strdup(ctx, "");
+        return d;
+    }
+    d->used_bytes = u.used_bytes;
+    d->used_inodes = u.used_inodes;
+    d->limit_bytes = u.limit_bytes;
+    d->limit_inodes = u.limit_inodes;
+    d->mechanism = sbx_ctx_strdup(ctx, u.mechanism ? u.mechanism : "");
+    return d;
 }
 
 /* The sandbox's enforcement list and metadata into m. */
@@ -125,9 +149,12 @@ Sbx__V1__Sandbox *exh_sandbox_msg(sbx_ctx *ctx, sbx_exsvc *s, sbx_box *b)
     m->expires_at_unix_ms = sn.expires_ms;
     m->idle_timeout_ms = sn.idle_timeout_ms;
     m->running_processes = sn.running_processes;
-    m->limits = limits_msg(ctx, sbx_box_limits(b));
+    m->limits = limits_msg(ctx, b);
     lists_msg(ctx, b, m);
     exh_sandbox_ports(ctx, s, b, m);
+    m->network = exh_network_msg(ctx, b);
+    if (sn.state != SBX_BOX_STOPPED)
+        m->disk = disk_msg(ctx, b);
     return m;
 }
 
@@ -173,25 +200,45 @@ const sbx_method sbx_executor_methods[] = {
     {"UploadFiles", SBX_CLIENT_STREAM, 0, exh_upload_files},
     {"ExposePort", SBX_UNARY, 0, exh_expose_port},
     {"StartDevServer", SBX_UNARY, 0, exh_start_dev_server},
+    {"UpdateSandboxNetwork", SBX_UNARY, 0, exh_update_sandbox_network},
+    {"ResizeTerminal", SBX_UNARY, 0, exh_resize_terminal},
+    {"WatchDir", SBX_SERVER_STREAM, 0, exh_watch_dir},
 };
 const size_t sbx_executor_n_methods = sizeof sbx_executor_methods / sizeof sbx_executor_methods[0];
 
-/* "K=V" environment: the sandbox's, overridden per key by the request's. Arena memory. */
+/* Whether "K=..." has its key set by the request's env (or, with benv, by the sandbox's). */
+static bool env_overridden(const char *kv, const Sbx__V1__ExecRequest *r, const char *const *benv,
+                           size_t nb)
+{
+    const char *eq = strchr(kv, '=');
+    size_t kl = eq ? (size_t)(eq - kv) : strlen(kv);
+    for (size_t k = 0; k < r->n_env; k++)
+        if (strlen(r->env[k]->key) == kl && memcmp(r->env[k]->key, kv, kl) == 0)
+            return true;
+    for (size_t i = 0; i < nb; i++)
+        if (strncmp(benv[i], kv, kl) == 0 && benv[i][kl] == '=')
+            return true;
+    return false;
+}
+
+/* "K=V" environment: the proxy variables while the sandbox's egress proxies are open, then the
+ * sandbox's, each overridden per key by the request's. Arena memory. */
 const char **exh_build_env(sbx_ctx *ctx, sbx_box *b, const Sbx__V1__ExecRequest *r)
 {
     const char *const *benv;
     size_t nb = sbx_box_env(b, &benv);
-    const char **env = sbx_ctx_alloc(ctx, (nb + r->n_env + 1) * sizeof *env);
+    size_t np = 0;
+    bool proxied = exh_proxied(b);
+    while (proxied && sbx_egress_env[np])
+        np++;
+    const char **env = sbx_ctx_alloc(ctx, (np + nb + r->n_env + 1) * sizeof *env);
     size_t n = 0;
-    for (size_t i = 0; i < nb; i++) {
-        const char *eq = strchr(benv[i], '=');
-        size_t kl = eq ? (size_t)(eq - benv[i]) : strlen(benv[i]);
-        bool overridden = false;
-        for (size_t k = 0; k < r->n_env && !overridden; k++)
-            overridden = strlen(r->env[k]->key) == kl && memcmp(r->env[k]->key, benv[i], kl) == 0;
-        if (!overridden)
+    for (size_t i = 0; i < np; i++)
+        if (!env_overridden(sbx_egress_env[i], r, benv, nb))
+            env[n++] = sbx_egress_env[i];
+    for (size_t i = 0; i < nb; i++)
+        if (!env_overridden(benv[i], r, NULL, 0))
             env[n++] = benv[i];
-    }
     for (size_t k = 0; k < r->n_env; k++) {
         size_t l = strlen(r->env[k]->key) + strlen(r->env[k]->value) + 2;
         char *s = sbx_ctx_alloc(ctx, l);

@@ -3,7 +3,8 @@
  * start the command in the sandbox (its stdin queued in the process table), and then either
  * hand it to the background monitor or drive it in the foreground: forward output with byte
  * offsets up to the per-stream cap, notice a client that left (kill the command unless it has
- * a request_id), and finish it (recorded through the outbox before `exited` is sent).
+ * a request_id; a command on a terminal is hung up first, SIGHUP to its process group, as
+ * when a terminal closes), and finish it (recorded through the outbox before `exited` is sent).
  * exh_start is also how StartDevServer starts its command.
  *
  * Threads: the handlers' worker threads; a foreground Exec/Run blocks its worker until the
@@ -169,7 +170,9 @@ static int spawn(sbx_ctx *ctx, sbx_box *b, sbx_exe *e, const Sbx__V1__ExecReques
                   .cwd = e->cwd,
                   .want_stdin =
                       r->background ? !(r->close_stdin && r->stdin.len == 0) : r->stdin.len > 0,
-                  .timeout_ms = (uint32_t)timeout},
+                  .timeout_ms = (uint32_t)timeout,
+                  .pty_cols = r->pty ? (uint16_t)r->pty->cols : 0,
+                  .pty_rows = r->pty ? (uint16_t)r->pty->rows : 0},
         .tag = r->tag,
         /* a foreground command keeps at most what its answer can carry, per stream: nothing
          * kept is overwritten before it is sent; background ones keep the ring's newest bytes
@@ -181,7 +184,8 @@ static int spawn(sbx_ctx *ctx, sbx_box *b, sbx_exe *e, const Sbx__V1__ExecReques
         .backpressure = !r->background && stream,
         .stdin_data = r->stdin.data,
         .stdin_len = r->stdin.len,
-        .stdin_close = r->background ? r->close_stdin : true,
+        /* a terminal takes input for as long as it is open; close_stdin types EOF */
+        .stdin_close = r->background || r->pty ? r->close_stdin : true,
     };
     char err[512];
     int code = sbx_exe_spawn(b, e, &pr, err, sizeof err);
@@ -193,6 +197,10 @@ int exh_start(sbx_ctx *ctx, sbx_exsvc *s, sbx_box *b, const Sbx__V1__ExecRequest
 {
     uint64_t cap =
         (uint64_t)(r->max_output_bytes ? r->max_output_bytes : sbx_box_limits(b)->max_output_bytes);
+    /* a terminal's output is a screen, not a result: it streams without the default cap (the
+       newest ring and the first MiB stay held for attach and history) */
+    if (r->pty && !r->max_output_bytes)
+        cap = UINT64_MAX;
     if (!stream && cap > EXV_RUN_OUTPUT_MAX)
         cap = EXV_RUN_OUTPUT_MAX;
     char key[65], fp[65];
@@ -220,7 +228,7 @@ int exh_start(sbx_ctx *ctx, sbx_exsvc *s, sbx_box *b, const Sbx__V1__ExecRequest
 /* ---------------------------------------------------------------- foreground */
 
 /* Finishes a driven execution; the oom counter is read when the kernel's SIGKILL may be the
- * oom killer's. */
+ * oom killer's: the command died of it, or (a shell running the killed program) exited 137. */
 static void finish_driven(sbx_box *b, sbx_exe *e, sbx_proc *p)
 {
     sbx_proc_status st;
@@ -228,7 +236,8 @@ static void finish_driven(sbx_box *b, sbx_exe *e, sbx_proc *p)
     int64_t oom = -1;
     sbx_exe_info in;
     sbx_exe_info_get(e, &in);
-    if (in.state == EXE_RUNNING && !st.running && st.exit.signal == SIGKILL && !st.exit.timed_out)
+    if (in.state == EXE_RUNNING && !st.running && !st.exit.timed_out &&
+        (st.exit.signal == SIGKILL || (!st.exit.signal && st.exit.exit_code == 128 + SIGKILL)))
         oom = sbx_exe_oom_kills(b);
     sbx_exe_finish(e, !st.finished, oom);
 }
@@ -238,7 +247,7 @@ static int drive(sbx_ctx *ctx, sbx_exsvc *s, sbx_box *b, sbx_exe *e, bool keep, 
 {
     exh_follower f;
     exh_follow_init(&f, ctx, e, 0, 0);
-    bool gone = false, killed = false;
+    bool gone = false, killed = false, hung_up = false;
     int stopped_ms = 0;
     while (f.p) {
         if (o->stream && !gone && exh_follow_send(&f) < 0)
@@ -250,6 +259,10 @@ static int drive(sbx_ctx *ctx, sbx_exsvc *s, sbx_box *b, sbx_exe *e, bool keep, 
         gone = gone || sbx_ctx_cancelled(ctx);
         if (gone && o->stream)
             sbx_proc_release_backpressure(f.p); /* nobody reads any more: never block it */
+        if (gone && e->pty && !hung_up) { /* its terminal was closed: hang up, as a terminal */
+            sbx_sandbox_signal_group(sbx_box_sandbox(b), st.pid, SIGHUP);
+            hung_up = true;
+        }
         if (gone && !killed && (!keep || __atomic_load_n(&s->stopping, __ATOMIC_RELAXED))) {
             sbx_proc_kill_tree(f.p); /* the client left and cannot come back for it */
             killed = true;

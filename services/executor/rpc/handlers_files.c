@@ -117,6 +117,31 @@ int exh_file_error(sbx_ctx *ctx, int rc, const char *msg, int enoent, int enotdi
     return sbx_ctx_error(ctx, code, "%s", msg && msg[0] ? msg : strerror(e));
 }
 
+int exh_disk_full(sbx_ctx *ctx, sbx_box *b, const char *msg)
+{
+    const exv_limits *l = sbx_box_limits(b);
+    sbx_disk_usage u;
+    if (!sbx_box_disk_limited(b) || sbx_box_disk_usage(b, &u) < 0)
+        return sbx_ctx_error(ctx, SBX_RESOURCE_EXHAUSTED,
+                             "no space left on the sandbox's filesystem (%s); the home has no "
+                             "total limit on this host, limits.disk_bytes (%lld bytes) bounds "
+                             "each file",
+                             msg && msg[0] ? msg : "ENOSPC", (long long)l->disk_bytes);
+    bool inodes = u.used_inodes >= u.limit_inodes;
+    return sbx_ctx_error(
+        ctx, SBX_RESOURCE_EXHAUSTED,
+        "the sandbox's home is full: limits.%s (%lld %s) reached; it holds "
+        "%llu bytes in %llu files, directories and links (%s)",
+        inodes ? "disk_inodes" : "disk_bytes", (long long)(inodes ? l->disk_inodes : l->disk_bytes),
+        inodes ? "files, directories and links" : "bytes", (unsigned long long)u.used_bytes,
+        (unsigned long long)u.used_inodes, msg && msg[0] ? msg : "ENOSPC");
+}
+
+static bool disk_full(int rc)
+{
+    return rc == -ENOSPC || rc == -EDQUOT;
+}
+
 /* ---------------------------------------------------------------- ReadFile */
 
 int exh_read_file(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **resp, void *data)
@@ -151,6 +176,11 @@ int exh_read_file(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **
     code = SBX_OK;
     for (;;) {
         size_t want = left < chunk ? (size_t)left : chunk;
+        /* no file reaches past INT64_MAX: an offset there is at or past the end (pread would
+           say EINVAL for off + want overflowing a loff_t) */
+        uint64_t room = off >= (uint64_t)INT64_MAX ? 0 : (uint64_t)INT64_MAX - off;
+        if (want > room)
+            want = (size_t)room;
         ssize_t n = want ? pread(fd, buf, want, (off_t)off) : 0;
         if (n < 0) {
             code = sbx_ctx_error(ctx, SBX_INTERNAL, "read: %s", strerror(errno));
@@ -216,6 +246,8 @@ static int open_writer(sbx_ctx *ctx, sbx_box *b, const Sbx__V1__WriteFileHeader 
                              "header.path: the parent of %s is "
                              "missing (no_create_parents)",
                              abs);
+    if (disk_full(rc))
+        return exh_disk_full(ctx, b, err);
     if (rc < 0)
         return exh_file_error(ctx, rc, err, SBX_FAILED_PRECONDITION, SBX_FAILED_PRECONDITION,
                               SBX_FAILED_PRECONDITION);
@@ -243,6 +275,8 @@ static int write_part(sbx_ctx *ctx, sbx_box *b, sbx_files_writer *wr,
                              "data: the file exceeds "
                              "limits.disk_bytes (%lld bytes)",
                              (long long)sbx_box_limits(b)->disk_bytes);
+    if (disk_full(rc))
+        return exh_disk_full(ctx, b, err);
     return rc < 0 ? exh_file_error(ctx, rc, err, 0, 0, 0) : SBX_OK;
 }
 
@@ -297,6 +331,8 @@ static int write_in_box(sbx_ctx *ctx, sbx_box *b, const Sbx__V1__WriteFileHeader
     }
     char err[ERRLEN] = "";
     int rc = sbx_files_write_commit(wr, NULL, err, sizeof err);
+    if (disk_full(rc))
+        return exh_disk_full(ctx, b, err);
     if (rc < 0)
         return exh_file_error(ctx, rc, err, SBX_FAILED_PRECONDITION, SBX_FAILED_PRECONDITION,
                               SBX_FAILED_PRECONDITION);
@@ -362,7 +398,8 @@ int exh_list_dir(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **r
     sbx_box_release(b);
     if (rc < 0)
         return exh_file_error(ctx, rc, err, SBX_NOT_FOUND, SBX_FAILED_PRECONDITION, 0);
-    qsort(ents, n, sizeof *ents, cmp_entry);
+    if (n > 1)
+        qsort(ents, n, sizeof *ents, cmp_entry);
     Sbx__V1__ListDirResponse *out =
         (Sbx__V1__ListDirResponse *)sbx_ctx_new_msg(ctx, &sbx__v1__list_dir_response__descriptor);
     const char *base = exh_norm_path(ctx, path);
@@ -416,7 +453,10 @@ int exh_make_dir(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **r
     bool created = false;
     int rc = sbx_files_mkdir(sbx_box_files(b), r->path, r->mode & 01777, r->parents, &created, err,
                              sizeof err);
+    code = disk_full(rc) ? exh_disk_full(ctx, b, err) : SBX_OK;
     sbx_box_release(b);
+    if (code != SBX_OK)
+        return code;
     if (rc < 0)
         return exh_file_error(ctx, rc, err, SBX_NOT_FOUND, SBX_ALREADY_EXISTS, 0);
     if (!created && !r->parents)
@@ -472,12 +512,20 @@ int exh_move(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **resp,
     if ((code = exh_box(ctx, data, r->sandbox_id, r->project_id, REG_CREATE, &b)) != SBX_OK)
         return code;
     int rc = sbx_files_move(sbx_box_files(b), r->src, r->dst, r->overwrite, err, sizeof err);
+    code = disk_full(rc) ? exh_disk_full(ctx, b, err) : SBX_OK;
     sbx_box_release(b);
+    if (code != SBX_OK)
+        return code;
     if (rc == -EEXIST)
         return sbx_ctx_error(ctx, SBX_ALREADY_EXISTS, "dst: %s exists (set overwrite)",
                              exh_norm_path(ctx, r->dst));
     if (rc == -ENOTEMPTY || rc == -EISDIR || rc == -ENOTDIR)
         return sbx_ctx_error(ctx, SBX_FAILED_PRECONDITION, "%s", err[0] ? err : strerror(-rc));
+    if (rc == -EXDEV)
+        return sbx_ctx_error(ctx, SBX_INVALID_ARGUMENT,
+                             "src, dst: %s and %s are on different filesystems (a Move cannot "
+                             "cross them: write the file at dst and remove src)",
+                             exh_norm_path(ctx, r->src), exh_norm_path(ctx, r->dst));
     if (rc < 0)
         return exh_file_error(ctx, rc, err, SBX_NOT_FOUND, 0, 0);
     *resp = sbx_ctx_new_msg(ctx, &sbx__v1__move_response__descriptor);

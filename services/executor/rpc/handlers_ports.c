@@ -61,7 +61,11 @@ int exh_expose(sbx_ctx *ctx, sbx_exsvc *s, sbx_box *b, uint32_t port, uint16_t *
     sbx_box_snapshot(b, &sn);
     if (sn.state != SBX_BOX_RUNNING || sn.init_pid <= 0)
         return sbx_ctx_error(ctx, SBX_UNAVAILABLE, "sandbox %s stopped; retry", sbx_box_id(b));
-    int rc = sbx_portfwd_expose_pid(s->fwd, sbx_box_id(b), sn.init_pid, (uint16_t)port, host_port);
+    /* the caller holds a use, so the sandbox and its borrowed net namespace fd stay valid */
+    sbx_sandbox *sb = sbx_box_sandbox(b);
+    int nfd = sb ? sbx_sandbox_netns_fd(sb) : -1;
+    int rc = nfd >= 0 ? sbx_portfwd_expose(s->fwd, sbx_box_id(b), nfd, (uint16_t)port, host_port)
+                      : -ESRCH;
     if (rc < 0)
         return expose_error(ctx, rc, port, sbx_box_id(b));
     return SBX_OK;

@@ -35,6 +35,11 @@ static Sbx__V1__ProcessInfo *proc_info(sbx_ctx *ctx, sbx_exe *e)
     m->stderr_bytes = in.state == EXE_DONE ? in.exit.stderr_bytes : in.err_end;
     m->background = e->background;
     m->stdin_open = in.stdin_open;
+    if (e->pty) {
+        m->pty = (Sbx__V1__TerminalSize *)sbx_ctx_new_msg(ctx, &sbx__v1__terminal_size__descriptor);
+        m->pty->cols = in.cols;
+        m->pty->rows = in.rows;
+    }
     return m;
 }
 

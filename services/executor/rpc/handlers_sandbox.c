@@ -35,6 +35,12 @@ int exh_create_sandbox(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessa
         free(meta);
         return sbx_ctx_error(ctx, code, "%s", err);
     }
+    sbx_egress_policy *net = NULL;
+    if (r->network && (code = exh_network_policy(ctx, r->network, "network", &net)) != SBX_OK) {
+        free(env);
+        free(meta);
+        return code;
+    }
     sbx_box_params p = {.project_id = r->project_id,
                         .template_name = r->template_,
                         .limits = r->limits,
@@ -42,12 +48,14 @@ int exh_create_sandbox(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessa
                         .env = env,
                         .n_env = r->n_env,
                         .metadata = meta,
-                        .n_metadata = r->n_metadata};
+                        .n_metadata = r->n_metadata,
+                        .network = net};
     sbx_box *b = NULL;
     bool created = false;
     code = sbx_reg_create(s->reg, sbx_ctx_tenant(ctx), &p, &b, &created, err, sizeof err);
     free(env);
     free(meta);
+    sbx_egress_policy_unref(net);
     if (code != SBX_OK)
         return sbx_ctx_error(ctx, code, "%s", err);
     *resp = &exh_sandbox_msg(ctx, s, b)->base;

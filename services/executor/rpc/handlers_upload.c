@@ -195,9 +195,10 @@ static int refuse_existing(sbx_ctx *ctx, sbx_files *fs, const char *dest_abs, co
 }
 
 /* The upload itself, all or nothing. */
-static int apply(sbx_ctx *ctx, sbx_files *fs, const char *dest, const upload_rx *rx,
+static int apply(sbx_ctx *ctx, sbx_box *b, const char *dest, const upload_rx *rx,
                  sbx_upload_result *res)
 {
+    sbx_files *fs = sbx_box_files(b);
     sbx_upload_opts o = {.dest = dest,
                          .mode = SBX_UPLOAD_MERGE,
                          .max_entries = SBX_UPLOAD_ENTRIES_MAX,
@@ -206,6 +207,8 @@ static int apply(sbx_ctx *ctx, sbx_files *fs, const char *dest, const upload_rx 
     int rc = sbx_files_upload(fs, &o, rx->ents, rx->n, res, err, sizeof err);
     if (rc == -EFBIG || rc == -E2BIG)
         return sbx_ctx_error(ctx, SBX_RESOURCE_EXHAUSTED, "%s", err);
+    if (rc == -ENOSPC || rc == -EDQUOT)
+        return exh_disk_full(ctx, b, err);
     if (rc == -EINVAL || rc == -ENAMETOOLONG)
         return sbx_ctx_error(ctx, SBX_INVALID_ARGUMENT, "%s", err);
     if (rc < 0)
@@ -229,7 +232,7 @@ static int upload_in_box(sbx_ctx *ctx, sbx_box *b, const Sbx__V1__UploadHeader *
         code = refuse_existing(ctx, fs, dest_abs, rx);
     sbx_upload_result res = {0};
     if (code == SBX_OK)
-        code = apply(ctx, fs, dest, rx, &res);
+        code = apply(ctx, b, dest, rx, &res);
     if (code != SBX_OK)
         return code;
     Sbx__V1__UploadFilesResponse *out = (Sbx__V1__UploadFilesResponse *)sbx_ctx_new_msg(

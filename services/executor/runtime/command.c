@@ -43,14 +43,16 @@ static int take_started(sbx__pending *p, sbx_spawned *out)
     if (st->err) {
         out->err_what = strcmp(st->what, "exec") == 0  ? "exec"
                         : strcmp(st->what, "cwd") == 0 ? "cwd"
+                        : strcmp(st->what, "pty") == 0 ? "pty"
                                                        : "setup";
         return -st->err;
     }
     size_t want = 1u + (st->has_stdin ? 1u : 0u) + (st->has_stderr ? 1u : 0u);
-    if (p->nfds != want)
+    if (p->nfds != want || (st->pty && (!st->has_stdin || st->has_stderr)))
         return -EPROTO;
     size_t k = 0;
     out->pid = st->pid;
+    out->pty = st->pty;
     out->stdin_fd = st->has_stdin ? p->fds[k++] : -1;
     out->stdout_fd = p->fds[k++];
     out->stderr_fd = st->has_stderr ? p->fds[k++] : -1;
@@ -62,6 +64,7 @@ int sbx_sandbox_spawn(sbx_sandbox *sb, const sbx_spawn_req *req, sbx_spawned *ou
 {
     out->pid = -1;
     out->stdin_fd = out->stdout_fd = out->stderr_fd = -1;
+    out->pty = false;
     out->err_what = NULL;
     size_t argc = strv_len(req->argv), envc = strv_len(req->env);
     if (argc == 0 || !req->argv[0][0])
@@ -79,6 +82,10 @@ int sbx_sandbox_spawn(sbx_sandbox *sb, const sbx_spawn_req *req, sbx_spawned *ou
     s.want_stdin = req->want_stdin;
     s.merge_stderr = req->merge_stderr;
     s.timeout_ms = req->timeout_ms;
+    if (req->pty_cols && req->pty_rows) {
+        s.pty_cols = req->pty_cols;
+        s.pty_rows = req->pty_rows;
+    }
     m.body_case = SBXINIT__INIT_MSG__BODY_SPAWN;
     m.spawn = &s;
     sbx__pending p;

@@ -1,10 +1,12 @@
-/* home.c: a sandbox's home directory on the host, the one tree that outlives the sandbox.
+/* home.c: a sandbox's home on the host, the one tree that outlives the sandbox: a directory,
+ * or an ext4 image with the sandbox's disk limits (disk.c).
  *
- * Job: create it (0700, missing parents 0755) and give it to the sandbox user (uid_base +
- * 1000). A home left by a sandbox in another uid range (the same user re-created in another
+ * Job (directory): create it (0700, missing parents 0755) and give it to the sandbox user (uid_base
+ * + 1000). A home left by a sandbox in another uid range (the same user re-created in another
  * 65536-id block) is re-owned into the new range, file by file, without following symlinks.
- * For a parked init, which lives in its own mount namespace with the host tree detached,
- * the home is handed over as a detached mount (open_tree clone).
+ * Every init gets the home as a detached mount (open_tree clone) and a template root the same
+ * way: the init never resolves a host path inside its user namespace, so a data dir (or a
+ * template) under a directory only the host's root may search works.
  * Threads: any; nothing here is shared. */
 #include "sandbox_int.h"
 
@@ -98,12 +100,36 @@ int sbx__home_prepare(const char *home, uint32_t uid_base)
     return chown(home, want, want) < 0 ? -errno : 0;
 }
 
-uint32_t sbx__home_owner_base(const char *home)
+int sbx__home_remap(int dfd, uint32_t old_base, uint32_t new_base)
 {
+    int fd = fcntl(dfd, F_DUPFD_CLOEXEC, 0);
+    return fd < 0 ? -errno : remap_tree(fd, old_base, new_base, 0);
+}
+
+uint32_t sbx__home_owner_base(const sbx_sandbox_cfg *cfg)
+{
+    if (cfg->home_image)
+        return sbx__disk_owner_hint(cfg->home_image);
     struct stat st;
-    if (home && lstat(home, &st) == 0 && st.st_uid >= UID_BLOCK + USER_ID)
+    if (cfg->home_dir && lstat(cfg->home_dir, &st) == 0 && st.st_uid >= UID_BLOCK + USER_ID)
         return (uint32_t)st.st_uid - USER_ID;
     return 0;
+}
+
+int sbx__template_mount_fd(const char *root)
+{
+    int fd = (int)syscall(SYS_open_tree, AT_FDCWD, root,
+                          OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+    if (fd < 0)
+        return -errno;
+    struct mount_attr a = {.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+                           .propagation = MS_PRIVATE};
+    if (syscall(SYS_mount_setattr, fd, "", AT_EMPTY_PATH | AT_RECURSIVE, &a, sizeof a) < 0) {
+        int rc = -errno;
+        close(fd);
+        return rc;
+    }
+    return fd;
 }
 
 int sbx__home_mount_fd(const char *home)
@@ -120,4 +146,53 @@ int sbx__home_mount_fd(const char *home)
         return rc;
     }
     return fd;
+}
+
+/* The image home: mounted (made when missing), its mount kept in sb for statfs, a dup for the
+ * init; what it enforces added to sb's list. */
+static int image_open(sbx_sandbox *sb, const sbx_sandbox_cfg *cfg, int *mnt_fd)
+{
+    if (!sbx__disk_mechanism()) {
+        SBX_LOG_ERROR("sandbox", "home image without a disk mechanism (sbx_disk_setup) id=%s",
+                      cfg->id);
+        return -ENOTSUP;
+    }
+    char err[512] = "";
+    int m = sbx__disk_open(cfg->home_image, cfg->disk_bytes, cfg->disk_inodes, sb->uid_base, err,
+                           sizeof err);
+    if (m < 0) {
+        SBX_LOG_ERRNO(SBX_LOG_ERROR, "sandbox", m,
+                      "cannot attach the home image file=%s err=\"%s\"", cfg->home_image, err);
+        return m;
+    }
+    sbx__disk_set_owner_hint(cfg->home_image, sb->uid_base);
+    *mnt_fd = fcntl(m, F_DUPFD_CLOEXEC, 0);
+    if (*mnt_fd < 0) {
+        int rc = -errno;
+        close(m);
+        return rc;
+    }
+    if (sb->disk_fd >= 0)
+        close(sb->disk_fd);
+    sb->disk_fd = m;
+    return 0;
+}
+
+int sbx__home_open(sbx_sandbox *sb, const sbx_sandbox_cfg *cfg, int *mnt_fd)
+{
+    *mnt_fd = -1;
+    if (cfg->home_image)
+        return image_open(sb, cfg, mnt_fd);
+    int rc = sbx__home_prepare(cfg->home_dir, sb->uid_base);
+    if (rc < 0) {
+        SBX_LOG_ERRNO(SBX_LOG_ERROR, "sandbox", rc, "cannot prepare home dir=%s", cfg->home_dir);
+        return rc;
+    }
+    if ((rc = sbx__home_mount_fd(cfg->home_dir)) < 0) {
+        SBX_LOG_ERRNO(SBX_LOG_ERROR, "sandbox", rc, "cannot clone the home mount dir=%s",
+                      cfg->home_dir);
+        return rc;
+    }
+    *mnt_fd = rc;
+    return 0;
 }

@@ -21,6 +21,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "clock.h"
@@ -163,9 +164,21 @@ static int build_park(parked_build *b, const pool_params *pp)
     Sbxinit__Setup su = SBXINIT__SETUP__INIT;
     su.park = true;
     su.has_cgroup2 = b->cg2fd >= 0;
-    su.template_root = (char *)pp->template_root;
     su.tmp_bytes = pp->tmp_bytes;
-    int rc = sbx__sb_setup(b->sb, &su, b->helper);
+    int tfd = -1, rc = 0;
+    if (pp->template_root[0] && (tfd = sbx__template_mount_fd(pp->template_root)) < 0) {
+        SBX_LOG_ERRNO(SBX_LOG_WARN, "sandbox", tfd, "pool: cannot clone the template dir=%s",
+                      pp->template_root);
+        rc = tfd;
+    }
+    su.has_template_mount = tfd >= 0;
+    if (rc == 0)
+        rc = sbx__sb_setup(b->sb, &su, b->helper, &tfd, tfd >= 0 ? 1 : 0);
+    else /* no Setup: the helper waits for one */
+        while (kill(b->helper, SIGKILL) == 0 && waitpid(b->helper, NULL, 0) < 0 && errno == EINTR) {
+        }
+    if (tfd >= 0)
+        close(tfd);
     if (b->cg2fd >= 0)
         close(b->cg2fd);
     b->cg2fd = -1;
@@ -468,7 +481,7 @@ size_t sbx_sandbox_pool_pids(pid_t *out, size_t max)
  * (no re-owning walk of the home tree). */
 static sbx_sandbox *pool_take(const sbx_sandbox_cfg *cfg, const char *parent, int *err)
 {
-    uint32_t prefer = sbx__home_owner_base(cfg->home_dir);
+    uint32_t prefer = sbx__home_owner_base(cfg);
     *err = 0;
     sbx_sandbox *sb = NULL;
     sbx__svc_lock();
@@ -499,24 +512,12 @@ static sbx_sandbox *pool_take(const sbx_sandbox_cfg *cfg, const char *parent, in
     return sb;
 }
 
-/* The home of a claim: prepared for the init's range and cloned as a detached mount (*fd, -1
- * without a home). */
+/* The home of a claim: prepared for the init's range, as a detached mount (*fd, -1 without a
+ * home). */
 static int claim_home(sbx_sandbox *sb, const sbx_sandbox_cfg *cfg, int *fd)
 {
     *fd = -1;
-    if (!cfg->home_dir)
-        return 0;
-    int rc = sbx__home_prepare(cfg->home_dir, sb->uid_base);
-    if (rc < 0) {
-        SBX_LOG_ERRNO(SBX_LOG_ERROR, "sandbox", rc, "cannot prepare home dir=%s", cfg->home_dir);
-        return rc;
-    }
-    if ((*fd = sbx__home_mount_fd(cfg->home_dir)) < 0) {
-        SBX_LOG_ERRNO(SBX_LOG_ERROR, "sandbox", *fd, "cannot clone the home mount dir=%s",
-                      cfg->home_dir);
-        return *fd;
-    }
-    return 0;
+    return cfg->home_dir || cfg->home_image ? sbx__home_open(sb, cfg, fd) : 0;
 }
 
 /* Sends the Claim (with the home mount, if any) and waits for Ready. */

@@ -58,6 +58,8 @@ void sbx__proc_check_finished(sbx_proc *p)
 {
     if (!p->running && !p->finished && p->out.fd < 0 && p->err.fd < 0) {
         p->finished = true;
+        if (p->pty) /* the terminal's last master fd: the devpts slot is free again */
+            sbx__proc_input_close(p);
         pthread_cond_broadcast(&p->cond);
     }
 }
@@ -335,7 +337,7 @@ static sbx_proc *proc_alloc(sbx_proctab *t, const char *tag)
     p->tab = t;
     p->out = (stream){.tag = {p, SBX_STREAM_STDOUT}, .fd = -1};
     p->err = (stream){.tag = {p, SBX_STREAM_STDERR}, .fd = -1};
-    p->in = (input){.tag = {p, SBX_STREAM_STDIN}, .fd = -1};
+    p->in = (input){.tag = {p, SBX_STREAM_STDIN}, .fd = -1, .last = -1};
     pthread_mutex_init(&p->lock, NULL);
     pthread_mutex_init(&p->stdin_lock, NULL);
     pthread_condattr_t ca;
@@ -440,6 +442,9 @@ int sbx_proc_start(sbx_proctab *t, const sbx_proc_req *req, sbx_proc **out, cons
         return rc;
     }
     p->pid = sp.pid;
+    p->pty = sp.pty;
+    p->cols = req->spawn.pty_cols;
+    p->rows = req->spawn.pty_rows;
     p->out.fd = sp.stdout_fd;
     p->err.fd = sp.stderr_fd;
     p->in.fd = sp.stdin_fd;
@@ -478,6 +483,9 @@ void sbx_proc_status_get(sbx_proc *p, sbx_proc_status *st)
     st->out_oldest = sbx__proc_stream_oldest(&p->out);
     st->err_oldest = sbx__proc_stream_oldest(&p->err);
     st->stdin_open = p->in.fd >= 0 && !p->in.close_after;
+    st->pty = p->pty;
+    st->cols = p->cols;
+    st->rows = p->rows;
     pthread_mutex_unlock(&p->lock);
 }
 

@@ -64,7 +64,9 @@ typedef struct {
                                   the ring holds the newest bytes after them. 0 = none */
     const void *stdin_data;    /* queued for the command's stdin (spawn.want_stdin); copied */
     size_t stdin_len;
-    bool stdin_close; /* close stdin (EOF) once stdin_data is written */
+    bool stdin_close; /* close stdin (EOF) once stdin_data is written; on a terminal
+                         (spawn.pty_cols/rows) EOF is typed instead, as sbx_proc_close_stdin
+                         does, and the terminal keeps taking input */
 } sbx_proc_req;
 
 /* Starts a command. On success *out is a new reference. Errors as sbx_sandbox_spawn (err_what,
@@ -98,6 +100,8 @@ typedef struct {
                                         between the head and the ring skip to the ring) */
     uint64_t out_total, err_total;   /* bytes the command wrote per stream, kept or dropped */
     bool stdin_open;                 /* stdin takes input (not closed, no close pending) */
+    bool pty;                        /* runs on a terminal (stdout is its output, no stderr) */
+    uint16_t cols, rows;             /* the terminal's size (pty) */
 } sbx_proc_status;
 
 void sbx_proc_status_get(sbx_proc *p, sbx_proc_status *st);
@@ -125,8 +129,16 @@ ssize_t sbx_proc_write_stdin(sbx_proc *p, const void *buf, size_t len, int timeo
 /* Turns backpressure off (the reader went away): paused streams resume, and output is kept in
  * the ring, newest first, for a later attach. Idempotent. */
 void sbx_proc_release_backpressure(sbx_proc *p);
-/* Closes stdin (EOF for the command) once the queued input is written. Idempotent. */
+/* Closes stdin (EOF for the command) once the queued input is written. Idempotent. On a
+ * terminal it types EOF instead, the way a terminal's user does: the VEOF character (^D), twice
+ * when the input so far ends inside a line of a canonical-mode terminal (the first one only
+ * ends the line); the terminal stays open for more input. Returns 0, or -EPIPE (a terminal
+ * that is gone). */
 int sbx_proc_close_stdin(sbx_proc *p);
+/* Sets the size of the process's terminal (TIOCSWINSZ on its master side: the kernel sends
+ * SIGWINCH to the terminal's foreground process group). 0, -ENOTTY when it runs on pipes, or
+ * -ESRCH when its terminal is closed (the process finished). */
+int sbx_proc_resize(sbx_proc *p, uint16_t cols, uint16_t rows);
 /* SIGKILLs the command's whole tree (also after its main process exited). */
 int sbx_proc_kill_tree(sbx_proc *p);
 

@@ -46,6 +46,7 @@ typedef struct {
     uint64_t written; /* bytes written since the start */
     bool close_after; /* close once the queue is written */
     bool armed;       /* the fd is in epoll (EPOLLOUT) */
+    int last;         /* the last byte queued, -1 before any (a terminal's EOF needs it) */
 } input;
 
 struct sbx_proc {
@@ -57,6 +58,7 @@ struct sbx_proc {
     uint64_t max_stream; /* per-stream cap (0 = none) */
     bool backpressure;
     bool kill_on_cap;
+    bool pty; /* on a terminal: in.fd and out.fd are its master side */
 
     pthread_mutex_t lock; /* fields below */
     pthread_cond_t cond;  /* output, input progress, exit, finish */
@@ -66,6 +68,7 @@ struct sbx_proc {
     uint64_t dropped;
     sbx_exit exit;
     uint64_t grace_deadline_ms; /* set at exit while pipes are still open */
+    uint16_t cols, rows;        /* the terminal's size (pty) */
 
     pthread_mutex_t stdin_lock;
 };
@@ -104,6 +107,9 @@ void sbx__proc_input_close(sbx_proc *p);
 int sbx__proc_input_start(sbx_proc *p, int fd, const sbx_proc_req *req);
 /* Copies d into a stream's head (head_max = n) of a process that never ran. */
 int sbx__proc_stream_fill(stream *s, const void *d, size_t n);
+/* The bytes that type EOF on p's terminal (see sbx_proc_close_stdin) into eof[2]; returns how
+ * many (caller holds p->lock). */
+size_t sbx__proc_pty_eof(sbx_proc *p, uint8_t eof[2]);
 /* Oldest offset held of a stream (caller holds p->lock). */
 uint64_t sbx__proc_stream_oldest(const stream *s);
 

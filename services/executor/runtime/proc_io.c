@@ -4,7 +4,9 @@
  * command never blocks on a full pipe) and, with backpressure, pauses a pipe while the ring
  * holds a full ring of unread bytes. Input: writers queue bytes; only the relay thread writes
  * them into the pipe (so no caller blocks on a command that does not read, and SIGPIPE can only
- * reach the relay thread, which blocks it).
+ * reach the relay thread, which blocks it). A command on a terminal has one master fd for
+ * output and a second one for input; closing its input types EOF instead, and its size is set
+ * with TIOCSWINSZ.
  *
  * Threads: the relay thread calls sbx__proc_read_pipe / sbx__proc_write_pipe; readers and
  * writers call the public functions from any thread. Everything of one process is under its
@@ -14,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include "clock.h"
@@ -326,13 +330,33 @@ static int input_queue(input *in, const void *buf, size_t len)
     memcpy(nq + in->len, buf, len);
     in->q = nq;
     in->len += len;
+    in->last = ((const uint8_t *)buf)[len - 1];
     return 0;
+}
+
+size_t sbx__proc_pty_eof(sbx_proc *p, uint8_t eof[2])
+{
+    struct termios t;
+    int fd = p->in.fd >= 0 ? p->in.fd : p->out.fd;
+    if (fd < 0 || tcgetattr(fd, &t) < 0) { /* the kernel's defaults */
+        t.c_lflag = ICANON;
+        t.c_cc[VEOF] = 4;
+        t.c_cc[VEOL] = t.c_cc[VEOL2] = 0;
+    }
+    uint8_t c = t.c_cc[VEOF] ? t.c_cc[VEOF] : 4; /* _POSIX_VDISABLE: ^D all the same */
+    int last = p->in.last;
+    bool partial = (t.c_lflag & ICANON) && last >= 0 && last != '\n' && last != '\r' && last != c &&
+                   (!t.c_cc[VEOL] || last != t.c_cc[VEOL]) &&
+                   (!t.c_cc[VEOL2] || last != t.c_cc[VEOL2]);
+    eof[0] = eof[1] = c;
+    return partial ? 2 : 1;
 }
 
 int sbx__proc_input_start(sbx_proc *p, int fd, const sbx_proc_req *req)
 {
     input *in = &p->in;
     in->fd = fd;
+    in->last = -1;
     if (fd < 0)
         return 0;
     int fl = fcntl(fd, F_GETFL);
@@ -340,6 +364,14 @@ int sbx__proc_input_start(sbx_proc *p, int fd, const sbx_proc_req *req)
         fcntl(fd, F_SETFL, fl | O_NONBLOCK);
     if (input_queue(in, req->stdin_data, req->stdin_len) < 0)
         return -ENOMEM;
+    if (p->pty) { /* EOF is typed; the terminal stays */
+        uint8_t eof[2];
+        size_t n = req->stdin_close ? sbx__proc_pty_eof(p, eof) : 0;
+        if (n && input_queue(in, eof, n) < 0)
+            return -ENOMEM;
+        input_arm(p, in->len > 0);
+        return 0;
+    }
     if (req->stdin_close && in->len == 0)
         sbx__proc_input_close(p);
     in->close_after = req->stdin_close;
@@ -422,10 +454,43 @@ ssize_t sbx_proc_write_stdin(sbx_proc *p, const void *buf, size_t len, int timeo
 int sbx_proc_close_stdin(sbx_proc *p)
 {
     pthread_mutex_lock(&p->lock);
+    if (p->pty) {
+        uint8_t eof[2];
+        size_t n = sbx__proc_pty_eof(p, eof);
+        bool open = p->in.fd >= 0;
+        pthread_mutex_unlock(&p->lock);
+        /* queued behind what writers queued, never withdrawn by their timeouts */
+        ssize_t w = open ? sbx_proc_write_stdin(p, eof, n, 5000) : -EPIPE;
+        return w < 0 ? (int)w : 0;
+    }
     if (p->in.off < p->in.len)
         p->in.close_after = true;
     else
         sbx__proc_input_close(p);
     pthread_mutex_unlock(&p->lock);
     return 0;
+}
+
+/* ---------------------------------------------------------------- terminal */
+
+int sbx_proc_resize(sbx_proc *p, uint16_t cols, uint16_t rows)
+{
+    pthread_mutex_lock(&p->lock);
+    int rc = 0;
+    int fd = p->out.fd >= 0 ? p->out.fd : p->in.fd;
+    if (!p->pty) {
+        rc = -ENOTTY;
+    } else if (fd < 0 || p->finished) {
+        rc = -ESRCH;
+    } else {
+        struct winsize ws = {.ws_row = rows, .ws_col = cols};
+        if (ioctl(fd, TIOCSWINSZ, &ws) < 0) {
+            rc = -errno;
+        } else {
+            p->cols = cols;
+            p->rows = rows;
+        }
+    }
+    pthread_mutex_unlock(&p->lock);
+    return rc;
 }

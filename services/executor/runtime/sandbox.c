@@ -52,6 +52,12 @@ void sbx__sb_free(sbx_sandbox *sb)
         close(sb->sock);
     if (sb->exit_efd >= 0)
         close(sb->exit_efd);
+    if (sb->root_fd >= 0)
+        close(sb->root_fd);
+    if (sb->netns_fd >= 0)
+        close(sb->netns_fd);
+    if (sb->disk_fd >= 0)
+        close(sb->disk_fd); /* the last reference to the home image's mount: unmounted */
     pthread_mutex_destroy(&sb->lock);
     pthread_cond_destroy(&sb->cond);
     free(sb->q);
@@ -65,6 +71,7 @@ sbx_sandbox *sbx__sb_alloc(const char *id, uint32_t uid_base, int slot)
     if (!sb)
         return NULL;
     sb->sock = -1;
+    sb->root_fd = sb->netns_fd = sb->disk_fd = -1;
     sb->slot = slot;
     snprintf(sb->id, sizeof sb->id, "%s", id);
     sb->uid_base = uid_base;
@@ -153,12 +160,21 @@ int sbx__sb_take_ready(sbx_sandbox *sb, sbx__pending *p)
                           r->err_what);
         else
             add_enforced(sb, r);
+        if (rc == 0 && p->nfds == 2) { /* the final Ready: the root and the net namespace */
+            if (sb->root_fd >= 0)
+                close(sb->root_fd);
+            if (sb->netns_fd >= 0)
+                close(sb->netns_fd);
+            sb->root_fd = p->fds[0];
+            sb->netns_fd = p->fds[1];
+            p->nfds = 0;
+        }
     }
     sbx__pending_release(p);
     return rc;
 }
 
-int sbx__sb_setup(sbx_sandbox *sb, Sbxinit__Setup *su, pid_t helper)
+int sbx__sb_setup(sbx_sandbox *sb, Sbxinit__Setup *su, pid_t helper, const int *fds, size_t nfds)
 {
     Sbxinit__InitMsg m = SBXINIT__INIT_MSG__INIT;
     su->uid_base = sb->uid_base;
@@ -166,7 +182,7 @@ int sbx__sb_setup(sbx_sandbox *sb, Sbxinit__Setup *su, pid_t helper)
     m.body_case = SBXINIT__INIT_MSG__BODY_SETUP;
     m.setup = su;
     sbx__pending p;
-    int rc = sbx__request(sb, &m, &p, SETUP_TIMEOUT_MS);
+    int rc = sbx__request_fds(sb, &m, fds, nfds, &p, SETUP_TIMEOUT_MS);
     reap_pid(helper); /* the helper exits once the init runs (or on failure) */
     if (rc < 0) {
         SBX_LOG_ERRNO(SBX_LOG_ERROR, "sandbox", rc, "sandbox init did not start id=%s", sb->id);
@@ -181,6 +197,10 @@ void sbx__sb_add_rlimit_enforced(sbx_sandbox *sb)
         sb->enforced[sb->nenforced++] = "rlimits:nofile,core,fsize";
     if (sb->nenforced < MAX_ENFORCED)
         sb->enforced[sb->nenforced++] = "tmpfs-size:/tmp,/dev/shm";
+    if (sb->disk_fd >= 0 && sb->nenforced + 2 <= MAX_ENFORCED) {
+        sb->enforced[sb->nenforced++] = "disk:" SBX_DISK_MECH_LOOP;
+        sb->enforced[sb->nenforced++] = "disk_inodes:" SBX_DISK_MECH_LOOP;
+    }
 }
 
 sbx_cg_limits sbx__cg_limits_of(const sbx_sandbox_limits *l)
@@ -198,8 +218,6 @@ static Sbxinit__Setup cold_setup(const sbx_sandbox_cfg *cfg, sbx_sandbox *sb, bo
 {
     Sbxinit__Setup su = SBXINIT__SETUP__INIT;
     su.hostname = sb->id;
-    su.template_root = (char *)(cfg->template_root ? cfg->template_root : "");
-    su.home_dir = (char *)(cfg->home_dir ? cfg->home_dir : "");
     su.tmp_bytes = cfg->limits.tmp_bytes ? cfg->limits.tmp_bytes : DEFAULT_TMP_BYTES;
     su.nofile = cfg->limits.nofile ? cfg->limits.nofile : DEFAULT_NOFILE;
     su.fsize_bytes = cfg->limits.file_bytes;
@@ -209,27 +227,62 @@ static Sbxinit__Setup cold_setup(const sbx_sandbox_cfg *cfg, sbx_sandbox *sb, bo
     return su;
 }
 
+/* The detached mounts a cold init gets with Setup: the home (fds[0], when cfg has one) and the
+ * template root (next). Returns how many, or -errno (none left open). */
+static int cold_mounts(const sbx_sandbox_cfg *cfg, sbx_sandbox *sb, Sbxinit__Setup *su, int *fds)
+{
+    int n = 0, rc = 0;
+    if (cfg->home_dir || cfg->home_image) {
+        if ((rc = sbx__home_open(sb, cfg, &fds[0])) < 0)
+            return rc;
+        su->has_home_mount = true;
+        n++;
+    }
+    if (cfg->template_root) {
+        if ((fds[n] = sbx__template_mount_fd(cfg->template_root)) < 0) {
+            rc = fds[n];
+            SBX_LOG_ERRNO(SBX_LOG_ERROR, "sandbox", rc, "cannot clone the template dir=%s",
+                          cfg->template_root);
+            for (int i = 0; i < n; i++)
+                close(fds[i]);
+            return rc;
+        }
+        su->has_template_mount = true;
+        n++;
+    }
+    return n;
+}
+
 /* Home, groups, init: the sandbox sb (registered) made ready. */
 static int cold_start(sbx_sandbox *sb, const sbx_sandbox_cfg *cfg, int *cg2fd)
 {
     const char *parent = cfg->cgroup_parent ? cfg->cgroup_parent : "sbx";
     sbx_cg_env cgenv = sbx__detect_cg_env();
+    Sbxinit__Setup su = SBXINIT__SETUP__INIT;
+    int fds[2];
+    int nfds = cold_mounts(cfg, sb, &su, fds);
+    if (nfds < 0)
+        return nfds;
     int rc;
-    if (cfg->home_dir && (rc = sbx__home_prepare(cfg->home_dir, sb->uid_base)) < 0) {
-        SBX_LOG_ERRNO(SBX_LOG_ERROR, "sandbox", rc, "cannot prepare home dir=%s", cfg->home_dir);
-        return rc;
-    }
     sb->cg_lim = sbx__cg_limits_of(&cfg->limits);
     if ((rc = sbx_cg_create(&cgenv, parent, cfg->id, &sb->cg_lim, sb->uid_base, &sb->cg,
                             sb->enforced, &sb->nenforced)) < 0)
-        return rc;
+        goto out_close;
     pid_t helper = sbx__sb_spawn_init(sb, cfg->init_path, cg2fd);
-    if (helper < 0)
-        return helper;
+    if (helper < 0) {
+        rc = helper;
+        goto out_close;
+    }
     if ((rc = sbx__sb_attach(sb, helper)) < 0)
-        return rc;
-    Sbxinit__Setup su = cold_setup(cfg, sb, *cg2fd >= 0);
-    return sbx__sb_setup(sb, &su, helper);
+        goto out_close;
+    Sbxinit__Setup full = cold_setup(cfg, sb, *cg2fd >= 0);
+    full.has_home_mount = su.has_home_mount;
+    full.has_template_mount = su.has_template_mount;
+    rc = sbx__sb_setup(sb, &full, helper, fds, (size_t)nfds);
+out_close:
+    for (int i = 0; i < nfds; i++)
+        close(fds[i]);
+    return rc;
 }
 
 int sbx__sb_create_cold(const sbx_sandbox_cfg *cfg, uint32_t uid_base, int slot, sbx_sandbox **out)
@@ -267,6 +320,7 @@ int sbx__sb_create_cold(const sbx_sandbox_cfg *cfg, uint32_t uid_base, int slot,
 static bool valid_cfg(const sbx_sandbox_cfg *cfg)
 {
     return cfg && sbx__valid_id(cfg->id) && cfg->init_path &&
+           (!cfg->home_image || (cfg->disk_bytes >= (4ull << 20) && cfg->disk_inodes >= 1024)) &&
            (cfg->uid_base == 0 ||
             (cfg->uid_base >= UID_BLOCK && cfg->uid_base <= UINT32_MAX - UID_BLOCK)) &&
            (!cfg->cgroup_parent || sbx__valid_id(cfg->cgroup_parent));
@@ -343,6 +397,16 @@ size_t sbx_sandbox_enforced(const sbx_sandbox *sb, const char *const **list)
     return sb->nenforced;
 }
 
+int sbx_sandbox_root_fd(const sbx_sandbox *sb)
+{
+    return sb->root_fd;
+}
+
+int sbx_sandbox_netns_fd(const sbx_sandbox *sb)
+{
+    return sb->netns_fd;
+}
+
 pid_t sbx_sandbox_init_pid(const sbx_sandbox *sb)
 {
     return sb->init_pid;
@@ -356,6 +420,12 @@ uid_t sbx_sandbox_user_uid(const sbx_sandbox *sb)
 uint32_t sbx_sandbox_uid_base(const sbx_sandbox *sb)
 {
     return sb->uid_base;
+}
+
+int sbx_sandbox_disk_usage(const sbx_sandbox *sb, sbx_disk_usage *u)
+{
+    memset(u, 0, sizeof *u);
+    return sb->disk_fd < 0 ? -ENOENT : sbx__disk_usage(sb->disk_fd, u);
 }
 
 int sbx_sandbox_read_stats(const sbx_sandbox *sb, sbx_sandbox_stats *st)

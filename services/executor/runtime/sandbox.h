@@ -34,6 +34,12 @@ typedef struct {
     unsigned v1_controllers; /* same bits, usable through a v1 hierarchy */
 } sbx_sandbox_caps;
 
+/* In a container whose runtime masks parts of /proc, fresh proc mounts (every sandbox's) are
+ * refused: this moves the process into a private mount namespace and detaches the masks there
+ * (procmask.c). Call it first in main, before any thread exists. Returns how many masks were
+ * lifted (0: none found, nothing changed) or -errno (e.g. -EPERM without CAP_SYS_ADMIN). */
+int sbx_sandbox_lift_proc_masks(void);
+
 /* Probes the kernel once (runs `init_path --probe` to try the namespaces, reads the cgroup
  * mounts) and logs the result; later calls return the cached result. init_path may be NULL
  * after the first call. Returns 0 or -errno; *out is copied. */
@@ -67,7 +73,14 @@ typedef struct {
     const char *id;            /* [A-Za-z0-9_.-]{1,64}: names the cgroups; the hostname */
     const char *init_path;     /* the sbx-init binary */
     const char *home_dir;      /* host dir bound rw at /home/user; created (0700) if missing and
-                                  owned by the sandbox user; NULL = a tmpfs home */
+                                  owned by the sandbox user; NULL = a tmpfs home (ignored with
+                                  home_image) */
+    const char *home_image;    /* with a disk mechanism (sbx_disk_setup): the home is the ext4
+                                  image at this path, made (disk_bytes, disk_inodes) when
+                                  missing, attached through a loop device and mounted by the
+                                  executor; -ENOTSUP without a mechanism */
+    uint64_t disk_bytes;       /* a new image's data capacity (>= 4 MiB) */
+    uint64_t disk_inodes;      /* a new image's inodes (>= 1024) */
     const char *template_root; /* NULL: host /usr, /etc, /bin, /lib...; else this tree, read-only */
     const char *cgroup_parent; /* group under the executor's own cgroups; NULL = "sbx" */
     uint32_t uid_base;         /* host uid/gid of root inside; 65536 ids from here belong to this
@@ -148,9 +161,50 @@ size_t sbx_sandbox_pool_pids(pid_t *out, size_t max);
 /* Live sandboxes made by sbx_sandbox_create and not yet destroyed (parked inits excluded). */
 size_t sbx_sandbox_count(void);
 
+/* ---- disk limits (disk.c, diskpool.c): the home as an ext4 image per sandbox, attached
+ * through a loop device and mounted by the executor: writes past disk_bytes or disk_inodes fail
+ * inside with ENOSPC. */
+#define SBX_DISK_MECH_LOOP "ext4-image-loop"
+typedef struct {
+    const char *dir; /* a directory on the filesystem of the homes (renames go from it to them):
+                        the probe and the blank images live here; created (0700) */
+    size_t blanks;   /* blank images kept formatted and mounted ahead (<= 64; 0 = none) */
+    uint64_t bytes, inodes; /* their size: the server's defaults (creates of another size
+                               format on demand) */
+} sbx_disk_cfg;
+typedef struct {
+    const char *mechanism; /* SBX_DISK_MECH_LOOP, or NULL: no mechanism works here */
+    char why[256];         /* then why (the step that failed and its error) */
+    uint64_t probe_us;     /* what the probe took */
+} sbx_disk_caps;
+/* Probes once (an image made, attached, mounted and written in cfg->dir) and, when that works,
+ * starts keeping cfg->blanks blank images. Returns 0 with *out filled (mechanism NULL when
+ * none works, with why), -EINVAL for a bad cfg, -EALREADY when set up already. */
+int sbx_disk_setup(const sbx_disk_cfg *cfg, sbx_disk_caps *out);
+/* Stops the refill thread and unmounts the blanks (their files stay for the next start). */
+void sbx_disk_shutdown(void);
+typedef struct {
+    size_t target, ready, building;
+    uint64_t taken, made, failures; /* blanks given to new homes / made / failed to make */
+} sbx_disk_stats;
+int sbx_disk_stats_get(sbx_disk_stats *st);
+/* Waits until at least `ready` blanks are ready: 0 or -ETIMEDOUT. */
+int sbx_disk_wait(size_t ready, int timeout_ms);
+
+typedef struct {
+    uint64_t used_bytes, used_inodes;   /* what the home's filesystem holds now (its own */
+    uint64_t limit_bytes, limit_inodes; /* metadata aside): statfs of the mount */
+    const char *mechanism;              /* SBX_DISK_MECH_LOOP (static) */
+} sbx_disk_usage;
+/* The (disk_bytes, disk_inodes) the home image at path was made for: 0, -ENOENT (no image),
+ * -ENODATA (an image that does not say). */
+int sbx_disk_image_spec(const char *image, uint64_t *bytes, uint64_t *inodes);
+/* The home's disk use: 0, or -ENOENT when the home is not a limited image. */
+int sbx_sandbox_disk_usage(const sbx_sandbox *sb, sbx_disk_usage *u);
+
 /* Kills every process of the sandbox, reaps its init, removes its cgroups, frees it. The home
- * dir stays. Pending calls on other threads fail with -EPIPE; the caller must make sure no
- * thread uses sb after this returns. NULL is harmless. */
+ * dir (or image) stays. Pending calls on other threads fail with -EPIPE; the caller must make sure
+ * no thread uses sb after this returns. NULL is harmless. */
 void sbx_sandbox_destroy(sbx_sandbox *sb);
 
 /* What is enforced for this sandbox, e.g. "userns", "memory:cgroup-v1", "seccomp",
@@ -166,6 +220,8 @@ typedef struct {
     bool want_stdin;         /* else stdin is /dev/null */
     bool merge_stderr;       /* stderr into the stdout pipe (no stderr_fd) */
     uint32_t timeout_ms;     /* wall clock; 0 = none. At expiry the whole tree is SIGKILLed */
+    uint16_t pty_cols;       /* both > 0: run on a new pseudo-terminal of this size (the */
+    uint16_t pty_rows;       /* sandbox's devpts; want_stdin and merge_stderr are ignored) */
 } sbx_spawn_req;
 
 typedef struct {
@@ -173,12 +229,16 @@ typedef struct {
     int stdin_fd;         /* write end of the command's stdin, or -1 */
     int stdout_fd;        /* read end of its stdout */
     int stderr_fd;        /* read end of its stderr, or -1 with merge_stderr */
-    const char *err_what; /* on failure: "exec", "cwd" or "setup" (static), else NULL */
+    bool pty;             /* stdin_fd and stdout_fd are two fds of the terminal's master side
+                             (TIOCSWINSZ on either resizes it; reads fail with EIO once no
+                             process holds the terminal); no stderr_fd */
+    const char *err_what; /* on failure: "exec", "cwd", "setup" or "pty" (static), else NULL */
 } sbx_spawned;
 
 /* Starts a command. On success the three fds (close-on-exec, blocking) belong to the caller.
  * Errors: -ENOENT program not found when err_what is "exec" (a shell reports 127),
- * -EACCES not executable (126), -ENOENT/-ENOTDIR/-EACCES for the cwd ("cwd"), -E2BIG/-EMSGSIZE
+ * -EACCES not executable (126), -ENOENT/-ENOTDIR/-EACCES for the cwd ("cwd"), -ENOSPC no
+ * terminal left in the sandbox's devpts ("pty"), -E2BIG/-EMSGSIZE
  * argv+env too large, -EAGAIN too many commands, -EPIPE the sandbox is dead. */
 int sbx_sandbox_spawn(sbx_sandbox *sb, const sbx_spawn_req *req, sbx_spawned *out);
 
@@ -210,6 +270,12 @@ bool sbx_sandbox_alive(const sbx_sandbox *sb);
 /* Host pid of the init (pid 1 inside): /proc/<pid>/root is the sandbox root, /proc/<pid>/ns/net
  * its network namespace. Valid until sbx_sandbox_destroy (the init is not reaped before). */
 pid_t sbx_sandbox_init_pid(const sbx_sandbox *sb);
+/* The sandbox root (an O_PATH directory fd: openat2 RESOLVE_IN_ROOT from it never leaves the
+ * sandbox) and its network namespace (for setns), as the init sent them with its final Ready,
+ * so that no /proc/<pid>/... of another uid is opened (that needs CAP_SYS_PTRACE, which
+ * container runtimes drop). Borrowed: valid until sbx_sandbox_destroy; dup to keep. */
+int sbx_sandbox_root_fd(const sbx_sandbox *sb);
+int sbx_sandbox_netns_fd(const sbx_sandbox *sb);
 /* Host uid that the sandbox user (1000 inside) maps to. */
 uid_t sbx_sandbox_user_uid(const sbx_sandbox *sb);
 /* Host uid of root inside (the first of its 65536 ids): cfg->uid_base, or the block the pool

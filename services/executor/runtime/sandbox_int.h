@@ -7,8 +7,10 @@
  *              accessors
  *   command.c  commands in a sandbox: spawn, signals, kill-all, ping, the exit queue
  *   pool.c     the warm pool of parked inits and the creates that let it choose the uid range
- *   home.c     the home directory: created, re-owned into the sandbox's uid range, cloned as a
- *              detached mount for a parked init
+ *   home.c     the home: a directory (created, re-owned into the sandbox's uid range, cloned
+ *              as a detached mount for the init; templates too) or an image (disk.c)
+ *   disk.c     the home as an ext4 image on a loop device: the total disk limit
+ *   diskpool.c whether images work here (probed once), and blank images made ahead
  *   detect.c   what this kernel and cgroup setup allow (probed once, cached)
  *
  * Lock order (never the other way round): svc dispatch (held by the service thread for one
@@ -48,6 +50,9 @@ struct sbx_sandbox {
     int sock;
     int exit_efd;
     pid_t init_pid;
+    int root_fd;  /* the sandbox root (O_PATH) and network namespace, sent with the final */
+    int netns_fd; /* Ready; -1 until then. Owned; closed by sbx__sb_free */
+    int disk_fd;  /* the home image's mount (statfs), or -1. Owned; closed by sbx__sb_free */
     uint32_t uid_base;
     int slot;    /* index of uid_base in the pool's range, or -1 (the caller's own range) */
     bool parked; /* a pool init not claimed yet: not a sandbox (sbx_sandbox_count) */
@@ -112,8 +117,9 @@ pid_t sbx__sb_spawn_init(sbx_sandbox *sb, const char *init_path, int *cg2fd);
 /* Moves the helper into the sandbox's groups and starts reading the socket. Kills and reaps
  * the helper on failure. */
 int sbx__sb_attach(sbx_sandbox *sb, pid_t helper);
-/* Sends Setup to the helper and waits for the init's Ready; reaps the helper. */
-int sbx__sb_setup(sbx_sandbox *sb, Sbxinit__Setup *su, pid_t helper);
+/* Sends Setup (with nfds descriptors: the detached mounts its flags announce; the caller keeps
+ * them) to the helper and waits for the init's Ready; reaps the helper. */
+int sbx__sb_setup(sbx_sandbox *sb, Sbxinit__Setup *su, pid_t helper, const int *fds, size_t nfds);
 /* Records a Ready answer (the init pid and what the init enforces) and releases it. */
 int sbx__sb_take_ready(sbx_sandbox *sb, sbx__pending *p);
 void sbx__sb_add_rlimit_enforced(sbx_sandbox *sb);
@@ -130,14 +136,54 @@ void sbx__pool_slot_put(int slot);
 bool sbx__pool_in_range(uint32_t base);
 
 /* ---- home.c */
+/* The home of sb as a detached mount for its init (*mnt_fd, the caller's): created or
+ * attached, owned by sb's user (uid_base + 1000). 0 or -errno (logged). */
+int sbx__home_open(sbx_sandbox *sb, const sbx_sandbox_cfg *cfg, int *mnt_fd);
 /* Creates the home (0700, parents 0755) and makes the sandbox user (uid_base + 1000) own it,
  * re-owning a tree left by a sandbox in another uid range. */
 int sbx__home_prepare(const char *home, uint32_t uid_base);
-/* A detached, private, nosuid+nodev clone of the home for a parked init to attach; fd or
- * -errno. */
+/* A detached, private, nosuid+nodev clone of the home for an init to attach; fd or -errno. */
 int sbx__home_mount_fd(const char *home);
-/* The uid_base whose sandbox user owns home now, or 0 (missing, or not a sandbox's). */
-uint32_t sbx__home_owner_base(const char *home);
+/* A detached, private, recursive, read-only nosuid+nodev clone of a template root; fd or
+ * -errno. */
+int sbx__template_mount_fd(const char *root);
+/* The uid_base whose sandbox user owns cfg's home (dir or image) now, or 0 (missing, or not a
+ * sandbox's). */
+uint32_t sbx__home_owner_base(const sbx_sandbox_cfg *cfg);
+/* Re-owns the tree under dfd (not closed) from old_base's range into new_base's. */
+int sbx__home_remap(int dfd, uint32_t old_base, uint32_t new_base);
+
+/* ---- disk.c */
+/* The journal (MiB, 0 = none) and the image file size that give bytes of data and inodes. */
+uint32_t sbx__disk_journal_mb(uint64_t bytes);
+uint64_t sbx__disk_image_bytes(uint64_t bytes, uint64_t inodes);
+bool sbx__disk_have_mke2fs(void);
+/* Creates name in dir_fd (dir: its path, for mke2fs) as an image of that capacity, root owned
+ * by owner. Removed again on failure. 0 or -errno with err. */
+int sbx__disk_format(int dir_fd, const char *dir, const char *name, uint64_t bytes, uint64_t inodes,
+                     uint32_t owner, char *err, size_t errlen);
+/* Locks img_fd's image (waiting for a previous mount to go), attaches it to a loop device
+ * (nodes made in dir_fd when /dev has none) and mounts it: the detached mount's fd, or -errno
+ * with err. img_fd stays the caller's. */
+int sbx__disk_mount_fd(int img_fd, int dir_fd, char *err, size_t errlen);
+/* The root of a mounted image for the user of uid_base: owned (a tree of another range
+ * re-owned), 0700; fresh: lost+found removed. */
+int sbx__disk_root_prepare(int mnt_fd, uint32_t uid_base, bool fresh);
+/* The home image at path as a detached mount ready for uid_base's user: attached, or made
+ * (a blank taken, else formatted now) when missing. The mount fd, or -errno with err. */
+int sbx__disk_open(const char *path, uint64_t bytes, uint64_t inodes, uint32_t uid_base, char *err,
+                   size_t errlen);
+int sbx__disk_usage(int mnt_fd, sbx_disk_usage *u);
+/* Remembers (xattr on the image file) / reads which uid_base's user owns the image now. */
+void sbx__disk_set_owner_hint(const char *image, uint32_t uid_base);
+uint32_t sbx__disk_owner_hint(const char *image);
+
+/* ---- diskpool.c */
+/* A blank image of exactly (bytes, inodes), renamed to path: its mount fd (the caller's), or
+ * -errno (-ENOENT: none ready). */
+int sbx__diskpool_take(const char *path, uint64_t bytes, uint64_t inodes);
+/* SBX_DISK_MECH_LOOP once sbx_disk_setup found it works, else NULL. */
+const char *sbx__disk_mechanism(void);
 
 /* ---- detect.c */
 /* What every create and pool configuration needs first: the service threads running and the
