@@ -172,7 +172,8 @@ int sbx__files_read_names(int fd, size_t limit, char ***out, size_t *n, bool *mo
         sbx__files_free_names(names, cnt);
         return rc;
     }
-    qsort(names, cnt, sizeof *names, cmp_names);
+    if (cnt > 1) /* qsort's base may not be NULL, even for zero items */
+        qsort(names, cnt, sizeof *names, cmp_names);
     *out = names;
     *n = cnt;
     return 0;
