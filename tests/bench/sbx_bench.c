@@ -2,6 +2,7 @@
  *   sbx-bench --target HOST:PORT (--scenario NAME | --method /pkg.Svc/M --data-file F)
  *             [-c N] [-n N | -z SECONDS] [--warmup S] [--threads N] [--metadata k=v]...
  *             [--api-key K] [--tenant T] [--deadline-ms N] [--json] [--name LABEL]
+ *   sbx-bench --scenario mixed ...       (many projects through libsbx: bench_mixed.c)
  *   sbx-bench --serve-echo HOST:PORT     (the bare gRPC C core echo baseline)
  *   sbx-bench --list-scenarios
  * Prints rps, a status histogram and p50/p90/p99/p99.9/max latency, or one JSON object. */
@@ -13,6 +14,8 @@
 #include "rpc_load.h"
 #include "status.h"
 #include "bench_scenarios.h"
+#include "bench_mixed.h"
+#include "sbx.h"
 
 static void usage(FILE *f)
 {
@@ -22,6 +25,8 @@ static void usage(FILE *f)
         "                 [-c CONCURRENCY] [-n TOTAL | -z SECONDS] [--warmup SECONDS] [--threads N]\n"
         "                 [--metadata KEY=VALUE]... [--api-key KEY] [--tenant T] [--deadline-ms N]\n"
         "                 [--json] [--name LABEL]\n"
+        "       sbx-bench --scenario mixed [--executor A,B] [--store A,B,C] [--projects N]\n"
+        "                 [-c N] [-z SECONDS | -n LOOPS] [--prefix P] [--acked FILE] [--check] [--json]\n"
         "       sbx-bench --serve-echo HOST:PORT\n"
         "       sbx-bench --list-scenarios\n");
 }
@@ -64,8 +69,30 @@ static unsigned char *read_file(const char *path, size_t *len)
     return buf;
 }
 
+/* --scenario mixed drives both services through libsbx instead of one method on one target. */
+static int is_mixed(int argc, char **argv)
+{
+    for (int i = 1; i + 1 < argc; i++)
+        if (!strcmp(argv[i], "--scenario") && !strcmp(argv[i + 1], "mixed"))
+            return 1;
+    return 0;
+}
+
+static int mixed_main(int argc, char **argv)
+{
+    sbx_mixed_opts mo;
+    int check;
+    sbx_mixed_parse(argc - 1, argv + 1, &mo, &check);
+    sbx_global_init();
+    int rc = check ? sbx_mixed_check(&mo) : sbx_mixed_run(&mo);
+    sbx_global_cleanup();
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
+    if (is_mixed(argc, argv))
+        return mixed_main(argc, argv);
     sbx_load_opts o = {.concurrency = 1, .threads = 1, .total = 0, .duration_s = 0};
     const char *scenario = NULL, *data_file = NULL, *name = NULL, *api_key = NULL, *tenant = NULL;
     int json = 0;
