@@ -95,7 +95,7 @@ void sbx__eg_conn_close(sbx_egress *e, eg_conn *c, bool reset)
     EG_SUB(&e->m_active, 1);
     sbx_egress_policy_unref(c->policy);
     c->policy = NULL;
-    sbx_relay_end(&c->rl, &e->pipes, reset);
+    sbx_relay_end(&c->rl, e->epfd, &e->pipes, reset);
     free(c->in);
     c->in = NULL;
     for (int s = 0; s < 2; s++) {
@@ -112,7 +112,7 @@ void sbx__eg_conn_close(sbx_egress *e, eg_conn *c, bool reset)
 static void refuse_with(sbx_egress *e, eg_conn *c, const void *bytes, size_t len)
 {
     if (c->rl.fd[1] >= 0) {
-        close(c->rl.fd[1]);
+        sbx_relay_close_fd(e->epfd, c->rl.fd[1]);
         c->rl.fd[1] = -1;
     }
     for (int s = 0; s < 2; s++) {
@@ -380,7 +380,7 @@ static void on_connect_event(sbx_egress *e, eg_conn *c, int side, uint32_t ev)
         return;
     }
     c->last_err = err;
-    close(c->rl.fd[1]);
+    sbx_relay_close_fd(e->epfd, c->rl.fd[1]);
     c->rl.fd[1] = -1;
     connect_next(e, c);
 }
@@ -669,7 +669,7 @@ void sbx__eg_conn_timeout(sbx_egress *e, eg_conn *c)
         fail(e, c, 504, 0x04, "cannot be resolved in time");
         return;
     case S_CONNECTING:
-        close(c->rl.fd[1]);
+        sbx_relay_close_fd(e->epfd, c->rl.fd[1]);
         c->rl.fd[1] = -1;
         c->last_err = ETIMEDOUT;
         if (e->now >= c->hs_deadline)

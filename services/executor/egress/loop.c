@@ -175,7 +175,7 @@ static void stop_sb(sbx_egress *e, sbx_egress_sb *s)
 {
     for (int i = 0; i < 2; i++) {
         if (s->l[i].fd >= 0) {
-            close(s->l[i].fd); /* leaves the epoll set with it */
+            sbx_relay_close_fd(e->epfd, s->l[i].fd);
             s->l[i].fd = -1;
         }
     }

@@ -48,7 +48,7 @@ static void conn_close(sbx_portfwd *f, pf_conn *c, bool reset)
     dl_del(&c->sb_link);
     c->sb->nconns--;
     ATOMIC_SUB(&c->l->active, 1);
-    sbx_relay_end(&c->rl, &f->pipes, reset);
+    sbx_relay_end(&c->rl, f->epfd, &f->pipes, reset);
     c->zombie_next = f->zombies;
     f->zombies = c;
 }
@@ -272,7 +272,7 @@ void sbx__pf_close_sb_conns(sbx_portfwd *f, pf_sb *sb)
 {
     for (pf_listener *l = sb->listeners; l; l = l->next) {
         if (l->fd >= 0) {
-            close(l->fd);
+            sbx_relay_close_fd(f->epfd, l->fd);
             l->fd = -1;
         }
     }

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/epoll.h>
 #include <unistd.h>
 
 void sbx_relay_pipes_init(sbx_relay_pipes *pc, uint32_t pipe_bytes)
@@ -165,13 +166,22 @@ int sbx_relay_pump(sbx_relay *r, int d, uint64_t *moved, const char **what)
     }
 }
 
-void sbx_relay_end(sbx_relay *r, sbx_relay_pipes *pc, bool reset)
+void sbx_relay_close_fd(int epfd, int fd)
+{
+    if (fd < 0)
+        return;
+    if (epfd >= 0)
+        epoll_ctl(epfd, EPOLL_CTL_DEL, fd, NULL); /* ENOENT when it was never added: fine */
+    close(fd);
+}
+
+void sbx_relay_end(sbx_relay *r, int epfd, sbx_relay_pipes *pc, bool reset)
 {
     for (int s = 0; s < 2; s++) {
         if (r->fd[s] >= 0) {
             if (reset)
                 sbx_relay_set_rst(r->fd[s]);
-            close(r->fd[s]);
+            sbx_relay_close_fd(epfd, r->fd[s]);
             r->fd[s] = -1;
         }
         pipe_put(pc, r->pipe[s], r->inpipe[s], r->cap[s]);

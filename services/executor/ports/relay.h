@@ -59,9 +59,14 @@ static inline uint32_t sbx_relay_pending(const sbx_relay *r, int d)
     return r->inpipe[d];
 }
 
-/* Closes both sockets (reset: an abortive close, RST instead of FIN) and gives the pipes back to
- * the cache (empty ones) or closes them; frees the buffers. Harmless twice. */
-void sbx_relay_end(sbx_relay *r, sbx_relay_pipes *pc, bool reset);
+/* Closes a socket after removing it from the epoll set epfd (-1 = none). A process forked in
+ * between may still hold a copy of the fd, and then close() alone leaves it registered: its
+ * events would keep arriving with a pointer to freed memory. fd < 0 is harmless. */
+void sbx_relay_close_fd(int epfd, int fd);
+/* Closes both sockets as sbx_relay_close_fd does (reset: an abortive close, RST instead of FIN)
+ * and gives the pipes back to the cache (empty ones) or closes them; frees the buffers.
+ * Harmless twice. */
+void sbx_relay_end(sbx_relay *r, int epfd, sbx_relay_pipes *pc, bool reset);
 
 /* SO_LINGER {1, 0}: close() then sends a RST. */
 void sbx_relay_set_rst(int fd);
