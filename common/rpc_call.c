@@ -133,9 +133,9 @@ void sbx_call_arm(sbx_server *s, sbx_method_entry *me, sbx_cq_thread *cqt)
     sbx_ctx *ctx = ctx_new(s, me, cqt);
     grpc_call_error e;
     if (me)
-        e = grpc_server_request_registered_call(
-            s->server, me->reg, &ctx->call, &ctx->deadline, &ctx->md,
-            me->kind == SBX_CLIENT_STREAM ? NULL : &ctx->payload, cqt->cq, cqt->cq, &ctx->t_new);
+        e = grpc_server_request_registered_call(s->server, me->reg, &ctx->call, &ctx->deadline,
+                                                &ctx->md, &ctx->payload, cqt->cq, cqt->cq,
+                                                &ctx->t_new);
     else
         e = grpc_server_request_call(s->server, &ctx->call, &ctx->details, &ctx->md, cqt->cq,
                                      cqt->cq, &ctx->t_new);
@@ -282,13 +282,18 @@ int sbx_stream_send(sbx_ctx *ctx, const ProtobufCMessage *msg)
     return 0;
 }
 
-int sbx_stream_recv(sbx_ctx *ctx, const ProtobufCMessageDescriptor *desc, ProtobufCMessage **out)
+/* The next message of the client's stream into *bb (NULL = the client half-closed): a client
+ * stream's first message came with the call; the others take a receive batch. 0 or
+ * -ECANCELED. */
+static int recv_next(sbx_ctx *ctx, grpc_byte_buffer **bb)
 {
-    *out = NULL;
-    if (ctx->test)
-        return sbx_ctx_test_recv(ctx, desc, out);
-    if (atomic_load(&ctx->cancelled))
-        return -ECANCELED;
+    *bb = NULL;
+    if (ctx->me && ctx->me->kind == SBX_CLIENT_STREAM && !ctx->payload_taken) {
+        ctx->payload_taken = true;
+        *bb = ctx->payload;
+        ctx->payload = NULL;
+        return 0;
+    }
     grpc_op op;
     memset(&op, 0, sizeof op);
     op.op = GRPC_OP_RECV_MESSAGE;
@@ -310,15 +315,29 @@ int sbx_stream_recv(sbx_ctx *ctx, const ProtobufCMessageDescriptor *desc, Protob
         pthread_cond_wait(&ctx->cv, &ctx->mu);
     int ok = ctx->recv_state == 2;
     ctx->recv_state = 0;
-    grpc_byte_buffer *bb = ctx->recv_buf;
+    *bb = ctx->recv_buf;
     ctx->recv_buf = NULL;
     pthread_mutex_unlock(&ctx->mu);
     if (!ok) {
-        if (bb)
-            grpc_byte_buffer_destroy(bb);
+        if (*bb)
+            grpc_byte_buffer_destroy(*bb);
+        *bb = NULL;
         atomic_store(&ctx->cancelled, true);
         return -ECANCELED;
     }
+    return 0;
+}
+
+int sbx_stream_recv(sbx_ctx *ctx, const ProtobufCMessageDescriptor *desc, ProtobufCMessage **out)
+{
+    *out = NULL;
+    if (ctx->test)
+        return sbx_ctx_test_recv(ctx, desc, out);
+    if (atomic_load(&ctx->cancelled))
+        return -ECANCELED;
+    grpc_byte_buffer *bb;
+    if (recv_next(ctx, &bb) < 0)
+        return -ECANCELED;
     if (!bb)
         return 0; /* client half-closed */
     grpc_byte_buffer_reader rd;

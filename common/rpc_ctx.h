@@ -73,7 +73,8 @@ struct sbx_ctx {
     grpc_call *call;
     gpr_timespec deadline;
     grpc_metadata_array md;
-    grpc_byte_buffer *payload;
+    grpc_byte_buffer *payload; /* the request; a client stream's first message (NULL = none) */
+    bool payload_taken;        /* a client stream's first sbx_stream_recv took payload */
     grpc_call_details details; /* unknown methods only */
 
     sbx_tag t_new, t_finish, t_close, t_send, t_recv;
