@@ -177,8 +177,9 @@ static bool stream_drain(sbx_ctx *ctx)
     return ok;
 }
 
-/* Final batch: status (+ message for a unary OK) (+ initial metadata if not sent yet)
- * (+ close for calls without an early close batch). Consumes the handler's ref via FINISH. */
+/* Final batch: status (+ message for a unary OK, or the stream's last message) (+ initial
+ * metadata if not sent yet) (+ close for calls without an early close batch). Consumes the
+ * handler's ref via FINISH. */
 static void send_final(sbx_ctx *ctx, int code, const ProtobufCMessage *resp, bool with_close)
 {
     if (ctx->me && ctx->me->kind == SBX_SERVER_STREAM)
@@ -191,8 +192,9 @@ static void send_final(sbx_ctx *ctx, int code, const ProtobufCMessage *resp, boo
         n++;
         ctx->initial_md_sent = true;
     }
-    if (code == SBX_OK && resp) {
+    if (code == SBX_OK && resp && !ctx->send_buf)
         ctx->send_buf = sbx_rpc_pack(resp);
+    if (ctx->send_buf) { /* a unary OK's response, or a stream's last message */
         ops[n].op = GRPC_OP_SEND_MESSAGE;
         ops[n].data.send_message.send_message = ctx->send_buf;
         n++;
@@ -325,6 +327,16 @@ static int recv_next(sbx_ctx *ctx, grpc_byte_buffer **bb)
         atomic_store(&ctx->cancelled, true);
         return -ECANCELED;
     }
+    return 0;
+}
+
+int sbx_stream_send_last(sbx_ctx *ctx, const ProtobufCMessage *msg)
+{
+    if (ctx->test)
+        return sbx_ctx_test_send(ctx, msg);
+    if (atomic_load(&ctx->cancelled) || ctx->send_buf)
+        return -ECANCELED;
+    ctx->send_buf = sbx_rpc_pack(msg); /* send_final sends it before the status */
     return 0;
 }
 

@@ -99,6 +99,9 @@ const char *sbx_ctx_error_message(const sbx_ctx *ctx);
 /* Streaming: send one message (server-streaming). Blocks until the transport took it.
  * Returns 0, or -ECANCELED when the client went away (stop then and return SBX_CANCELLED). */
 int sbx_stream_send(sbx_ctx *ctx, const ProtobufCMessage *msg);
+/* The same for the stream's last message: it goes out with the status, in the final batch (one
+ * round trip less). The handler sends nothing after it. Returns 0, or -ECANCELED. */
+int sbx_stream_send_last(sbx_ctx *ctx, const ProtobufCMessage *msg);
 /* Client-streaming: receive the next message, unpacked with desc into *out (free it with
  * sbx_stream_free). Returns 1 for a message, 0 at end of stream, -ECANCELED when the client
  * went away, -EBADMSG when the bytes do not decode, -EINVAL when a string field holds a NUL

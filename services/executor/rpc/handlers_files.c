@@ -195,13 +195,15 @@ int exh_read_file(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **
         if (first)
             c.info = info_msg(ctx, abs, &fi);
         first = false;
-        if (sbx_stream_send(ctx, &c.base) < 0) {
+        /* a short read is the end of the file as it is now: that chunk goes with the status */
+        bool last = (size_t)n < want || (uint64_t)n == left;
+        if ((last ? sbx_stream_send_last : sbx_stream_send)(ctx, &c.base) < 0) {
             code = SBX_CANCELLED;
             break;
         }
         off += (uint64_t)n;
         left -= (uint64_t)n;
-        if (n == 0 || left == 0)
+        if (last || n == 0)
             break;
     }
     close(fd);
