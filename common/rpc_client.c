@@ -35,6 +35,9 @@ struct sbx_cstream {
     bool status_pending; /* status batch started, not plucked yet */
     bool failed;
     bool got_initial;
+    bool md_pending;     /* a client stream's initial metadata goes with its first message */
+    grpc_metadata md[2]; /* ... which is this (values owned by the channel) */
+    size_t nmd;
 };
 
 sbx_chan *sbx_chan_new(const sbx_chan_opts *o, char *err, size_t errlen)
@@ -365,17 +368,23 @@ int sbx_call_client_stream(sbx_chan *c, const char *method, int64_t deadline_ms,
         set_result(res, SBX_INTERNAL, "out of memory", 13);
         return SBX_INTERNAL;
     }
-    grpc_metadata md[2];
-    grpc_op op;
-    memset(&op, 0, sizeof op);
-    op.op = GRPC_OP_SEND_INITIAL_METADATA;
-    op.data.send_initial_metadata.count = build_md(c, md);
-    op.data.send_initial_metadata.metadata = md;
-    if (!run_batch(s->call, s->cq, &op, 1, s))
-        s->failed = true;
+    s->nmd = build_md(c, s->md); /* sent with the first message: one batch less */
+    s->md_pending = true;
     *out = s;
     set_result(res, SBX_OK, "", 0);
     return SBX_OK;
+}
+
+/* Adds the deferred initial metadata of a client stream to a batch; returns the ops used. */
+static size_t take_md(sbx_cstream *s, grpc_op *op)
+{
+    if (!s->md_pending)
+        return 0;
+    s->md_pending = false;
+    op->op = GRPC_OP_SEND_INITIAL_METADATA;
+    op->data.send_initial_metadata.count = s->nmd;
+    op->data.send_initial_metadata.metadata = s->md;
+    return 1;
 }
 
 int sbx_cstream_write(sbx_cstream *s, const ProtobufCMessage *msg)
@@ -383,11 +392,12 @@ int sbx_cstream_write(sbx_cstream *s, const ProtobufCMessage *msg)
     if (s->failed)
         return -1;
     grpc_byte_buffer *bb = sbx_rpc_pack(msg);
-    grpc_op op;
-    memset(&op, 0, sizeof op);
-    op.op = GRPC_OP_SEND_MESSAGE;
-    op.data.send_message.send_message = bb;
-    bool ok = run_batch(s->call, s->cq, &op, 1, s);
+    grpc_op ops[2];
+    memset(ops, 0, sizeof ops);
+    size_t n = take_md(s, &ops[0]);
+    ops[n].op = GRPC_OP_SEND_MESSAGE;
+    ops[n].data.send_message.send_message = bb;
+    bool ok = run_batch(s->call, s->cq, ops, n + 1, s);
     grpc_byte_buffer_destroy(bb);
     if (!ok)
         s->failed = true;
@@ -423,14 +433,15 @@ int sbx_cstream_close_and_recv(sbx_cstream *s, const ProtobufCMessageDescriptor 
     *resp = NULL;
     grpc_byte_buffer *in = NULL;
     if (!s->failed) {
-        grpc_op ops[3];
+        grpc_op ops[4];
         memset(ops, 0, sizeof ops);
-        ops[0].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-        ops[1].op = GRPC_OP_RECV_INITIAL_METADATA;
-        ops[1].data.recv_initial_metadata.recv_initial_metadata = &s->initial_md;
-        ops[2].op = GRPC_OP_RECV_MESSAGE;
-        ops[2].data.recv_message.recv_message = &in;
-        run_batch(s->call, s->cq, ops, 3, s);
+        size_t n = take_md(s, &ops[0]);
+        ops[n].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+        ops[n + 1].op = GRPC_OP_RECV_INITIAL_METADATA;
+        ops[n + 1].data.recv_initial_metadata.recv_initial_metadata = &s->initial_md;
+        ops[n + 2].op = GRPC_OP_RECV_MESSAGE;
+        ops[n + 2].data.recv_message.recv_message = &in;
+        run_batch(s->call, s->cq, ops, n + 3, s);
     } else {
         grpc_call_cancel(s->call, NULL);
     }
