@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "rpc_server.h"
+#include "route.h"
 #include "sbx_internal.h"
 
 void sbx_global_init(void)
@@ -20,38 +21,10 @@ void sbx_global_cleanup(void)
     sbx_rpc_shutdown();
 }
 
-static bool addr_ok(const char *a)
-{
-    if (!*a || !strchr(a, ':'))
-        return false;
-    for (const char *p = a; *p; p++)
-        if (*p == ' ' || *p == '\t' || *p == '\n')
-            return false;
-    return true;
-}
-
-/* a without its leading spaces, its trailing ones cut in place. */
-static char *trim(char *a)
-{
-    while (*a == ' ')
-        a++;
-    size_t al = strlen(a);
-    while (al && a[al - 1] == ' ')
-        a[--al] = 0;
-    return a;
-}
-
 /* Checks one address of svc's list and opens its channel as the next shard. */
 static sbx_error *add_shard(sbx_client *c, sbx_service svc, const char *a, const sbx_config *cfg)
 {
-    const char *what = svc == SBX_SERVICE_EXECUTOR ? "--executor" : "--store";
-    if (!addr_ok(a))
-        return sbx_error_new(SBX_CODE_INVALID_ARGUMENT,
-                             "%s: bad address \"%s\" (want HOST:PORT[,HOST:PORT...])", what, a);
     size_t n = c->n[svc];
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(c->shards[svc][i].addr, a) == 0)
-            return sbx_error_new(SBX_CODE_INVALID_ARGUMENT, "%s: address %s listed twice", what, a);
     sbx_chan_opts o = {
         .target = a,
         .api_key = cfg->api_key,
@@ -76,35 +49,25 @@ static sbx_error *add_shard(sbx_client *c, sbx_service svc, const char *a, const
     return NULL;
 }
 
-/* "HOST:PORT[,HOST:PORT...]": one shard per address; an empty item, a bad or repeated address
- * is an error naming the flag. */
+/* "HOST:PORT[,HOST:PORT...]" (parsed by common/route.c, as the executor parses its --store):
+ * one shard per address; an empty item, a bad or repeated address is an error naming the flag. */
 static sbx_error *parse_addrs(sbx_client *c, sbx_service svc, const char *list,
                               const sbx_config *cfg)
 {
-    char *copy = strdup(list);
-    if (!copy)
+    const char *what = svc == SBX_SERVICE_EXECUTOR ? "--executor" : "--store";
+    sbx_addr_list l;
+    char why[320] = "";
+    int rc = sbx_addr_list_parse(list, &l, why, sizeof why);
+    if (rc == -ENOMEM)
         return sbx__error_oom();
-    size_t cap = 1;
-    for (const char *p = copy; *p; p++)
-        cap += *p == ',';
-    c->shards[svc] = calloc(cap, sizeof *c->shards[svc]);
-    c->addrs[svc] = calloc(cap, sizeof *c->addrs[svc]);
-    if (!c->shards[svc] || !c->addrs[svc]) {
-        free(copy);
-        return sbx__error_oom();
-    }
-    sbx_error *err = NULL;
-    /* strtok_r would skip empty items silently; walk by hand to report them */
-    for (char *p = copy;;) {
-        char *comma = strchr(p, ',');
-        if (comma)
-            *comma = 0;
-        err = add_shard(c, svc, trim(p), cfg);
-        if (err || !comma)
-            break;
-        p = comma + 1;
-    }
-    free(copy);
+    if (rc < 0)
+        return sbx_error_new(SBX_CODE_INVALID_ARGUMENT, "%s: %s", what, why);
+    c->shards[svc] = calloc(l.n, sizeof *c->shards[svc]);
+    c->addrs[svc] = calloc(l.n, sizeof *c->addrs[svc]);
+    sbx_error *err = !c->shards[svc] || !c->addrs[svc] ? sbx__error_oom() : NULL;
+    for (size_t i = 0; !err && i < l.n; i++)
+        err = add_shard(c, svc, l.v[i], cfg);
+    sbx_addr_list_free(&l);
     return err;
 }
 

@@ -7,6 +7,7 @@
 
 #include "health.h"
 #include "log.h"
+#include "route.h"
 
 void sbx_server_flag_rows(sbx_cfg_opt *r, sbx_server_flags *f, const char *default_listen)
 {
@@ -67,6 +68,15 @@ sbx_server *sbx_server_new(const sbx_server_opts *o, const sbx_service_def *serv
     sbx_server *s = sbx_server_new_bare(o, all, n_services + 1);
     free(all);
     return s;
+}
+
+int sbx_check_addr_flag(const char *prog, const char *flag, const char *value, bool listening)
+{
+    if (!value || sbx_addr_ok(value, listening))
+        return 0;
+    fprintf(stderr, "%s: %s: bad address \"%s\" (want HOST:PORT%s)\n", prog, flag, value,
+            listening ? ", port 0 = any free port" : "");
+    return 2;
 }
 
 void sbx_listen_addr(const char *listen, int port, char *out, size_t outlen)

@@ -24,6 +24,9 @@ sbx_server *sbx_server_new(const sbx_server_opts *o, const sbx_service_def *serv
                            size_t n_services);
 /* "HOST:PORT" with the bound port substituted for the requested one. */
 void sbx_listen_addr(const char *listen, int port, char *out, size_t outlen);
+/* Start-up check of an address flag (NULL = not given): 0, or 2 after printing
+ * "PROG: FLAG: bad address ..." (port 0 = ephemeral allowed for listening flags). */
+int sbx_check_addr_flag(const char *prog, const char *flag, const char *value, bool listening);
 /* Prints "listening on HOST:PORT", waits for SIGTERM/SIGINT, then stops the server gracefully.
  * Returns the signal number. sbx_signals_block() must have been called before threads started. */
 int sbx_serve_until_signal(sbx_server *s, const char *listen, const char *prog);

@@ -30,7 +30,9 @@ static const row ROWS[] = {
       NULL},
      F(run_dir)},
     {{"store", "SBX_STORE", SBX_CFG_STR, "127.0.0.1:50052", 0, 0, NULL,
-      "sbx-store address where finished commands are recorded", NULL},
+      "sbx-store addresses HOST:PORT[,HOST:PORT...]: each project's records and cache lookups "
+      "go to the store libsbx picks for it (one outbox per store)",
+      NULL},
      F(store)},
     {{"store-api-key", "SBX_STORE_API_KEY", SBX_CFG_STR, NULL, 0, 0, NULL,
       "API key (a @service principal) for calls to the store", NULL},
@@ -223,6 +225,21 @@ static int parse_templates(sbx_exec_config *c)
     return 0;
 }
 
+/* Every address flag, parsed before anything starts: 0, or 2 after naming the flag. */
+static int check_addrs(sbx_exec_config *c)
+{
+    char err[320];
+    int rc = sbx_addr_list_parse(c->store, &c->stores, err, sizeof err);
+    if (rc < 0) {
+        fprintf(stderr, "sbx-executor: --store: %s\n", rc == -ENOMEM ? "out of memory" : err);
+        return 2;
+    }
+    if (sbx_check_addr_flag("sbx-executor", "--listen", c->server.listen, true) ||
+        sbx_check_addr_flag("sbx-executor", "--metrics-listen", c->metrics_listen, true))
+        return 2;
+    return 0;
+}
+
 int sbx_exec_config_parse(sbx_exec_config *c, int argc, char **argv)
 {
     memset(c, 0, sizeof *c);
@@ -241,7 +258,7 @@ int sbx_exec_config_parse(sbx_exec_config *c, int argc, char **argv)
         long nc = sysconf(_SC_NPROCESSORS_ONLN);
         c->max.cpu_millis = (nc > 0 ? nc : 1) * 1000;
     }
-    if (parse_templates(c) < 0) {
+    if (parse_templates(c) < 0 || check_addrs(c) != 0) {
         sbx_exec_config_free(c);
         return 2;
     }
@@ -250,6 +267,7 @@ int sbx_exec_config_parse(sbx_exec_config *c, int argc, char **argv)
 
 void sbx_exec_config_free(sbx_exec_config *c)
 {
+    sbx_addr_list_free(&c->stores);
     free(c->tpl_copy);
     free(c->tpl_names);
     free(c->tpl_dirs);

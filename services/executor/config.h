@@ -14,11 +14,13 @@
 #include <stdint.h>
 
 #include "exec_validate.h"
+#include "route.h"
 #include "serve.h"
 
 typedef struct sbx_exec_config {
     sbx_server_flags server;
     const char *data_dir, *run_dir, *store, *store_key, *port_bind, *init_path, *templates;
+    sbx_addr_list stores;      /* --store parsed: one entry per sbx-store */
     const char *cgroup_parent; /* no flag: NULL ("sbx") */
     bool allow_weak, outbox_sync;
     bool disk_limit; /* --disk-limit: homes are ext4 images with the disk limits */

@@ -26,14 +26,13 @@
 #include "selftest.h"
 #include "sbx/v1/executor.pb-c.h"
 #include "serve.h"
-#include "store_client.h"
+#include "stores.h"
 #include "uidrange.h"
 
 /* What main starts, in start order (stopped in reverse by stop_all). */
 typedef struct executor {
     sbx_uid_range uids; /* this executor's host uids: [self-test block][registry][pool] */
-    sbx_storecli *store;
-    sbx_outbox *ob;
+    sbx_stores *stores;
     sbx_execmon *mon;
     sbx_portfwd *fwd;
     sbx_egress *egress;
@@ -47,12 +46,6 @@ typedef struct executor {
     sbx_selftest_mon *retry; /* retries it while it fails (health NOT_SERVING meanwhile) */
     sbx_metrics_http *metrics;
 } executor;
-
-static int deliver(void *arg, const char *tenant, const uint8_t *req, size_t len, char *err,
-                   size_t errlen)
-{
-    return sbx_storecli_record(arg, tenant, req, len, 10000, err, errlen);
-}
 
 static void log_caps(const sbx_sandbox_caps *c, bool weak)
 {
@@ -224,23 +217,21 @@ static int start_disk(const sbx_exec_config *c, bool *images)
     return 0;
 }
 
-/* The store client, the outbox that feeds it, and the monitor that records into the outbox.
+/* The stores (a client and an outbox each) and the monitor that records into the outboxes.
  * Returns 0 or 1 (the exit status). */
 static int start_history(executor *x, const sbx_exec_config *c)
 {
     char obdir[PATH_MAX];
     snprintf(obdir, sizeof obdir, "%s/outbox", c->data_dir);
-    x->store = sbx_storecli_new(c->store, c->store_key);
-    sbx_outbox_cfg oc = {
-        .dir = obdir, .sync = c->outbox_sync, .deliver = deliver, .deliver_arg = x->store};
-    int rc = x->store ? sbx_outbox_open(&oc, &x->ob) : -ENOMEM;
+    sbx_stores_cfg sc = {
+        .addrs = &c->stores, .api_key = c->store_key, .outbox_root = obdir, .sync = c->outbox_sync};
+    char err[600] = "";
+    int rc = sbx_stores_open(&sc, &x->stores, err, sizeof err);
     if (rc < 0) {
-        fprintf(stderr, "sbx-executor: --data-dir: cannot open the outbox in %s: %s\n", obdir,
-                strerror(-rc));
+        fprintf(stderr, "sbx-executor: --data-dir: %s\n", err[0] ? err : strerror(-rc));
         return 1;
     }
-    sbx_storecli_set_outbox(x->store, x->ob); /* cache lookups read our own records */
-    if (!(x->mon = sbx_execmon_new(x->ob))) {
+    if (!(x->mon = sbx_execmon_new(x->stores))) {
         fprintf(stderr, "sbx-executor: cannot start the background monitor\n");
         return 1;
     }
@@ -250,11 +241,15 @@ static int start_history(executor *x, const sbx_exec_config *c)
 /* The egress proxies (egress/). Returns 0 or 2 (a bad --egress-* flag). */
 static int start_egress(executor *x, const sbx_exec_config *c)
 {
-    const char *svc[] = {c->server.listen, c->store};
+    const char *svc[1 + 64];
+    size_t nsvc = 0;
+    svc[nsvc++] = c->server.listen;
+    for (size_t i = 0; i < c->stores.n && i < 64; i++)
+        svc[nsvc++] = c->stores.v[i];
     sbx_egress_cfg ec = {.allow_private = c->egress_allow_private,
                          .deny = c->egress_deny,
                          .service_addrs = svc,
-                         .n_service_addrs = 2,
+                         .n_service_addrs = nsvc,
                          .max_conns = (uint32_t)c->egress_max_conns,
                          .idle_timeout_s = (uint32_t)c->egress_idle_timeout_s};
     char err[512] = "";
@@ -340,11 +335,19 @@ static void selftest_passed(void *arg)
     sbx_server_set_serving(x->srv, true);
 }
 
+/* The executor's own metrics lines: egress, then the stores' outboxes. */
+static void write_metrics(FILE *out, void *arg)
+{
+    executor *x = arg;
+    sbx_egress_metrics_write(out, x->egress);
+    sbx_stores_metrics_write(out, x->stores);
+}
+
 /* Serves until SIGTERM/SIGINT. Returns 0, or 1 when the server cannot start. */
 static int serve(executor *x, const sbx_exec_config *c, const sbx_server_opts *so)
 {
     x->svc = (sbx_exsvc){
-        .reg = x->reg, .mon = x->mon, .store = x->store, .fwd = x->fwd, .egress = x->egress};
+        .reg = x->reg, .mon = x->mon, .stores = x->stores, .fwd = x->fwd, .egress = x->egress};
     x->svc.watch_max_dirs = (int)c->watch_max_dirs;
     x->svc.watch_max_streams = (int)c->watch_max_streams;
     sbx_service_def def = {.desc = &sbx__v1__sandbox_executor__descriptor,
@@ -355,8 +358,7 @@ static int serve(executor *x, const sbx_exec_config *c, const sbx_server_opts *s
         return 1;
     if (c->metrics_listen) {
         int mport = 0;
-        if (!(x->metrics = sbx_metrics_listen(c->metrics_listen, x->srv, sbx_egress_metrics_write,
-                                              x->egress, &mport)))
+        if (!(x->metrics = sbx_metrics_listen(c->metrics_listen, x->srv, write_metrics, x, &mport)))
             return 1;
         char maddr[300];
         sbx_listen_addr(c->metrics_listen, mport, maddr, sizeof maddr);
@@ -393,20 +395,9 @@ static void stop_all(executor *x)
     sbx_sandbox_pool_shutdown(); /* parked inits and their cgroups */
     sbx_disk_shutdown();         /* blank images unmounted (kept for the next start) */
     sbx_portfwd_destroy(x->fwd);
-    sbx_execmon_free(x->mon); /* records what background commands were still followed */
-    if (x->ob) {
-        sbx_outbox_stats st;
-        sbx_outbox_flush(x->ob, 2000);
-        sbx_outbox_get_stats(x->ob, &st);
-        if (st.pending)
-            SBX_LOG_WARN("executor",
-                         "history records not yet delivered to the store; kept in the "
-                         "outbox for the next start pending=%llu",
-                         (unsigned long long)st.pending);
-        sbx_outbox_close(x->ob);
-    }
-    sbx_storecli_free(x->store);
-    sbx_uid_range_release(&x->uids); /* last: no sandbox of ours is left */
+    sbx_execmon_free(x->mon);          /* records what background commands were still followed */
+    sbx_stores_close(x->stores, 2000); /* what is not delivered stays queued for the next start */
+    sbx_uid_range_release(&x->uids);   /* last: no sandbox of ours is left */
 }
 
 int main(int argc, char **argv)

@@ -114,6 +114,9 @@ int main(int argc, char **argv)
     sbx_cfg_parse_or_exit(
         opts, sizeof opts / sizeof opts[0], argc, argv, NULL, "sbx-store",
         "sbx-store: execution history, result cache, project metadata and KV on RocksDB.");
+    if (sbx_check_addr_flag("sbx-store", "--listen", sf.listen, true) ||
+        sbx_check_addr_flag("sbx-store", "--metrics-listen", f.metrics_listen, true))
+        return 2;
     sbx_signals_block();
     sbx_server_opts so;
     sbx_server_flags_apply(&sf, &so, "sbx.v1.StateStore");

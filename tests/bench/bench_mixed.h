@@ -10,12 +10,12 @@ typedef struct sbx_mixed_opts {
     const char *executor; /* "A,B"; NULL = SBX_EXECUTOR or the default */
     const char *store;    /* "A,B,C"; NULL = SBX_STORE or the default */
     const char *api_key;
-    const char *prefix;   /* project ids are PREFIX-NNN */
-    const char *acked;    /* file of "project k" lines: written by the load, read by the check */
-    size_t projects;      /* default 64 */
-    size_t concurrency;   /* worker threads, default min(projects, 16) */
-    double duration_s;    /* run time (default 10 s) unless loops is set */
-    size_t loops;         /* loops per project (0 = until duration_s) */
+    const char *prefix; /* project ids are PREFIX-NNN */
+    const char *acked;  /* file of "project k" lines: written by the load, read by the check */
+    size_t projects;    /* default 64 */
+    size_t concurrency; /* worker threads, default min(projects, 16) */
+    double duration_s;  /* run time (default 10 s) unless loops is set */
+    size_t loops;       /* loops per project (0 = until duration_s) */
     int json;
 } sbx_mixed_opts;
 

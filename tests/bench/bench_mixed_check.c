@@ -69,6 +69,12 @@ void sbx_mixed_parse(int argc, char **argv, sbx_mixed_opts *o, int *check)
         }
         i += takes;
     }
+    if (!o->executor)
+        o->executor = getenv("SBX_EXECUTOR");
+    if (!o->store)
+        o->store = getenv("SBX_STORE");
+    if (!o->api_key)
+        o->api_key = getenv("SBX_API_KEY");
     if (!o->prefix || !*o->prefix || strlen(o->prefix) > 64) {
         fprintf(stderr, "sbx-bench: --prefix: 1..64 characters\n");
         exit(2);
@@ -203,8 +209,8 @@ int sbx_mixed_check(const sbx_mixed_opts *o)
         for (size_t k = 0; k < ps[p].cap; k++) {
             if (ps[p].seen[k] > 1) {
                 dups++;
-                fprintf(stderr, "duplicate: %s 'echo mixed-run %zu' recorded %d times\n",
-                        project, k, ps[p].seen[k]);
+                fprintf(stderr, "duplicate: %s 'echo mixed-run %zu' recorded %d times\n", project,
+                        k, ps[p].seen[k]);
             }
             if (ps[p].acked[k] && !ps[p].seen[k]) {
                 missing++;

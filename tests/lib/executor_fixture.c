@@ -51,12 +51,20 @@ static int capture(void *arg, const char *tenant, const uint8_t *req, size_t len
     return code;
 }
 
+/* The executor's outbox (one store, whose records the fixture captures). */
 static int open_outbox(exf *f)
 {
-    char d[128];
+    char d[128], err[256];
     snprintf(d, sizeof d, "%s/outbox", f->dir);
-    sbx_outbox_cfg oc = {.dir = d, .deliver = capture, .deliver_arg = f, .retry_initial_ms = 10};
-    return sbx_outbox_open(&oc, &f->ob);
+    static char addr[] = "127.0.0.1:1";
+    static char *v[] = {addr};
+    static const sbx_addr_list one = {v, 1};
+    sbx_stores_cfg sc = {.addrs = &one,
+                         .outbox_root = d,
+                         .deliver = capture,
+                         .deliver_arg = f,
+                         .retry_initial_ms = 10};
+    return sbx_stores_open(&sc, &f->stores, err, sizeof err);
 }
 
 static int open_registry(exf *f, const exf_opts *o, const char *init)
@@ -115,7 +123,7 @@ exf *exf_open(const exf_opts *o)
         fail_msg("outbox failed");
     if (o->ports && sbx_portfwd_create(NULL, &f->fwd) < 0)
         fail_msg("forwarder failed");
-    f->mon = sbx_execmon_new(f->ob);
+    f->mon = sbx_execmon_new(f->stores);
     if (!f->mon || open_registry(f, o, init) < 0)
         fail_msg("monitor or registry failed");
     f->svc = (sbx_exsvc){.reg = f->reg, .mon = f->mon, .fwd = f->fwd};
@@ -129,7 +137,7 @@ void exf_close(exf *f)
     sbx_reg_free(f->reg);
     sbx_portfwd_destroy(f->fwd);
     sbx_execmon_free(f->mon);
-    sbx_outbox_close(f->ob);
+    sbx_stores_close(f->stores, 0);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", f->dir);
     if (system(cmd) != 0)

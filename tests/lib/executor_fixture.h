@@ -32,7 +32,7 @@ typedef struct exf {
     sbx_execmon *mon;
     sbx_reg *reg;
     sbx_portfwd *fwd;
-    sbx_outbox *ob;
+    sbx_stores *stores;
     sbx_exsvc svc;
     pthread_mutex_t mu; /* captured records */
     pthread_cond_t cond;

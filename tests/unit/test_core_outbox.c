@@ -94,6 +94,37 @@ static void test_in_order_with_retries(void **state)
     free(dir);
 }
 
+/* While the store is down the stats tell how long it has failed and how old the oldest queued
+ * record is (the metrics per store); both go back to 0 once it is delivered. */
+static void test_backlog_age(void **state)
+{
+    (void)state;
+    char *dir = mkdir_tmp();
+    fake f = {.mu = PTHREAD_MUTEX_INITIALIZER, .fail_left = 1 << 30};
+    sbx_outbox *ob = open_ob(dir, &f);
+    sbx_outbox_stats st;
+    sbx_outbox_get_stats(ob, &st);
+    assert_int_equal(st.oldest_ms, 0);
+    assert_int_equal(st.failing_ms, 0);
+    append(ob, "t", "old");
+    usleep(1200 * 1000);
+    append(ob, "t", "new");
+    sbx_outbox_get_stats(ob, &st);
+    assert_int_equal(st.pending, 2);
+    assert_in_range(st.oldest_ms, 1200, 60000); /* the first record's age, not the last's */
+    assert_in_range(st.failing_ms, 1000, 60000);
+    pthread_mutex_lock(&f.mu);
+    f.fail_left = 0;
+    pthread_mutex_unlock(&f.mu);
+    assert_int_equal(sbx_outbox_flush(ob, 5000), 0);
+    sbx_outbox_get_stats(ob, &st);
+    assert_int_equal(st.oldest_ms, 0);
+    assert_int_equal(st.failing_ms, 0);
+    assert_int_equal(f.n, 2);
+    sbx_outbox_close(ob);
+    free(dir);
+}
+
 static void test_resume_after_restart(void **state)
 {
     (void)state;
@@ -178,6 +209,7 @@ int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_in_order_with_retries),
+        cmocka_unit_test(test_backlog_age),
         cmocka_unit_test(test_resume_after_restart),
         cmocka_unit_test(test_torn_tail_and_dead_letters),
         cmocka_unit_test(test_bad_input),

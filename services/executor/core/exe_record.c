@@ -168,7 +168,7 @@ static uint8_t *record_pack(sbx_exe *e, size_t *len)
 void sbx__exe_record(sbx_exe *e)
 {
     sbx_execmon *m = e->priv->mon;
-    if (!m || !m->ob)
+    if (!m || !m->stores)
         return;
     size_t len = 0;
     uint8_t *buf = record_pack(e, &len);
@@ -176,7 +176,7 @@ void sbx__exe_record(sbx_exe *e)
         SBX_LOG_ERROR("exec", "cannot build the history record (out of memory) id=%s", e->id);
         return;
     }
-    int rc = sbx_outbox_append(m->ob, e->tenant, buf, len);
+    int rc = sbx_stores_append(m->stores, e->tenant, e->project, buf, len);
     if (rc < 0)
         SBX_LOG_ERRNO(SBX_LOG_ERROR, "exec", rc, "cannot queue the history record id=%s", e->id);
     free(buf);

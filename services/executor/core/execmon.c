@@ -91,12 +91,12 @@ static void *monitor_main(void *arg)
     return NULL;
 }
 
-sbx_execmon *sbx_execmon_new(sbx_outbox *ob)
+sbx_execmon *sbx_execmon_new(sbx_stores *stores)
 {
     sbx_execmon *m = calloc(1, sizeof *m);
     if (!m)
         return NULL;
-    m->ob = ob;
+    m->stores = stores;
     pthread_mutex_init(&m->mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);

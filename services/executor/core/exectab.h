@@ -22,7 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "outbox.h"
+#include "stores.h"
 #include "proc.h"
 #include "registry.h"
 #include "sbx/v1/executor.pb-c.h"
@@ -38,8 +38,9 @@ typedef struct sbx_execmon sbx_execmon;
 typedef struct sbx_exectab sbx_exectab;
 typedef struct sbx_exe sbx_exe;
 
-/* The monitor: owns the background follower thread. ob may be NULL (nothing is recorded). */
-sbx_execmon *sbx_execmon_new(sbx_outbox *ob);
+/* The monitor: owns the background follower thread. stores may be NULL (nothing is
+ * recorded). */
+sbx_execmon *sbx_execmon_new(sbx_stores *stores);
 void sbx_execmon_free(sbx_execmon *m); /* finalizes what it still follows; NULL is harmless */
 
 int sbx_exectab_attach(void *mon, sbx_box *b);

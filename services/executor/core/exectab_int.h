@@ -40,7 +40,7 @@ struct sbx_exectab {
 };
 
 struct sbx_execmon {
-    sbx_outbox *ob;
+    sbx_stores *stores;
     pthread_mutex_t mu;
     pthread_cond_t cond;
     sbx_exe **v;
@@ -59,7 +59,7 @@ sbx_exe_state sbx__exe_state(sbx_exe *e);
 void sbx__exe_remove(sbx_box *b, sbx_exe *e);
 
 /* ---- exe_record.c ---- */
-/* Queues the history record of a finished execution in the monitor's outbox (if any). */
+/* Queues the history record of a finished execution in its store's outbox (if any). */
 void sbx__exe_record(sbx_exe *e);
 
 #endif

@@ -26,6 +26,16 @@
 #define MAGIC 0x4f584253u /* "SBXO" little-endian */
 #define HDR 12u
 #define ENTRY_MAX (8u << 20)
+#define REFUSING_MS 30000    /* failing this long: the store "keeps refusing" (error log) */
+#define ERROR_EVERY_MS 60000 /* at most one such error line a minute */
+#define MARK_EVERY_MS 1000   /* resolution of the oldest record's age */
+
+/* Where the records appended at one moment start: the age of the oldest pending record is the
+ * age of the last mark at or before read_off. */
+typedef struct mark {
+    uint64_t off;
+    uint64_t ms;
+} mark;
 
 struct sbx_outbox {
     sbx_outbox_cfg cfg;
@@ -41,6 +51,9 @@ struct sbx_outbox {
     int last_code;
     bool stop, kick;
     pthread_t sender;
+    mark *marks; /* a queue: marks[mhead .. mhead + nmarks) modulo mcap */
+    size_t mhead, nmarks, mcap;
+    uint64_t failing_since, error_at; /* mono ms; 0 = not failing / never logged */
 };
 
 /* ---------------------------------------------------------------- crc32 (IEEE) */
@@ -307,6 +320,72 @@ static void backoff_wait(sbx_outbox *ob, int64_t d)
     }
 }
 
+/* ---------------------------------------------------------------- ages (under mu) */
+
+static mark *mark_at(sbx_outbox *ob, size_t i)
+{
+    return &ob->marks[(ob->mhead + i) % ob->mcap];
+}
+
+/* Notes that the records from off on were appended now (one mark per MARK_EVERY_MS). A mark
+ * that cannot be stored only makes the age coarser. */
+static void mark_push(sbx_outbox *ob, uint64_t off, uint64_t now)
+{
+    if (ob->nmarks && now - mark_at(ob, ob->nmarks - 1)->ms < MARK_EVERY_MS)
+        return;
+    if (ob->nmarks == ob->mcap) {
+        size_t ncap = ob->mcap ? ob->mcap * 2 : 64;
+        mark *nm = malloc(ncap * sizeof *nm);
+        if (!nm)
+            return;
+        for (size_t i = 0; i < ob->nmarks; i++)
+            nm[i] = *mark_at(ob, i);
+        free(ob->marks);
+        ob->marks = nm;
+        ob->mcap = ncap;
+        ob->mhead = 0;
+    }
+    *mark_at(ob, ob->nmarks++) = (mark){off, now};
+}
+
+static int64_t oldest_age(sbx_outbox *ob, uint64_t now)
+{
+    if (ob->pending == 0) {
+        ob->nmarks = ob->mhead = 0;
+        return 0;
+    }
+    while (ob->nmarks > 1 && mark_at(ob, 1)->off <= ob->read_off) {
+        ob->mhead = (ob->mhead + 1) % ob->mcap;
+        ob->nmarks--;
+    }
+    return ob->nmarks ? (int64_t)(now - mark_at(ob, 0)->ms) : 0;
+}
+
+/* A failed attempt: warn at the first, error while it keeps failing (once a minute). */
+static void note_failure(sbx_outbox *ob, int code, const char *err, int64_t retry_in)
+{
+    uint64_t now = sbx_mono_ms();
+    if (!ob->failing_since) {
+        ob->failing_since = now;
+        SBX_LOG_WARN("outbox",
+                     "delivery failed; will retry %s code=%s msg=\"%s\" pending=%llu "
+                     "retry_in_ms=%lld",
+                     ob->cfg.label, sbx_status_name(code), err, (unsigned long long)ob->pending,
+                     (long long)retry_in);
+        return;
+    }
+    if (now - ob->failing_since < REFUSING_MS ||
+        (ob->error_at && now - ob->error_at < ERROR_EVERY_MS))
+        return;
+    ob->error_at = now;
+    SBX_LOG_ERROR("outbox",
+                  "the store keeps refusing history records %s code=%s msg=\"%s\" "
+                  "failing_for_s=%llu pending=%llu oldest_s=%lld",
+                  ob->cfg.label, sbx_status_name(code), err,
+                  (unsigned long long)((now - ob->failing_since) / 1000),
+                  (unsigned long long)ob->pending, (long long)(oldest_age(ob, now) / 1000));
+}
+
 static void *sender_main(void *arg)
 {
     sbx_outbox *ob = arg;
@@ -345,19 +424,17 @@ static void *sender_main(void *arg)
         ob->last_code = code;
         if (code == SBX_OK || permanent(code)) {
             if (attempt > 0)
-                SBX_LOG_INFO("outbox", "store reachable again after attempts=%d", attempt);
+                SBX_LOG_INFO("outbox", "store reachable again %s attempts=%d failing_for_ms=%llu",
+                             ob->cfg.label, attempt,
+                             (unsigned long long)(sbx_mono_ms() - ob->failing_since));
             attempt = 0;
+            ob->failing_since = 0;
             entry_done(ob, code, err, p, n, next);
         } else {
             ob->retries++;
             attempt++;
             int64_t d = sbx_backoff_delay_ms(&bo, attempt < 30 ? attempt : 30, &seed);
-            if (attempt == 1 || attempt % 20 == 0)
-                SBX_LOG_WARN("outbox",
-                             "delivery failed; will retry code=%s msg=\"%s\" "
-                             "pending=%llu retry_in_ms=%lld",
-                             sbx_status_name(code), err, (unsigned long long)ob->pending,
-                             (long long)d);
+            note_failure(ob, code, err, d);
             backoff_wait(ob, d);
         }
         free(p);
@@ -409,6 +486,8 @@ int sbx_outbox_open(const sbx_outbox_cfg *cfg, sbx_outbox **out)
         goto out_free;
     }
     ob->cfg.dir = ob->dir;
+    if (!ob->cfg.label)
+        ob->cfg.label = "";
     if ((rc = mkdir_p(ob->dir)) < 0)
         goto out_free;
     if ((rc = open_files(ob)) < 0 || (rc = recover(ob)) < 0)
@@ -426,6 +505,8 @@ int sbx_outbox_open(const sbx_outbox_cfg *cfg, sbx_outbox **out)
         pthread_cond_destroy(&ob->cond);
         goto out_close;
     }
+    if (ob->pending)
+        mark_push(ob, ob->read_off, sbx_mono_ms()); /* their age counts from this start */
     if (ob->pending)
         SBX_LOG_INFO("outbox", "resuming queue pending=%llu dir=%s",
                      (unsigned long long)ob->pending, ob->dir);
@@ -496,6 +577,7 @@ int sbx_outbox_append(sbx_outbox *ob, const char *tenant, const uint8_t *req, si
         pthread_mutex_lock(&ob->mu);
         ob->write_off = off + HDR + n;
         ob->pending++;
+        mark_push(ob, off, sbx_mono_ms());
         pthread_cond_broadcast(&ob->cond);
         pthread_mutex_unlock(&ob->mu);
     }
@@ -511,6 +593,9 @@ void sbx_outbox_get_stats(sbx_outbox *ob, sbx_outbox_stats *st)
     st->dead = ob->dead;
     st->retries = ob->retries;
     st->last_code = ob->last_code;
+    uint64_t now = sbx_mono_ms();
+    st->oldest_ms = oldest_age(ob, now);
+    st->failing_ms = ob->failing_since ? (int64_t)(now - ob->failing_since) : 0;
     pthread_mutex_unlock(&ob->mu);
 }
 
@@ -556,6 +641,7 @@ void sbx_outbox_close(sbx_outbox *ob)
     pthread_mutex_destroy(&ob->mu);
     pthread_mutex_destroy(&ob->append_mu);
     pthread_cond_destroy(&ob->cond);
+    free(ob->marks);
     free(ob->dir);
     free(ob);
 }

@@ -4,7 +4,9 @@
  * answered is never lost to a crash. A sender thread delivers the queue in order through a
  * delivery callback (the store's RecordExecution); a failure it may recover from (UNAVAILABLE,
  * DEADLINE_EXCEEDED, ...) is retried with jittered exponential backoff while new records keep
- * queueing, so the store being down never blocks a command. A record the store refuses for
+ * queueing, so the store being down never blocks a command. The first failure is logged at
+ * warn; a store that keeps failing for REFUSING_MS is logged at error at most once a minute,
+ * with the backlog and the age of its oldest record. A record the store refuses for
  * good (INVALID_ARGUMENT) is moved to dead.log with a log line. After a restart the queue resumes
  * where the last acknowledgement left it; records carry a record_id, so delivering one twice is a
  * no-op at the store.
@@ -27,8 +29,9 @@ typedef int (*sbx_outbox_deliver_fn)(void *arg, const char *tenant, const uint8_
                                      char *err, size_t errlen);
 
 typedef struct sbx_outbox_cfg {
-    const char *dir; /* created (0700) if missing */
-    bool sync;       /* fdatasync each append (default true in the executor) */
+    const char *dir;   /* created (0700) if missing */
+    const char *label; /* names the destination in log lines ("store=HOST:PORT"); NULL = ""; kept */
+    bool sync;         /* fdatasync each append (default true in the executor) */
     sbx_outbox_deliver_fn deliver;
     void *deliver_arg;
     int64_t retry_initial_ms; /* 0 = 200 */
@@ -43,6 +46,8 @@ typedef struct sbx_outbox_stats {
     uint64_t dead;      /* refused for good since open */
     uint64_t retries;   /* failed attempts since open */
     int last_code;      /* status of the last attempt */
+    int64_t oldest_ms;  /* age of the oldest pending record (1 s resolution); 0 = none */
+    int64_t failing_ms; /* how long deliveries have been failing; 0 = the last one worked */
 } sbx_outbox_stats;
 
 /* Opens (recovering a torn tail) and starts the sender. Returns 0 or -errno. */

@@ -21,13 +21,13 @@
 #include "registry.h"
 #include "rpc_server.h"
 #include "sbx/v1/executor.pb-c.h"
-#include "store_client.h"
+#include "stores.h"
 
 /* The service data passed to every handler. */
 typedef struct sbx_exsvc {
     sbx_reg *reg;
     sbx_execmon *mon;
-    sbx_storecli *store;     /* NULL: no cache lookups */
+    sbx_stores *stores;      /* NULL: no cache lookups */
     int64_t cache_lookup_ms; /* deadline of a GetCachedResult; 0 = 2000 */
     sbx_portfwd *fwd;        /* the port forwarder; NULL: ExposePort/StartDevServer UNAVAILABLE */
     sbx_egress *egress;      /* the egress proxies; NULL: UpdateSandboxNetwork UNAVAILABLE */

@@ -112,7 +112,7 @@ static int answer_existing(sbx_ctx *ctx, sbx_exe *e, run_out *o)
 /* Answers from the store's cache when cache_ttl_s asks for it. Returns true when answered. */
 static bool try_cache(sbx_ctx *ctx, sbx_exsvc *s, sbx_exe *e)
 {
-    if (!s->store || e->cache_ttl_s <= 0 || !e->cmdkey[0])
+    if (!s->stores || e->cache_ttl_s <= 0 || !e->cmdkey[0])
         return false;
     int64_t dl = s->cache_lookup_ms ? s->cache_lookup_ms : 2000;
     int64_t left = sbx_ctx_remaining_ms(ctx);
@@ -122,8 +122,8 @@ static bool try_cache(sbx_ctx *ctx, sbx_exsvc *s, sbx_exe *e)
         return false;
     Sbx__V1__GetCachedResultResponse *resp = NULL;
     char err[256];
-    int code = sbx_storecli_cache_get(s->store, e->tenant, e->project, e->cmdkey, dl, &resp, err,
-                                      sizeof err);
+    int code = sbx_stores_cache_get(s->stores, e->tenant, e->project, e->cmdkey, dl, &resp, err,
+                                    sizeof err);
     bool hit = code == SBX_OK && resp->found && resp->result;
     if (hit)
         sbx_exe_set_cached(e, resp->result);
