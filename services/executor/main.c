@@ -54,6 +54,32 @@ static int deliver(void *arg, const char *tenant, const uint8_t *req, size_t len
     return sbx_storecli_record(arg, tenant, req, len, 10000, err, errlen);
 }
 
+/* The executor's own /metrics lines: the warm pool's claims and misses, then the egress
+ * proxies'. */
+static void metrics_write(FILE *out, void *arg)
+{
+    executor *x = arg;
+    sbx_sandbox_pool_stats st;
+    if (sbx_sandbox_pool_stats_get(&st) == 0)
+        fprintf(out,
+                "# HELP sbx_executor_pool_claims_total Sandboxes served from the warm pool.\n"
+                "# TYPE sbx_executor_pool_claims_total counter\n"
+                "sbx_executor_pool_claims_total %llu\n"
+                "# HELP sbx_executor_pool_misses_total Pool creates built cold (no parked init "
+                "fitted).\n"
+                "# TYPE sbx_executor_pool_misses_total counter\n"
+                "sbx_executor_pool_misses_total %llu\n"
+                "# HELP sbx_executor_pool_ready Parked inits ready to be claimed.\n"
+                "# TYPE sbx_executor_pool_ready gauge\n"
+                "sbx_executor_pool_ready %zu\n"
+                "# HELP sbx_executor_pool_target Parked inits the pool keeps.\n"
+                "# TYPE sbx_executor_pool_target gauge\n"
+                "sbx_executor_pool_target %zu\n",
+                (unsigned long long)st.claimed, (unsigned long long)st.cold_creates, st.ready,
+                st.target);
+    sbx_egress_metrics_write(out, x->egress);
+}
+
 static void log_caps(const sbx_sandbox_caps *c, bool weak)
 {
     static const char *const names[] = {"memory", "pids", "cpu"};
@@ -355,8 +381,7 @@ static int serve(executor *x, const sbx_exec_config *c, const sbx_server_opts *s
         return 1;
     if (c->metrics_listen) {
         int mport = 0;
-        if (!(x->metrics = sbx_metrics_listen(c->metrics_listen, x->srv, sbx_egress_metrics_write,
-                                              x->egress, &mport)))
+        if (!(x->metrics = sbx_metrics_listen(c->metrics_listen, x->srv, metrics_write, x, &mport)))
             return 1;
         char maddr[300];
         sbx_listen_addr(c->metrics_listen, mport, maddr, sizeof maddr);

@@ -273,6 +273,11 @@ bool sbx_box_disk_limited(const sbx_box *b)
     return b->image != NULL;
 }
 
+bool sbx_box_from_pool(const sbx_box *b)
+{
+    return b->from_pool;
+}
+
 int sbx_box_disk_usage(sbx_box *b, sbx_disk_usage *u)
 {
     memset(u, 0, sizeof *u);

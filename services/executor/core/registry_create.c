@@ -268,6 +268,7 @@ static int make_runtime(sbx_reg *r, sbx_box *b, const char *tdir, char *err, siz
         return SBX_UNAVAILABLE;
     }
     list_enforced(b, sb);
+    b->from_pool = sbx_sandbox_from_pool(sb);
     pthread_mutex_lock(&b->mu);
     b->sb = sb;
     b->pt = pt;

@@ -35,6 +35,7 @@ struct sbx_box {
     char **enforced;
     size_t n_enforced;
     int uid_slot;
+    bool from_pool;     /* its sandbox was claimed from the warm pool (set before it runs) */
     sbx_egress_sb *net; /* the egress record (NULL without an egress service) */
 
     pthread_mutex_t mu; /* fields below */

@@ -281,6 +281,8 @@ uid_t sbx_sandbox_user_uid(const sbx_sandbox *sb);
 /* Host uid of root inside (the first of its 65536 ids): cfg->uid_base, or the block the pool
  * chose when that was 0. */
 uint32_t sbx_sandbox_uid_base(const sbx_sandbox *sb);
+/* Whether the sandbox was a parked init claimed from the warm pool (false: created cold). */
+bool sbx_sandbox_from_pool(const sbx_sandbox *sb);
 
 typedef struct {
     uint64_t memory_current, memory_peak, oom_kills, pids_current;
