@@ -31,6 +31,7 @@
 
 /* What main starts, in start order (stopped in reverse by stop_all). */
 typedef struct executor {
+    char cg_parent[32]; /* "sbx-<hash of the data dir>": this executor's cgroups, no other's */
     sbx_uid_range uids; /* this executor's host uids: [self-test block][registry][pool] */
     sbx_storecli *store;
     sbx_outbox *ob;
@@ -158,6 +159,27 @@ static int reserve_uids(executor *x, const sbx_exec_config *c)
     SBX_LOG_INFO("executor", "host uids reserved first=%u count=%llu slot=%u run_dir=%s",
                  x->uids.first, (unsigned long long)x->uids.count, x->uids.slot, c->run_dir);
     return 0;
+}
+
+/* The cgroup parent of this executor's sandboxes, "sbx-" + 16 hex of a hash of its data dir's
+ * real path: several executors on one host (sharing their own cgroup) never touch each other's
+ * groups, and a restart on the same data dir finds the groups its previous run left. Those are
+ * removed now (after a kill -9 the inits die with the executor, their groups stay). */
+static void scope_cgroups(executor *x, sbx_exec_config *c)
+{
+    char real[PATH_MAX];
+    const char *dir = realpath(c->data_dir, real) ? real : c->data_dir;
+    uint64_t h = 14695981039346656037ull;
+    for (const char *p = dir; *p; p++)
+        h = (h ^ (uint8_t)*p) * 1099511628211ull;
+    snprintf(x->cg_parent, sizeof x->cg_parent, "sbx-%016llx", (unsigned long long)h);
+    c->cgroup_parent = x->cg_parent;
+    size_t removed = 0;
+    int rc = sbx_sandbox_sweep_cgroups(x->cg_parent, &removed);
+    if (removed || rc < 0)
+        SBX_LOG_INFO("executor",
+                     "removed the sandbox cgroups a previous run left removed=%zu parent=%s%s",
+                     removed, x->cg_parent, rc < 0 ? " (some would not go)" : "");
 }
 
 static uint32_t uid_selftest(const executor *x)
@@ -417,6 +439,8 @@ static void stop_all(executor *x)
     sbx_egress_policy_unref(x->egress_default);
     sbx_sandbox_pool_shutdown(); /* parked inits and their cgroups */
     sbx_disk_shutdown();         /* blank images unmounted (kept for the next start) */
+    if (x->cg_parent[0])
+        sbx_sandbox_cgroups_done(x->cg_parent); /* no sandbox or parked init is left */
     sbx_portfwd_destroy(x->fwd);
     sbx_execmon_free(x->mon); /* records what background commands were still followed */
     if (x->ob) {
@@ -454,6 +478,7 @@ int main(int argc, char **argv)
         sbx_exec_config_free(&c);
         return 2;
     }
+    scope_cgroups(&x, &c);
     bool images = false;
     if (start_disk(&c, &images) < 0) {
         sbx_uid_range_release(&x.uids);

@@ -5,6 +5,8 @@ from ephemeral addresses, temporary data dirs and the store address (issue 9).
 - WarmPoolTest: the executor's warm pool is on by default and observable: Sandbox.from_pool is
   true for a sandbox claimed from it, /metrics counts the claims and misses, and the start-up
   log says `warm pool size=N`.
+- StartupSmokeTest: store and executor log nothing at warn or error but the documented
+  loopback-without-keys notice, with another executor's cgroups left on the host.
 
 Run: /usr/bin/python3 tests/interop/test_executor_shipped.py --bindir build [TestClass[.test]]
 Needs root (sandboxes use user namespaces, cgroups, loop devices).
@@ -142,6 +144,44 @@ class WarmPoolTest(Base):
         finally:
             H.kill_all()
         self.assertEqual(warn_lines(c.ex), [])
+
+
+class StartupSmokeTest(Base):
+    """Both shipped binaries with default flags log nothing at warn or error (but the loopback
+    notice) through start-up, a sandbox's life and SIGTERM, even with another executor's
+    sandbox cgroups left on the host by a kill -9 (before each executor had its own cgroup
+    parent, a new executor on the freed uid slot found those groups, warned "removing a stale
+    sandbox cgroup" and removed them)."""
+
+    def test_no_warnings(self):
+        other_tmp = os.path.join(self.tmp, "other")
+        os.makedirs(other_tmp)
+        other = Cluster(other_tmp, metrics=False)
+        other.start_executor()
+        other.create("left-behind")
+        other.ex.kill()  # kill -9: its pool inits and sandbox groups are left behind
+        c = Cluster(self.tmp, metrics=False)
+        try:
+            c.start_executor()
+            time.sleep(1)  # the pool fills
+            s = c.create("smoke")
+            self.assertEqual(s.state, pb().SANDBOX_STATE_RUNNING)
+            r = c.stub.Run(pb().ExecRequest(project_id="smoke", shell="echo hi"), timeout=30)
+            self.assertEqual(r.stdout, b"hi\n")
+            self.assertEqual(c.stop_executor(), 0)
+            self.assertEqual(c.close(), 0)
+        finally:
+            H.kill_all()
+        for srv in (c.store, c.ex):
+            self.assertEqual(warn_lines(srv), [], "%s logged:\n%s" % (srv.service,
+                                                                       srv.stderr_text()))
+        self.assertTrue(any(LOOPBACK_NOTICE in l for l in c.ex.stderr_text().splitlines()))
+        # the other executor, restarted on its data dir, removes what its first run left
+        other.store = H.Server("store", tmp=other.tmp).start()
+        other.start_executor()
+        self.assertIn("removed the sandbox cgroups a previous run left", other.ex.stderr_text())
+        self.assertEqual(other.stop_executor(), 0)
+        H.kill_all()
 
 
 if __name__ == "__main__":
