@@ -292,6 +292,19 @@ static int start_history(executor *x, const sbx_exec_config *c)
         fprintf(stderr, "sbx-executor: cannot start the background monitor\n");
         return 1;
     }
+    char jdir[PATH_MAX];
+    size_t recovered = 0;
+    snprintf(jdir, sizeof jdir, "%s/running", c->data_dir);
+    int jrc = sbx_execmon_journal(x->mon, jdir, &recovered);
+    if (jrc < 0) {
+        fprintf(stderr, "sbx-executor: --data-dir: cannot create %s: %s\n", jdir, strerror(-jrc));
+        return 1;
+    }
+    if (recovered)
+        SBX_LOG_INFO("executor",
+                     "background commands the previous run left running recorded as killed "
+                     "(SIGKILL) count=%zu",
+                     recovered);
     return 0;
 }
 

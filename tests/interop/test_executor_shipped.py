@@ -7,12 +7,16 @@ from ephemeral addresses, temporary data dirs and the store address (issue 9).
   log says `warm pool size=N`.
 - StartupSmokeTest: store and executor log nothing at warn or error but the documented
   loopback-without-keys notice, with another executor's cgroups left on the host.
+- RestartTest: an executor kill -9'd with a background loop running and restarted on the same
+  data dir shows its sandboxes as STOPPED (not NOT_FOUND), records the loop in the store's
+  history as killed (SIGKILL, 137) and removes the sandbox cgroups the dead run left.
 
 Run: /usr/bin/python3 tests/interop/test_executor_shipped.py --bindir build [TestClass[.test]]
 Needs root (sandboxes use user namespaces, cgroups, loop devices).
 """
 import os
 import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -182,6 +186,110 @@ class StartupSmokeTest(Base):
         self.assertIn("removed the sandbox cgroups a previous run left", other.ex.stderr_text())
         self.assertEqual(other.stop_executor(), 0)
         H.kill_all()
+
+
+def cgroup_parent(data_dir):
+    """The executor's cgroup parent: "sbx-" + FNV-1a 64 of its data dir's real path, in hex."""
+    h = 14695981039346656037
+    for b in os.path.realpath(data_dir).encode():
+        h = ((h ^ b) * 1099511628211) & 0xFFFFFFFFFFFFFFFF
+    return "sbx-%016x" % h
+
+
+def cgroup_groups(parent):
+    """{path: inode} of every group directly below the parent, in every hierarchy."""
+    out = subprocess.run(["find", "/sys/fs/cgroup", "-maxdepth", "6", "-type", "d", "-name",
+                          parent], capture_output=True, text=True).stdout.split()
+    groups = {}
+    for d in out:
+        for n in os.listdir(d):
+            p = os.path.join(d, n)
+            if os.path.isdir(p):
+                groups[p] = os.stat(p).st_ino
+    return groups, out
+
+
+class RestartTest(Base):
+    """kill -9 with a background loop running, restart on the same data dir."""
+
+    def history(self, c, project):
+        return c.sstub.ListExecutions(store_pb().ListExecutionsRequest(project_id=project),
+                                      timeout=10).records
+
+    def test_kill9_restart(self):
+        c = Cluster(self.tmp, metrics=False)
+        p = pb()
+        try:
+            c.start_executor()
+            loop = c.create("rs-loop")
+            idle = c.create("rs-idle")
+            r = c.stub.Run(p.ExecRequest(project_id="rs-loop", background=True, tag="loop",
+                                         shell="while :; do sleep 0.1; done"), timeout=30)
+            self.assertGreater(r.pid, 0)
+            done = c.stub.Run(p.ExecRequest(project_id="rs-idle", shell="echo done"),
+                              timeout=30)
+            self.assertEqual(done.stdout, b"done\n")
+            parent = cgroup_parent(c.exec_data)
+            before, _ = cgroup_groups(parent)
+            self.assertGreaterEqual(len(before), 2, "no sandbox cgroups under %s" % parent)
+            c.ch.close()
+            c.ex.kill()  # kill -9
+
+            ex = c.start_executor()
+            log = ex.stderr_text()
+            m = re.search(r'removed the sandbox cgroups a previous run left" removed=(\d+)', log)
+            self.assertIsNotNone(m, log)
+            self.assertGreaterEqual(int(m.group(1)), len(before))
+            after, _ = cgroup_groups(parent)
+            for path, ino in before.items():  # gone, or a group of the new run (new inode)
+                self.assertNotEqual(after.get(path), ino, "left over: " + path)
+            # (a) STOPPED, not NOT_FOUND, by id and in the listing
+            for s in (loop, idle):
+                g = c.stub.GetSandbox(p.GetSandboxRequest(sandbox_id=s.sandbox_id), timeout=10)
+                self.assertEqual(g.state, p.SANDBOX_STATE_STOPPED)
+                self.assertEqual((g.project_id, g.created_at_unix_ms),
+                                 (s.project_id, s.created_at_unix_ms))
+                self.assertEqual(g.limits.memory_bytes, s.limits.memory_bytes)
+            ls = c.stub.ListSandboxes(p.ListSandboxesRequest(include_stopped=True), timeout=10)
+            states = {s.sandbox_id: s.state for s in ls.sandboxes}
+            self.assertEqual(states.get(loop.sandbox_id), p.SANDBOX_STATE_STOPPED)
+            self.assertEqual(states.get(idle.sandbox_id), p.SANDBOX_STATE_STOPPED)
+            # (b) the loop's history record: killed by SIGKILL
+            deadline = time.monotonic() + 20
+            recs = []
+            while time.monotonic() < deadline:
+                recs = [x for x in self.history(c, "rs-loop") if x.tag == "loop"]
+                if recs:
+                    break
+                time.sleep(0.2)
+            self.assertEqual(len(recs), 1, "no history record of the killed loop")
+            self.assertEqual((recs[0].signal, recs[0].exit_code), (9, 137))
+            self.assertEqual(recs[0].sandbox_id, loop.sandbox_id)
+            self.assertGreater(recs[0].duration_us, 0)
+            self.assertIn("background commands the previous run left running recorded as "
+                          "killed", log)
+            # the project runs again in a new sandbox; the old one stays STOPPED
+            again = c.stub.Run(p.ExecRequest(project_id="rs-loop", shell="echo back"),
+                               timeout=30)
+            self.assertEqual(again.stdout, b"back\n")
+            self.assertNotEqual(again.sandbox_id, loop.sandbox_id)
+            g = c.stub.GetSandbox(p.GetSandboxRequest(sandbox_id=loop.sandbox_id), timeout=10)
+            self.assertEqual(g.state, p.SANDBOX_STATE_STOPPED)
+            self.assertEqual(c.stop_executor(), 0)
+            self.assertEqual(warn_lines(ex), [], ex.stderr_text())
+            # a clean stop leaves no group and no parent behind
+            left, parents = cgroup_groups(parent)
+            self.assertEqual((left, parents), ({}, []))
+            # and a clean restart still shows every sandbox as STOPPED, the loop recorded once
+            c.start_executor()
+            ls = c.stub.ListSandboxes(p.ListSandboxesRequest(include_stopped=True), timeout=10)
+            self.assertEqual(len(ls.sandboxes), 3)
+            self.assertTrue(all(s.state == p.SANDBOX_STATE_STOPPED for s in ls.sandboxes))
+            time.sleep(1)
+            self.assertEqual(len([x for x in self.history(c, "rs-loop") if x.tag == "loop"]), 1)
+            self.assertEqual(c.stop_executor(), 0)
+        finally:
+            H.kill_all()
 
 
 if __name__ == "__main__":

@@ -416,6 +416,14 @@ int sbx_reg_new(const sbx_reg_cfg *cfg, sbx_reg **out, char *err, size_t errlen)
     if (rc == 0)
         rc = make_data_dirs(r, err, errlen);
     if (rc == 0) {
+        size_t was_running = 0, n = sbx__reg_table_load(r, &was_running);
+        if (n)
+            SBX_LOG_INFO("registry",
+                         "sandboxes of the previous run shown as STOPPED count=%zu "
+                         "were_running=%zu",
+                         n, was_running);
+    }
+    if (rc == 0) {
         r->stop = false;
         if ((rc = sbx__reg_reaper_start(r)) < 0)
             sbx__reg_seterr(err, errlen, "cannot start the reaper thread");

@@ -40,7 +40,7 @@ int sbx__reg_mkdir_p(const char *path, mode_t mode)
 
 /* A tenant may be "." or "..": those (and any leading '.') get a '%' prefix, a byte tenant
  * names cannot contain. */
-static char *home_path(const sbx_reg *r, const char *tenant, const char *project)
+char *sbx__reg_home_path(const sbx_reg *r, const char *tenant, const char *project)
 {
     char *p = NULL;
     const char *pre = tenant[0] == '.' ? "%" : "";
@@ -175,7 +175,7 @@ static sbx_box *box_new(sbx_reg *r, const char *tenant, const sbx_box_params *p,
     b->state = SBX_BOX_STARTING;
     b->idle_timeout_ms = p->idle_timeout_ms ? p->idle_timeout_ms : r->cfg.idle_timeout_ms;
     b->created_ms = b->last_used_ms = sbx_wall_ms();
-    b->home = home_path(r, tenant, p->project_id);
+    b->home = sbx__reg_home_path(r, tenant, p->project_id);
     if (b->home && r->cfg.home_images && asprintf(&b->image, "%s.img", b->home) < 0)
         b->image = NULL;
     int rc = copy_kv(p->env, p->n_env, &b->env, NULL, true);
@@ -454,6 +454,7 @@ int sbx__reg_create_or_get(sbx_reg *r, const char *tenant, const sbx_box_params 
         sbx_box_unref(b);
         return code;
     }
+    sbx__reg_table_save(r, b);
     SBX_LOG_INFO("registry", "sandbox started id=%s tenant=%s project=%s", b->id, tenant,
                  p->project_id);
     *created = true;

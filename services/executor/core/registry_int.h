@@ -91,6 +91,17 @@ size_t sbx__reg_all(sbx_reg *r, sbx_box ***out);
 int sbx__reg_create_or_get(sbx_reg *r, const char *tenant, const sbx_box_params *p, sbx_box **out,
                            bool *created, char *err, size_t errlen);
 int sbx__reg_mkdir_p(const char *path, mode_t mode);
+/* <data_dir>/sandboxes/<tenant>/<project>/home (malloc'd), or NULL. */
+char *sbx__reg_home_path(const sbx_reg *r, const char *tenant, const char *project);
+
+/* ---- registry_table.c ---- */
+/* Writes the box's entry of the table on disk (its state, clocks, limits). No lock held. */
+void sbx__reg_table_save(sbx_reg *r, sbx_box *b);
+/* Removes the box's entry (the reaper forgot the stopped box). */
+void sbx__reg_table_forget(sbx_reg *r, sbx_box *b);
+/* At start: every entry within the retention becomes a STOPPED box (*was_running: how many
+ * were running when the previous run ended); the others are removed. Returns how many. */
+size_t sbx__reg_table_load(sbx_reg *r, size_t *was_running);
 
 /* ---- registry_life.c ---- */
 /* A use with (touch) or without restarting the idle clock. */
