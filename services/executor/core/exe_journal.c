@@ -181,9 +181,8 @@ static size_t recover_all(sbx_execmon *m)
         if (!path)
             break;
         size_t l = strlen(de->d_name);
-        int rc = l > 4 && strcmp(de->d_name + l - 4, ".tmp") == 0
-                     ? -EINVAL
-                     : recover_entry(m->ob, path, now);
+        int rc = l > 4 && strcmp(de->d_name + l - 4, ".tmp") == 0 ? -EINVAL
+                                                                  : recover_entry(m->ob, path, now);
         if (rc == 0)
             n++;
         else if (rc != -EINVAL)

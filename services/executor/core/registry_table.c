@@ -79,9 +79,8 @@ void sbx__reg_table_save(sbx_reg *r, sbx_box *b)
         fprintf(f,
                 TABLE_MAGIC "\nid %s\ntenant %s\nproject %s\ntemplate %s\ncreated_ms %" PRId64
                             "\nlast_used_ms %" PRId64 "\nstopped_ms %" PRId64
-                            "\nidle_timeout_ms %" PRId64 "\nlimits %" PRId64 " %" PRId64
-                            " %" PRId64 " %" PRId64 " %" PRId64 " %" PRId64 " %" PRId64
-                            " %" PRId64 "\n",
+                            "\nidle_timeout_ms %" PRId64 "\nlimits %" PRId64 " %" PRId64 " %" PRId64
+                            " %" PRId64 " %" PRId64 " %" PRId64 " %" PRId64 " %" PRId64 "\n",
                 b->id, ten, proj, tpl, created, used, stopped, idle, l->memory_bytes, l->pids,
                 l->cpu_millis, l->command_timeout_ms, l->max_output_bytes, l->open_files,
                 l->disk_bytes, l->disk_inodes);
@@ -101,8 +100,9 @@ void sbx__reg_table_forget(sbx_reg *r, sbx_box *b)
 {
     char *path = table_path(r, b->id);
     if (path && unlink(path) < 0 && errno != ENOENT)
-        SBX_LOG_ERRNO(SBX_LOG_WARN, "registry", -errno, "cannot remove a sandbox table entry "
-                                                        "path=%s",
+        SBX_LOG_ERRNO(SBX_LOG_WARN, "registry", -errno,
+                      "cannot remove a sandbox table entry "
+                      "path=%s",
                       path);
     free(path);
 }
@@ -134,8 +134,7 @@ static void parse_line(const char *line, table_rec *t)
     if (strcmp(key, "id") == 0 && val[0] && strlen(val) < sizeof t->id) {
         memcpy(t->id, val, strlen(val) + 1);
         t->seen |= 2u;
-    }
-    else if (strcmp(key, "tenant") == 0 && unhex(val, t->tenant, sizeof t->tenant) == 0)
+    } else if (strcmp(key, "tenant") == 0 && unhex(val, t->tenant, sizeof t->tenant) == 0)
         t->seen |= 4u;
     else if (strcmp(key, "project") == 0 && unhex(val, t->project, sizeof t->project) == 0)
         t->seen |= 8u;
