@@ -72,7 +72,7 @@ void sbx__reg_index_remove(sbx_reg *r, sbx_box *b)
     sbx_box_unref(b);
 }
 
-static sbx_box *find_id(sbx_reg *r, const char *id)
+sbx_box *sbx__reg_find_id(sbx_reg *r, const char *id)
 {
     for (sbx_box *b = r->by_id[hash_str(id, NULL)]; b; b = b->next_id)
         if (strcmp(b->id, id) == 0)
@@ -137,7 +137,7 @@ static int get_by_id(sbx_reg *r, const char *tenant, const char *sandbox_id, con
                      int mode, sbx_box **out, char *err, size_t errlen)
 {
     pthread_mutex_lock(&r->mu);
-    sbx_box *b = find_id(r, sandbox_id);
+    sbx_box *b = sbx__reg_find_id(r, sandbox_id);
     if (b && strcmp(b->tenant, tenant) != 0)
         b = NULL;
     if (b)

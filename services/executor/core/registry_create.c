@@ -60,7 +60,7 @@ static int pick_slot(sbx_reg *r)
 }
 
 /* "sb-" + 16 hex of a per-process random salt mixed with a sequence (caller holds r->mu). */
-static void new_id(sbx_reg *r, char *id, size_t len)
+static void mix_id(sbx_reg *r, char *id, size_t len)
 {
     static uint64_t salt;
     if (!salt) {
@@ -80,6 +80,15 @@ static void new_id(sbx_reg *r, char *id, size_t len)
     x *= 0xbf58476d1ce4e5b9ull;
     x ^= x >> 29;
     snprintf(id, len, "sb-%016llx", (unsigned long long)x);
+}
+
+/* A new sandbox id, never the id of a box in the index (those restored from the table on disk
+ * included: a registry made again in one process has the same salt). Caller holds r->mu. */
+static void new_id(sbx_reg *r, char *id, size_t len)
+{
+    do
+        mix_id(r, id, len);
+    while (sbx__reg_find_id(r, id));
 }
 
 static const char *template_dir(const sbx_reg *r, const char *name)

@@ -80,6 +80,8 @@ void sbx__reg_seterr(char *err, size_t errlen, const char *fmt, ...)
 /* Index membership (caller holds r->mu); the index holds a reference. */
 void sbx__reg_index_add(sbx_reg *r, sbx_box *b);
 void sbx__reg_index_remove(sbx_reg *r, sbx_box *b);
+/* The indexed box with this sandbox_id, any tenant and state (caller holds r->mu), or NULL. */
+sbx_box *sbx__reg_find_id(sbx_reg *r, const char *id);
 /* Waits for the project's STARTING box (if any) and returns its live box with a use, or NULL
  * when there is none (caller holds r->mu). */
 sbx_box *sbx__reg_live_with_use(sbx_reg *r, const char *tenant, const char *project);
