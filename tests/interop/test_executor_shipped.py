@@ -91,9 +91,10 @@ class Cluster:
 
 
 def warn_lines(srv):
-    """Every level=warn or level=error line but the documented loopback-without-keys notice."""
+    """Every level=warn or level=error line but the documented loopback-without-keys notice,
+    and any sanitizer report."""
     return [l for l in srv.stderr_text().splitlines()
-            if ("level=warn" in l or "level=error" in l) and LOOPBACK_NOTICE not in l]
+            if ("level=warn" in l or H.BAD_OUTPUT.search(l)) and LOOPBACK_NOTICE not in l]
 
 
 class Base(unittest.TestCase):
