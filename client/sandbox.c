@@ -90,6 +90,7 @@ static int sandbox_fill(sbx_sandbox *d, const Sbx__V1__Sandbox *s)
     d->expires_at_ms = s->expires_at_unix_ms;
     d->idle_timeout_ms = s->idle_timeout_ms;
     d->running_processes = s->running_processes;
+    d->from_pool = s->from_pool;
     if (s->limits) {
         d->memory_bytes = s->limits->memory_bytes;
         d->pids = s->limits->pids;

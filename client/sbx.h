@@ -529,6 +529,7 @@ typedef struct sbx_sandbox {
     sbx_field *metadata;
     size_t n_metadata;
     int running_processes;
+    bool from_pool; /* the executor served it from its warm pool of prebuilt inits */
     sbx_port *ports;
     size_t n_ports;
     /* network egress: the policy in force and what went through the sandbox's proxies */

@@ -39,13 +39,13 @@ static void sandbox_json(FILE *f, const void *item)
     json_time(f, s->expires_at_ms);
     fprintf(f,
             ",\"idle_timeout_ms\":%" PRId64
-            ",\"running_processes\":%d,\"limits\":{\"memory_bytes\":%" PRId64
+            ",\"running_processes\":%d,\"from_pool\":%s,\"limits\":{\"memory_bytes\":%" PRId64
             ",\"pids\":%d,\"cpu_millis\":%d,\"command_timeout_ms\":%" PRId64
             ",\"max_output_bytes\":%" PRId64 ",\"open_files\":%d,\"disk_bytes\":%" PRId64
             ",\"disk_inodes\":%" PRId64 "},\"enforced\":[",
-            s->idle_timeout_ms, s->running_processes, s->memory_bytes, s->pids, s->cpu_millis,
-            s->command_timeout_ms, s->max_output_bytes, s->open_files, s->disk_bytes,
-            s->disk_inodes);
+            s->idle_timeout_ms, s->running_processes, s->from_pool ? "true" : "false",
+            s->memory_bytes, s->pids, s->cpu_millis, s->command_timeout_ms, s->max_output_bytes,
+            s->open_files, s->disk_bytes, s->disk_inodes);
     for (size_t i = 0; i < s->n_enforced; i++) {
         if (i)
             fputc(',', f);
@@ -90,8 +90,10 @@ static void sandbox_text(FILE *f, const sbx_sandbox *s)
         cli_rfc3339(s->expires_at_ms, t2, sizeof t2);
     fprintf(
         f,
-        "sandbox_id: %s\nproject_id: %s\nstate: %s\ncreated_at: %s\nexpires_at: %s\nrunning_processes: %d\n",
-        s->sandbox_id, s->project_id, state_name(s->state), t1, t2, s->running_processes);
+        "sandbox_id: %s\nproject_id: %s\nstate: %s\ncreated_at: %s\nexpires_at: %s\nrunning_processes: %d\n"
+        "from_pool: %s\n",
+        s->sandbox_id, s->project_id, state_name(s->state), t1, t2, s->running_processes,
+        s->from_pool ? "yes" : "no");
     if (s->n_enforced) {
         fputs("enforced:", f);
         for (size_t i = 0; i < s->n_enforced; i++)

@@ -1,9 +1,9 @@
 /* main.c (sbx-executor): wires the settings (config.c), the sandbox runtime, the warm pool, the
- * disk limits of the homes, the store client and outbox, the background monitor, the port
- * forwarder, the egress proxies, the registry and the SandboxExecutor handlers into the gRPC server
- * (and /metrics when asked), then serves until SIGTERM/SIGINT and tears everything down in order
- * (calls, sandboxes, pool, forwarder, background followers, outbox). Before serving it lifts a
- * container's /proc masks and proves with a self-test sandbox that it can run sandboxes; while it
+ * disk limits of the homes, the stores (a client and an outbox each), the background monitor, the
+ * port forwarder, the egress proxies, the registry and the SandboxExecutor handlers into the gRPC
+ * server (and /metrics when asked), then serves until SIGTERM/SIGINT and tears everything down in
+ * order (calls, sandboxes, pool, forwarder, background followers, outbox). Before serving it lifts
+ * a container's /proc masks and proves with a self-test sandbox that it can run sandboxes; while it
  * cannot, health answers NOT_SERVING.
  *
  * Threads: main's; every library starts its own. */
@@ -31,6 +31,7 @@
 
 /* What main starts, in start order (stopped in reverse by stop_all). */
 typedef struct executor {
+    char cg_parent[32]; /* "sbx-<hash of the data dir>": this executor's cgroups, no other's */
     sbx_uid_range uids; /* this executor's host uids: [self-test block][registry][pool] */
     sbx_stores *stores;
     sbx_execmon *mon;
@@ -46,6 +47,33 @@ typedef struct executor {
     sbx_selftest_mon *retry; /* retries it while it fails (health NOT_SERVING meanwhile) */
     sbx_metrics_http *metrics;
 } executor;
+
+/* The executor's own /metrics lines: the warm pool's claims and misses, the egress proxies',
+ * the stores' outboxes. */
+static void metrics_write(FILE *out, void *arg)
+{
+    executor *x = arg;
+    sbx_sandbox_pool_stats st;
+    if (sbx_sandbox_pool_stats_get(&st) == 0)
+        fprintf(out,
+                "# HELP sbx_executor_pool_claims_total Sandboxes served from the warm pool.\n"
+                "# TYPE sbx_executor_pool_claims_total counter\n"
+                "sbx_executor_pool_claims_total %llu\n"
+                "# HELP sbx_executor_pool_misses_total Pool creates built cold (no parked init "
+                "fitted).\n"
+                "# TYPE sbx_executor_pool_misses_total counter\n"
+                "sbx_executor_pool_misses_total %llu\n"
+                "# HELP sbx_executor_pool_ready Parked inits ready to be claimed.\n"
+                "# TYPE sbx_executor_pool_ready gauge\n"
+                "sbx_executor_pool_ready %zu\n"
+                "# HELP sbx_executor_pool_target Parked inits the pool keeps.\n"
+                "# TYPE sbx_executor_pool_target gauge\n"
+                "sbx_executor_pool_target %zu\n",
+                (unsigned long long)st.claimed, (unsigned long long)st.cold_creates, st.ready,
+                st.target);
+    sbx_egress_metrics_write(out, x->egress);
+    sbx_stores_metrics_write(out, x->stores);
+}
 
 static void log_caps(const sbx_sandbox_caps *c, bool weak)
 {
@@ -125,6 +153,27 @@ static int reserve_uids(executor *x, const sbx_exec_config *c)
     SBX_LOG_INFO("executor", "host uids reserved first=%u count=%llu slot=%u run_dir=%s",
                  x->uids.first, (unsigned long long)x->uids.count, x->uids.slot, c->run_dir);
     return 0;
+}
+
+/* The cgroup parent of this executor's sandboxes, "sbx-" + 16 hex of a hash of its data dir's
+ * real path: several executors on one host (sharing their own cgroup) never touch each other's
+ * groups, and a restart on the same data dir finds the groups its previous run left. Those are
+ * removed now (after a kill -9 the inits die with the executor, their groups stay). */
+static void scope_cgroups(executor *x, sbx_exec_config *c)
+{
+    char real[PATH_MAX];
+    const char *dir = realpath(c->data_dir, real) ? real : c->data_dir;
+    uint64_t h = 14695981039346656037ull;
+    for (const char *p = dir; *p; p++)
+        h = (h ^ (uint8_t)*p) * 1099511628211ull;
+    snprintf(x->cg_parent, sizeof x->cg_parent, "sbx-%016llx", (unsigned long long)h);
+    c->cgroup_parent = x->cg_parent;
+    size_t removed = 0;
+    int rc = sbx_sandbox_sweep_cgroups(x->cg_parent, &removed);
+    if (removed || rc < 0)
+        SBX_LOG_INFO("executor",
+                     "removed the sandbox cgroups a previous run left removed=%zu parent=%s%s",
+                     removed, x->cg_parent, rc < 0 ? " (some would not go)" : "");
 }
 
 static uint32_t uid_selftest(const executor *x)
@@ -235,6 +284,19 @@ static int start_history(executor *x, const sbx_exec_config *c)
         fprintf(stderr, "sbx-executor: cannot start the background monitor\n");
         return 1;
     }
+    char jdir[PATH_MAX];
+    size_t recovered = 0;
+    snprintf(jdir, sizeof jdir, "%s/running", c->data_dir);
+    int jrc = sbx_execmon_journal(x->mon, jdir, &recovered);
+    if (jrc < 0) {
+        fprintf(stderr, "sbx-executor: --data-dir: cannot create %s: %s\n", jdir, strerror(-jrc));
+        return 1;
+    }
+    if (recovered)
+        SBX_LOG_INFO("executor",
+                     "background commands the previous run left running recorded as killed "
+                     "(SIGKILL) count=%zu",
+                     recovered);
     return 0;
 }
 
@@ -335,14 +397,6 @@ static void selftest_passed(void *arg)
     sbx_server_set_serving(x->srv, true);
 }
 
-/* The executor's own metrics lines: egress, then the stores' outboxes. */
-static void write_metrics(FILE *out, void *arg)
-{
-    executor *x = arg;
-    sbx_egress_metrics_write(out, x->egress);
-    sbx_stores_metrics_write(out, x->stores);
-}
-
 /* Serves until SIGTERM/SIGINT. Returns 0, or 1 when the server cannot start. */
 static int serve(executor *x, const sbx_exec_config *c, const sbx_server_opts *so)
 {
@@ -358,7 +412,7 @@ static int serve(executor *x, const sbx_exec_config *c, const sbx_server_opts *s
         return 1;
     if (c->metrics_listen) {
         int mport = 0;
-        if (!(x->metrics = sbx_metrics_listen(c->metrics_listen, x->srv, write_metrics, x, &mport)))
+        if (!(x->metrics = sbx_metrics_listen(c->metrics_listen, x->srv, metrics_write, x, &mport)))
             return 1;
         char maddr[300];
         sbx_listen_addr(c->metrics_listen, mport, maddr, sizeof maddr);
@@ -394,6 +448,8 @@ static void stop_all(executor *x)
     sbx_egress_policy_unref(x->egress_default);
     sbx_sandbox_pool_shutdown(); /* parked inits and their cgroups */
     sbx_disk_shutdown();         /* blank images unmounted (kept for the next start) */
+    if (x->cg_parent[0])
+        sbx_sandbox_cgroups_done(x->cg_parent); /* no sandbox or parked init is left */
     sbx_portfwd_destroy(x->fwd);
     sbx_execmon_free(x->mon);          /* records what background commands were still followed */
     sbx_stores_close(x->stores, 2000); /* what is not delivered stays queued for the next start */
@@ -420,6 +476,7 @@ int main(int argc, char **argv)
         sbx_exec_config_free(&c);
         return 2;
     }
+    scope_cgroups(&x, &c);
     bool images = false;
     if (start_disk(&c, &images) < 0) {
         sbx_uid_range_release(&x.uids);

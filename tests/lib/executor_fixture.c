@@ -123,11 +123,23 @@ exf *exf_open(const exf_opts *o)
         fail_msg("outbox failed");
     if (o->ports && sbx_portfwd_create(NULL, &f->fwd) < 0)
         fail_msg("forwarder failed");
+    f->opts = *o;
+    f->init = init;
     f->mon = sbx_execmon_new(f->stores);
     if (!f->mon || open_registry(f, o, init) < 0)
         fail_msg("monitor or registry failed");
     f->svc = (sbx_exsvc){.reg = f->reg, .mon = f->mon, .fwd = f->fwd};
     return f;
+}
+
+int exf_restart_registry(exf *f)
+{
+    sbx_reg_free(f->reg);
+    f->reg = NULL;
+    if (open_registry(f, &f->opts, f->init) < 0)
+        return -1;
+    f->svc.reg = f->reg;
+    return 0;
 }
 
 void exf_close(exf *f)

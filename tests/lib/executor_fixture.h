@@ -29,6 +29,8 @@ typedef struct exf_opts {
 
 typedef struct exf {
     char dir[64];
+    exf_opts opts;    /* what it was opened with (exf_restart_registry) */
+    const char *init; /* the sbx-init binary */
     sbx_execmon *mon;
     sbx_reg *reg;
     sbx_portfwd *fwd;
@@ -50,6 +52,9 @@ typedef struct exf {
  * other errors). */
 exf *exf_open(const exf_opts *o);
 void exf_close(exf *f);
+/* An executor restart: frees the registry (every sandbox stopped) and opens a new one on the
+ * same data dir with the same options. 0, or -1 (printed). */
+int exf_restart_registry(exf *f);
 
 /* The tenant's box of project (created on demand) with a use; NULL on failure (printed). */
 sbx_box *exf_box(exf *f, const char *tenant, const char *project);

@@ -18,7 +18,7 @@ static void test_addr_ok(void **state)
     assert_true(sbx_addr_ok("[::1]:50052", false));
     assert_true(sbx_addr_ok("unix:/run/sbx/store.sock", false));
     assert_true(sbx_addr_ok("127.0.0.1:0", true));
-    assert_false(sbx_addr_ok("127.0.0.1:0", false));   /* a store is not "any port" */
+    assert_false(sbx_addr_ok("127.0.0.1:0", false));    /* a store is not "any port" */
     assert_false(sbx_addr_ok("127.0.0.1:65536", true)); /* past the port range */
     assert_false(sbx_addr_ok("127.0.0.1:123456", true));
     assert_false(sbx_addr_ok("localhost", true)); /* no port */
@@ -37,8 +37,8 @@ static void test_parse(void **state)
     (void)state;
     sbx_addr_list l;
     char err[320];
-    assert_int_equal(sbx_addr_list_parse(" 10.0.0.1:1 ,10.0.0.2:2,10.0.0.3:3 ", &l, err, sizeof err),
-                     0);
+    assert_int_equal(
+        sbx_addr_list_parse(" 10.0.0.1:1 ,10.0.0.2:2,10.0.0.3:3 ", &l, err, sizeof err), 0);
     assert_int_equal(l.n, 3);
     assert_string_equal(l.v[0], "10.0.0.1:1");
     assert_string_equal(l.v[2], "10.0.0.3:3");

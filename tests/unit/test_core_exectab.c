@@ -4,8 +4,10 @@
  * and pid, output held by the process (the head for Run and the record, offsets past the cap),
  * programs that cannot be executed, cached answers, stdin, the history record as the outbox
  * delivers it, the monitor, and the retention of finished executions (the newest keep their
- * ring; older ones keep only their head with a request_id, nothing without). Needs root; skips
- * with the reason otherwise. */
+ * ring; older ones keep only their head with a request_id, nothing without), and the journal
+ * of running background commands (an entry while it runs, none once recorded, an entry left by
+ * a dead run recorded as killed at the next start). Needs root; skips with the reason
+ * otherwise. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -338,6 +340,73 @@ static void test_retention(void **state)
     sbx_exe_unref(gone);
 }
 
+static char *slurp(const char *path, size_t *len)
+{
+    FILE *fp = fopen(path, "rb");
+    if (!fp)
+        return NULL;
+    char *buf = calloc(1, 1 << 20);
+    *len = fread(buf, 1, 1 << 20, fp);
+    fclose(fp);
+    return buf;
+}
+
+/* Waits up to 2 s for path to be gone. */
+static bool gone_soon(const char *path)
+{
+    for (int i = 0; i < 200 && access(path, F_OK) == 0; i++)
+        usleep(10000);
+    return access(path, F_OK) != 0;
+}
+
+/* A background command has a journal entry while it runs and none once its record is queued; an
+ * entry a dead executor left is recorded as killed (SIGKILL, 137) at the next start. */
+static void test_journal(void **state)
+{
+    tctx *t = *state;
+    EXF_REQUIRE(t);
+    char dir[128], path[256];
+    size_t n = 99;
+    snprintf(dir, sizeof dir, "%s/running", t->f->dir);
+    assert_int_equal(sbx_execmon_journal(t->f->mon, dir, &n), 0);
+    assert_int_equal(n, 0);
+    sbx_exe *e;
+    assert_int_equal(
+        start(t, &(run_spec){.sh = "sleep 30", .tag = "jr", .background = true}, &e, NULL), SBX_OK);
+    snprintf(path, sizeof path, "%s/%s", dir, e->id);
+    size_t len = 0;
+    char *saved = slurp(path, &len);
+    assert_non_null(saved);
+    assert_true(len > 2);
+    /* its real end: recorded, the entry goes */
+    assert_int_equal(sbx_sandbox_kill_all(sbx_box_sandbox(t->b)), 0);
+    assert_int_equal(sbx_exe_wait_done(e, 5000), 0);
+    assert_int_equal(exf_wait_records(t->f, 1, 5000), 1);
+    assert_true(gone_soon(path));
+    /* as if the executor had died instead: the entry is there at the next start */
+    FILE *fp = fopen(path, "wb");
+    assert_non_null(fp);
+    assert_int_equal(fwrite(saved, 1, len, fp), len);
+    fclose(fp);
+    free(saved);
+    assert_int_equal(sbx_execmon_journal(t->f->mon, dir, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_not_equal(access(path, F_OK), 0);
+    assert_int_equal(exf_wait_records(t->f, 2, 5000), 2);
+    Sbx__V1__RecordExecutionRequest *r = exf_record(t->f, 1);
+    assert_non_null(r);
+    assert_string_equal(r->project_id, "exe");
+    assert_string_equal(r->record->record_id, e->id);
+    assert_string_equal(r->record->tag, "jr");
+    assert_int_equal(r->record->signal, 9);
+    assert_int_equal(r->record->exit_code, 137);
+    assert_true(r->record->output_truncated);
+    assert_true(r->record->duration_us > 0);
+    assert_int_equal(r->cache_ttl_s, 0);
+    sbx__v1__record_execution_request__free_unpacked(r, NULL);
+    sbx_exe_unref(e);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(test_request_id_dedup, setup, teardown),
     cmocka_unit_test_setup_teardown(test_tags_and_lookups, setup, teardown),
@@ -346,6 +415,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(test_cached_answer, setup, teardown),
     cmocka_unit_test_setup_teardown(test_stdin, setup, teardown),
     cmocka_unit_test_setup_teardown(test_retention, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_journal, setup, teardown),
 };
 
 SBX_TEST_MAIN(tests)

@@ -2,7 +2,9 @@
  * and lookup (one live sandbox per project, by id and by project, tenants isolated, the
  * address rules, stopped sandboxes), the sandbox limit with uid-block reuse, limits and
  * templates refused by name, idle expiry (not while a use is held or a command runs), and
- * KillSandbox with and without wiping the home. Needs root; skips with the reason otherwise. */
+ * KillSandbox with and without wiping the home, and the table on disk: after a restart the
+ * previous run's sandboxes are STOPPED (by id and in listings), an unreadable entry is dropped.
+ * Needs root; skips with the reason otherwise. */
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -224,11 +226,62 @@ static void test_kill_keeps_or_wipes_home(void **state)
                      SBX_NOT_FOUND);
 }
 
+/* A restart on the same data dir (the registry freed as at shutdown, or its entries left as by
+ * a kill -9) shows the sandboxes STOPPED, with their project, clocks and limits. */
+static void test_table_after_restart(void **state)
+{
+    EXF_REQUIRE(*state);
+    exf *f = *state;
+    sbx_box *b;
+    bool created;
+    sbx_box_params p = {.project_id = "kept", .template_name = ""};
+    assert_int_equal(create(state, "t", &p, &b, &created), SBX_OK);
+    char id[80];
+    snprintf(id, sizeof id, "%s", sbx_box_id(b));
+    sbx_box_snap before;
+    sbx_box_snapshot(b, &before);
+    int64_t mem = sbx_box_limits(b)->memory_bytes;
+    sbx_box_release(b);
+    char path[200], junk[200];
+    snprintf(path, sizeof path, "%s/boxes/%s", f->dir, id);
+    snprintf(junk, sizeof junk, "%s/boxes/sb-junk", f->dir);
+    FILE *j = fopen(junk, "w");
+    assert_non_null(j);
+    fputs("not an entry\n", j);
+    fclose(j);
+    assert_int_equal(access(path, F_OK), 0);
+    assert_int_equal(exf_restart_registry(f), 0);
+    assert_int_equal(sbx_reg_get(reg(state), "t", id, NULL, REG_ANY, &b, err, sizeof err), SBX_OK);
+    sbx_box_snap after;
+    sbx_box_snapshot(b, &after);
+    assert_int_equal(after.state, SBX_BOX_STOPPED);
+    assert_int_equal(after.created_ms, before.created_ms);
+    assert_string_equal(sbx_box_project(b), "kept");
+    assert_int_equal(sbx_box_limits(b)->memory_bytes, mem);
+    sbx_box_unref(b);
+    /* another tenant still cannot see it; the project has no live sandbox */
+    assert_int_equal(sbx_reg_get(reg(state), "u", id, NULL, REG_ANY, &b, err, sizeof err),
+                     SBX_NOT_FOUND);
+    assert_int_equal(sbx_reg_get(reg(state), "t", NULL, "kept", REG_USE, &b, err, sizeof err),
+                     SBX_NOT_FOUND);
+    sbx_box **v;
+    size_t n = sbx_reg_list(reg(state), "t", "", true, &v);
+    assert_int_equal(n, 1);
+    sbx_reg_list_free(v, n);
+    assert_int_not_equal(access(junk, F_OK), 0); /* dropped */
+    /* the project starts again: a new sandbox beside the stopped one */
+    assert_int_equal(create(state, "t", &p, &b, &created), SBX_OK);
+    assert_true(created);
+    assert_string_not_equal(sbx_box_id(b), id);
+    sbx_box_release(b);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(test_create_and_lookup, setup, teardown),
     cmocka_unit_test_setup_teardown(test_limits_and_uid_reuse, setup, teardown),
     cmocka_unit_test_setup_teardown(test_idle_expiry, setup, teardown),
     cmocka_unit_test_setup_teardown(test_kill_keeps_or_wipes_home, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_table_after_restart, setup, teardown),
 };
 
 SBX_TEST_MAIN(tests)

@@ -5,6 +5,7 @@
  *
  * Threads: whoever finishes the execution (a handler or the monitor). The record borrows the
  * execution's strings; what it allocates is freed before sbx__exe_record returns. */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,8 +136,20 @@ static void record_outcome(sbx_exe *e, Sbx__V1__ExecutionRecord *rec, bool *cach
     pthread_mutex_unlock(&p->mu);
 }
 
-/* Packs the record of e into a malloc'd buffer (*len bytes), or NULL (out of memory). */
-static uint8_t *record_pack(sbx_exe *e, size_t *len)
+/* The outcome of an execution that was running when the executor died (exe_journal.c): killed
+ * (SIGKILL, 137) with its output lost; the duration is filled in when it is found. */
+static void record_killed(sbx_exe *e, Sbx__V1__ExecutionRecord *rec)
+{
+    struct sbx_exe_priv *p = e->priv;
+    rec->exit_code = 128 + SIGKILL;
+    rec->signal = SIGKILL;
+    rec->output_truncated = true;
+    pthread_mutex_lock(&p->mu);
+    rec->started_at_unix_ms = p->started_ms;
+    pthread_mutex_unlock(&p->mu);
+}
+
+uint8_t *sbx__exe_record_pack(sbx_exe *e, bool killed, size_t *len)
 {
     Sbx__V1__RecordExecutionRequest req = SBX__V1__RECORD_EXECUTION_REQUEST__INIT;
     Sbx__V1__ExecutionRecord rec = SBX__V1__EXECUTION_RECORD__INIT;
@@ -150,7 +163,10 @@ static uint8_t *record_pack(sbx_exe *e, size_t *len)
     rec.tag = e->tag;
     rec.command_key = e->cmdkey;
     bool cacheable = false;
-    record_outcome(e, &rec, &cacheable);
+    if (killed)
+        record_killed(e, &rec);
+    else
+        record_outcome(e, &rec, &cacheable);
     req.cache_ttl_s = cacheable && e->cmdkey[0] ? e->cache_ttl_s : 0;
     uint8_t *buf = NULL;
     if (rec.command && (rec.argv || !rec.n_argv)) {
@@ -171,7 +187,7 @@ void sbx__exe_record(sbx_exe *e)
     if (!m || !m->stores)
         return;
     size_t len = 0;
-    uint8_t *buf = record_pack(e, &len);
+    uint8_t *buf = sbx__exe_record_pack(e, false, &len);
     if (!buf) {
         SBX_LOG_ERROR("exec", "cannot build the history record (out of memory) id=%s", e->id);
         return;
@@ -179,5 +195,7 @@ void sbx__exe_record(sbx_exe *e)
     int rc = sbx_stores_append(m->stores, e->tenant, e->project, buf, len);
     if (rc < 0)
         SBX_LOG_ERRNO(SBX_LOG_ERROR, "exec", rc, "cannot queue the history record id=%s", e->id);
+    else if (e->background)
+        sbx__exe_journal_done(e); /* recorded: nothing left to recover at the next start */
     free(buf);
 }

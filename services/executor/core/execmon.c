@@ -19,6 +19,7 @@ void sbx_exe_follow_in_background(sbx_exe *e)
     sbx_execmon *m = e->priv->mon;
     if (!m)
         return;
+    sbx__exe_journal_add(e); /* before the monitor can finish it */
     pthread_mutex_lock(&m->mu);
     if (m->n == m->cap) {
         size_t nc = m->cap ? m->cap * 2 : 32;
@@ -126,6 +127,7 @@ void sbx_execmon_free(sbx_execmon *m)
         sbx_exe_unref(m->v[i]);
     }
     free(m->v);
+    free(m->journal);
     pthread_mutex_destroy(&m->mu);
     pthread_cond_destroy(&m->cond);
     free(m);

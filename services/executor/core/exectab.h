@@ -42,6 +42,11 @@ typedef struct sbx_exe sbx_exe;
  * recorded). */
 sbx_execmon *sbx_execmon_new(sbx_stores *stores);
 void sbx_execmon_free(sbx_execmon *m); /* finalizes what it still follows; NULL is harmless */
+/* Journals the running background executions under dir (created 0700) so that the next start
+ * records those the executor's death ended, as killed (SIGKILL); first queues in the outbox the
+ * entries a previous run left there (*recovered: how many). Call once, before serving. Returns
+ * 0 or -errno (dir cannot be created). */
+int sbx_execmon_journal(sbx_execmon *m, const char *dir, size_t *recovered);
 
 int sbx_exectab_attach(void *mon, sbx_box *b);
 void sbx_exectab_detach(void *mon, sbx_box *b);

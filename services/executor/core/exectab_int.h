@@ -41,6 +41,7 @@ struct sbx_exectab {
 
 struct sbx_execmon {
     sbx_stores *stores;
+    char *journal; /* dir of the running background executions' entries, or NULL */
     pthread_mutex_t mu;
     pthread_cond_t cond;
     sbx_exe **v;
@@ -61,5 +62,15 @@ void sbx__exe_remove(sbx_box *b, sbx_exe *e);
 /* ---- exe_record.c ---- */
 /* Queues the history record of a finished execution in its store's outbox (if any). */
 void sbx__exe_record(sbx_exe *e);
+/* The packed RecordExecutionRequest of e (malloc'd, *len bytes), or NULL (out of memory). With
+ * killed: the record of an execution the executor's death ended (SIGKILL, exit 137, output
+ * lost, no duration yet) instead of its real outcome. */
+uint8_t *sbx__exe_record_pack(sbx_exe *e, bool killed, size_t *len);
+
+/* ---- exe_journal.c ---- */
+/* Journals a background execution that started (its killed record, for the next start). */
+void sbx__exe_journal_add(sbx_exe *e);
+/* Drops its entry once its real record is queued. */
+void sbx__exe_journal_done(sbx_exe *e);
 
 #endif

@@ -72,7 +72,7 @@ void sbx__reg_index_remove(sbx_reg *r, sbx_box *b)
     sbx_box_unref(b);
 }
 
-static sbx_box *find_id(sbx_reg *r, const char *id)
+sbx_box *sbx__reg_find_id(sbx_reg *r, const char *id)
 {
     for (sbx_box *b = r->by_id[hash_str(id, NULL)]; b; b = b->next_id)
         if (strcmp(b->id, id) == 0)
@@ -137,7 +137,7 @@ static int get_by_id(sbx_reg *r, const char *tenant, const char *sandbox_id, con
                      int mode, sbx_box **out, char *err, size_t errlen)
 {
     pthread_mutex_lock(&r->mu);
-    sbx_box *b = find_id(r, sandbox_id);
+    sbx_box *b = sbx__reg_find_id(r, sandbox_id);
     if (b && strcmp(b->tenant, tenant) != 0)
         b = NULL;
     if (b)
@@ -271,6 +271,11 @@ const char *sbx_box_template(const sbx_box *b)
 bool sbx_box_disk_limited(const sbx_box *b)
 {
     return b->image != NULL;
+}
+
+bool sbx_box_from_pool(const sbx_box *b)
+{
+    return b->from_pool;
 }
 
 int sbx_box_disk_usage(sbx_box *b, sbx_disk_usage *u)
@@ -410,6 +415,14 @@ int sbx_reg_new(const sbx_reg_cfg *cfg, sbx_reg **out, char *err, size_t errlen)
     int rc = take_config(r, cfg, err, errlen);
     if (rc == 0)
         rc = make_data_dirs(r, err, errlen);
+    if (rc == 0) {
+        size_t was_running = 0, n = sbx__reg_table_load(r, &was_running);
+        if (n)
+            SBX_LOG_INFO("registry",
+                         "sandboxes of the previous run shown as STOPPED count=%zu "
+                         "were_running=%zu",
+                         n, was_running);
+    }
     if (rc == 0) {
         r->stop = false;
         if ((rc = sbx__reg_reaper_start(r)) < 0)

@@ -148,6 +148,8 @@ size_t sbx_box_enforced(const sbx_box *b, const char *const **list);
 /* Whether the box's home has the total disk limits (an image): else limits.disk_bytes bounds
  * each file only. */
 bool sbx_box_disk_limited(const sbx_box *b);
+/* Whether the box's sandbox was claimed from the warm pool (false: built cold). */
+bool sbx_box_from_pool(const sbx_box *b);
 /* The home's disk use while the box runs: 0, -ENOENT (stopped, or no limited home). */
 int sbx_box_disk_usage(sbx_box *b, sbx_disk_usage *u);
 /* Runtime (valid while the caller holds a use). */

@@ -40,7 +40,7 @@ int sbx__reg_mkdir_p(const char *path, mode_t mode)
 
 /* A tenant may be "." or "..": those (and any leading '.') get a '%' prefix, a byte tenant
  * names cannot contain. */
-static char *home_path(const sbx_reg *r, const char *tenant, const char *project)
+char *sbx__reg_home_path(const sbx_reg *r, const char *tenant, const char *project)
 {
     char *p = NULL;
     const char *pre = tenant[0] == '.' ? "%" : "";
@@ -60,7 +60,7 @@ static int pick_slot(sbx_reg *r)
 }
 
 /* "sb-" + 16 hex of a per-process random salt mixed with a sequence (caller holds r->mu). */
-static void new_id(sbx_reg *r, char *id, size_t len)
+static void mix_id(sbx_reg *r, char *id, size_t len)
 {
     static uint64_t salt;
     if (!salt) {
@@ -80,6 +80,15 @@ static void new_id(sbx_reg *r, char *id, size_t len)
     x *= 0xbf58476d1ce4e5b9ull;
     x ^= x >> 29;
     snprintf(id, len, "sb-%016llx", (unsigned long long)x);
+}
+
+/* A new sandbox id, never the id of a box in the index (those restored from the table on disk
+ * included: a registry made again in one process has the same salt). Caller holds r->mu. */
+static void new_id(sbx_reg *r, char *id, size_t len)
+{
+    do
+        mix_id(r, id, len);
+    while (sbx__reg_find_id(r, id));
 }
 
 static const char *template_dir(const sbx_reg *r, const char *name)
@@ -175,7 +184,7 @@ static sbx_box *box_new(sbx_reg *r, const char *tenant, const sbx_box_params *p,
     b->state = SBX_BOX_STARTING;
     b->idle_timeout_ms = p->idle_timeout_ms ? p->idle_timeout_ms : r->cfg.idle_timeout_ms;
     b->created_ms = b->last_used_ms = sbx_wall_ms();
-    b->home = home_path(r, tenant, p->project_id);
+    b->home = sbx__reg_home_path(r, tenant, p->project_id);
     if (b->home && r->cfg.home_images && asprintf(&b->image, "%s.img", b->home) < 0)
         b->image = NULL;
     int rc = copy_kv(p->env, p->n_env, &b->env, NULL, true);
@@ -268,6 +277,7 @@ static int make_runtime(sbx_reg *r, sbx_box *b, const char *tdir, char *err, siz
         return SBX_UNAVAILABLE;
     }
     list_enforced(b, sb);
+    b->from_pool = sbx_sandbox_from_pool(sb);
     pthread_mutex_lock(&b->mu);
     b->sb = sb;
     b->pt = pt;
@@ -453,6 +463,7 @@ int sbx__reg_create_or_get(sbx_reg *r, const char *tenant, const sbx_box_params 
         sbx_box_unref(b);
         return code;
     }
+    sbx__reg_table_save(r, b);
     SBX_LOG_INFO("registry", "sandbox started id=%s tenant=%s project=%s", b->id, tenant,
                  p->project_id);
     *created = true;

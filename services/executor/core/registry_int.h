@@ -35,6 +35,7 @@ struct sbx_box {
     char **enforced;
     size_t n_enforced;
     int uid_slot;
+    bool from_pool;     /* its sandbox was claimed from the warm pool (set before it runs) */
     sbx_egress_sb *net; /* the egress record (NULL without an egress service) */
 
     pthread_mutex_t mu; /* fields below */
@@ -79,6 +80,8 @@ void sbx__reg_seterr(char *err, size_t errlen, const char *fmt, ...)
 /* Index membership (caller holds r->mu); the index holds a reference. */
 void sbx__reg_index_add(sbx_reg *r, sbx_box *b);
 void sbx__reg_index_remove(sbx_reg *r, sbx_box *b);
+/* The indexed box with this sandbox_id, any tenant and state (caller holds r->mu), or NULL. */
+sbx_box *sbx__reg_find_id(sbx_reg *r, const char *id);
 /* Waits for the project's STARTING box (if any) and returns its live box with a use, or NULL
  * when there is none (caller holds r->mu). */
 sbx_box *sbx__reg_live_with_use(sbx_reg *r, const char *tenant, const char *project);
@@ -90,6 +93,17 @@ size_t sbx__reg_all(sbx_reg *r, sbx_box ***out);
 int sbx__reg_create_or_get(sbx_reg *r, const char *tenant, const sbx_box_params *p, sbx_box **out,
                            bool *created, char *err, size_t errlen);
 int sbx__reg_mkdir_p(const char *path, mode_t mode);
+/* <data_dir>/sandboxes/<tenant>/<project>/home (malloc'd), or NULL. */
+char *sbx__reg_home_path(const sbx_reg *r, const char *tenant, const char *project);
+
+/* ---- registry_table.c ---- */
+/* Writes the box's entry of the table on disk (its state, clocks, limits). No lock held. */
+void sbx__reg_table_save(sbx_reg *r, sbx_box *b);
+/* Removes the box's entry (the reaper forgot the stopped box). */
+void sbx__reg_table_forget(sbx_reg *r, sbx_box *b);
+/* At start: every entry within the retention becomes a STOPPED box (*was_running: how many
+ * were running when the previous run ended); the others are removed. Returns how many. */
+size_t sbx__reg_table_load(sbx_reg *r, size_t *was_running);
 
 /* ---- registry_life.c ---- */
 /* A use with (touch) or without restarting the idle clock. */

@@ -189,6 +189,7 @@ bool sbx__box_stop(sbx_box *b, const char *why)
     sbx_sandbox *sb = b->sb;
     pthread_mutex_unlock(&b->mu);
     SBX_LOG_INFO("registry", "stopping sandbox id=%s reason=%s", b->id, why);
+    sbx__reg_table_save(b->reg, b); /* STOPPED, also after a restart */
     if (b->reg->cfg.on_stop)
         b->reg->cfg.on_stop(b->reg->cfg.on_stop_arg, b);
     sbx_egress_sb_stop(b->net); /* its proxies and connections close at once */
@@ -323,6 +324,7 @@ static void reap_once(sbx_reg *r)
             st == SBX_BOX_STOPPED && b->torn && now - b->stopped_ms >= r->cfg.stopped_retention_ms;
         pthread_mutex_unlock(&b->mu);
         if (forget) {
+            sbx__reg_table_forget(r, b);
             pthread_mutex_lock(&r->mu);
             sbx__reg_index_remove(r, b);
             pthread_mutex_unlock(&r->mu);

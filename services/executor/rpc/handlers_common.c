@@ -149,6 +149,7 @@ Sbx__V1__Sandbox *exh_sandbox_msg(sbx_ctx *ctx, sbx_exsvc *s, sbx_box *b)
     m->expires_at_unix_ms = sn.expires_ms;
     m->idle_timeout_ms = sn.idle_timeout_ms;
     m->running_processes = sn.running_processes;
+    m->from_pool = sbx_box_from_pool(b);
     m->limits = limits_msg(ctx, b);
     lists_msg(ctx, b, m);
     exh_sandbox_ports(ctx, s, b, m);

@@ -282,6 +282,7 @@ static int chown_delegate(const char *dir, uid_t owner)
 
 static int rmdir_tree(const char *dir);
 static int kill_listed(const char *dir);
+static int kill_and_remove(const char *dir);
 
 /* mkdir of a sandbox's group. A group with this name that already exists was left by an
  * executor that died (ids are unique within a live executor): kill what is in it, remove it
@@ -293,18 +294,7 @@ static int mkdir_fresh(const char *dir)
     if (errno != EEXIST)
         return -errno;
     SBX_LOG_WARN("cgroup", "removing a stale sandbox cgroup dir=%s", dir);
-    char kill_file[PATH_MAX + 16];
-    snprintf(kill_file, sizeof kill_file, "%s/cgroup.kill", dir);
-    int rc = -EBUSY;
-    for (int i = 0; i < 200 && rc == -EBUSY; i++) {
-        if (access(kill_file, F_OK) == 0)
-            write_str(dir, "cgroup.kill", "1");
-        else
-            kill_listed(dir);
-        rc = rmdir_tree(dir);
-        if (rc == -EBUSY)
-            usleep(10000);
-    }
+    int rc = kill_and_remove(dir);
     if (rc < 0)
         return rc;
     return mkdir(dir, 0755) < 0 ? -errno : 0;
@@ -446,6 +436,80 @@ static int rmdir_tree(const char *dir)
         closedir(d);
     }
     return rmdir(dir) < 0 && errno != ENOENT ? -errno : 0;
+}
+
+/* Kills what is in dir (cgroup.kill, else the listed pids) and removes it with its child
+ * groups, retrying for ~2 s while it empties. */
+static int kill_and_remove(const char *dir)
+{
+    char kill_file[PATH_MAX + 16];
+    snprintf(kill_file, sizeof kill_file, "%s/cgroup.kill", dir);
+    bool v2_kill = access(kill_file, F_OK) == 0;
+    int rc = -EBUSY;
+    for (int i = 0; i < 200 && rc == -EBUSY; i++) {
+        if (v2_kill)
+            write_str(dir, "cgroup.kill", "1");
+        else
+            kill_listed(dir);
+        rc = rmdir_tree(dir);
+        if (rc == -EBUSY)
+            usleep(10000);
+    }
+    return rc;
+}
+
+/* Every group directly below pdir, killed and removed; returns how many went (or -errno of the
+ * first that would not). */
+static int sweep_dir(const char *pdir, size_t *removed)
+{
+    DIR *d = opendir(pdir);
+    if (!d)
+        return errno == ENOENT ? 0 : -errno;
+    int rc = 0;
+    struct dirent *de;
+    char sub[PATH_MAX + 260];
+    while ((de = readdir(d)) != NULL) {
+        if (de->d_type != DT_DIR || strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        snprintf(sub, sizeof sub, "%s/%s", pdir, de->d_name);
+        int r = kill_and_remove(sub);
+        if (r == 0)
+            (*removed)++;
+        else if (rc == 0) {
+            SBX_LOG_ERRNO(SBX_LOG_WARN, "cgroup", r, "cannot remove a left-over cgroup dir=%s",
+                          sub);
+            rc = r;
+        }
+    }
+    closedir(d);
+    return rc;
+}
+
+int sbx_cg_sweep(const sbx_cg_env *env, const char *parent, size_t *removed)
+{
+    const char *own[1 + SBX_CG_NCTRL] = {env->v2_own, env->v1_own[0], env->v1_own[1],
+                                         env->v1_own[2]};
+    char pdir[PATH_MAX];
+    int rc = 0;
+    *removed = 0;
+    for (size_t i = 0; i < sizeof own / sizeof *own; i++) {
+        if (!own[i][0] || path_join(pdir, own[i], parent) < 0)
+            continue;
+        int r = sweep_dir(pdir, removed);
+        if (r < 0 && rc == 0)
+            rc = r;
+    }
+    return rc;
+}
+
+void sbx_cg_remove_parent(const sbx_cg_env *env, const char *parent)
+{
+    const char *own[1 + SBX_CG_NCTRL] = {env->v2_own, env->v1_own[0], env->v1_own[1],
+                                         env->v1_own[2]};
+    char pdir[PATH_MAX];
+    for (size_t i = 0; i < sizeof own / sizeof *own; i++)
+        if (own[i][0] && path_join(pdir, own[i], parent) == 0)
+            rmdir(pdir); /* still in use (EBUSY, ENOTEMPTY): it stays */
 }
 
 int sbx_cg_destroy(sbx_cg *cg)

@@ -47,6 +47,13 @@ int sbx_cg_create(const sbx_cg_env *env, const char *parent, const char *id,
  * values that differ (0 = unlimited), and appends what is enforced as sbx_cg_create does. */
 int sbx_cg_update(const sbx_cg_env *env, const sbx_cg *cg, const sbx_cg_limits *old,
                   const sbx_cg_limits *lim, const char **enforced, size_t *n);
+/* Kills and removes every group below <own>/<parent> in each hierarchy env uses (v2 and each
+ * v1 controller): at start-up, the groups a previous run of the same executor left (each
+ * executor has its own parent). *removed counts the groups removed. Returns 0 or the -errno of
+ * the first group that would not go (logged; the others are still tried). */
+int sbx_cg_sweep(const sbx_cg_env *env, const char *parent, size_t *removed);
+/* Removes the (empty) <own>/<parent> groups at shutdown; a group still in use stays. */
+void sbx_cg_remove_parent(const sbx_cg_env *env, const char *parent);
 /* Moves pid into all of the sandbox's groups. */
 int sbx_cg_attach(const sbx_cg *cg, pid_t pid);
 /* SIGKILLs every process in the sandbox's groups (cgroup.kill, else a kill loop over v1). */

@@ -97,6 +97,31 @@ int sbx_sandbox_caps_detect(const char *init_path, sbx_sandbox_caps *out)
     return 0;
 }
 
+int sbx_sandbox_sweep_cgroups(const char *cgroup_parent, size_t *removed)
+{
+    *removed = 0;
+    if (!cgroup_parent || !sbx__valid_id(cgroup_parent))
+        return -EINVAL;
+    pthread_mutex_lock(&caps.lock);
+    bool done = caps.done;
+    pthread_mutex_unlock(&caps.lock);
+    if (!done)
+        return -EINVAL;
+    sbx_cg_env env = sbx__detect_cg_env();
+    return sbx_cg_sweep(&env, cgroup_parent, removed);
+}
+
+void sbx_sandbox_cgroups_done(const char *cgroup_parent)
+{
+    pthread_mutex_lock(&caps.lock);
+    bool done = caps.done;
+    pthread_mutex_unlock(&caps.lock);
+    if (!done || !cgroup_parent || !sbx__valid_id(cgroup_parent))
+        return;
+    sbx_cg_env env = sbx__detect_cg_env();
+    sbx_cg_remove_parent(&env, cgroup_parent);
+}
+
 sbx_cg_env sbx__detect_cg_env(void)
 {
     pthread_mutex_lock(&caps.lock);

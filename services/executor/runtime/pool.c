@@ -507,6 +507,7 @@ static sbx_sandbox *pool_take(const sbx_sandbox_cfg *cfg, const char *parent, in
     if (sb) {
         snprintf(sb->id, sizeof sb->id, "%s", cfg->id);
         sb->parked = false;
+        sb->from_pool = true;
     }
     sbx__svc_unlock();
     return sb;

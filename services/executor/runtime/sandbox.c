@@ -422,6 +422,11 @@ uint32_t sbx_sandbox_uid_base(const sbx_sandbox *sb)
     return sb->uid_base;
 }
 
+bool sbx_sandbox_from_pool(const sbx_sandbox *sb)
+{
+    return sb->from_pool;
+}
+
 int sbx_sandbox_disk_usage(const sbx_sandbox *sb, sbx_disk_usage *u)
 {
     memset(u, 0, sizeof *u);

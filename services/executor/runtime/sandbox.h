@@ -45,6 +45,15 @@ int sbx_sandbox_lift_proc_masks(void);
  * after the first call. Returns 0 or -errno; *out is copied. */
 int sbx_sandbox_caps_detect(const char *init_path, sbx_sandbox_caps *out);
 
+/* Kills and removes every cgroup below cgroup_parent (under the executor's own cgroup, in every
+ * hierarchy in use): at start-up, the sandboxes' groups a previous run of this executor left
+ * after a kill -9. Call it after sbx_sandbox_caps_detect and before any sandbox or pool init
+ * exists under that parent. *removed counts the groups removed. Returns 0, -EINVAL (no detect
+ * yet, or a bad name) or the -errno of a group that would not go. */
+int sbx_sandbox_sweep_cgroups(const char *cgroup_parent, size_t *removed);
+/* At shutdown, once no sandbox or pool init is left: removes the empty cgroup_parent groups. */
+void sbx_sandbox_cgroups_done(const char *cgroup_parent);
+
 typedef struct {
     uint64_t memory_bytes; /* cgroup memory limit (swap included); 0 = none */
     uint64_t pids;         /* cgroup pids.max; 0 = none */
@@ -281,6 +290,8 @@ uid_t sbx_sandbox_user_uid(const sbx_sandbox *sb);
 /* Host uid of root inside (the first of its 65536 ids): cfg->uid_base, or the block the pool
  * chose when that was 0. */
 uint32_t sbx_sandbox_uid_base(const sbx_sandbox *sb);
+/* Whether the sandbox was a parked init claimed from the warm pool (false: created cold). */
+bool sbx_sandbox_from_pool(const sbx_sandbox *sb);
 
 typedef struct {
     uint64_t memory_current, memory_peak, oom_kills, pids_current;

@@ -54,8 +54,9 @@ struct sbx_sandbox {
     int netns_fd; /* Ready; -1 until then. Owned; closed by sbx__sb_free */
     int disk_fd;  /* the home image's mount (statfs), or -1. Owned; closed by sbx__sb_free */
     uint32_t uid_base;
-    int slot;    /* index of uid_base in the pool's range, or -1 (the caller's own range) */
-    bool parked; /* a pool init not claimed yet: not a sandbox (sbx_sandbox_count) */
+    int slot;       /* index of uid_base in the pool's range, or -1 (the caller's own range) */
+    bool parked;    /* a pool init not claimed yet: not a sandbox (sbx_sandbox_count) */
+    bool from_pool; /* claimed from the warm pool (else created cold) */
     bool userns;
     sbx_cg cg;
     sbx_cg_limits cg_lim; /* what the groups hold now */
