@@ -76,8 +76,7 @@ static char *store_dir(const char *root, const char *addr)
     return d;
 }
 
-static int open_store(sbx_stores *s, size_t i, const sbx_stores_cfg *cfg, char *err,
-                      size_t errlen)
+static int open_store(sbx_stores *s, size_t i, const sbx_stores_cfg *cfg, char *err, size_t errlen)
 {
     store *st = &s->v[i];
     char *dir = NULL;
@@ -263,8 +262,8 @@ int sbx_stores_cache_get(sbx_stores *s, const char *tenant, const char *project,
                          const char *command_key, int64_t deadline_ms,
                          Sbx__V1__GetCachedResultResponse **out, char *err, size_t errlen)
 {
-    return sbx_storecli_cache_get(owner(s, project)->cli, tenant, project, command_key,
-                                  deadline_ms, out, err, errlen);
+    return sbx_storecli_cache_get(owner(s, project)->cli, tenant, project, command_key, deadline_ms,
+                                  out, err, errlen);
 }
 
 size_t sbx_stores_count(const sbx_stores *s)
