@@ -102,6 +102,15 @@ pending() {
 }
 EXEC_LIST=$(IFS=,; echo "${EXECS[*]}")
 export SBX_STORE=$STORE_LIST SBX_EXECUTOR=$EXEC_LIST
+# Two executors on one host reserve disjoint host uid ranges (their sandboxes never share uids).
+uids() { sed -n 's/.*host uids reserved" first=\([0-9]*\) count=\([0-9]*\).*/\1 \2/p' "$T/$1.err" | head -n1; }
+read -r F1 C1 <<<"$(uids e1)"
+read -r F2 C2 <<<"$(uids e2)"
+if [ -n "$F1" ] && [ -n "$F2" ] && { [ $((F1 + C1)) -le "$F2" ] || [ $((F2 + C2)) -le "$F1" ]; }; then
+    ok "host uid ranges are disjoint: e1 [$F1, +$C1) e2 [$F2, +$C2)"
+else
+    fail "host uid ranges overlap or were not logged: e1 '$F1 $C1' e2 '$F2 $C2'"
+fi
 unset SBX_API_KEY
 say "stores $STORE_LIST; executors $EXEC_LIST"
 
