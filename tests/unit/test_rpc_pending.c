@@ -21,6 +21,7 @@
 
 static atomic_int finished; /* sbx_ctx_finish calls made */
 static atomic_int freed;    /* contexts freed (a defer registered by the handler) */
+static atomic_int started;  /* handler calls */
 
 typedef struct {
     sbx_ctx *ctx;
@@ -44,8 +45,7 @@ static void *finish_later(void *arg)
         sbx_ctx_finish(l->ctx, sbx_ctx_error(l->ctx, SBX_ABORTED, "asked to fail late"), NULL);
         return NULL;
     }
-    Sbx__V1__RunResponse *out =
-        (void *)sbx_ctx_new_msg(l->ctx, &sbx__v1__run_response__descriptor);
+    Sbx__V1__RunResponse *out = (void *)sbx_ctx_new_msg(l->ctx, &sbx__v1__run_response__descriptor);
     out->pid = l->delay_ms;
     sbx_ctx_finish(l->ctx, SBX_OK, &out->base);
     return NULL;
@@ -62,6 +62,7 @@ static int h_run(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **r
     l->delay_ms = (int)r->timeout_ms;
     l->fail = r->shell && !strcmp(r->shell, "fail");
     sbx_ctx_defer(ctx, count_free, NULL);
+    atomic_fetch_add(&started, 1);
     pthread_t t;
     pthread_attr_t at;
     pthread_attr_init(&at);
@@ -82,6 +83,7 @@ static void start(fixture *f)
 {
     atomic_store(&finished, 0);
     atomic_store(&freed, 0);
+    atomic_store(&started, 0);
     sbx_rpc_init();
     sbx_server_opts o;
     sbx_server_opts_default(&o);
@@ -150,19 +152,21 @@ static void deadline_passes_while_pending(void **state)
     (void)state;
     fixture f;
     start(&f);
-    /* the client gives up at 50 ms; the finish comes at 300 ms, into a call gRPC already
+    int echoed = -1;
+    assert_int_equal(run(f.ch, 0, "ok", 5000, &echoed), SBX_OK); /* connected */
+    wait_freed(1);
+    /* the client gives up at 50 ms; the finish comes at 1500 ms, into a call gRPC already
      * ended: no crash, the context is freed once, after the finish */
     uint64_t t0 = sbx_mono_ms();
-    assert_int_equal(run(f.ch, 300, "ok", 50, NULL), SBX_DEADLINE_EXCEEDED);
-    assert_true(sbx_mono_ms() - t0 < 280);
-    assert_int_equal(atomic_load(&freed), 0); /* still pending: the context lives */
-    wait_freed(1);
-    assert_int_equal(atomic_load(&finished), 1);
+    assert_int_equal(run(f.ch, 1500, "ok", 50, NULL), SBX_DEADLINE_EXCEEDED);
+    assert_true(sbx_mono_ms() - t0 < 1400);
+    assert_int_equal(atomic_load(&freed), 1); /* still pending: the context lives */
+    wait_freed(2);
+    assert_int_equal(atomic_load(&finished), 2);
     /* the server goes on serving */
-    int echoed = -1;
     assert_int_equal(run(f.ch, 5, "ok", 5000, &echoed), SBX_OK);
     assert_int_equal(echoed, 5);
-    wait_freed(2);
+    wait_freed(3);
     stop(&f);
 }
 
@@ -174,7 +178,7 @@ typedef struct {
 static void *client(void *arg)
 {
     client_arg *c = arg;
-    c->code = run(c->ch, 300, "ok", 10000, &c->echoed);
+    c->code = run(c->ch, 1000, "ok", 20000, &c->echoed);
     return NULL;
 }
 
@@ -186,13 +190,15 @@ static void shutdown_waits_for_pending_calls(void **state)
     client_arg c = {f.ch, -1, -1};
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, client, &c), 0);
-    usleep(100 * 1000); /* the call is pending now (finished at 300 ms) */
+    for (int i = 0; i < 1000 && atomic_load(&started) == 0; i++)
+        usleep(10000);
+    assert_int_equal(atomic_load(&started), 1); /* pending now: finished 1 s later */
     assert_int_equal(atomic_load(&finished), 0);
     sbx_server_shutdown(f.srv); /* graceful: waits for the pending call */
     assert_int_equal(atomic_load(&finished), 1);
     pthread_join(t, NULL);
     assert_int_equal(c.code, SBX_OK); /* answered, not lost */
-    assert_int_equal(c.echoed, 300);
+    assert_int_equal(c.echoed, 1000);
     wait_freed(1);
     stop(&f);
 }
