@@ -36,6 +36,7 @@ struct sdb__txn {
     rocksdb_writebatch_wi_t *wi; /* normal ops */
     rocksdb_writebatch_t *wb;    /* exclusive ops */
     uint64_t notify;
+    sdb__rcache *rc; /* GROUP mode normal ops: the committer's read cache */
 };
 
 sdb *sdb__txn_db(sdb__txn *t)
@@ -48,12 +49,18 @@ int sdb__txn_get(sdb__txn *t, int cf, const sdb__buf *key, char **val, size_t *v
 {
     if (!t->wi)
         return sdb__get(t->db, cf, key, val, vn, err, errlen);
+    bool cached = t->rc && sdb__rc_cacheable(cf);
+    int rc = cached ? sdb__rc_get(t->rc, cf, key, val, vn) : -1;
+    if (rc >= 0)
+        return rc;
     char *rerr = NULL;
     size_t n = 0;
     char *v = rocksdb_writebatch_wi_get_from_batch_and_db_cf(
         t->wi, t->db->rdb, t->db->ro, t->db->cf[cf], key->p, key->n, &n, &rerr);
     if (rerr)
         return sdb__rocks_err("read", rerr, err, errlen);
+    if (cached)
+        sdb__rc_set(t->rc, cf, key, v, n);
     if (!v)
         return SBX_NOT_FOUND;
     *val = v;
@@ -63,6 +70,8 @@ int sdb__txn_get(sdb__txn *t, int cf, const sdb__buf *key, char **val, size_t *v
 
 void sdb__txn_put(sdb__txn *t, int cf, const sdb__buf *key, const void *v, size_t vn)
 {
+    if (t->rc && sdb__rc_cacheable(cf))
+        sdb__rc_set(t->rc, cf, key, vn ? v : "", vn);
     if (t->wi)
         rocksdb_writebatch_wi_put_cf(t->wi, t->db->cf[cf], key->p, key->n, v, vn);
     else
@@ -71,6 +80,8 @@ void sdb__txn_put(sdb__txn *t, int cf, const sdb__buf *key, const void *v, size_
 
 void sdb__txn_del(sdb__txn *t, int cf, const sdb__buf *key)
 {
+    if (t->rc && sdb__rc_cacheable(cf))
+        sdb__rc_set(t->rc, cf, key, NULL, 0);
     if (t->wi)
         rocksdb_writebatch_wi_delete_cf(t->wi, t->db->cf[cf], key->p, key->n);
     else
@@ -108,7 +119,7 @@ static int written(sdb *db, char *rerr, size_t n_ops, uint64_t notify, char *err
 
 static int run_exclusive(sdb *db, sdb__apply_fn apply, void *arg, char *err, size_t errlen)
 {
-    sdb__txn t = {db, NULL, rocksdb_writebatch_create(), 0};
+    sdb__txn t = {db, NULL, rocksdb_writebatch_create(), 0, NULL};
     int rc = apply(&t, arg, err, errlen);
     if (rc == SBX_OK && rocksdb_writebatch_count(t.wb) > 0) {
         char *rerr = NULL;
@@ -134,7 +145,7 @@ static int commit_direct(sdb *db, sdb__apply_fn apply, void *arg, uint64_t lock_
     pthread_mutex_t *mu = &db->stripes[lock_hash % SDB__LOCK_STRIPES];
     pthread_rwlock_rdlock(&db->excl);
     pthread_mutex_lock(mu);
-    sdb__txn t = {db, rocksdb_writebatch_wi_create(0, 1), NULL, 0};
+    sdb__txn t = {db, rocksdb_writebatch_wi_create(0, 1), NULL, 0, NULL};
     rc = apply(&t, arg, err, errlen);
     if (rc == SBX_OK && rocksdb_writebatch_wi_count(t.wi) > 0) {
         char *rerr = NULL;
@@ -182,6 +193,8 @@ static void flush_group(sdb *db, sdb__op **ops, size_t *n, uint64_t *notify)
         wrc = written(db, rerr, *n, *notify, msg, sizeof msg);
     }
     rocksdb_writebatch_wi_clear(wi);
+    if (wrc != SBX_OK)
+        sdb__rc_clear(&db->rc); /* it held writes that did not happen */
     for (size_t i = 0; i < *n; i++) {
         sdb__op *op = ops[i];
         /* An op that succeeded (even one that only read, e.g. a duplicate append) may have
@@ -205,17 +218,19 @@ static void run_group(sdb *db, sdb__op *list, sdb__op **ops)
         next = op->next;
         if (op->exclusive) {
             flush_group(db, ops, &n, &notify);
+            sdb__rc_clear(&db->rc); /* range deletes: the cache cannot follow them */
             op->status = run_exclusive(db, op->apply, op->arg, op->err, op->errlen);
             hand_off(db, &op, 1);
             continue;
         }
-        sdb__txn t = {db, wi, NULL, 0};
+        sdb__txn t = {db, wi, NULL, 0, &db->rc};
         rocksdb_writebatch_wi_set_save_point(wi);
         op->status = op->apply(&t, op->arg, op->err, op->errlen);
         if (op->status != SBX_OK) {
             char *rerr = NULL;
             rocksdb_writebatch_wi_rollback_to_save_point(wi, &rerr);
             free(rerr);
+            sdb__rc_clear(&db->rc); /* it may hold the rolled-back writes */
         } else {
             notify |= t.notify;
         }
@@ -354,6 +369,7 @@ void sdb__commit_stop(sdb *db)
     if (db->gbatch) {
         rocksdb_writebatch_wi_destroy(db->gbatch);
         db->gbatch = NULL;
+        sdb__rc_free(&db->rc);
         pthread_mutex_destroy(&db->c_mu);
         pthread_cond_destroy(&db->c_cv);
     }

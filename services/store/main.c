@@ -38,7 +38,7 @@ static void store_flag_rows(sbx_cfg_opt *rows, store_flags *f)
          "group: one committer thread merges concurrent writes into one synced write; direct: "
          "each writer writes itself (RocksDB's own group commit)",
          &f->commit},
-        {"commit-linger-us", "SBX_COMMIT_LINGER_US", SBX_CFG_INT, "100", 0, 100000, NULL,
+        {"commit-linger-us", "SBX_COMMIT_LINGER_US", SBX_CFG_INT, "0", 0, 100000, NULL,
          "group: when the last group had several writers, wait up to this long for as many "
          "before the synced write, so they share one fsync (0 = never wait)",
          &f->linger_us},

@@ -27,7 +27,7 @@ void sdb_opts_default(sdb_opts *o)
     o->create_if_missing = true;
     o->commit_mode = SDB_COMMIT_GROUP;
     o->max_group_ops = 512;
-    o->group_linger_us = 100;
+    o->group_linger_us = 0;
     o->kv_max_key = 1024;
     o->kv_max_value = 1u << 20;
     o->kv_max_ttl_s = 10ll * 365 * 86400;

@@ -99,7 +99,7 @@ typedef struct sdb_opts {
     int commit_mode;              /* SDB_COMMIT_GROUP (default) or SDB_COMMIT_DIRECT */
     int max_group_ops;            /* ops merged into one write at most (default 512) */
     int group_linger_us;          /* GROUP: when the last group had several writers, wait up to
-                                     this long for as many before writing (default 100; 0 = off) */
+                                     this long for as many before writing (default 0 = off) */
     size_t kv_max_key;            /* default 1024, at most 2048 */
     size_t kv_max_value;          /* default 1 MiB (the proto's limit; Puter KV has 400 KiB) */
     int64_t kv_max_ttl_s;         /* default 10 years */

@@ -6,6 +6,7 @@
  *   read.c        point reads and range iterators of the committed state
  *   codec.c       the values: history record, record id, counter, project, cache and kv entries
  *   watch.c       the watch stripes: append notification for WatchExecutions
+ *   rcache.c      the group committer's read cache of small metadata values
  *   commit.c      writes: operations, transactions, the group committer
  *   projects.c    implicit project creation (used by appends and cache puts)
  *   history.c     the body of an append (used by RecordExecution)
@@ -36,6 +37,13 @@ enum {
 #define SDB__MAX_GROUP_BYTES (16u << 20)
 
 typedef struct sdb__op sdb__op;
+typedef struct sdb__rc_ent sdb__rc_ent;
+
+/* rcache.c: the committer's read cache (see there). */
+typedef struct sdb__rcache {
+    sdb__rc_ent **b; /* buckets, allocated on first use */
+    size_t n;
+} sdb__rcache;
 
 typedef struct sdb__watch {
     pthread_mutex_t mu;
@@ -68,6 +76,7 @@ struct sdb {
     bool committer_started;
     pthread_t committer;
     rocksdb_writebatch_wi_t *gbatch;
+    sdb__rcache rc; /* committer thread only */
     /* commit.c: completer (runs the done callbacks of written groups) */
     pthread_mutex_t c_mu;
     pthread_cond_t c_cv;
@@ -210,6 +219,15 @@ void sdb__watch_notify(sdb *db, uint64_t mask);
 /* Wakes every waiter (db->closing is set: their waits return SBX_UNAVAILABLE). */
 void sdb__watch_close(sdb *db);
 void sdb__watch_destroy(sdb *db);
+
+/* ---- rcache.c: the committer's read cache of meta and projects values ---- */
+bool sdb__rc_cacheable(int cf);
+/* SBX_OK (*val malloc'd), SBX_NOT_FOUND (cached absence), or -1: not cached. */
+int sdb__rc_get(sdb__rcache *rc, int cf, const sdb__buf *key, char **val, size_t *vn);
+/* The key's value is now v (NULL: absent). */
+void sdb__rc_set(sdb__rcache *rc, int cf, const sdb__buf *key, const void *v, size_t vn);
+void sdb__rc_clear(sdb__rcache *rc);
+void sdb__rc_free(sdb__rcache *rc);
 
 /* ---- commit.c: writes ---- */
 typedef struct sdb__txn sdb__txn;
