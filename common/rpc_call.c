@@ -1,10 +1,11 @@
 /* rpc_call.c: one server call from arrival to final status. The polling threads take
  * completions off their queue; a new call is re-armed, authenticated, decoded and handed to its
  * handler (inline on the polling thread, or on the worker pool); the final batch carries the
- * status; streaming handlers send and receive through sbx_stream_*. Every pending batch holds a
- * reference on its call context, which is freed when the last one completes; the per-method
- * counters are recorded then. Threads: polling threads and pool workers; a context's stream
- * hand-off is under its mu. */
+ * status (sent by the handler's thread, or by whichever thread calls sbx_ctx_finish for a
+ * handler that returned SBX_PENDING); streaming handlers send and receive through sbx_stream_*.
+ * Every pending batch holds a reference on its call context, which is freed when the last one
+ * completes; the per-method counters are recorded then. Threads: polling threads and pool workers;
+ * a context's stream hand-off is under its mu. */
 #include <errno.h>
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>

@@ -8,7 +8,8 @@
  *
  * Threading: each server polling thread owns one completion queue. Methods marked
  * SBX_RUN_INLINE (fast, never block) run on the polling thread; all others run on a worker
- * pool and may block (RocksDB synced writes, waiting for a process, streaming).
+ * pool and may block (RocksDB synced writes, waiting for a process, streaming). A unary
+ * handler may also hand its call to another thread and return SBX_PENDING (sbx_ctx_finish).
  */
 #ifndef SBX_RPC_SERVER_H
 #define SBX_RPC_SERVER_H

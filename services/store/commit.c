@@ -3,13 +3,16 @@
  * Every write of the store is an operation (sdb__apply_fn) that reads what it needs and adds
  * puts/deletes to a transaction. Two strategies, chosen at open (opts.commit_mode):
  *
- * GROUP (default): callers enqueue their operation and sleep; one committer thread takes
- * everything queued, applies the operations one after another into ONE indexed write batch
- * (rocksdb_writebatch_wi: reads see the committed state plus the earlier operations of the
- * group), and makes a single synced write for the whole group. Sequence assignment, CAS and
- * Incr are serialised by construction (no locks), and N concurrent writers - even to the same
- * project or key - share one fsync. If the write fails every operation of the group gets the
- * error: nothing is acknowledged that was not made durable.
+ * GROUP (default): callers enqueue their operation (sdb__commit_async: the handler's thread
+ * goes on, and a done callback ends the call later; sdb__commit: the caller sleeps on a
+ * semaphore); one committer thread takes everything queued, applies the operations one after
+ * another into ONE indexed write batch (rocksdb_writebatch_wi: reads see the committed state
+ * plus the earlier operations of the group; meta/projects reads come from rcache.c), makes a
+ * single synced write for the whole group, and hands the group to the completer thread, which
+ * runs the done callbacks (the gRPC replies) while the committer starts the next group. Sequence
+ * assignment, CAS and Incr are serialised by construction (no locks), and N concurrent writers -
+ * even to the same project or key - share one fsync. If the write fails every operation of the
+ * group gets the error: nothing is acknowledged that was not made durable.
  *
  * DIRECT: the caller applies its operation under a striped mutex (per project; per tenant
  * for kv) and writes itself; RocksDB's own group commit merges concurrent writers of different
