@@ -1,10 +1,11 @@
 /* rpc_call.c: one server call from arrival to final status. The polling threads take
  * completions off their queue; a new call is re-armed, authenticated, decoded and handed to its
  * handler (inline on the polling thread, or on the worker pool); the final batch carries the
- * status; streaming handlers send and receive through sbx_stream_*. Every pending batch holds a
- * reference on its call context, which is freed when the last one completes; the per-method
- * counters are recorded then. Threads: polling threads and pool workers; a context's stream
- * hand-off is under its mu. */
+ * status (sent by the handler's thread, or by whichever thread calls sbx_ctx_finish for a
+ * handler that returned SBX_PENDING); streaming handlers send and receive through sbx_stream_*.
+ * Every pending batch holds a reference on its call context, which is freed when the last one
+ * completes; the per-method counters are recorded then. Threads: polling threads and pool workers;
+ * a context's stream hand-off is under its mu. */
 #include <errno.h>
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
@@ -406,11 +407,10 @@ const char *sbx_ctx_metadata(sbx_ctx *ctx, const char *key)
     return NULL;
 }
 
-static void run_handler(sbx_ctx *ctx)
+/* The end of a unary or server-streaming call: the handler's status and response go out. */
+static void finish_call(sbx_ctx *ctx, int code, ProtobufCMessage *resp)
 {
     sbx_method_entry *me = ctx->me;
-    ProtobufCMessage *resp = NULL;
-    int code = me->m->handler(ctx, ctx->req, &resp, me->data);
     if (code < 0 || code >= SBX_STATUS_COUNT) {
         SBX_LOG_ERROR("rpc", "handler returned an invalid status method=%s code=%d", me->path,
                       code);
@@ -423,6 +423,27 @@ static void run_handler(sbx_ctx *ctx)
     if (me->kind == SBX_SERVER_STREAM)
         resp = NULL;
     send_final(ctx, code, resp, me->kind == SBX_UNARY);
+}
+
+void sbx_ctx_finish(sbx_ctx *ctx, int code, ProtobufCMessage *resp)
+{
+    if (ctx->test) {
+        if (code != SBX_OK && !ctx->errmsg)
+            sbx_ctx_error(ctx, code, "%s", sbx_status_desc(code));
+        sbx_ctx_test_finish(ctx, code, code == SBX_OK ? resp : NULL);
+        return;
+    }
+    finish_call(ctx, code, resp);
+}
+
+static void run_handler(sbx_ctx *ctx)
+{
+    sbx_method_entry *me = ctx->me;
+    ProtobufCMessage *resp = NULL;
+    int code = me->m->handler(ctx, ctx->req, &resp, me->data);
+    if (code == SBX_PENDING && me->kind == SBX_UNARY)
+        return; /* another thread owns the call now: ctx may already be gone */
+    finish_call(ctx, code, resp);
 }
 
 static void worker_job(void *arg)
@@ -614,6 +635,7 @@ static void on_unknown_call(sbx_ctx *ctx)
 void *sbx_call_poll_thread(void *arg)
 {
     sbx_cq_thread *cqt = arg;
+    pthread_setname_np(pthread_self(), "sbx-poll");
     for (;;) {
         grpc_event ev =
             grpc_completion_queue_next(cqt->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);

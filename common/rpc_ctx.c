@@ -204,6 +204,31 @@ void sbx_ctx_test_cancel(sbx_ctx *ctx)
     atomic_store(&ctx->cancelled, true);
 }
 
+void sbx_ctx_test_finish(sbx_ctx *ctx, int code, ProtobufCMessage *resp)
+{
+    pthread_mutex_lock(&ctx->mu);
+    if (ctx->test_done)
+        abort(); /* a pending call is finished exactly once */
+    ctx->test_done = true;
+    ctx->test_code = code;
+    ctx->test_resp = resp;
+    pthread_cond_broadcast(&ctx->cv);
+    pthread_mutex_unlock(&ctx->mu);
+}
+
+int sbx_ctx_test_wait(sbx_ctx *ctx, ProtobufCMessage **resp)
+{
+    pthread_mutex_lock(&ctx->mu);
+    while (!ctx->test_done)
+        pthread_cond_wait(&ctx->cv, &ctx->mu);
+    int code = ctx->test_code;
+    if (resp)
+        *resp = ctx->test_resp;
+    ctx->test_done = false; /* a test may run several calls on one context */
+    pthread_mutex_unlock(&ctx->mu);
+    return code;
+}
+
 static void free_unpacked(void *m)
 {
     protobuf_c_message_free_unpacked(m, NULL);

@@ -106,6 +106,9 @@ struct sbx_ctx {
 
     /* test contexts */
     bool test;
+    bool test_done; /* sbx_ctx_finish ran (under mu; cv wakes sbx_ctx_test_wait) */
+    int test_code;
+    ProtobufCMessage *test_resp;
     struct sbx_test_msg *test_in, *test_out;
 };
 
@@ -114,6 +117,7 @@ void sbx_ctx_init_common(sbx_ctx *ctx);
 void sbx_ctx_release_common(sbx_ctx *ctx); /* runs defers, frees arena and error message */
 int sbx_ctx_test_send(sbx_ctx *ctx, const ProtobufCMessage *msg);
 int sbx_ctx_test_recv(sbx_ctx *ctx, const ProtobufCMessageDescriptor *desc, ProtobufCMessage **out);
+void sbx_ctx_test_finish(sbx_ctx *ctx, int code, ProtobufCMessage *resp);
 
 /* rpc_call.c */
 /* Arms one request for method me (me == NULL: any unknown method) on cqt's queue. */

@@ -8,7 +8,8 @@
  *
  * Threading: each server polling thread owns one completion queue. Methods marked
  * SBX_RUN_INLINE (fast, never block) run on the polling thread; all others run on a worker
- * pool and may block (RocksDB synced writes, waiting for a process, streaming).
+ * pool and may block (RocksDB synced writes, waiting for a process, streaming). A unary
+ * handler may also hand its call to another thread and return SBX_PENDING (sbx_ctx_finish).
  */
 #ifndef SBX_RPC_SERVER_H
 #define SBX_RPC_SERVER_H
@@ -90,6 +91,20 @@ ProtobufCMessage *sbx_ctx_new_msg(sbx_ctx *ctx, const ProtobufCMessageDescriptor
 /* Register a function that runs when the call context is freed (after the handler returned).*/
 void sbx_ctx_defer(sbx_ctx *ctx, void (*fn)(void *), void *arg);
 
+/* ---- deferred completion ---- */
+
+/* A unary handler that handed its call to another thread (the store's committer, say) returns
+ * SBX_PENDING instead of a status; that thread ends the call later, exactly once, with
+ * sbx_ctx_finish. Until then the context stays valid (its arena and request included) and the
+ * handler's thread must not touch it after returning. A client that cancels or whose deadline
+ * passes meanwhile only makes the final batch fail: the context is freed after the finish. */
+#define SBX_PENDING (-1)
+/* Ends a pending call from any thread: code and resp exactly as a handler would return them
+ * (resp from the call arena; NULL = an empty response for OK; set the message with
+ * sbx_ctx_error first for an error). Must not be called while holding locks the polling
+ * thread takes. */
+void sbx_ctx_finish(sbx_ctx *ctx, int code, ProtobufCMessage *resp);
+
 /* Sets the error message for the status the handler returns, and returns code, so a handler
  * can `return sbx_ctx_error(ctx, SBX_INVALID_ARGUMENT, "key: %zu bytes exceeds ...", ...)`. */
 int sbx_ctx_error(sbx_ctx *ctx, int code, const char *fmt, ...)
@@ -117,6 +132,9 @@ void sbx_ctx_test_push_recv(sbx_ctx *ctx, const ProtobufCMessage *msg);
 size_t sbx_ctx_test_sent(sbx_ctx *ctx, ProtobufCMessage ***msgs,
                          const ProtobufCMessageDescriptor *d);
 void sbx_ctx_test_cancel(sbx_ctx *ctx);
+/* For a test context whose handler returned SBX_PENDING: waits for its sbx_ctx_finish and
+ * returns the code (*resp gets the response). The context can then run another call. */
+int sbx_ctx_test_wait(sbx_ctx *ctx, ProtobufCMessage **resp);
 void sbx_ctx_free_test(sbx_ctx *ctx);
 
 /* ---- server ---- */

@@ -29,6 +29,7 @@ struct sbx_pool {
 static void *worker(void *arg)
 {
     sbx_pool *p = arg;
+    pthread_setname_np(pthread_self(), "sbx-worker");
     pthread_mutex_lock(&p->mu);
     for (;;) {
         while (!p->head && !p->stopping) {

@@ -3,13 +3,16 @@
  * Every write of the store is an operation (sdb__apply_fn) that reads what it needs and adds
  * puts/deletes to a transaction. Two strategies, chosen at open (opts.commit_mode):
  *
- * GROUP (default): callers enqueue their operation and sleep; one committer thread takes
- * everything queued, applies the operations one after another into ONE indexed write batch
- * (rocksdb_writebatch_wi: reads see the committed state plus the earlier operations of the
- * group), and makes a single synced write for the whole group. Sequence assignment, CAS and
- * Incr are serialised by construction (no locks), and N concurrent writers - even to the same
- * project or key - share one fsync. If the write fails every operation of the group gets the
- * error: nothing is acknowledged that was not made durable.
+ * GROUP (default): callers enqueue their operation (sdb__commit_async: the handler's thread
+ * goes on, and a done callback ends the call later; sdb__commit: the caller sleeps on a
+ * semaphore); one committer thread takes everything queued, applies the operations one after
+ * another into ONE indexed write batch (rocksdb_writebatch_wi: reads see the committed state
+ * plus the earlier operations of the group; meta/projects reads come from rcache.c), makes a
+ * single synced write for the whole group, and hands the group to the completer thread, which
+ * runs the done callbacks (the gRPC replies) while the committer starts the next group. Sequence
+ * assignment, CAS and Incr are serialised by construction (no locks), and N concurrent writers -
+ * even to the same project or key - share one fsync. If the write fails every operation of the
+ * group gets the error: nothing is acknowledged that was not made durable.
  *
  * DIRECT: the caller applies its operation under a striped mutex (per project; per tenant
  * for kv) and writes itself; RocksDB's own group commit merges concurrent writers of different
@@ -23,6 +26,7 @@
  * read.c, watch.c and keys.c; open.c starts and stops the committer.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <semaphore.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,22 +34,12 @@
 #include "log.h"
 #include "storedb_int.h"
 
-struct sdb__op {
-    sdb__apply_fn apply;
-    void *arg;
-    bool exclusive;
-    int status;
-    char *err;
-    size_t errlen;
-    sem_t done;
-    sdb__op *next;
-};
-
 struct sdb__txn {
     sdb *db;
     rocksdb_writebatch_wi_t *wi; /* normal ops */
     rocksdb_writebatch_t *wb;    /* exclusive ops */
     uint64_t notify;
+    sdb__rcache *rc; /* GROUP mode normal ops: the committer's read cache */
 };
 
 sdb *sdb__txn_db(sdb__txn *t)
@@ -58,12 +52,18 @@ int sdb__txn_get(sdb__txn *t, int cf, const sdb__buf *key, char **val, size_t *v
 {
     if (!t->wi)
         return sdb__get(t->db, cf, key, val, vn, err, errlen);
+    bool cached = t->rc && sdb__rc_cacheable(cf);
+    int rc = cached ? sdb__rc_get(t->rc, cf, key, val, vn) : -1;
+    if (rc >= 0)
+        return rc;
     char *rerr = NULL;
     size_t n = 0;
     char *v = rocksdb_writebatch_wi_get_from_batch_and_db_cf(
         t->wi, t->db->rdb, t->db->ro, t->db->cf[cf], key->p, key->n, &n, &rerr);
     if (rerr)
         return sdb__rocks_err("read", rerr, err, errlen);
+    if (cached)
+        sdb__rc_set(t->rc, cf, key, v, n);
     if (!v)
         return SBX_NOT_FOUND;
     *val = v;
@@ -73,6 +73,8 @@ int sdb__txn_get(sdb__txn *t, int cf, const sdb__buf *key, char **val, size_t *v
 
 void sdb__txn_put(sdb__txn *t, int cf, const sdb__buf *key, const void *v, size_t vn)
 {
+    if (t->rc && sdb__rc_cacheable(cf))
+        sdb__rc_set(t->rc, cf, key, vn ? v : "", vn);
     if (t->wi)
         rocksdb_writebatch_wi_put_cf(t->wi, t->db->cf[cf], key->p, key->n, v, vn);
     else
@@ -81,6 +83,8 @@ void sdb__txn_put(sdb__txn *t, int cf, const sdb__buf *key, const void *v, size_
 
 void sdb__txn_del(sdb__txn *t, int cf, const sdb__buf *key)
 {
+    if (t->rc && sdb__rc_cacheable(cf))
+        sdb__rc_set(t->rc, cf, key, NULL, 0);
     if (t->wi)
         rocksdb_writebatch_wi_delete_cf(t->wi, t->db->cf[cf], key->p, key->n);
     else
@@ -118,7 +122,7 @@ static int written(sdb *db, char *rerr, size_t n_ops, uint64_t notify, char *err
 
 static int run_exclusive(sdb *db, sdb__apply_fn apply, void *arg, char *err, size_t errlen)
 {
-    sdb__txn t = {db, NULL, rocksdb_writebatch_create(), 0};
+    sdb__txn t = {db, NULL, rocksdb_writebatch_create(), 0, NULL};
     int rc = apply(&t, arg, err, errlen);
     if (rc == SBX_OK && rocksdb_writebatch_count(t.wb) > 0) {
         char *rerr = NULL;
@@ -144,7 +148,7 @@ static int commit_direct(sdb *db, sdb__apply_fn apply, void *arg, uint64_t lock_
     pthread_mutex_t *mu = &db->stripes[lock_hash % SDB__LOCK_STRIPES];
     pthread_rwlock_rdlock(&db->excl);
     pthread_mutex_lock(mu);
-    sdb__txn t = {db, rocksdb_writebatch_wi_create(0, 1), NULL, 0};
+    sdb__txn t = {db, rocksdb_writebatch_wi_create(0, 1), NULL, 0, NULL};
     rc = apply(&t, arg, err, errlen);
     if (rc == SBX_OK && rocksdb_writebatch_wi_count(t.wi) > 0) {
         char *rerr = NULL;
@@ -158,6 +162,25 @@ static int commit_direct(sdb *db, sdb__apply_fn apply, void *arg, uint64_t lock_
 }
 
 /* ---- GROUP mode ---- */
+
+/* Hands ops[0..n) to the completer thread with one wake-up: their done callbacks (the
+ * replies) run there while this thread goes on to the next group's fsync. */
+static void hand_off(sdb *db, sdb__op **ops, size_t n)
+{
+    for (size_t i = 0; i + 1 < n; i++)
+        ops[i]->next = ops[i + 1];
+    ops[n - 1]->next = NULL;
+    pthread_mutex_lock(&db->c_mu);
+    if (db->c_tail)
+        db->c_tail->next = ops[0];
+    else
+        db->c_head = ops[0];
+    db->c_tail = ops[n - 1];
+    bool wake = db->c_waiting;
+    pthread_mutex_unlock(&db->c_mu);
+    if (wake)
+        pthread_cond_signal(&db->c_cv);
+}
 
 /* Writes the batch built so far and completes ops[0..n). */
 static void flush_group(sdb *db, sdb__op **ops, size_t *n, uint64_t *notify)
@@ -173,6 +196,8 @@ static void flush_group(sdb *db, sdb__op **ops, size_t *n, uint64_t *notify)
         wrc = written(db, rerr, *n, *notify, msg, sizeof msg);
     }
     rocksdb_writebatch_wi_clear(wi);
+    if (wrc != SBX_OK)
+        sdb__rc_clear(&db->rc); /* it held writes that did not happen */
     for (size_t i = 0; i < *n; i++) {
         sdb__op *op = ops[i];
         /* An op that succeeded (even one that only read, e.g. a duplicate append) may have
@@ -181,8 +206,8 @@ static void flush_group(sdb *db, sdb__op **ops, size_t *n, uint64_t *notify)
             op->status = wrc;
             sdb__err(op->err, op->errlen, wrc, "%s", msg);
         }
-        sem_post(&op->done);
     }
+    hand_off(db, ops, *n);
     *n = 0;
     *notify = 0;
 }
@@ -196,17 +221,19 @@ static void run_group(sdb *db, sdb__op *list, sdb__op **ops)
         next = op->next;
         if (op->exclusive) {
             flush_group(db, ops, &n, &notify);
+            sdb__rc_clear(&db->rc); /* range deletes: the cache cannot follow them */
             op->status = run_exclusive(db, op->apply, op->arg, op->err, op->errlen);
-            sem_post(&op->done);
+            hand_off(db, &op, 1);
             continue;
         }
-        sdb__txn t = {db, wi, NULL, 0};
+        sdb__txn t = {db, wi, NULL, 0, &db->rc};
         rocksdb_writebatch_wi_set_save_point(wi);
         op->status = op->apply(&t, op->arg, op->err, op->errlen);
         if (op->status != SBX_OK) {
             char *rerr = NULL;
             rocksdb_writebatch_wi_rollback_to_save_point(wi, &rerr);
             free(rerr);
+            sdb__rc_clear(&db->rc); /* it may hold the rolled-back writes */
         } else {
             notify |= t.notify;
         }
@@ -219,26 +246,55 @@ static void run_group(sdb *db, sdb__op *list, sdb__op **ops)
     flush_group(db, ops, &n, &notify);
 }
 
+/* Group commit linger: when the last group had several writers, more are in flight and will
+ * arrive within about one round trip; waiting up to o.group_linger_us for as many as the last
+ * group had lets them share this group's fsync instead of paying for the next one. */
+static void linger(sdb *db, size_t last)
+{
+    if (db->o.group_linger_us <= 0 || last < 2 || db->q_n >= last || db->q_stop)
+        return;
+    struct timespec dl;
+    clock_gettime(CLOCK_MONOTONIC, &dl);
+    dl.tv_nsec += (long)db->o.group_linger_us * 1000L;
+    while (dl.tv_nsec >= 1000000000L) {
+        dl.tv_sec++;
+        dl.tv_nsec -= 1000000000L;
+    }
+    db->q_want = last;
+    db->q_waiting = true;
+    while (db->q_n < last && !db->q_stop && pthread_cond_timedwait(&db->q_cv, &db->q_mu, &dl) == 0)
+        ;
+    db->q_waiting = false;
+}
+
 static void *committer_main(void *arg)
 {
     sdb *db = arg;
-    size_t max = (size_t)db->o.max_group_ops;
+    pthread_setname_np(pthread_self(), "sbx-commit");
+    size_t max = (size_t)db->o.max_group_ops, last = 0;
     sdb__op **ops = calloc(max, sizeof *ops);
     if (!ops)
         abort();
     pthread_mutex_lock(&db->q_mu);
     for (;;) {
+        db->q_want = 1;
+        db->q_waiting = true;
         while (!db->q_head && !db->q_stop)
             pthread_cond_wait(&db->q_cv, &db->q_mu);
+        db->q_waiting = false;
         if (!db->q_head)
             break; /* stopping and drained */
-        sdb__op *list = db->q_head, *last = list;
-        for (size_t i = 1; i < max && last->next; i++)
-            last = last->next;
-        db->q_head = last->next;
+        linger(db, last);
+        sdb__op *list = db->q_head, *tail = list;
+        size_t n = 1;
+        for (; n < max && tail->next; n++)
+            tail = tail->next;
+        db->q_head = tail->next;
         if (!db->q_head)
             db->q_tail = NULL;
-        last->next = NULL;
+        db->q_n -= n;
+        tail->next = NULL;
+        last = n;
         pthread_mutex_unlock(&db->q_mu);
         run_group(db, list, ops);
         pthread_mutex_lock(&db->q_mu);
@@ -248,33 +304,112 @@ static void *committer_main(void *arg)
     return NULL;
 }
 
+static void *completer_main(void *arg)
+{
+    sdb *db = arg;
+    pthread_setname_np(pthread_self(), "sbx-complete");
+    pthread_mutex_lock(&db->c_mu);
+    for (;;) {
+        db->c_waiting = true;
+        while (!db->c_head && !db->c_stop)
+            pthread_cond_wait(&db->c_cv, &db->c_mu);
+        db->c_waiting = false;
+        sdb__op *list = db->c_head;
+        if (!list)
+            break; /* stopping and drained */
+        db->c_head = db->c_tail = NULL;
+        pthread_mutex_unlock(&db->c_mu);
+        for (sdb__op *op = list, *next; op; op = next) {
+            next = op->next;
+            op->done(op, op->status); /* may free op */
+        }
+        pthread_mutex_lock(&db->c_mu);
+    }
+    pthread_mutex_unlock(&db->c_mu);
+    return NULL;
+}
+
 int sdb__commit_start(sdb *db)
 {
     if (db->o.commit_mode != SDB_COMMIT_GROUP)
         return SBX_OK;
+    pthread_mutex_init(&db->c_mu, NULL);
+    pthread_cond_init(&db->c_cv, NULL);
     db->gbatch = rocksdb_writebatch_wi_create(1u << 16, 1);
-    int e = pthread_create(&db->committer, NULL, committer_main, db);
+    int e = pthread_create(&db->completer, NULL, completer_main, db);
+    if (e == 0) {
+        db->completer_started = true;
+        e = pthread_create(&db->committer, NULL, committer_main, db);
+    }
     if (e) {
-        rocksdb_writebatch_wi_destroy(db->gbatch);
-        db->gbatch = NULL;
+        sdb__commit_stop(db);
         return sbx_status_from_errno(e);
     }
     db->committer_started = true;
     return SBX_OK;
 }
 
+/* Stops the committer once it wrote everything queued, then the completer once every reply
+ * went out. */
 void sdb__commit_stop(sdb *db)
 {
-    if (!db->committer_started)
-        return;
+    if (db->committer_started) {
+        pthread_mutex_lock(&db->q_mu);
+        db->q_stop = true;
+        pthread_cond_signal(&db->q_cv);
+        pthread_mutex_unlock(&db->q_mu);
+        pthread_join(db->committer, NULL);
+        db->committer_started = false;
+    }
+    if (db->completer_started) {
+        pthread_mutex_lock(&db->c_mu);
+        db->c_stop = true;
+        pthread_cond_signal(&db->c_cv);
+        pthread_mutex_unlock(&db->c_mu);
+        pthread_join(db->completer, NULL);
+        db->completer_started = false;
+    }
+    if (db->gbatch) {
+        rocksdb_writebatch_wi_destroy(db->gbatch);
+        db->gbatch = NULL;
+        sdb__rc_free(&db->rc);
+        pthread_mutex_destroy(&db->c_mu);
+        pthread_cond_destroy(&db->c_cv);
+    }
+}
+
+int sdb__commit_async(sdb *db, sdb__op *op)
+{
+    op->status = SBX_OK;
+    op->next = NULL;
     pthread_mutex_lock(&db->q_mu);
-    db->q_stop = true;
-    pthread_cond_signal(&db->q_cv);
+    if (db->q_stop) {
+        pthread_mutex_unlock(&db->q_mu);
+        return sdb__err(op->err, op->errlen, SBX_UNAVAILABLE, "the store is shutting down");
+    }
+    if (db->q_tail)
+        db->q_tail->next = op;
+    else
+        db->q_head = op;
+    db->q_tail = op;
+    db->q_n++;
+    /* wake the committer only when it waits for this many: no futex call per writer */
+    bool wake = db->q_waiting && db->q_n >= db->q_want;
     pthread_mutex_unlock(&db->q_mu);
-    pthread_join(db->committer, NULL);
-    db->committer_started = false;
-    rocksdb_writebatch_wi_destroy(db->gbatch);
-    db->gbatch = NULL;
+    if (wake)
+        pthread_cond_signal(&db->q_cv);
+    return SBX_OK;
+}
+
+typedef struct {
+    sdb__op op;
+    sem_t sem;
+} sync_op;
+
+static void sync_done(sdb__op *op, int status)
+{
+    (void)status;
+    sem_post(&((sync_op *)op)->sem);
 }
 
 int sdb__commit(sdb *db, sdb__apply_fn apply, void *arg, uint64_t lock_hash, bool exclusive,
@@ -282,26 +417,51 @@ int sdb__commit(sdb *db, sdb__apply_fn apply, void *arg, uint64_t lock_hash, boo
 {
     if (db->o.commit_mode == SDB_COMMIT_DIRECT)
         return commit_direct(db, apply, arg, lock_hash, exclusive, err, errlen);
-
-    sdb__op op = {apply, arg, exclusive, SBX_OK, err, errlen, {{0}}, NULL};
-    sem_init(&op.done, 0, 0);
-    pthread_mutex_lock(&db->q_mu);
-    if (db->q_stop) {
-        pthread_mutex_unlock(&db->q_mu);
-        sem_destroy(&op.done);
-        return sdb__err(err, errlen, SBX_UNAVAILABLE, "the store is shutting down");
+    sync_op w = {.op = {.apply = apply,
+                        .arg = arg,
+                        .exclusive = exclusive,
+                        .err = err,
+                        .errlen = errlen,
+                        .done = sync_done}};
+    sem_init(&w.sem, 0, 0);
+    int rc = sdb__commit_async(db, &w.op);
+    if (rc == SBX_OK) {
+        while (sem_wait(&w.sem) != 0 && errno == EINTR)
+            ;
+        rc = w.op.status;
     }
-    if (db->q_tail)
-        db->q_tail->next = &op;
-    else
-        db->q_head = &op;
-    db->q_tail = &op;
-    pthread_cond_signal(&db->q_cv);
-    pthread_mutex_unlock(&db->q_mu);
-    while (sem_wait(&op.done) != 0 && errno == EINTR)
-        ;
-    sem_destroy(&op.done);
-    return op.status;
+    sem_destroy(&w.sem);
+    return rc;
+}
+
+bool sdb_async_writes(const sdb *db)
+{
+    return db && db->o.commit_mode == SDB_COMMIT_GROUP;
+}
+
+static void async_done(sdb__op *op, int status)
+{
+    sdb__async *a = (sdb__async *)op;
+    if (a->after)
+        a->after(a, status);
+    a->done(a->done_arg, status, status ? a->err : "");
+    free(a);
+}
+
+int sdb__async_queue(sdb *db, sdb__async *a, char *err, size_t errlen)
+{
+    a->op.err = a->err;
+    a->op.errlen = sizeof a->err;
+    a->op.exclusive = false;
+    a->op.done = async_done;
+    int rc = sdb_async_writes(db) ? sdb__commit_async(db, &a->op)
+                                  : sdb__err(a->err, sizeof a->err, SBX_FAILED_PRECONDITION,
+                                             "asynchronous writes need commit mode group");
+    if (rc) {
+        snprintf(err, errlen, "%s", a->err);
+        free(a);
+    }
+    return rc;
 }
 
 int sdb__txn_get_u64(sdb__txn *t, int cf, const sdb__buf *key, uint64_t *v, char *err,

@@ -7,7 +7,8 @@
 #include "storedb.h"
 
 /* The StateStore service bound to db: every RPC with its streaming kind, flags (SBX_RUN_INLINE
- * for the fast reads, SBX_SERVICE_ONLY for Checkpoint) and handler. The returned definition is
+ * for the fast reads, and for the writes the committer completes when db commits in GROUP
+ * mode or is NULL; SBX_SERVICE_ONLY for Checkpoint) and handler. The returned definition is
  * static storage: one store per process (a later call rebinds it to another db). */
 const sbx_service_def *sbx_store_service(sdb *db);
 

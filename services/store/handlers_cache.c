@@ -117,6 +117,24 @@ int sh_clear_cache(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage *
     return SBX_OK;
 }
 
+typedef struct {
+    sh_write w;
+    sdb_record_exec x;
+    sdb_hist_result res;
+    int64_t exp;
+} record_call;
+
+static ProtobufCMessage *record_reply(sh_write *w)
+{
+    record_call *c = (record_call *)w;
+    Sbx__V1__RecordExecutionResponse *r =
+        (void *)sbx_ctx_new_msg(w->ctx, &sbx__v1__record_execution_response__descriptor);
+    r->seq = c->res.seq;
+    r->duplicate = c->res.duplicate;
+    r->cache_expires_at_unix_ms = c->exp;
+    return &r->base;
+}
+
 int sh_record_execution(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **resp,
                         void *data)
 {
@@ -133,37 +151,33 @@ int sh_record_execution(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMess
     if (q->cache_ttl_s > 0 && sh_str(in->command_key).n == 0)
         return sbx_ctx_error(ctx, SBX_INVALID_ARGUMENT,
                              "record.command_key: must not be empty when cache_ttl_s > 0");
+    record_call *c = sbx_ctx_alloc(ctx, sizeof *c);
+    c->w = (sh_write){ctx, record_reply};
+    sdb_record_exec *x = &c->x;
     int64_t started;
-    sdb_record_exec x = {
+    *x = (sdb_record_exec){
         .hist = {sh_str(q->project_id), sh_str(in->record_id), {0}, 0, in->exit_code}};
-    x.hist.data = sh_pack_record(ctx, db, in, &started);
-    x.hist.time_ms = started;
+    x->hist.data = sh_pack_record(ctx, db, in, &started);
+    x->hist.time_ms = started;
     if (q->cache_ttl_s > 0) {
-        Sbx__V1__CachedResult c = SBX__V1__CACHED_RESULT__INIT;
-        c.exit_code = in->exit_code;
-        c.signal = in->signal;
-        c.timed_out = in->timed_out;
-        c.output_truncated = in->output_truncated;
-        c.stdout = in->stdout;
-        c.stderr = in->stderr;
-        c.duration_us = in->duration_us;
-        c.stdout_bytes = in->stdout_bytes;
-        c.stderr_bytes = in->stderr_bytes;
-        x.command_key = sh_str(in->command_key);
-        x.cache_data = pack_result(ctx, c);
-        x.ttl_s = q->cache_ttl_s;
+        Sbx__V1__CachedResult cr = SBX__V1__CACHED_RESULT__INIT;
+        cr.exit_code = in->exit_code;
+        cr.signal = in->signal;
+        cr.timed_out = in->timed_out;
+        cr.output_truncated = in->output_truncated;
+        cr.stdout = in->stdout;
+        cr.stderr = in->stderr;
+        cr.duration_us = in->duration_us;
+        cr.stdout_bytes = in->stdout_bytes;
+        cr.stderr_bytes = in->stderr_bytes;
+        x->command_key = sh_str(in->command_key);
+        x->cache_data = pack_result(ctx, cr);
+        x->ttl_s = q->cache_ttl_s;
     }
-    sdb_hist_result res;
-    int64_t exp = 0;
     char err[SH_ERRLEN] = "";
-    rc = sdb_record_execution(db, sh_tenant(ctx), &x, &res, &exp, err, sizeof err);
-    if (rc)
-        return sh_fail(ctx, rc, err);
-    Sbx__V1__RecordExecutionResponse *r =
-        (void *)sbx_ctx_new_msg(ctx, &sbx__v1__record_execution_response__descriptor);
-    r->seq = res.seq;
-    r->duplicate = res.duplicate;
-    r->cache_expires_at_unix_ms = exp;
-    *resp = &r->base;
-    return SBX_OK;
+    bool async = sdb_async_writes(db);
+    rc = async ? sdb_record_execution_async(db, sh_tenant(ctx), x, &c->res, &c->exp, sh_write_done,
+                                            &c->w, err, sizeof err)
+               : sdb_record_execution(db, sh_tenant(ctx), x, &c->res, &c->exp, err, sizeof err);
+    return sh_write_end(&c->w, async, rc, err, resp);
 }

@@ -107,6 +107,22 @@ static size_t record_size(const Sbx__V1__ExecutionRecord *r)
 
 /* ---- the RPCs ---- */
 
+typedef struct {
+    sh_write w;
+    sdb_hist_entry e;
+    sdb_hist_result res;
+} append_call;
+
+static ProtobufCMessage *append_reply(sh_write *w)
+{
+    append_call *c = (append_call *)w;
+    Sbx__V1__AppendExecutionResponse *r =
+        (void *)sbx_ctx_new_msg(w->ctx, &sbx__v1__append_execution_response__descriptor);
+    r->seq = c->res.seq;
+    r->duplicate = c->res.duplicate;
+    return &r->base;
+}
+
 int sh_append_execution(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **resp,
                         void *data)
 {
@@ -115,22 +131,19 @@ int sh_append_execution(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMess
     int rc = sh_check_record(ctx, q->record);
     if (rc)
         return rc;
+    append_call *c = sbx_ctx_alloc(ctx, sizeof *c);
+    c->w = (sh_write){ctx, append_reply};
     int64_t started;
-    sdb_hist_entry e = {
+    c->e = (sdb_hist_entry){
         sh_str(q->project_id), sh_str(q->record->record_id), {0}, 0, q->record->exit_code};
-    e.data = sh_pack_record(ctx, db, q->record, &started);
-    e.time_ms = started;
-    sdb_hist_result res;
+    c->e.data = sh_pack_record(ctx, db, q->record, &started);
+    c->e.time_ms = started;
     char err[SH_ERRLEN] = "";
-    rc = sdb_hist_append(db, sh_tenant(ctx), &e, &res, err, sizeof err);
-    if (rc)
-        return sh_fail(ctx, rc, err);
-    Sbx__V1__AppendExecutionResponse *r =
-        (void *)sbx_ctx_new_msg(ctx, &sbx__v1__append_execution_response__descriptor);
-    r->seq = res.seq;
-    r->duplicate = res.duplicate;
-    *resp = &r->base;
-    return SBX_OK;
+    bool async = sdb_async_writes(db);
+    rc = async ? sdb_hist_append_async(db, sh_tenant(ctx), &c->e, &c->res, sh_write_done, &c->w,
+                                       err, sizeof err)
+               : sdb_hist_append(db, sh_tenant(ctx), &c->e, &c->res, err, sizeof err);
+    return sh_write_end(&c->w, async, rc, err, resp);
 }
 
 typedef struct {

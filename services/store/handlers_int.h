@@ -5,7 +5,9 @@
  * Every handler validates the proto-level limits the engine does not know, converts between
  * protobuf-c messages and engine calls, and passes the engine's status and message through
  * unchanged. Responses come from the call arena. Handlers run on the server's worker threads
- * (SBX_RUN_INLINE ones on the completion thread); the engine is thread-safe.
+ * (SBX_RUN_INLINE ones on the completion thread); the engine is thread-safe. In GROUP commit
+ * mode Set, AppendExecution and RecordExecution run inline too: they check, queue the write
+ * and return SBX_PENDING; the committer finishes the call once the write is durable.
  */
 #ifndef SBX_STORE_HANDLERS_INT_H
 #define SBX_STORE_HANDLERS_INT_H
@@ -31,6 +33,20 @@ sdb_slice sh_pack(sbx_ctx *ctx, const ProtobufCMessage *m);
 char *sh_arena_str(sbx_ctx *ctx, sdb_slice s);
 /* INVALID_ARGUMENT naming field when s (NULL = "") is longer than max bytes. */
 int sh_check_len(sbx_ctx *ctx, const char *field, const char *s, size_t max);
+
+/* A durable write handed to the engine's committer (GROUP mode). Embed it first in the call's
+ * state (from the call arena, with the engine request and outputs); reply builds the OK
+ * response from the outputs. The committer ends the call through sh_write_done, so a write
+ * goes polling thread -> committer -> transport with no worker thread in between. */
+typedef struct sh_write {
+    sbx_ctx *ctx;
+    ProtobufCMessage *(*reply)(struct sh_write *w);
+} sh_write;
+/* The engine's sdb_done_fn for sh_write (arg: the sh_write): finishes the call. */
+void sh_write_done(void *arg, int status, const char *err);
+/* The tail of a write handler: rc and err from the engine call, async when it was the *_async
+ * form. Returns SBX_PENDING once queued (w must not be touched then: the call may be over). */
+int sh_write_end(sh_write *w, bool async, int rc, const char *err, ProtobufCMessage **resp);
 
 /* ---- handlers_history.c ---- */
 /* The limits of an ExecutionRecord (record required). */

@@ -7,11 +7,29 @@
 
 #include "handlers_int.h"
 
+typedef struct {
+    sh_write w;
+    sdb_kv_set_req s;
+    sdb_kv_meta m;
+} set_call;
+
+static ProtobufCMessage *set_reply(sh_write *w)
+{
+    set_call *c = (set_call *)w;
+    Sbx__V1__KvSetResponse *r =
+        (void *)sbx_ctx_new_msg(w->ctx, &sbx__v1__kv_set_response__descriptor);
+    r->version = c->m.version;
+    r->expires_at_unix_ms = c->m.expires_ms;
+    return &r->base;
+}
+
 int sh_kv_set(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **resp, void *data)
 {
     sdb *db = data;
     const Sbx__V1__KvSetRequest *q = (const void *)req;
-    sdb_kv_set_req s = {
+    set_call *c = sbx_ctx_alloc(ctx, sizeof *c);
+    c->w = (sh_write){ctx, set_reply};
+    c->s = (sdb_kv_set_req){
         .key = sh_str(q->key),
         .value = sdb_slice_n(q->value.data, q->value.len),
         .ttl_s = q->ttl_s,
@@ -19,16 +37,12 @@ int sh_kv_set(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **resp
         .has_expected_version = q->expected != NULL,
         .expected_version = q->expected ? q->expected->version : 0,
     };
-    sdb_kv_meta m;
     char err[SH_ERRLEN] = "";
-    int rc = sdb_kv_set(db, sh_tenant(ctx), &s, &m, err, sizeof err);
-    if (rc)
-        return sh_fail(ctx, rc, err);
-    Sbx__V1__KvSetResponse *r = (void *)sbx_ctx_new_msg(ctx, &sbx__v1__kv_set_response__descriptor);
-    r->version = m.version;
-    r->expires_at_unix_ms = m.expires_ms;
-    *resp = &r->base;
-    return SBX_OK;
+    bool async = sdb_async_writes(db);
+    int rc = async ? sdb_kv_set_async(db, sh_tenant(ctx), &c->s, &c->m, sh_write_done, &c->w, err,
+                                      sizeof err)
+                   : sdb_kv_set(db, sh_tenant(ctx), &c->s, &c->m, err, sizeof err);
+    return sh_write_end(&c->w, async, rc, err, resp);
 }
 
 int sh_kv_get(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **resp, void *data)

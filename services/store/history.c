@@ -176,6 +176,16 @@ static int append_apply(sdb__txn *t, void *arg, char *err, size_t errlen)
     return sdb__hist_apply_append(t, x->tenant, x->a, x->res, err, errlen);
 }
 
+static void append_after(sdb *db, const sdb_hist_result *res, int rc)
+{
+    if (rc == SBX_OK) {
+        if (res->duplicate)
+            SDB__STAT_ADD(db, history_duplicates, 1);
+        else
+            SDB__STAT_ADD(db, history_appends, 1);
+    }
+}
+
 int sdb_hist_append(sdb *db, sdb_slice tenant, const sdb_hist_entry *a, sdb_hist_result *res,
                     char *err, size_t errlen)
 {
@@ -188,13 +198,42 @@ int sdb_hist_append(sdb *db, sdb_slice tenant, const sdb_hist_entry *a, sdb_hist
         return rc;
     append_arg x = {tenant, a, res};
     rc = sdb__commit(db, append_apply, &x, sdb__hash(tenant, a->project), false, err, errlen);
-    if (rc == SBX_OK) {
-        if (res->duplicate)
-            SDB__STAT_ADD(db, history_duplicates, 1);
-        else
-            SDB__STAT_ADD(db, history_appends, 1);
-    }
+    append_after(db, res, rc);
     return rc;
+}
+
+typedef struct {
+    sdb__async a;
+    sdb *db;
+    append_arg x;
+    sdb_hist_result tmp;
+} append_async;
+
+static void append_async_after(sdb__async *a, int status)
+{
+    append_async *w = (append_async *)a;
+    append_after(w->db, w->x.res, status);
+}
+
+int sdb_hist_append_async(sdb *db, sdb_slice tenant, const sdb_hist_entry *a, sdb_hist_result *res,
+                          sdb_done_fn done, void *arg, char *err, size_t errlen)
+{
+    if (res)
+        memset(res, 0, sizeof *res);
+    int rc = sdb__hist_check_append(db, tenant, a, err, errlen);
+    if (rc)
+        return rc;
+    append_async *w = calloc(1, sizeof *w);
+    if (!w)
+        return sdb__err(err, errlen, SBX_RESOURCE_EXHAUSTED, "out of memory");
+    w->db = db;
+    w->x = (append_arg){tenant, a, res ? res : &w->tmp};
+    w->a.op.apply = append_apply;
+    w->a.op.arg = &w->x;
+    w->a.after = append_async_after;
+    w->a.done = done;
+    w->a.done_arg = arg;
+    return sdb__async_queue(db, &w->a, err, errlen);
 }
 
 /* ---- reading ---- */

@@ -114,12 +114,10 @@ out:
     return rc;
 }
 
-int sdb_kv_set(sdb *db, sdb_slice tenant, const sdb_kv_set_req *s, sdb_kv_meta *out, char *err,
-               size_t errlen)
+/* The checks of a Set; fills x for set_apply. */
+static int set_prepare(sdb *db, sdb_slice tenant, const sdb_kv_set_req *s, sdb_kv_meta *out,
+                       set_arg *x, char *err, size_t errlen)
 {
-    sdb_kv_meta tmp;
-    if (!out)
-        out = &tmp;
     memset(out, 0, sizeof *out);
     int rc = check_key(db, tenant, s->key, err, errlen);
     if (rc == SBX_OK)
@@ -147,13 +145,64 @@ int sdb_kv_set(sdb *db, sdb_slice tenant, const sdb_kv_set_req *s, sdb_kv_meta *
                             (long long)s->expires_at_ms, (long long)max_ttl);
         expires = s->expires_at_ms;
     }
-    set_arg x = {tenant, s, expires, out};
-    rc = sdb__commit(db, set_apply, &x, tenant_hash(tenant), false, err, errlen);
+    *x = (set_arg){tenant, s, expires, out};
+    return SBX_OK;
+}
+
+static void set_after(sdb *db, sdb_kv_meta *out, int rc)
+{
     if (rc == SBX_OK)
         SDB__STAT_ADD(db, kv_writes, 1);
     else
         memset(out, 0, sizeof *out);
+}
+
+int sdb_kv_set(sdb *db, sdb_slice tenant, const sdb_kv_set_req *s, sdb_kv_meta *out, char *err,
+               size_t errlen)
+{
+    sdb_kv_meta tmp;
+    if (!out)
+        out = &tmp;
+    set_arg x;
+    int rc = set_prepare(db, tenant, s, out, &x, err, errlen);
+    if (rc)
+        return rc;
+    rc = sdb__commit(db, set_apply, &x, tenant_hash(tenant), false, err, errlen);
+    set_after(db, out, rc);
     return rc;
+}
+
+typedef struct {
+    sdb__async a;
+    sdb *db;
+    set_arg x;
+    sdb_kv_meta tmp;
+} set_async;
+
+static void set_async_after(sdb__async *a, int status)
+{
+    set_async *w = (set_async *)a;
+    set_after(w->db, w->x.out, status);
+}
+
+int sdb_kv_set_async(sdb *db, sdb_slice tenant, const sdb_kv_set_req *s, sdb_kv_meta *out,
+                     sdb_done_fn done, void *arg, char *err, size_t errlen)
+{
+    set_async *w = calloc(1, sizeof *w);
+    if (!w)
+        return sdb__err(err, errlen, SBX_RESOURCE_EXHAUSTED, "out of memory");
+    int rc = set_prepare(db, tenant, s, out ? out : &w->tmp, &w->x, err, errlen);
+    if (rc) {
+        free(w);
+        return rc;
+    }
+    w->db = db;
+    w->a.op.apply = set_apply;
+    w->a.op.arg = &w->x;
+    w->a.after = set_async_after;
+    w->a.done = done;
+    w->a.done_arg = arg;
+    return sdb__async_queue(db, &w->a, err, errlen);
 }
 
 /* ---- Get ---- */

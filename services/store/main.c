@@ -13,12 +13,13 @@
 #include "store_metrics.h"
 #include "storedb.h"
 
-enum { N_STORE_FLAGS = 11 };
+enum { N_STORE_FLAGS = 12 };
 
 typedef struct {
     const char *data_dir, *metrics_listen, *commit;
     bool sync;
     int64_t kv_max_key, kv_max_value, cache_ttl, cache_max_ttl, hist_max, hist_age, sweep_ms;
+    int64_t linger_us;
 } store_flags;
 
 /* The store's own flags, after the server's common ones. */
@@ -37,6 +38,10 @@ static void store_flag_rows(sbx_cfg_opt *rows, store_flags *f)
          "group: one committer thread merges concurrent writes into one synced write; direct: "
          "each writer writes itself (RocksDB's own group commit)",
          &f->commit},
+        {"commit-linger-us", "SBX_COMMIT_LINGER_US", SBX_CFG_INT, "0", 0, 100000, NULL,
+         "group: when the last group had several writers, wait up to this long for as many "
+         "before the synced write, so they share one fsync (0 = never wait)",
+         &f->linger_us},
         {"kv-max-key", "SBX_KV_MAX_KEY", SBX_CFG_SIZE, "1024", 1, 2048, NULL,
          "largest KV key, bytes", &f->kv_max_key},
         {"kv-max-value", "SBX_KV_MAX_VALUE", SBX_CFG_SIZE, "1M", 0, 1 << 20, NULL,
@@ -64,6 +69,7 @@ static void engine_opts(const store_flags *f, sdb_opts *o)
     o->path = f->data_dir;
     o->sync = f->sync;
     o->commit_mode = f->commit && f->commit[0] == 'd' ? SDB_COMMIT_DIRECT : SDB_COMMIT_GROUP;
+    o->group_linger_us = (int)f->linger_us;
     o->kv_max_key = (size_t)f->kv_max_key;
     o->kv_max_value = (size_t)f->kv_max_value;
     o->cache_default_ttl_s = f->cache_ttl;

@@ -27,6 +27,7 @@ void sdb_opts_default(sdb_opts *o)
     o->create_if_missing = true;
     o->commit_mode = SDB_COMMIT_GROUP;
     o->max_group_ops = 512;
+    o->group_linger_us = 0;
     o->kv_max_key = 1024;
     o->kv_max_value = 1u << 20;
     o->kv_max_ttl_s = 10ll * 365 * 86400;
@@ -81,6 +82,9 @@ static int check_opts(const sdb_opts *o, char *err, size_t errlen)
                         o->commit_mode);
     if (o->max_group_ops < 1)
         return sdb__err(err, errlen, SBX_INVALID_ARGUMENT, "max_group_ops: must be >= 1");
+    if (o->group_linger_us < 0 || o->group_linger_us > 100000)
+        return sdb__err(err, errlen, SBX_INVALID_ARGUMENT, "group_linger_us: %d must be 0..100000",
+                        o->group_linger_us);
     if (o->sweep_interval_ms < 0 || o->sweep_batch < 0)
         return sdb__err(err, errlen, SBX_INVALID_ARGUMENT,
                         "sweep_interval_ms/sweep_batch: must not be negative");
@@ -168,16 +172,16 @@ static void destroy_sync(sdb *db)
 
 static void init_sync(sdb *db)
 {
+    pthread_condattr_t ca; /* timed waits (linger, sweeper) on the monotonic clock */
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_mutex_init(&db->q_mu, NULL);
-    pthread_cond_init(&db->q_cv, NULL);
+    pthread_cond_init(&db->q_cv, &ca);
     pthread_rwlock_init(&db->excl, NULL);
     for (int i = 0; i < SDB__LOCK_STRIPES; i++)
         pthread_mutex_init(&db->stripes[i], NULL);
     pthread_mutex_init(&db->sw_mu, NULL);
     pthread_mutex_init(&db->sweep_mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&db->sw_cv, &ca);
     pthread_condattr_destroy(&ca);
     sdb__watch_init(db);

@@ -4,6 +4,7 @@
  * nothing, the cache included. The top of the data layer: calls history.c, cache.c and
  * commit.c.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "storedb_int.h"
@@ -36,15 +37,11 @@ static void count(sdb *db, const sdb_record_exec *r, const sdb_hist_result *res)
         SDB__STAT_ADD(db, cache_puts, 1);
 }
 
-int sdb_record_execution(sdb *db, sdb_slice tenant, const sdb_record_exec *r, sdb_hist_result *res,
-                         int64_t *expires_ms, char *err, size_t errlen)
+/* The checks of a record; fills x for record_apply. */
+static int record_prepare(sdb *db, sdb_slice tenant, const sdb_record_exec *r, sdb_hist_result *res,
+                          record_arg *x, char *err, size_t errlen)
 {
-    sdb_hist_result tmp;
-    if (!res)
-        res = &tmp;
     memset(res, 0, sizeof *res);
-    if (expires_ms)
-        *expires_ms = 0;
     int rc = sdb__hist_check_append(db, tenant, &r->hist, err, errlen);
     if (rc)
         return rc;
@@ -52,12 +49,69 @@ int sdb_record_execution(sdb *db, sdb_slice tenant, const sdb_record_exec *r, sd
     if (r->command_key.n && (rc = sdb__cache_check_put(db, tenant, r->hist.project, r->command_key,
                                                        r->cache_data, r->ttl_s, &ttl, err, errlen)))
         return rc;
-    record_arg x = {tenant, r, res, sdb__now(db) + ttl * 1000};
-    rc = sdb__commit(db, record_apply, &x, sdb__hash(tenant, r->hist.project), false, err, errlen);
+    *x = (record_arg){tenant, r, res, sdb__now(db) + ttl * 1000};
+    return SBX_OK;
+}
+
+/* After the commit: the counters and the cache entry's expiry. */
+static void record_after(sdb *db, const record_arg *x, int64_t *expires_ms, int rc)
+{
+    if (rc)
+        return;
+    count(db, x->r, x->res);
+    if (expires_ms && !x->res->duplicate && x->r->command_key.n)
+        *expires_ms = x->expires;
+}
+
+int sdb_record_execution(sdb *db, sdb_slice tenant, const sdb_record_exec *r, sdb_hist_result *res,
+                         int64_t *expires_ms, char *err, size_t errlen)
+{
+    sdb_hist_result tmp;
+    if (expires_ms)
+        *expires_ms = 0;
+    record_arg x;
+    int rc = record_prepare(db, tenant, r, res ? res : &tmp, &x, err, errlen);
     if (rc)
         return rc;
-    count(db, r, res);
-    if (expires_ms && !res->duplicate && r->command_key.n)
-        *expires_ms = x.expires;
-    return SBX_OK;
+    rc = sdb__commit(db, record_apply, &x, sdb__hash(tenant, r->hist.project), false, err, errlen);
+    record_after(db, &x, expires_ms, rc);
+    return rc;
+}
+
+typedef struct {
+    sdb__async a;
+    sdb *db;
+    record_arg x;
+    int64_t *expires_ms;
+    sdb_hist_result tmp;
+} record_async;
+
+static void record_async_after(sdb__async *a, int status)
+{
+    record_async *w = (record_async *)a;
+    record_after(w->db, &w->x, w->expires_ms, status);
+}
+
+int sdb_record_execution_async(sdb *db, sdb_slice tenant, const sdb_record_exec *r,
+                               sdb_hist_result *res, int64_t *expires_ms, sdb_done_fn done,
+                               void *arg, char *err, size_t errlen)
+{
+    if (expires_ms)
+        *expires_ms = 0;
+    record_async *w = calloc(1, sizeof *w);
+    if (!w)
+        return sdb__err(err, errlen, SBX_RESOURCE_EXHAUSTED, "out of memory");
+    int rc = record_prepare(db, tenant, r, res ? res : &w->tmp, &w->x, err, errlen);
+    if (rc) {
+        free(w);
+        return rc;
+    }
+    w->db = db;
+    w->expires_ms = expires_ms;
+    w->a.op.apply = record_apply;
+    w->a.op.arg = &w->x;
+    w->a.after = record_async_after;
+    w->a.done = done;
+    w->a.done_arg = arg;
+    return sdb__async_queue(db, &w->a, err, errlen);
 }

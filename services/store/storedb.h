@@ -98,6 +98,8 @@ typedef struct sdb_opts {
     bool create_if_missing;       /* default true */
     int commit_mode;              /* SDB_COMMIT_GROUP (default) or SDB_COMMIT_DIRECT */
     int max_group_ops;            /* ops merged into one write at most (default 512) */
+    int group_linger_us;          /* GROUP: when the last group had several writers, wait up to
+                                     this long for as many before writing (default 0 = off) */
     size_t kv_max_key;            /* default 1024, at most 2048 */
     size_t kv_max_value;          /* default 1 MiB (the proto's limit; Puter KV has 400 KiB) */
     int64_t kv_max_ttl_s;         /* default 10 years */
@@ -131,6 +133,17 @@ int sdb_open(const sdb_opts *o, sdb **out, char *err, size_t errlen);
 void sdb_close(sdb *db);
 /* Current time on the database's clock (ms). */
 int64_t sdb_now_ms(const sdb *db);
+
+/* Asynchronous writes: sdb_kv_set_async, sdb_hist_append_async and sdb_record_execution_async
+ * do what their synchronous forms do without blocking the caller. The checks run at once: an
+ * error is returned and done is not called. Otherwise they return SBX_OK and done(arg, status,
+ * err) runs exactly once, on the committer thread, when the write is durable (SBX_OK) or
+ * failed (err names why), after the outputs were filled. Everything passed in (slices, the
+ * request, the outputs) must stay valid until then. done must not block: the next group waits
+ * for it. Every accepted write is completed before sdb_close returns. GROUP mode only:
+ * sdb_async_writes tells (DIRECT mode has no committer to complete them). */
+typedef void (*sdb_done_fn)(void *arg, int status, const char *err);
+bool sdb_async_writes(const sdb *db);
 
 /* Counters for /metrics (monotonic since open). */
 typedef struct sdb_stats {
@@ -187,6 +200,8 @@ typedef struct sdb_hist_result {
  * larger backlogs and max-age retention are the sweeper's. */
 int sdb_hist_append(sdb *db, sdb_slice tenant, const sdb_hist_entry *a, sdb_hist_result *res,
                     char *err, size_t errlen);
+int sdb_hist_append_async(sdb *db, sdb_slice tenant, const sdb_hist_entry *a, sdb_hist_result *res,
+                          sdb_done_fn done, void *arg, char *err, size_t errlen);
 
 typedef struct sdb_hist_rec {
     uint64_t seq;
@@ -276,6 +291,9 @@ typedef struct sdb_record_exec {
  * execution count in ONE atomic write. A replayed record_id writes nothing (duplicate). */
 int sdb_record_execution(sdb *db, sdb_slice tenant, const sdb_record_exec *r, sdb_hist_result *res,
                          int64_t *expires_ms, char *err, size_t errlen);
+int sdb_record_execution_async(sdb *db, sdb_slice tenant, const sdb_record_exec *r,
+                               sdb_hist_result *res, int64_t *expires_ms, sdb_done_fn done,
+                               void *arg, char *err, size_t errlen);
 
 /* ---- projects.c ---- */
 typedef struct sdb_field {
@@ -359,6 +377,8 @@ typedef struct sdb_kv_meta {
  * expired). */
 int sdb_kv_set(sdb *db, sdb_slice tenant, const sdb_kv_set_req *s, sdb_kv_meta *out, char *err,
                size_t errlen);
+int sdb_kv_set_async(sdb *db, sdb_slice tenant, const sdb_kv_set_req *s, sdb_kv_meta *out,
+                     sdb_done_fn done, void *arg, char *err, size_t errlen);
 /* *value (malloc'd, NUL-terminated for convenience, caller frees) and *len. Missing or
  * expired: NOT_FOUND "key not found". */
 int sdb_kv_get(sdb *db, sdb_slice tenant, sdb_slice key, char **value, size_t *len,

@@ -6,6 +6,7 @@
  *   read.c        point reads and range iterators of the committed state
  *   codec.c       the values: history record, record id, counter, project, cache and kv entries
  *   watch.c       the watch stripes: append notification for WatchExecutions
+ *   rcache.c      the group committer's read cache of small metadata values
  *   commit.c      writes: operations, transactions, the group committer
  *   projects.c    implicit project creation (used by appends and cache puts)
  *   history.c     the body of an append (used by RecordExecution)
@@ -36,6 +37,13 @@ enum {
 #define SDB__MAX_GROUP_BYTES (16u << 20)
 
 typedef struct sdb__op sdb__op;
+typedef struct sdb__rc_ent sdb__rc_ent;
+
+/* rcache.c: the committer's read cache (see there). */
+typedef struct sdb__rcache {
+    sdb__rc_ent **b; /* buckets, allocated on first use */
+    size_t n;
+} sdb__rcache;
 
 typedef struct sdb__watch {
     pthread_mutex_t mu;
@@ -61,10 +69,20 @@ struct sdb {
     pthread_mutex_t q_mu;
     pthread_cond_t q_cv;
     sdb__op *q_head, *q_tail;
+    size_t q_n;     /* ops queued */
+    size_t q_want;  /* the committer waits on q_cv until q_n reaches this ... */
+    bool q_waiting; /* ... while this is set (writers signal only then) */
     bool q_stop;
     bool committer_started;
     pthread_t committer;
     rocksdb_writebatch_wi_t *gbatch;
+    sdb__rcache rc; /* committer thread only */
+    /* commit.c: completer (runs the done callbacks of written groups) */
+    pthread_mutex_t c_mu;
+    pthread_cond_t c_cv;
+    sdb__op *c_head, *c_tail;
+    bool c_waiting, c_stop, completer_started;
+    pthread_t completer;
     /* commit.c: direct mode */
     pthread_rwlock_t excl;
     pthread_mutex_t stripes[SDB__LOCK_STRIPES];
@@ -202,12 +220,52 @@ void sdb__watch_notify(sdb *db, uint64_t mask);
 void sdb__watch_close(sdb *db);
 void sdb__watch_destroy(sdb *db);
 
+/* ---- rcache.c: the committer's read cache of meta and projects values ---- */
+bool sdb__rc_cacheable(int cf);
+/* SBX_OK (*val malloc'd), SBX_NOT_FOUND (cached absence), or -1: not cached. */
+int sdb__rc_get(sdb__rcache *rc, int cf, const sdb__buf *key, char **val, size_t *vn);
+/* The key's value is now v (NULL: absent). */
+void sdb__rc_set(sdb__rcache *rc, int cf, const sdb__buf *key, const void *v, size_t vn);
+void sdb__rc_clear(sdb__rcache *rc);
+void sdb__rc_free(sdb__rcache *rc);
+
 /* ---- commit.c: writes ---- */
 typedef struct sdb__txn sdb__txn;
 /* An operation's body: reads through the txn see the committed state plus every earlier
  * operation of the same group; it must validate before it writes (a failing op is rolled
  * back, but keep it simple). Returns a status; on error fills err. */
 typedef int (*sdb__apply_fn)(sdb__txn *t, void *arg, char *err, size_t errlen);
+
+/* One queued write. The caller fills apply, arg, exclusive, err/errlen and done; done runs on
+ * the committer thread once the op's writes are durable (status SBX_OK) or failed, exactly
+ * once, and may free the op. It must not block: it runs before the next group starts. */
+struct sdb__op {
+    sdb__apply_fn apply;
+    void *arg;
+    bool exclusive;
+    int status;
+    char *err;
+    size_t errlen;
+    void (*done)(sdb__op *op, int status);
+    sdb__op *next;
+};
+/* GROUP mode: queues op and returns SBX_OK (done will run), or SBX_UNAVAILABLE (message in
+ * op->err; done will not run) when the store is closing. */
+int sdb__commit_async(sdb *db, sdb__op *op);
+
+/* The state of one public asynchronous write (storedb.h): embed it first in a struct that also
+ * holds the op's arg, fill op.apply/op.arg and after, and queue it with sdb__async_queue. */
+typedef struct sdb__async sdb__async;
+struct sdb__async {
+    sdb__op op;
+    void (*after)(sdb__async *a, int status); /* bookkeeping before done (may be NULL) */
+    sdb_done_fn done;
+    void *done_arg;
+    char err[512];
+};
+/* Queues a (malloc'd, freed after done ran). On error a is freed, done does not run and the
+ * message is copied to err. */
+int sdb__async_queue(sdb *db, sdb__async *a, char *err, size_t errlen);
 
 /* Runs apply atomically with respect to every other write and returns once its writes are
  * durable (or failed). lock_hash picks the stripe lock in DIRECT mode; exclusive ops run

@@ -107,6 +107,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         sbx_ctx_test_cancel(ctx);
     ProtobufCMessage *resp = NULL;
     int rc = m->handler(ctx, req, &resp, svc->data);
+    if (rc == SBX_PENDING) /* a write the committer completes */
+        rc = sbx_ctx_test_wait(ctx, &resp);
     CHECK(rc >= SBX_OK && rc <= SBX_UNAUTHENTICATED);
     if (rc == SBX_OK && m->kind == SBX_UNARY) {
         CHECK(resp);

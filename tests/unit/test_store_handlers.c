@@ -30,6 +30,8 @@ static int call(tst_db *t, sbx_ctx *ctx, const char *name, const void *req, void
     assert_non_null(m);
     ProtobufCMessage *r = NULL;
     int rc = m->handler(ctx, req, &r, t->db);
+    if (rc == SBX_PENDING) /* a write the committer completes */
+        rc = sbx_ctx_test_wait(ctx, &r);
     if (resp)
         *(ProtobufCMessage **)resp = r;
     return rc;
@@ -48,12 +50,16 @@ static void method_table_is_complete(void **state)
         bool stream = !strcmp(m->name, "WatchExecutions");
         assert_int_equal(m->kind, stream ? SBX_SERVER_STREAM : SBX_UNARY);
     }
-    /* fast reads inline; synced writes on the pool; Checkpoint for services only */
+    /* fast reads inline; the writes the committer completes (GROUP mode) inline too; other
+     * synced writes on the pool; Checkpoint for services only */
     assert_true(method("Get")->flags & SBX_RUN_INLINE);
     assert_true(method("GetProject")->flags & SBX_RUN_INLINE);
     assert_true(method("GetCachedResult")->flags & SBX_RUN_INLINE);
-    assert_false(method("Set")->flags & SBX_RUN_INLINE);
-    assert_false(method("AppendExecution")->flags & SBX_RUN_INLINE);
+    assert_true(method("Set")->flags & SBX_RUN_INLINE);
+    assert_true(method("AppendExecution")->flags & SBX_RUN_INLINE);
+    assert_true(method("RecordExecution")->flags & SBX_RUN_INLINE);
+    assert_false(method("Delete")->flags & SBX_RUN_INLINE);
+    assert_false(method("UpdateProject")->flags & SBX_RUN_INLINE);
     assert_false(method("WatchExecutions")->flags & SBX_RUN_INLINE);
     assert_true(method("Checkpoint")->flags & SBX_SERVICE_ONLY);
 }
