@@ -8,6 +8,7 @@ came from the pool (Sandbox.from_pool) and the ratio of p50 to the 5 ms goal. No
 asserted. Needs root (namespaces, cgroups, loop devices)."""
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -71,6 +72,7 @@ def main():
         store.stop(timeout=30)
     finally:
         H.kill_all()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

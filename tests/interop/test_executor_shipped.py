@@ -16,6 +16,7 @@ Needs root (sandboxes use user namespaces, cgroups, loop devices).
 """
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -107,6 +108,7 @@ class Base(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         H.kill_all()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
 
 
 class WarmPoolTest(Base):

@@ -234,7 +234,9 @@ static void test_table_after_restart(void **state)
     exf *f = *state;
     sbx_box *b;
     bool created;
-    sbx_box_params p = {.project_id = "kept", .template_name = ""};
+    exv_kv meta[] = {{"owner", "me too"}, {"empty", ""}};
+    sbx_box_params p = {
+        .project_id = "kept", .template_name = "", .metadata = meta, .n_metadata = 2};
     assert_int_equal(create(state, "t", &p, &b, &created), SBX_OK);
     char id[80];
     snprintf(id, sizeof id, "%s", sbx_box_id(b));
@@ -258,6 +260,12 @@ static void test_table_after_restart(void **state)
     assert_int_equal(after.created_ms, before.created_ms);
     assert_string_equal(sbx_box_project(b), "kept");
     assert_int_equal(sbx_box_limits(b)->memory_bytes, mem);
+    const char *const *mk, *const *mv;
+    assert_int_equal(sbx_box_metadata(b, &mk, &mv), 2);
+    assert_string_equal(mk[0], "owner");
+    assert_string_equal(mv[0], "me too");
+    assert_string_equal(mk[1], "empty");
+    assert_string_equal(mv[1], "");
     sbx_box_unref(b);
     /* another tenant still cannot see it; the project has no live sandbox */
     assert_int_equal(sbx_reg_get(reg(state), "u", id, NULL, REG_ANY, &b, err, sizeof err),

@@ -3,9 +3,10 @@
  * background execution over, its record as if killed (exit by SIGKILL, 137, output lost) is
  * written to <data-dir>/running/<record_id>; when its real record is queued in the outbox the
  * entry goes. At the next start every entry left is completed (its duration: from its start to
- * now, the latest the command can have ended) and queued in the outbox through its public
- * append, then removed. The record keeps the execution's record_id, so an entry whose real record
- * was queued just before the death is a duplicate the store ignores.
+ * now, the latest the command can have ended) and queued for the store the way every record is
+ * (sbx__exe_record_queue: the outbox's public append), then removed. The record keeps the
+ * execution's record_id, so an entry whose real record was queued just before the death is a
+ * duplicate the store ignores.
  *
  * Entry file: u16 tenant length (little endian), tenant, the packed RecordExecutionRequest.
  * Written to a temporary name and renamed, without fsync (it must survive the executor, not
@@ -24,7 +25,6 @@
 #include "clock.h"
 #include "exectab_int.h"
 #include "log.h"
-#include "outbox.h"
 
 #define ENTRY_MAX (4u << 20) /* a record is at most a few hundred KiB (argv) */
 
@@ -133,7 +133,7 @@ static uint8_t *read_entry(const char *path, size_t *len)
 
 /* Completes one entry (its duration) and queues it: 0, -EINVAL (malformed: dropped) or the
  * -errno of the append (kept for the next start). */
-static int recover_entry(sbx_stores *stores, const char *path, int64_t now_ms)
+static int recover_entry(sbx_execmon *m, const char *path, int64_t now_ms)
 {
     size_t len = 0;
     uint8_t *buf = read_entry(path, &len);
@@ -156,7 +156,7 @@ static int recover_entry(sbx_stores *stores, const char *path, int64_t now_ms)
         rc = packed ? 0 : -ENOMEM;
         if (packed) {
             sbx__v1__record_execution_request__pack(req, packed);
-            rc = sbx_stores_append(stores, tenant, req->project_id, packed, plen);
+            rc = sbx__exe_record_queue(m, tenant, req->project_id, packed, plen);
             free(packed);
         }
     }
@@ -181,9 +181,8 @@ static size_t recover_all(sbx_execmon *m)
         if (!path)
             break;
         size_t l = strlen(de->d_name);
-        int rc = l > 4 && strcmp(de->d_name + l - 4, ".tmp") == 0
-                     ? -EINVAL
-                     : recover_entry(m->stores, path, now);
+        int rc = l > 4 && strcmp(de->d_name + l - 4, ".tmp") == 0 ? -EINVAL
+                                                                  : recover_entry(m, path, now);
         if (rc == 0)
             n++;
         else if (rc != -EINVAL)

@@ -5,6 +5,7 @@
  *
  * Threads: whoever finishes the execution (a handler or the monitor). The record borrows the
  * execution's strings; what it allocates is freed before sbx__exe_record returns. */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -181,6 +182,12 @@ uint8_t *sbx__exe_record_pack(sbx_exe *e, bool killed, size_t *len)
     return buf;
 }
 
+int sbx__exe_record_queue(sbx_execmon *m, const char *tenant, const char *project,
+                          const uint8_t *req, size_t len)
+{
+    return m->stores ? sbx_stores_append(m->stores, tenant, project, req, len) : -ENOTCONN;
+}
+
 void sbx__exe_record(sbx_exe *e)
 {
     sbx_execmon *m = e->priv->mon;
@@ -192,7 +199,7 @@ void sbx__exe_record(sbx_exe *e)
         SBX_LOG_ERROR("exec", "cannot build the history record (out of memory) id=%s", e->id);
         return;
     }
-    int rc = sbx_stores_append(m->stores, e->tenant, e->project, buf, len);
+    int rc = sbx__exe_record_queue(m, e->tenant, e->project, buf, len);
     if (rc < 0)
         SBX_LOG_ERRNO(SBX_LOG_ERROR, "exec", rc, "cannot queue the history record id=%s", e->id);
     else if (e->background)

@@ -9,7 +9,8 @@
  * executions are driven by the handler that started them.
  *
  * Files: exectab.c (the per-sandbox table), exe.c (one execution), exe_record.c (its history
- * record), execmon.c (the monitor).
+ * record), execmon.c (the monitor), exe_journal.c (running background executions on disk,
+ * recorded as killed at the next start when the executor died).
  *
  * Hooks into the registry (sbx_reg_hooks): sbx_exectab_attach / _detach / _running with the
  * monitor as argument. Executions are reference counted (sbx_exe_ref/unref); all functions are

@@ -66,6 +66,11 @@ void sbx__exe_record(sbx_exe *e);
  * killed: the record of an execution the executor's death ended (SIGKILL, exit 137, output
  * lost, no duration yet) instead of its real outcome. */
 uint8_t *sbx__exe_record_pack(sbx_exe *e, bool killed, size_t *len);
+/* Queues a packed RecordExecutionRequest of tenant's project in the outbox of the project's
+ * store (the one way records leave the table: the journal's recovery uses it too). 0 or -errno
+ * (-ENOTCONN without stores). */
+int sbx__exe_record_queue(sbx_execmon *m, const char *tenant, const char *project,
+                          const uint8_t *req, size_t len);
 
 /* ---- exe_journal.c ---- */
 /* Journals a background execution that started (its killed record, for the next start). */

@@ -15,7 +15,9 @@
  * message naming the field in err.
  *
  * Files: registry.c (index, lookups, the registry's start and end), registry_create.c (starting
- * a sandbox), registry_life.c (uses, stop, teardown, the idle reaper); registry_int.h. */
+ * a sandbox), registry_life.c (uses, stop, teardown, the idle reaper), registry_table.c (the
+ * table on disk: after a restart, also a kill -9, the previous run's sandboxes are STOPPED for
+ * the retention); registry_int.h. */
 #ifndef SBX_EXEC_REGISTRY_H
 #define SBX_EXEC_REGISTRY_H
 

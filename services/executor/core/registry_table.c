@@ -5,7 +5,7 @@
  * when the sandbox starts (stopped_ms 0) and when it stops, removed when the reaper forgets the
  * stopped sandbox. At start-up every file becomes a STOPPED box (one that was still running
  * stopped now); files past the retention are removed. What a file keeps: id, tenant, project,
- * template, the clocks and the limits (not the metadata, env or enforcement list).
+ * template, the clocks, the limits and the metadata (not the env or the enforcement list).
  *
  * The files are written to a temporary name and renamed, without fsync: they survive the
  * executor's death, and a host crash only loses the newest state of a sandbox that was running.
@@ -25,7 +25,8 @@
 #include "registry_int.h"
 
 #define TABLE_MAGIC "sbx-box 1"
-#define HEXSTR_MAX 260 /* hex of the longest string kept (128-byte project) + NUL */
+#define HEXSTR_MAX 260 /* hex of the longest id kept (128-byte project) + NUL */
+#define LINE_MAX_TABLE (2 * (EXV_META_KEY_MAX + EXV_META_VALUE_MAX) + 64) /* a "meta" line */
 
 static char *table_path(const sbx_reg *r, const char *name)
 {
@@ -59,6 +60,17 @@ static int unhex(const char *h, char *out, size_t room)
     return 0;
 }
 
+/* "meta <hex key> <hex value>" lines (the value may be empty). */
+static void save_meta(FILE *f, const sbx_box *b)
+{
+    char k[2 * EXV_META_KEY_MAX + 1], v[2 * EXV_META_VALUE_MAX + 1];
+    for (size_t i = 0; i < b->n_meta; i++) {
+        hex_of(b->meta_k[i], k, sizeof k);
+        hex_of(b->meta_v[i], v, sizeof v);
+        fprintf(f, "meta %s %s\n", k, v);
+    }
+}
+
 void sbx__reg_table_save(sbx_reg *r, sbx_box *b)
 {
     char ten[HEXSTR_MAX], proj[HEXSTR_MAX], tpl[HEXSTR_MAX];
@@ -84,6 +96,7 @@ void sbx__reg_table_save(sbx_reg *r, sbx_box *b)
                 b->id, ten, proj, tpl, created, used, stopped, idle, l->memory_bytes, l->pids,
                 l->cpu_millis, l->command_timeout_ms, l->max_output_bytes, l->open_files,
                 l->disk_bytes, l->disk_inodes);
+        save_meta(f, b);
         if (fclose(f) != 0 || rename(tmp, path) < 0)
             rc = -errno;
     }
@@ -113,8 +126,43 @@ typedef struct {
     char tpl[EXV_TEMPLATE_MAX + 1];
     int64_t created, used, stopped, idle;
     exv_limits lim;
+    char *meta_k[EXV_META_MAX], *meta_v[EXV_META_MAX]; /* malloc'd */
+    size_t n_meta;
     unsigned seen; /* bit per line read */
 } table_rec;
+
+static void rec_free(table_rec *t)
+{
+    for (size_t i = 0; i < t->n_meta; i++) {
+        free(t->meta_k[i]);
+        free(t->meta_v[i]);
+    }
+    t->n_meta = 0;
+}
+
+/* One "meta" line's entry into t (a malformed or extra one is ignored). */
+static void parse_meta(const char *val, table_rec *t)
+{
+    const char *sp = strchr(val, ' ');
+    if (!sp || t->n_meta >= EXV_META_MAX)
+        return;
+    size_t kl = (size_t)(sp - val);
+    char hk[2 * EXV_META_KEY_MAX + 1], k[EXV_META_KEY_MAX + 1], v[EXV_META_VALUE_MAX + 1];
+    if (!kl || kl >= sizeof hk)
+        return;
+    memcpy(hk, val, kl);
+    hk[kl] = 0;
+    if (unhex(hk, k, sizeof k) < 0 || !k[0] || unhex(sp + 1, v, sizeof v) < 0)
+        return;
+    char *dk = strdup(k), *dv = strdup(v);
+    if (!dk || !dv) {
+        free(dk);
+        free(dv);
+        return;
+    }
+    t->meta_k[t->n_meta] = dk;
+    t->meta_v[t->n_meta++] = dv;
+}
 
 static void parse_line(const char *line, table_rec *t)
 {
@@ -148,6 +196,8 @@ static void parse_line(const char *line, table_rec *t)
         sscanf(val, "%" SCNd64, &t->stopped);
     else if (strcmp(key, "idle_timeout_ms") == 0)
         sscanf(val, "%" SCNd64, &t->idle);
+    else if (strcmp(key, "meta") == 0)
+        parse_meta(val, t);
     else if (strcmp(key, "limits") == 0)
         sscanf(line,
                "limits %" SCNd64 " %" SCNd64 " %" SCNd64 " %" SCNd64 " %" SCNd64 " %" SCNd64
@@ -163,7 +213,7 @@ static int read_rec(const char *path, const char *name, table_rec *t)
     FILE *f = fopen(path, "re");
     if (!f)
         return -1;
-    char line[1024];
+    char line[LINE_MAX_TABLE];
     while (fgets(line, sizeof line, f)) {
         line[strcspn(line, "\n")] = 0;
         parse_line(line, t);
@@ -175,7 +225,7 @@ static int read_rec(const char *path, const char *name, table_rec *t)
 /* A STOPPED box for the entry, indexed (caller holds no lock; the registry is not serving
  * yet); its file is rewritten when it was running (its stop time is now). Returns 0 or
  * -ENOMEM. */
-static int restore(sbx_reg *r, const table_rec *t, bool was_running)
+static int restore(sbx_reg *r, table_rec *t, bool was_running)
 {
     sbx_box *b = calloc(1, sizeof *b);
     if (!b)
@@ -196,6 +246,18 @@ static int restore(sbx_reg *r, const table_rec *t, bool was_running)
     b->last_used_ms = t->used ? t->used : t->created;
     b->stopped_ms = t->stopped;
     b->idle_timeout_ms = t->idle;
+    if (t->n_meta) {
+        b->meta_k = calloc(t->n_meta, sizeof *b->meta_k);
+        b->meta_v = calloc(t->n_meta, sizeof *b->meta_v);
+        if (!b->meta_k || !b->meta_v) {
+            sbx_box_unref(b);
+            return -ENOMEM;
+        }
+        memcpy(b->meta_k, t->meta_k, t->n_meta * sizeof *b->meta_k);
+        memcpy(b->meta_v, t->meta_v, t->n_meta * sizeof *b->meta_v);
+        b->n_meta = t->n_meta;
+        t->n_meta = 0; /* the box's now */
+    }
     b->home = sbx__reg_home_path(r, t->tenant, t->project);
     if (b->home && r->cfg.home_images && asprintf(&b->image, "%s.img", b->home) < 0)
         b->image = NULL;
@@ -219,6 +281,7 @@ static int load_one(sbx_reg *r, const char *name, int64_t now, size_t *was_runni
     if (!path)
         return -ENOMEM;
     table_rec t;
+    memset(&t, 0, sizeof t);
     int rc = 0;
     if (name[0] == '.' || read_rec(path, name, &t) < 0) {
         SBX_LOG_INFO("registry", "removing an unreadable sandbox table entry path=%s", path);
@@ -231,6 +294,7 @@ static int load_one(sbx_reg *r, const char *name, int64_t now, size_t *was_runni
         if (now - t.stopped < r->cfg.stopped_retention_ms)
             rc = restore(r, &t, running) == 0 ? 1 : -ENOMEM;
     }
+    rec_free(&t);
     if (rc == 0 && unlink(path) < 0 && errno != ENOENT)
         rc = -errno;
     free(path);
