@@ -303,10 +303,15 @@ static int start_history(executor *x, const sbx_exec_config *c)
 /* The egress proxies (egress/). Returns 0 or 2 (a bad --egress-* flag). */
 static int start_egress(executor *x, const sbx_exec_config *c)
 {
-    const char *svc[1 + 64];
+    /* sandboxes never reach the executor or any of its stores through the proxies */
+    const char **svc = calloc(1 + c->stores.n, sizeof *svc);
+    if (!svc) {
+        fprintf(stderr, "sbx-executor: out of memory\n");
+        return 1;
+    }
     size_t nsvc = 0;
     svc[nsvc++] = c->server.listen;
-    for (size_t i = 0; i < c->stores.n && i < 64; i++)
+    for (size_t i = 0; i < c->stores.n; i++)
         svc[nsvc++] = c->stores.v[i];
     sbx_egress_cfg ec = {.allow_private = c->egress_allow_private,
                          .deny = c->egress_deny,
@@ -319,6 +324,7 @@ static int start_egress(executor *x, const sbx_exec_config *c)
                                          &x->egress_default, err, sizeof err);
     if (rc == 0)
         rc = sbx_egress_new(&ec, &x->egress, err, sizeof err);
+    free(svc); /* sbx_egress_new keeps its own rules, not the array */
     if (rc < 0) {
         fprintf(stderr, "sbx-executor: %s\n", err[0] ? err : strerror(-rc));
         return 2;

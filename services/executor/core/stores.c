@@ -23,6 +23,7 @@
 typedef struct store {
     char *addr;
     char *label; /* "store=ADDR" for log lines */
+    char *dir;   /* its outbox directory */
     sbx_storecli *cli;
     sbx_outbox *ob;
 } store;
@@ -82,13 +83,11 @@ static char *store_dir(const char *root, const char *addr)
 static int open_store(sbx_stores *s, size_t i, const sbx_stores_cfg *cfg, char *err, size_t errlen)
 {
     store *st = &s->v[i];
-    char *dir = NULL;
     if (!(st->addr = strdup(cfg->addrs->v[i])) || asprintf(&st->label, "store=%s", st->addr) < 0 ||
-        !(dir = store_dir(cfg->outbox_root, st->addr)) ||
-        !(st->cli = sbx_storecli_new(st->addr, cfg->api_key))) {
-        free(dir);
+        !(st->dir = store_dir(cfg->outbox_root, st->addr)) ||
+        !(st->cli = sbx_storecli_new(st->addr, cfg->api_key)))
         return -ENOMEM;
-    }
+    const char *dir = st->dir;
     s->addrs[i] = st->addr;
     sbx_outbox_cfg oc = {.dir = dir,
                          .label = st->label,
@@ -102,19 +101,17 @@ static int open_store(sbx_stores *s, size_t i, const sbx_stores_cfg *cfg, char *
         snprintf(err, errlen, "cannot open the outbox in %s: %s", dir, strerror(-rc));
     else
         sbx_storecli_set_outbox(st->cli, st->ob); /* cache lookups read our own records */
-    free(dir);
     return rc;
 }
 
+/* Whether root/name is the outbox of a listed store. */
 static bool is_current(const sbx_stores *s, const char *root, const char *name)
 {
-    for (size_t i = 0; i < s->n; i++) {
-        char *d = store_dir(root, s->addrs[i]);
-        bool same = d && !strcmp(d + strlen(root) + 1, name);
-        free(d);
-        if (same)
+    size_t rl = strlen(root);
+    for (size_t i = 0; i < s->n; i++)
+        if (!strncmp(s->v[i].dir, root, rl) && s->v[i].dir[rl] == '/' &&
+            !strcmp(s->v[i].dir + rl + 1, name))
             return true;
-    }
     return false;
 }
 
@@ -245,6 +242,7 @@ void sbx_stores_close(sbx_stores *s, int flush_ms)
         sbx_storecli_free(s->v[i].cli);
         free(s->v[i].addr);
         free(s->v[i].label);
+        free(s->v[i].dir);
     }
     free(s->v);
     free(s->addrs);
