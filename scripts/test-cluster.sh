@@ -69,14 +69,6 @@ restart() {
     done
     return 1
 }
-# kill9 NAME: SIGKILL, reaped.
-kill9() {
-    local pid
-    pid=$(sbx_service_pid "$1")
-    kill -KILL "$pid"
-    wait "$pid" 2>/dev/null
-    unset "_SBX_SVC_PID[$1]"
-}
 
 STORES=() EXECS=()
 for i in 1 2 3; do
@@ -133,7 +125,7 @@ at() { # at SECONDS: sleep until SECONDS after the load started
 }
 
 at $((DUR * 15 / 100))
-kill9 s2
+sbx_service_kill9 s2
 say "kill -9 store s2 (${STORES[1]})"
 at $((DUR * 35 / 100))
 say "store s2 down: the executors hold $(pending "${STORES[1]}") records for it"
@@ -152,7 +144,7 @@ done
 [ -n "$DELIVERED" ] && say "store s2's backlog delivered ${DELIVERED} s after its restart" ||
     say "store s2's backlog not yet delivered 12 s after its restart (checked at the end)"
 at $((DUR * 50 / 100))
-kill9 e1
+sbx_service_kill9 e1
 say "kill -9 executor e1 (${EXECS[0]})"
 at $((DUR * 70 / 100))
 restart e1 "$EXEC_BIN" "${EXECS[0]}" --store "$STORE_LIST" --metrics-listen 127.0.0.1:0 ||

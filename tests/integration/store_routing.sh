@@ -92,10 +92,7 @@ used=$(printf '%s\n' "${OWNER[@]}" | sort -u | wc -l)
 # ---------------------------------------------------------------- one store down
 DEAD=${OWNER[0]}
 DEAD_NAME=s$((DEAD + 1))
-pid=$(sbx_service_pid "$DEAD_NAME")
-kill -KILL "$pid"
-wait "$pid" 2>/dev/null
-unset "_SBX_SVC_PID[$DEAD_NAME]"
+sbx_service_kill9 "$DEAD_NAME"
 for ((p = 0; p < P; p++)); do
     "$SBX" sh -p "rt-$p" "echo two-$p" >/dev/null || fail "exec in rt-$p with store ${S[$DEAD]} down"
 done

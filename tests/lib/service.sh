@@ -16,6 +16,8 @@
 #       Print the address / pid of a service started here.
 #   sbx_service_stop NAME [SECONDS]
 #       SIGTERM, wait up to SECONDS (default 10), then SIGKILL; returns the service's exit status.
+#   sbx_service_kill9 NAME
+#       SIGKILL (a crash, no clean stop), reaped; the service counts as stopped.
 #   sbx_service_stop_all [SECONDS]
 #       Stops every service still running, newest first (for an EXIT trap); then removes
 #       $SBX_SERVICE_DIR if service.sh created it.
@@ -95,6 +97,15 @@ sbx_service_stop() {
     fi
     wait "$pid" 2>/dev/null || rc=$?
     return $rc
+}
+
+sbx_service_kill9() {
+    local name=${1:?usage: sbx_service_kill9 NAME}
+    local pid=${_SBX_SVC_PID[$name]:-}
+    [ -n "$pid" ] || return 0
+    unset "_SBX_SVC_PID[$name]"
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
 }
 
 sbx_service_stop_all() {
