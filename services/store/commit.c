@@ -8,8 +8,10 @@
  * semaphore); one committer thread takes everything queued, applies the operations one after
  * another into ONE indexed write batch (rocksdb_writebatch_wi: reads see the committed state
  * plus the earlier operations of the group; meta/projects reads come from rcache.c), makes a
- * single synced write for the whole group, and hands the group to the completer thread, which
- * runs the done callbacks (the gRPC replies) while the committer starts the next group. Sequence
+ * single write for the whole group, and hands the group to durable.c, which makes it durable
+ * (with sync on: one fdatasync of the syncer thread per round, overlapping the committer's next
+ * group), visible to readers and acknowledged (the completer thread runs the done callbacks, the
+ * gRPC replies) while the committer goes on with the next group. Sequence
  * assignment, CAS and Incr are serialised by construction (no locks), and N concurrent writers -
  * even to the same project or key - share one fsync. If the write fails every operation of the
  * group gets the error: nothing is acknowledged that was not made durable.
@@ -23,7 +25,7 @@
  * write side of a rwlock whose read side every other write holds.
  *
  * A write that became durable wakes the watchers of the projects it touched (watch.c). Calls
- * read.c, watch.c and keys.c; open.c starts and stops the committer.
+ * read.c, watch.c, rcache.c, durable.c and keys.c; open.c starts and stops the committer.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -50,8 +52,8 @@ sdb *sdb__txn_db(sdb__txn *t)
 int sdb__txn_get(sdb__txn *t, int cf, const sdb__buf *key, char **val, size_t *vn, char *err,
                  size_t errlen)
 {
-    if (!t->wi)
-        return sdb__get(t->db, cf, key, val, vn, err, errlen);
+    if (!t->wi) /* exclusive ops: the latest state (what is visible may be behind it) */
+        return sdb__get_latest(t->db, cf, key, val, vn, err, errlen);
     bool cached = t->rc && sdb__rc_cacheable(cf);
     int rc = cached ? sdb__rc_get(t->rc, cf, key, val, vn) : -1;
     if (rc >= 0)
@@ -103,9 +105,9 @@ void sdb__txn_notify(sdb__txn *t, unsigned stripe)
     t->notify |= 1ull << (stripe % SDB__WATCH_STRIPES);
 }
 
-/* After a write of n_ops operations: counts it, then maps its failure (rerr, freed) to a
- * status, or wakes the watchers of the stripes in notify. */
-static int written(sdb *db, char *rerr, size_t n_ops, uint64_t notify, char *err, size_t errlen)
+/* After a write of n_ops operations: counts it and maps its failure (rerr, freed) to a
+ * status. */
+static int written(sdb *db, char *rerr, size_t n_ops, char *err, size_t errlen)
 {
     SDB__STAT_ADD(db, commit_groups, 1);
     SDB__STAT_ADD(db, commit_ops, n_ops);
@@ -114,21 +116,31 @@ static int written(sdb *db, char *rerr, size_t n_ops, uint64_t notify, char *err
         SBX_LOG_ERROR("store", "write failed err=\"%s\"", rerr);
         return sdb__rocks_err("write", rerr, err, errlen);
     }
-    sdb__watch_notify(db, notify);
     return SBX_OK;
+}
+
+/* The write options of the committer's writes: unsynced when durable.c syncs them. */
+static const rocksdb_writeoptions_t *write_opts(const sdb *db)
+{
+    return db->pipelined ? db->wo_nosync : db->wo;
 }
 
 /* ---- exclusive ops (both modes) ---- */
 
-static int run_exclusive(sdb *db, sdb__apply_fn apply, void *arg, char *err, size_t errlen)
+/* *notify gets the watch stripes to wake once the write is durable; *wrote whether it wrote. */
+static int run_exclusive(sdb *db, sdb__apply_fn apply, void *arg, uint64_t *notify, bool *wrote,
+                         char *err, size_t errlen)
 {
     sdb__txn t = {db, NULL, rocksdb_writebatch_create(), 0, NULL};
     int rc = apply(&t, arg, err, errlen);
+    *wrote = false;
     if (rc == SBX_OK && rocksdb_writebatch_count(t.wb) > 0) {
         char *rerr = NULL;
-        rocksdb_write(db->rdb, db->wo, t.wb, &rerr);
-        rc = written(db, rerr, 1, t.notify, err, errlen);
+        rocksdb_write(db->rdb, write_opts(db), t.wb, &rerr);
+        rc = written(db, rerr, 1, err, errlen);
+        *wrote = rc == SBX_OK;
     }
+    *notify = t.notify;
     rocksdb_writebatch_destroy(t.wb);
     return rc;
 }
@@ -140,9 +152,13 @@ static int commit_direct(sdb *db, sdb__apply_fn apply, void *arg, uint64_t lock_
 {
     int rc;
     if (exclusive) {
+        uint64_t notify;
+        bool wrote;
         pthread_rwlock_wrlock(&db->excl);
-        rc = run_exclusive(db, apply, arg, err, errlen);
+        rc = run_exclusive(db, apply, arg, &notify, &wrote, err, errlen);
         pthread_rwlock_unlock(&db->excl);
+        if (wrote)
+            sdb__watch_notify(db, notify);
         return rc;
     }
     pthread_mutex_t *mu = &db->stripes[lock_hash % SDB__LOCK_STRIPES];
@@ -153,7 +169,9 @@ static int commit_direct(sdb *db, sdb__apply_fn apply, void *arg, uint64_t lock_
     if (rc == SBX_OK && rocksdb_writebatch_wi_count(t.wi) > 0) {
         char *rerr = NULL;
         rocksdb_write_writebatch_wi(db->rdb, db->wo, t.wi, &rerr);
-        rc = written(db, rerr, 1, t.notify, err, errlen);
+        rc = written(db, rerr, 1, err, errlen);
+        if (rc == SBX_OK)
+            sdb__watch_notify(db, t.notify);
     }
     pthread_mutex_unlock(mu);
     pthread_rwlock_unlock(&db->excl);
@@ -163,23 +181,14 @@ static int commit_direct(sdb *db, sdb__apply_fn apply, void *arg, uint64_t lock_
 
 /* ---- GROUP mode ---- */
 
-/* Hands ops[0..n) to the completer thread with one wake-up: their done callbacks (the
- * replies) run there while this thread goes on to the next group's fsync. */
-static void hand_off(sdb *db, sdb__op **ops, size_t n)
+/* Hands ops[0..n) to durable.c, which acknowledges them once what they wrote (if wrote) is
+ * durable, while this thread goes on with the next group. */
+static void hand_off(sdb *db, sdb__op **ops, size_t n, uint64_t notify, bool wrote)
 {
     for (size_t i = 0; i + 1 < n; i++)
         ops[i]->next = ops[i + 1];
     ops[n - 1]->next = NULL;
-    pthread_mutex_lock(&db->c_mu);
-    if (db->c_tail)
-        db->c_tail->next = ops[0];
-    else
-        db->c_head = ops[0];
-    db->c_tail = ops[n - 1];
-    bool wake = db->c_waiting;
-    pthread_mutex_unlock(&db->c_mu);
-    if (wake)
-        pthread_cond_signal(&db->c_cv);
+    sdb__durable_queue(db, ops[0], ops[n - 1], notify, wrote);
 }
 
 /* Writes the batch built so far and completes ops[0..n). */
@@ -190,10 +199,12 @@ static void flush_group(sdb *db, sdb__op **ops, size_t *n, uint64_t *notify)
     rocksdb_writebatch_wi_t *wi = db->gbatch;
     int wrc = SBX_OK;
     char msg[512] = "";
+    bool wrote = false;
     if (rocksdb_writebatch_wi_count(wi) > 0) {
         char *rerr = NULL;
-        rocksdb_write_writebatch_wi(db->rdb, db->wo, wi, &rerr);
-        wrc = written(db, rerr, *n, *notify, msg, sizeof msg);
+        rocksdb_write_writebatch_wi(db->rdb, write_opts(db), wi, &rerr);
+        wrc = written(db, rerr, *n, msg, sizeof msg);
+        wrote = wrc == SBX_OK;
     }
     rocksdb_writebatch_wi_clear(wi);
     if (wrc != SBX_OK)
@@ -207,7 +218,7 @@ static void flush_group(sdb *db, sdb__op **ops, size_t *n, uint64_t *notify)
             sdb__err(op->err, op->errlen, wrc, "%s", msg);
         }
     }
-    hand_off(db, ops, *n);
+    hand_off(db, ops, *n, *notify, wrote);
     *n = 0;
     *notify = 0;
 }
@@ -222,8 +233,11 @@ static void run_group(sdb *db, sdb__op *list, sdb__op **ops)
         if (op->exclusive) {
             flush_group(db, ops, &n, &notify);
             sdb__rc_clear(&db->rc); /* range deletes: the cache cannot follow them */
-            op->status = run_exclusive(db, op->apply, op->arg, op->err, op->errlen);
-            hand_off(db, &op, 1);
+            uint64_t xnotify;
+            bool wrote;
+            op->status =
+                run_exclusive(db, op->apply, op->arg, &xnotify, &wrote, op->err, op->errlen);
+            hand_off(db, &op, 1, xnotify, wrote);
             continue;
         }
         sdb__txn t = {db, wi, NULL, 0, &db->rc};
@@ -304,43 +318,15 @@ static void *committer_main(void *arg)
     return NULL;
 }
 
-static void *completer_main(void *arg)
-{
-    sdb *db = arg;
-    pthread_setname_np(pthread_self(), "sbx-complete");
-    pthread_mutex_lock(&db->c_mu);
-    for (;;) {
-        db->c_waiting = true;
-        while (!db->c_head && !db->c_stop)
-            pthread_cond_wait(&db->c_cv, &db->c_mu);
-        db->c_waiting = false;
-        sdb__op *list = db->c_head;
-        if (!list)
-            break; /* stopping and drained */
-        db->c_head = db->c_tail = NULL;
-        pthread_mutex_unlock(&db->c_mu);
-        for (sdb__op *op = list, *next; op; op = next) {
-            next = op->next;
-            op->done(op, op->status); /* may free op */
-        }
-        pthread_mutex_lock(&db->c_mu);
-    }
-    pthread_mutex_unlock(&db->c_mu);
-    return NULL;
-}
-
 int sdb__commit_start(sdb *db)
 {
     if (db->o.commit_mode != SDB_COMMIT_GROUP)
         return SBX_OK;
-    pthread_mutex_init(&db->c_mu, NULL);
-    pthread_cond_init(&db->c_cv, NULL);
     db->gbatch = rocksdb_writebatch_wi_create(1u << 16, 1);
-    int e = pthread_create(&db->completer, NULL, completer_main, db);
-    if (e == 0) {
-        db->completer_started = true;
+    db->durable_started = true;
+    int e = sdb__durable_start(db);
+    if (e == 0)
         e = pthread_create(&db->committer, NULL, committer_main, db);
-    }
     if (e) {
         sdb__commit_stop(db);
         return sbx_status_from_errno(e);
@@ -349,8 +335,8 @@ int sdb__commit_start(sdb *db)
     return SBX_OK;
 }
 
-/* Stops the committer once it wrote everything queued, then the completer once every reply
- * went out. */
+/* Stops the committer once it wrote everything queued, then durable.c's threads once every
+ * write is durable and acknowledged. */
 void sdb__commit_stop(sdb *db)
 {
     if (db->committer_started) {
@@ -361,20 +347,14 @@ void sdb__commit_stop(sdb *db)
         pthread_join(db->committer, NULL);
         db->committer_started = false;
     }
-    if (db->completer_started) {
-        pthread_mutex_lock(&db->c_mu);
-        db->c_stop = true;
-        pthread_cond_signal(&db->c_cv);
-        pthread_mutex_unlock(&db->c_mu);
-        pthread_join(db->completer, NULL);
-        db->completer_started = false;
+    if (db->durable_started) {
+        sdb__durable_stop(db);
+        db->durable_started = false;
     }
     if (db->gbatch) {
         rocksdb_writebatch_wi_destroy(db->gbatch);
         db->gbatch = NULL;
         sdb__rc_free(&db->rc);
-        pthread_mutex_destroy(&db->c_mu);
-        pthread_cond_destroy(&db->c_cv);
     }
 }
 

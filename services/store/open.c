@@ -161,6 +161,7 @@ static void destroy_sync(sdb *db)
 {
     pthread_mutex_destroy(&db->q_mu);
     pthread_cond_destroy(&db->q_cv);
+    pthread_mutex_destroy(&db->v_mu);
     pthread_rwlock_destroy(&db->excl);
     for (int i = 0; i < SDB__LOCK_STRIPES; i++)
         pthread_mutex_destroy(&db->stripes[i]);
@@ -177,6 +178,7 @@ static void init_sync(sdb *db)
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_mutex_init(&db->q_mu, NULL);
     pthread_cond_init(&db->q_cv, &ca);
+    pthread_mutex_init(&db->v_mu, NULL);
     pthread_rwlock_init(&db->excl, NULL);
     for (int i = 0; i < SDB__LOCK_STRIPES; i++)
         pthread_mutex_init(&db->stripes[i], NULL);
@@ -318,6 +320,7 @@ void sdb_stats_read(const sdb *db, sdb_stats *o)
     LD(commit_groups);
     LD(commit_ops);
     LD(commit_failures);
+    LD(commit_syncs);
     LD(swept_expired);
     LD(swept_history);
 #undef LD

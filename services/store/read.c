@@ -1,18 +1,19 @@
-/* read.c: reads of the committed state: point reads and range iterators over one column
- * family, bounded to a key prefix so RocksDB never steps into a neighbour's keys (another
- * project, another tenant). Reads inside a write go through the transaction instead
- * (commit.c), which sees the operation's own group as well. Thread-safe: an iterator belongs
- * to the thread that opened it. Calls keys.c only.
+/* read.c: reads of the committed state (what is durable: visible.c's snapshot): point reads
+ * and range iterators over one column family, bounded to a key prefix so RocksDB never steps into a
+ * neighbour's keys (another project, another tenant). Reads inside a write go through the
+ * transaction instead (commit.c), which sees the operation's own group as well. Thread-safe: an
+ * iterator belongs to the thread that opened it. Calls keys.c and visible.c.
  */
 #include <stdlib.h>
 
 #include "storedb_int.h"
 
-int sdb__get(sdb *db, int cf, const sdb__buf *key, char **val, size_t *vn, char *err, size_t errlen)
+static int get_at(sdb *db, const rocksdb_readoptions_t *ro, int cf, const sdb__buf *key, char **val,
+                  size_t *vn, char *err, size_t errlen)
 {
     char *rerr = NULL;
     size_t n = 0;
-    char *v = rocksdb_get_cf(db->rdb, db->ro, db->cf[cf], key->p, key->n, &n, &rerr);
+    char *v = rocksdb_get_cf(db->rdb, ro, db->cf[cf], key->p, key->n, &n, &rerr);
     if (rerr)
         return sdb__rocks_err("read", rerr, err, errlen);
     if (!v)
@@ -22,11 +23,29 @@ int sdb__get(sdb *db, int cf, const sdb__buf *key, char **val, size_t *vn, char 
     return SBX_OK;
 }
 
+int sdb__get(sdb *db, int cf, const sdb__buf *key, char **val, size_t *vn, char *err, size_t errlen)
+{
+    sdb__snap *s = sdb__visible_acquire(db);
+    int rc = get_at(db, sdb__visible_ro(db, s), cf, key, val, vn, err, errlen);
+    sdb__visible_release(db, s);
+    return rc;
+}
+
+int sdb__get_latest(sdb *db, int cf, const sdb__buf *key, char **val, size_t *vn, char *err,
+                    size_t errlen)
+{
+    return get_at(db, db->ro, cf, key, val, vn, err, errlen);
+}
+
 void sdb__iter_open(sdb *db, sdb__iter *i, int cf, const sdb__buf *prefix)
 {
     sdb__buf_init(&i->lo);
     sdb__buf_init(&i->hi);
     i->ro = rocksdb_readoptions_create();
+    i->db = db;
+    i->snap = sdb__visible_acquire(db);
+    if (i->snap)
+        rocksdb_readoptions_set_snapshot(i->ro, sdb__snap_rocks(i->snap));
     if (prefix) {
         sdb__buf_copy(&i->lo, prefix);
         sdb__buf_copy(&i->hi, prefix);
@@ -83,6 +102,7 @@ int sdb__iter_close(sdb__iter *i, char *err, size_t errlen)
     rocksdb_iter_get_error(i->it, &rerr);
     rocksdb_iter_destroy(i->it);
     rocksdb_readoptions_destroy(i->ro);
+    sdb__visible_release(i->db, i->snap);
     sdb__buf_free(&i->lo);
     sdb__buf_free(&i->hi);
     return rerr ? sdb__rocks_err("read", rerr, err, errlen) : SBX_OK;

@@ -30,6 +30,10 @@ void sbx_store_metrics_write(FILE *out, void *arg)
     counter(out, "sbx_store_commit_ops_total", "Operations committed in groups.", st.commit_ops);
     counter(out, "sbx_store_commit_failures_total",
             "Groups whose write failed (nothing acknowledged).", st.commit_failures);
+    counter(
+        out, "sbx_store_commit_syncs_total",
+        "WAL fdatasyncs (with sync on: one per round of the syncer, covering every group written since the previous one).",
+        st.commit_syncs);
     counter(out, "sbx_store_swept_expired_total",
             "Expired cache/KV entries purged in the background.", st.swept_expired);
     counter(out, "sbx_store_swept_history_total", "History records removed by retention.",

@@ -21,11 +21,14 @@
  * comment names the files it calls):
  *   0  keys.c        byte builder and reader, key layout, stripe hash, validation and error
  *                    messages, RocksDB error mapping, page tokens (keys.h; no handle)
+ *      visible.c     the snapshot readers see: only what is durable
  *   1  read.c        point reads and prefix-bounded iterators of the committed state
  *      codec.c       the stored values: counter, history record, record-id entry, project
  *                    record, cache entry, kv entry
  *      watch.c       watch stripes: the ticket protocol of sdb_hist_watch_*
  *      checkpoint.c  sdb_checkpoint
+ *      durable.c     the syncer (one fdatasync per round, publishes the durable state) and the
+ *                    completer (runs the replies)
  *   2  commit.c      writes: operations, transactions, the group committer / direct mode
  *   3  projects.c    sdb_proj_*, sdb_project_free, implicit project creation
  *      kv.c          sdb_kv_*
@@ -83,7 +86,9 @@ static inline sdb_slice sdb_slice_n(const void *p, size_t n)
 /* ---- open.c: the handle ---- */
 
 /* How writes reach RocksDB (see commit.c). GROUP: one committer thread applies queued
- * operations into one indexed batch and makes a single synced write per group (sequence
+ * operations into one indexed batch and writes it; with sync on, a syncer thread makes one
+ * fdatasync for every group written since its previous one while the committer goes on, and
+ * only then are the writes visible to readers and acknowledged (durable.c, visible.c; sequence
  * assignment, CAS and Incr need no locks; all concurrent writers share one fsync). DIRECT:
  * each caller writes itself under a striped lock (per project; per tenant for kv, whose
  * versions come from a tenant-wide counter) and relies on RocksDB's own group commit; writers
@@ -119,6 +124,8 @@ typedef struct sdb_opts {
                                  (default 4: see open.c for why) */
     sdb_clock_fn clock;       /* NULL = CLOCK_REALTIME; tests inject their own */
     void *clock_arg;
+    void (*before_sync)(void *arg); /* tests only: the syncer calls it before each fdatasync */
+    void *before_sync_arg;
 } sdb_opts;
 
 void sdb_opts_default(sdb_opts *o);
@@ -150,8 +157,9 @@ typedef struct sdb_stats {
     uint64_t cache_hits, cache_misses, cache_expired, cache_puts;
     uint64_t history_appends, history_duplicates;
     uint64_t kv_reads, kv_writes;
-    uint64_t commit_groups, commit_ops, commit_failures; /* synced writes, ops in them, failed */
-    uint64_t swept_expired, swept_history;               /* background purges */
+    uint64_t commit_groups, commit_ops, commit_failures; /* group writes, ops in them, failed */
+    uint64_t commit_syncs;                 /* fdatasyncs of the WAL by the syncer (sync on) */
+    uint64_t swept_expired, swept_history; /* background purges */
 } sdb_stats;
 void sdb_stats_read(const sdb *db, sdb_stats *out);
 /* An integer RocksDB property summed over the column families, e.g.

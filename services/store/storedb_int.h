@@ -3,10 +3,13 @@
  * per file in the order the engine is layered (storedb.h's head comment draws the picture):
  * every file calls only files of the sections above its own.
  *   keys.h        bytes, keys, validation, errors, page tokens (no handle)
+ *   visible.c     the snapshot readers see (only durable writes)
  *   read.c        point reads and range iterators of the committed state
  *   codec.c       the values: history record, record id, counter, project, cache and kv entries
  *   watch.c       the watch stripes: append notification for WatchExecutions
  *   rcache.c      the group committer's read cache of small metadata values
+ *   walsync.c     fdatasync of RocksDB's log files through the syncer's own descriptors
+ *   durable.c     the syncer and the completer: written -> durable, visible, acknowledged
  *   commit.c      writes: operations, transactions, the group committer
  *   projects.c    implicit project creation (used by appends and cache puts)
  *   history.c     the body of an append (used by RecordExecution)
@@ -38,12 +41,27 @@ enum {
 
 typedef struct sdb__op sdb__op;
 typedef struct sdb__rc_ent sdb__rc_ent;
+typedef struct sdb__snap sdb__snap;
 
 /* rcache.c: the committer's read cache (see there). */
 typedef struct sdb__rcache {
     sdb__rc_ent **b; /* buckets, allocated on first use */
     size_t n;
 } sdb__rcache;
+
+/* walsync.c: the syncer's own descriptors of RocksDB's log files. */
+#define SDB__WAL_FILES 8
+typedef struct sdb__walsync {
+    int dir_fd, ino_fd;
+    struct {
+        uint64_t num;
+        int fd;
+    } logs[SDB__WAL_FILES];
+    int n;
+    bool dir_dirty;
+    int failed_errno; /* a failed sync is final */
+    bool failed_logged;
+} sdb__walsync;
 
 typedef struct sdb__watch {
     pthread_mutex_t mu;
@@ -77,12 +95,27 @@ struct sdb {
     pthread_t committer;
     rocksdb_writebatch_wi_t *gbatch;
     sdb__rcache rc; /* committer thread only */
-    /* commit.c: completer (runs the done callbacks of written groups) */
+    bool durable_started;
+    /* durable.c: syncer (sync on: makes written groups durable and visible) */
+    bool pipelined; /* the committer writes unsynced and the syncer syncs */
+    rocksdb_writeoptions_t *wo_nosync;
+    sdb__walsync wal; /* walsync.c: the syncer's descriptors of the log files */
+    pthread_mutex_t s_mu;
+    pthread_cond_t s_cv;
+    sdb__op *s_head, *s_tail;
+    uint64_t s_notify;
+    sdb__snap *s_snap; /* the state after the newest group handed over */
+    bool s_waiting, s_stop, syncer_started;
+    pthread_t syncer;
+    /* durable.c: completer (sync off: runs the done callbacks of written groups) */
     pthread_mutex_t c_mu;
     pthread_cond_t c_cv;
     sdb__op *c_head, *c_tail;
     bool c_waiting, c_stop, completer_started;
     pthread_t completer;
+    /* visible.c: the published snapshot (NULL: readers read the latest state) */
+    pthread_mutex_t v_mu;
+    sdb__snap *v_cur;
     /* commit.c: direct mode */
     pthread_rwlock_t excl;
     pthread_mutex_t stripes[SDB__LOCK_STRIPES];
@@ -105,7 +138,7 @@ struct sdb {
         _Atomic uint64_t cache_hits, cache_misses, cache_expired, cache_puts;
         _Atomic uint64_t history_appends, history_duplicates;
         _Atomic uint64_t kv_reads, kv_writes;
-        _Atomic uint64_t commit_groups, commit_ops, commit_failures;
+        _Atomic uint64_t commit_groups, commit_ops, commit_failures, commit_syncs;
         _Atomic uint64_t swept_expired, swept_history;
     } st;
 };
@@ -118,14 +151,37 @@ static inline int64_t sdb__now(const sdb *db)
     return db->o.clock(db->o.clock_arg);
 }
 
+/* ---- visible.c: the snapshot readers see ---- */
+/* A snapshot of the latest state (committer, after a write); NULL when out of memory. */
+sdb__snap *sdb__snap_take(sdb *db);
+/* Frees a snapshot that was never published (NULL is harmless). */
+void sdb__snap_drop(sdb *db, sdb__snap *p);
+const rocksdb_snapshot_t *sdb__snap_rocks(const sdb__snap *p);
+/* Makes p (NULL: the latest state) what readers see from now on. */
+void sdb__visible_publish(sdb *db, sdb__snap *p);
+/* The published snapshot, held until released (NULL: read the latest state). */
+sdb__snap *sdb__visible_acquire(sdb *db);
+void sdb__visible_release(sdb *db, sdb__snap *p);
+/* Read options for p (db->ro when p is NULL). */
+const rocksdb_readoptions_t *sdb__visible_ro(const sdb *db, const sdb__snap *p);
+/* Unpublishes and frees the published snapshot (close). */
+void sdb__visible_close(sdb *db);
+
 /* ---- read.c: reads of the committed state ---- */
-/* Point read. SBX_OK (found, *val malloc'd: free()), SBX_NOT_FOUND, or an error. */
+/* Point read of what is visible. SBX_OK (found, *val malloc'd: free()), SBX_NOT_FOUND, or an
+ * error. */
 int sdb__get(sdb *db, int cf, const sdb__buf *key, char **val, size_t *vn, char *err,
              size_t errlen);
+/* The same of the latest state, written but perhaps not durable yet: the committer's own
+ * reads only. */
+int sdb__get_latest(sdb *db, int cf, const sdb__buf *key, char **val, size_t *vn, char *err,
+                    size_t errlen);
 
 /* An iterator over the keys of one column family that start with a prefix. */
 typedef struct sdb__iter {
     sdb__buf lo, hi;
+    sdb *db;
+    sdb__snap *snap; /* the visible state it reads (NULL: the latest) */
     rocksdb_readoptions_t *ro;
     rocksdb_iterator_t *it;
 } sdb__iter;
@@ -219,6 +275,24 @@ void sdb__watch_notify(sdb *db, uint64_t mask);
 /* Wakes every waiter (db->closing is set: their waits return SBX_UNAVAILABLE). */
 void sdb__watch_close(sdb *db);
 void sdb__watch_destroy(sdb *db);
+
+/* ---- walsync.c: the WAL made durable by the syncer ---- */
+/* Opens the data dir and watches it for new log files; an error when inotify is unavailable. */
+int sdb__walsync_open(sdb *db, char *err, size_t errlen);
+/* Makes everything written to the log so far durable: SBX_OK, or an error (final). */
+int sdb__walsync_sync(sdb *db, char *err, size_t errlen);
+void sdb__walsync_close(sdb *db);
+
+/* ---- durable.c: written -> durable, visible, acknowledged ---- */
+/* Ops head..tail (linked by next) of one group, whose write (if wrote) is done: acknowledges
+ * them once it is durable (with sync on: after the syncer's next fdatasync, which also
+ * publishes the state after it and wakes the watchers of the stripes in notify; with sync off
+ * at once, on the completer thread). */
+void sdb__durable_queue(sdb *db, sdb__op *head, sdb__op *tail, uint64_t notify, bool wrote);
+/* Starts the syncer (sync on) or the completer (sync off); an errno on failure. */
+int sdb__durable_start(sdb *db);
+/* After the committer stopped: drains and stops both. */
+void sdb__durable_stop(sdb *db);
 
 /* ---- rcache.c: the committer's read cache of meta and projects values ---- */
 bool sdb__rc_cacheable(int cf);

@@ -1,13 +1,15 @@
 /* test_store_kv.c: the tenant key-value space (services/store/kv.c): Set/Get/Delete, versions
  * from the per-tenant revision, CAS, TTLs on an injected clock, Incr (and 8 threads x 1000
  * increments = 8000 in both commit modes), List with prefix/cursor/keys-only, Flush of one
- * tenant, limits, sweeper. */
+ * tenant, limits, sweeper; a write is seen by readers only once it is durable (the syncer held
+ * before its fdatasync). */
 #include "test_main.h"
 
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "store_fixture.h"
 
@@ -392,6 +394,115 @@ static void kv_tenants_are_isolated(void **state)
     assert_int_equal(kget(t, "alice", "k", NULL, 0, NULL), SBX_OK);
 }
 
+/* A gate the syncer stops at (opts.before_sync) while armed, until released. */
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool armed, entered, released;
+} sync_gate;
+
+static void gate_hook(void *arg)
+{
+    sync_gate *g = arg;
+    pthread_mutex_lock(&g->mu);
+    if (g->armed) {
+        g->entered = true;
+        pthread_cond_broadcast(&g->cv);
+        while (!g->released)
+            pthread_cond_wait(&g->cv, &g->mu);
+        g->armed = false;
+    }
+    pthread_mutex_unlock(&g->mu);
+}
+
+typedef struct {
+    _Atomic int calls, status;
+} done_rec;
+
+static void rec_done(void *arg, int status, const char *err)
+{
+    done_rec *d = arg;
+    if (status)
+        fprintf(stderr, "async set: %s\n", err);
+    atomic_store(&d->status, status);
+    atomic_fetch_add(&d->calls, 1);
+}
+
+static void wait_calls(done_rec *d, int n)
+{
+    for (int i = 0; i < 5000 && atomic_load(&d->calls) < n; i++)
+        usleep(1000);
+}
+
+static void kv_unsynced_writes_are_invisible(void **state)
+{
+    tst_db *t = *state;
+    sync_gate g = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+    t->o.before_sync = gate_hook;
+    t->o.before_sync_arg = &g;
+    tst_db_reopen(t);
+    sdb_kv_meta m1, m2 = {0}, m3 = {0};
+    assert_int_equal(kset(t, "t", "k", "v1", 0, &m1), SBX_OK);
+
+    pthread_mutex_lock(&g.mu);
+    g.armed = true;
+    pthread_mutex_unlock(&g.mu);
+    char err[256];
+    done_rec d = {0};
+    sdb_kv_set_req r2 = {.key = S("k"), .value = S("v2")};
+    assert_int_equal(sdb_kv_set_async(t->db, S("t"), &r2, &m2, rec_done, &d, err, sizeof err),
+                     SBX_OK);
+    pthread_mutex_lock(&g.mu);
+    while (!g.entered)
+        pthread_cond_wait(&g.cv, &g.mu); /* v2 is written, its sync held */
+    pthread_mutex_unlock(&g.mu);
+
+    /* readers still see v1; the writer has no answer yet */
+    char buf[32];
+    sdb_kv_meta m;
+    assert_int_equal(kget(t, "t", "k", buf, sizeof buf, &m), SBX_OK);
+    assert_string_equal(buf, "v1");
+    assert_int_equal(m.version, m1.version);
+    klist *l = calloc(1, sizeof *l);
+    sdb_page pg;
+    assert_int_equal(sdb_kv_list(t->db, S("t"), S(""), false, 0, S(""), false, klist_cb, l, &pg,
+                                 err, sizeof err),
+                     SBX_OK);
+    assert_int_equal(l->n, 1);
+    assert_string_equal(l->vals[0], "v1");
+    free(l);
+    assert_int_equal(atomic_load(&d.calls), 0);
+
+    /* the committer itself works on the written state: a CAS on v2's version succeeds */
+    sdb_kv_set_req r3 = {.key = S("k"),
+                         .value = S("v3"),
+                         .has_expected_version = true,
+                         .expected_version = m1.version + 1};
+    assert_int_equal(sdb_kv_set_async(t->db, S("t"), &r3, &m3, rec_done, &d, err, sizeof err),
+                     SBX_OK);
+    usleep(20000);
+    assert_int_equal(atomic_load(&d.calls), 0);
+    assert_int_equal(kget(t, "t", "k", buf, sizeof buf, NULL), SBX_OK);
+    assert_string_equal(buf, "v1");
+
+    pthread_mutex_lock(&g.mu);
+    g.released = true;
+    pthread_cond_broadcast(&g.cv);
+    pthread_mutex_unlock(&g.mu);
+    wait_calls(&d, 2);
+    assert_int_equal(atomic_load(&d.calls), 2);
+    assert_int_equal(atomic_load(&d.status), SBX_OK);
+    assert_int_equal(m2.version, m1.version + 1);
+    assert_int_equal(m3.version, m1.version + 2);
+    assert_int_equal(kget(t, "t", "k", buf, sizeof buf, &m), SBX_OK);
+    assert_string_equal(buf, "v3");
+    assert_int_equal(m.version, m3.version);
+    /* and they survive a restart */
+    tst_db_reopen(t);
+    assert_int_equal(kget(t, "t", "k", buf, sizeof buf, NULL), SBX_OK);
+    assert_string_equal(buf, "v3");
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(kv_set_get_delete, tst_setup, tst_teardown),
     cmocka_unit_test_setup_teardown(kv_versions_only_grow, tst_setup, tst_teardown),
@@ -406,5 +517,6 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(kv_flush_only_the_tenant, tst_setup, tst_teardown),
     cmocka_unit_test_setup_teardown(kv_sweeper_purges_expired, tst_setup, tst_teardown),
     cmocka_unit_test_setup_teardown(kv_tenants_are_isolated, tst_setup, tst_teardown),
+    cmocka_unit_test_setup_teardown(kv_unsynced_writes_are_invisible, tst_setup, tst_teardown),
 };
 SBX_TEST_MAIN(tests)
