@@ -1,8 +1,9 @@
 /* test_store_open.c: opening and closing the store (services/store/open.c, commit.c,
  * checkpoint.c): options, parent dirs, the data-dir lock, restart persistence, sync off,
  * checkpoints that open and read back, counters and RocksDB properties, the opt-in expiry
- * compaction filter, and a full disk: the error is RESOURCE_EXHAUSTED and no write is
- * acknowledged that did not reach the WAL. */
+ * compaction filter, a full disk: the error is RESOURCE_EXHAUSTED and no write is
+ * acknowledged that did not reach the WAL; with sync on the syncer follows RocksDB to each new
+ * log file. */
 #include "test_main.h"
 
 #include <stdio.h>
@@ -254,6 +255,71 @@ static void disk_full_is_resource_exhausted_and_never_acknowledged(void **state)
     free(dir);
 }
 
+/* The numbers of the log files (NNNNNN.log under dir) this process holds descriptors of. */
+static int held_logs(const char *dir, unsigned long *nums, int max)
+{
+    int n = 0;
+    char link[64], target[1024];
+    for (int fd = 0; fd < 4096 && n < max; fd++) {
+        snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+        ssize_t len = readlink(link, target, sizeof target - 1);
+        if (len <= 0)
+            continue;
+        target[len] = 0;
+        size_t dn = strlen(dir);
+        unsigned long num;
+        char tail[8];
+        if (strncmp(target, dir, dn) == 0 && target[dn] == '/' &&
+            sscanf(target + dn + 1, "%lu.%7s", &num, tail) == 2 && strcmp(tail, "log") == 0)
+            nums[n++] = num;
+    }
+    return n;
+}
+
+static unsigned long max_of(const unsigned long *v, int n)
+{
+    unsigned long m = 0;
+    for (int i = 0; i < n; i++)
+        m = v[i] > m ? v[i] : m;
+    return m;
+}
+
+static void syncer_follows_new_log_files(void **state)
+{
+    tst_db *t = *state;
+    assert_true(t->o.sync);
+    char err[256];
+    sdb_kv_set_req r = {.key = S("a"), .value = S("1")};
+    assert_int_equal(sdb_kv_set(t->db, S("t"), &r, NULL, err, sizeof err), SBX_OK);
+    unsigned long before[16], after[16];
+    /* RocksDB's writer and the syncer's own descriptor of the current log */
+    int nb = held_logs(t->path, before, 16);
+    assert_true(nb >= 2);
+    unsigned long cur = max_of(before, nb);
+    /* a compaction flushes the memtable: RocksDB switches to a new log file */
+    sdb_compact(t->db);
+    r.key = S("b");
+    assert_int_equal(sdb_kv_set(t->db, S("t"), &r, NULL, err, sizeof err), SBX_OK);
+    int na = held_logs(t->path, after, 16);
+    unsigned long next = max_of(after, na);
+    assert_true(next > cur);
+    int on_next = 0, on_old = 0;
+    for (int i = 0; i < na; i++) {
+        on_next += after[i] == next;
+        on_old += after[i] == cur;
+    }
+    assert_int_equal(on_next, 2); /* RocksDB's and the syncer's */
+    assert_int_equal(on_old, 0);  /* the old log got its last sync and was let go */
+    sdb_stats st;
+    sdb_stats_read(t->db, &st);
+    assert_true(st.commit_syncs >= 2);
+    tst_db_reopen(t);
+    char *v = NULL;
+    size_t n;
+    assert_int_equal(sdb_kv_get(t->db, S("t"), S("b"), &v, &n, NULL, err, sizeof err), SBX_OK);
+    free(v);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(open_creates_parents_and_rejects_bad_options),
     cmocka_unit_test_setup_teardown(data_survives_restart, tst_setup, tst_teardown),
@@ -262,5 +328,6 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(stats_and_properties, tst_setup, tst_teardown),
     cmocka_unit_test_setup_teardown(compaction_filter_drops_expired, tst_setup, tst_teardown),
     cmocka_unit_test(disk_full_is_resource_exhausted_and_never_acknowledged),
+    cmocka_unit_test_setup_teardown(syncer_follows_new_log_files, tst_setup, tst_teardown),
 };
 SBX_TEST_MAIN(tests)
