@@ -162,8 +162,9 @@ int sdb__durable_start(sdb *db)
     db->pipelined = db->o.sync;
     if (db->pipelined && sdb__walsync_open(db, err, sizeof err) != SBX_OK) {
         /* the committer then makes each group's write synced itself */
-        SBX_LOG_INFO("store", "wal sync by the committer, not overlapped with the next group "
-                              "reason=\"%s\"",
+        SBX_LOG_INFO("store",
+                     "wal sync by the committer, not overlapped with the next group "
+                     "reason=\"%s\"",
                      err);
         db->pipelined = false;
     }

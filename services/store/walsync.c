@@ -138,8 +138,9 @@ int sdb__walsync_sync(sdb *db, char *err, size_t errlen)
     if (w->failed_errno) {
         if (!w->failed_logged) {
             w->failed_logged = true;
-            SBX_LOG_ERROR("store", "wal sync failed, no write is acknowledged until a restart "
-                                   "err=\"%s\"",
+            SBX_LOG_ERROR("store",
+                          "wal sync failed, no write is acknowledged until a restart "
+                          "err=\"%s\"",
                           strerror(w->failed_errno));
         }
         int e = w->failed_errno;
