@@ -27,16 +27,17 @@
  *                    record, cache entry, kv entry
  *      watch.c       watch stripes: the ticket protocol of sdb_hist_watch_*
  *      checkpoint.c  sdb_checkpoint
- *      durable.c     the syncer (one fdatasync per round, publishes the durable state) and the
- *                    completer (runs the replies)
- *   2  commit.c      writes: operations, transactions, the group committer / direct mode
- *   3  projects.c    sdb_proj_*, sdb_project_free, implicit project creation
+ *      walsync.c     fdatasync of RocksDB's log files through the syncer's own descriptors
+ *   2  durable.c     the syncer (one fdatasync per round, then publishes the durable state and
+ *                    sends the replies) and, with sync off, the completer
+ *   3  commit.c      writes: operations, transactions, the group committer / direct mode
+ *   4  projects.c    sdb_proj_*, sdb_project_free, implicit project creation
  *      kv.c          sdb_kv_*
- *   4  history.c     sdb_hist_append/list/read_after/last_seq
+ *   5  history.c     sdb_hist_append/list/read_after/last_seq
  *      cache.c       sdb_cache_*
- *   5  record.c      sdb_record_execution (an append and a cache fill in one write)
+ *   6  record.c      sdb_record_execution (an append and a cache fill in one write)
  *      retention.c   sdb_sweep, the sweeper thread, the expiry compaction filter
- *   6  open.c        sdb_open/close (start and stop the committer, the watch stripes and the
+ *   7  open.c        sdb_open/close (start and stop the committer, the watch stripes and the
  *                    sweeper), sdb_opts_default, sdb_now_ms, sdb_stats_read, sdb_property,
  *                    sdb_compact
  */

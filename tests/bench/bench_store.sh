@@ -4,7 +4,8 @@
 # share the wire layout of KvSetRequest/KvGetRequest: key = 1, value = 2); redis-benchmark drives
 # Redis at the same concurrency. Every server is started here on loopback with its own temp dir
 # and durable settings (sbx --sync on, etcd's WAL fsync, Redis appendfsync always).
-# Prints one table and the ratios the store issue sets.
+# Prints one table (with each server's CPU time per request, from /proc, warm-up included in both
+# the time and the count) and the ratios the store issue sets.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=${1:-$here/../../build}
@@ -35,8 +36,10 @@ etcd --name bench --data-dir "$tmp/etcd" --listen-client-urls "http://127.0.0.1:
   --initial-advertise-peer-urls "http://127.0.0.1:$EPP" --initial-cluster "bench=http://127.0.0.1:$EPP" \
   --log-level error >"$tmp/etcd.log" 2>&1 &
 pids+=($!)
+ETCD_PID=$!
 waitport "$EP"
 ETCD=127.0.0.1:$EP
+SBX_PID=$(sbx_service_pid sbx)
 
 RP=$(freeport)
 mkdir -p "$tmp/redis"
@@ -47,6 +50,12 @@ waitport "$RP"
 
 field() { /usr/bin/python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
 sb() { "$bench" --json --target "$1" --scenario "$2" -c "$3" -z "$secs" --warmup 1; }
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# cpu_per_op PID TICKS_BEFORE JSON: the server's CPU microseconds per request of the run
+cpu_per_op() {
+  /usr/bin/python3 -c "import json,sys; d=json.loads(sys.argv[3]); n=d['rps']*(d['elapsed_s']+1)
+print('%.1f' % ((int(sys.argv[2])-int(sys.argv[1]))*1e6/$(getconf CLK_TCK)/n if n else 0))" "$2" "$(ticks "$1")" "$3"
+}
 redis() { # redis TEST C -> rps
   local n=$(( $2 * 2000 )); [ "$n" -lt 20000 ] && n=20000
   redis-benchmark -h 127.0.0.1 -p "$RP" -t "$1" -c "$2" -n "$n" -d 100 -r 4096 --csv -q 2>/dev/null |
@@ -59,16 +68,22 @@ ratio() { /usr/bin/python3 -c "import sys; a,b=float(sys.argv[1]),float(sys.argv
 "$bench" --target "$ETCD" --scenario etcd-put -n 8192 -c 16 >/dev/null
 "$bench" --target "$SBX" --scenario record -n 4096 -c 16 >/dev/null
 
-declare -A R P
-printf '%-26s %4s | %10s %8s | %10s %8s | %10s | %s\n' op c "sbx rps" "p50 us" "etcd rps" "p50 us" "redis rps" "sbx/etcd sbx/redis"
+declare -A R P C
+printf '%-26s %4s | %10s %8s %7s | %10s %8s %7s | %10s | %s\n' op c "sbx rps" "p50 us" "cpu us" \
+  "etcd rps" "p50 us" "cpu us" "redis rps" "sbx/etcd sbx/redis"
 row() { # row LABEL SBXSCEN ETCDSCEN REDISTEST C
-  local j; j=$(sb "$SBX" "$2" "$5"); R[s.$1.$5]=$(field "$j" rps); P[s.$1.$5]=$(field "$j" p50_us)
-  local er=0 ep=0
-  if [ -n "$3" ]; then j=$(sb "$ETCD" "$3" "$5"); er=$(field "$j" rps); ep=$(field "$j" p50_us); fi
+  local j t0; t0=$(ticks "$SBX_PID"); j=$(sb "$SBX" "$2" "$5")
+  R[s.$1.$5]=$(field "$j" rps); P[s.$1.$5]=$(field "$j" p50_us); C[s.$1.$5]=$(cpu_per_op "$SBX_PID" "$t0" "$j")
+  local er=0 ep=0 ec=0
+  if [ -n "$3" ]; then
+    t0=$(ticks "$ETCD_PID"); j=$(sb "$ETCD" "$3" "$5")
+    er=$(field "$j" rps); ep=$(field "$j" p50_us); ec=$(cpu_per_op "$ETCD_PID" "$t0" "$j")
+  fi
   local rr=0; [ -n "$4" ] && rr=$(redis "$4" "$5")
-  R[e.$1.$5]=$er; R[r.$1.$5]=$rr
-  printf '%-26s %4s | %10.0f %8.0f | %10.0f %8.0f | %10.0f | %s %s\n' "$1" "$5" "${R[s.$1.$5]}" "${P[s.$1.$5]}" \
-    "$er" "$ep" "$rr" "$(ratio "${R[s.$1.$5]}" "$er")" "$(ratio "${R[s.$1.$5]}" "$rr")"
+  R[e.$1.$5]=$er; R[r.$1.$5]=$rr; C[e.$1.$5]=$ec
+  printf '%-26s %4s | %10.0f %8.0f %7s | %10.0f %8.0f %7s | %10.0f | %s %s\n' "$1" "$5" "${R[s.$1.$5]}" \
+    "${P[s.$1.$5]}" "${C[s.$1.$5]}" "$er" "$ep" "$ec" "$rr" "$(ratio "${R[s.$1.$5]}" "$er")" \
+    "$(ratio "${R[s.$1.$5]}" "$rr")"
 }
 for c in 1 16 64; do
   row "health (layer echo)" health "" "" $c
@@ -94,4 +109,9 @@ for op in "Set / Put / SET (durable)" "AppendExecution (durable)" "RecordExecuti
 done
 for c in 16 64; do
   echo "  RecordExecution rps at $c / Set rps at $c: $(ratio "${R[s.RecordExecution (durable).$c]}" "${R[s.Set / Put / SET (durable).$c]}") (>= 1)"
+done
+echo
+echo "What bounds a durable Set here (same run):"
+for c in 16 64; do
+  echo "  at $c in flight: an empty RPC (health) $(ratio "${R[s.health (layer echo).$c]}" "${R[e.Set / Put / SET (durable).$c]}")x etcd Put, at ${C[s.health (layer echo).$c]} us of store CPU per call; Set ${C[s.Set / Put / SET (durable).$c]} us; etcd Put ${C[e.Set / Put / SET (durable).$c]} us"
 done
