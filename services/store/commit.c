@@ -260,11 +260,15 @@ static void run_group(sdb *db, sdb__op *list, sdb__op **ops)
     flush_group(db, ops, &n, &notify);
 }
 
-/* Group commit linger: when the last group had several writers, more are in flight and will
- * arrive within about one round trip; waiting up to o.group_linger_us for as many as the last
- * group had lets them share this group's fsync instead of paying for the next one. */
+/* Group commit linger: when the last group (or, with the syncer, the last sync round) had
+ * several writers, more are in flight and will arrive within about one round trip; waiting up
+ * to o.group_linger_us for as many lets them share this group's write and fsync instead of
+ * paying for the next one. */
 static void linger(sdb *db, size_t last)
 {
+    size_t round = atomic_load_explicit(&db->s_last_round, memory_order_relaxed);
+    if (round > last)
+        last = round;
     if (db->o.group_linger_us <= 0 || last < 2 || db->q_n >= last || db->q_stop)
         return;
     struct timespec dl;

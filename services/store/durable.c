@@ -145,6 +145,10 @@ static void *syncer_main(void *arg)
             sdb__watch_notify(db, notify);
         }
         tail->next = NULL;
+        size_t n = 0;
+        for (sdb__op *op = head; op; op = op->next)
+            n++;
+        atomic_store_explicit(&db->s_last_round, n, memory_order_relaxed);
         run_done(head);
         pthread_mutex_lock(&db->s_mu);
     }

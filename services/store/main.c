@@ -39,8 +39,8 @@ static void store_flag_rows(sbx_cfg_opt *rows, store_flags *f)
          "each writer writes itself (RocksDB's own group commit)",
          &f->commit},
         {"commit-linger-us", "SBX_COMMIT_LINGER_US", SBX_CFG_INT, "0", 0, 100000, NULL,
-         "group: when the last group had several writers, wait up to this long for as many "
-         "before the synced write, so they share one fsync (0 = never wait)",
+         "group: when the last group or sync round had several writers, wait up to this long "
+         "for as many before writing, so they share one write and fsync (0 = never wait)",
          &f->linger_us},
         {"kv-max-key", "SBX_KV_MAX_KEY", SBX_CFG_SIZE, "1024", 1, 2048, NULL,
          "largest KV key, bytes", &f->kv_max_key},

@@ -104,7 +104,8 @@ struct sdb {
     pthread_cond_t s_cv;
     sdb__op *s_head, *s_tail;
     uint64_t s_notify;
-    sdb__snap *s_snap; /* the state after the newest group handed over */
+    sdb__snap *s_snap;           /* the state after the newest group handed over */
+    _Atomic size_t s_last_round; /* ops acknowledged by the last sync (commit.c's linger) */
     bool s_waiting, s_stop, syncer_started;
     pthread_t syncer;
     /* durable.c: completer (sync off: runs the done callbacks of written groups) */
