@@ -265,6 +265,9 @@ int sh_watch_executions(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMess
         return sh_fail(ctx, rc, err);
     watch_state w = {ctx, sbx_ctx_strdup(ctx, q->project_id), q->include_output, SBX_OK};
     for (;;) {
+        /* gRPC cancels the call when its deadline passes: say which it was */
+        if (sbx_ctx_remaining_ms(ctx) <= 0)
+            return sbx_ctx_error(ctx, SBX_DEADLINE_EXCEEDED, "the deadline passed");
         if (sbx_ctx_cancelled(ctx))
             return sbx_ctx_error(ctx, SBX_CANCELLED, "the watch was cancelled");
         if (sbx_ctx_server_stopping(ctx))
@@ -275,6 +278,8 @@ int sh_watch_executions(sbx_ctx *ctx, const ProtobufCMessage *req, ProtobufCMess
         uint64_t last = after;
         rc = sdb_hist_read_after(db, tenant, project, after, 64, watch_cb, &w, &last, err,
                                  sizeof err);
+        if (w.rc == SBX_CANCELLED && sbx_ctx_remaining_ms(ctx) <= 0)
+            return sbx_ctx_error(ctx, SBX_DEADLINE_EXCEEDED, "the deadline passed");
         if (w.rc)
             return w.rc == SBX_CANCELLED ? sbx_ctx_error(ctx, SBX_CANCELLED, "the client went away")
                                          : w.rc;
