@@ -24,8 +24,12 @@
  * alone: in GROUP mode the committer first writes what it has, in DIRECT mode they take the
  * write side of a rwlock whose read side every other write holds.
  *
+ * Counters (sdb__txn_add_u64) change in counters.c during a group and go into its batch once,
+ * before its write.
+ *
  * A write that became durable wakes the watchers of the projects it touched (watch.c). Calls
- * read.c, watch.c, rcache.c, durable.c and keys.c; open.c starts and stops the committer.
+ * read.c, watch.c, rcache.c, counters.c, durable.c and keys.c; open.c starts and stops the
+ * committer.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -54,6 +58,17 @@ int sdb__txn_get(sdb__txn *t, int cf, const sdb__buf *key, char **val, size_t *v
 {
     if (!t->wi) /* exclusive ops: the latest state (what is visible may be behind it) */
         return sdb__get_latest(t->db, cf, key, val, vn, err, errlen);
+    uint64_t dv;
+    if (t->rc && cf == SDB__CF_META && sdb__dc_get(&t->db->dc, cf, key, &dv)) {
+        char *b = malloc(8);
+        if (!b)
+            return sdb__err(err, errlen, SBX_RESOURCE_EXHAUSTED, "out of memory");
+        for (int i = 0; i < 8; i++)
+            b[i] = (char)(dv >> (56 - 8 * i));
+        *val = b;
+        *vn = 8;
+        return SBX_OK;
+    }
     bool cached = t->rc && sdb__rc_cacheable(cf);
     int rc = cached ? sdb__rc_get(t->rc, cf, key, val, vn) : -1;
     if (rc >= 0)
@@ -75,6 +90,8 @@ int sdb__txn_get(sdb__txn *t, int cf, const sdb__buf *key, char **val, size_t *v
 
 void sdb__txn_put(sdb__txn *t, int cf, const sdb__buf *key, const void *v, size_t vn)
 {
+    if (t->rc && cf == SDB__CF_META)
+        sdb__dc_forget(&t->db->dc, cf, key);
     if (t->rc && sdb__rc_cacheable(cf))
         sdb__rc_set(t->rc, cf, key, vn ? v : "", vn);
     if (t->wi)
@@ -85,6 +102,8 @@ void sdb__txn_put(sdb__txn *t, int cf, const sdb__buf *key, const void *v, size_
 
 void sdb__txn_del(sdb__txn *t, int cf, const sdb__buf *key)
 {
+    if (t->rc && cf == SDB__CF_META)
+        sdb__dc_forget(&t->db->dc, cf, key);
     if (t->rc && sdb__rc_cacheable(cf))
         sdb__rc_set(t->rc, cf, key, NULL, 0);
     if (t->wi)
@@ -191,12 +210,22 @@ static void hand_off(sdb *db, sdb__op **ops, size_t n, uint64_t notify, bool wro
     sdb__durable_queue(db, ops[0], ops[n - 1], notify, wrote);
 }
 
-/* Writes the batch built so far and completes ops[0..n). */
+static void put_counter(void *arg, int cf, const char *k, size_t kn, uint64_t v)
+{
+    sdb *db = arg;
+    char b[8];
+    for (int i = 0; i < 8; i++)
+        b[i] = (char)(v >> (56 - 8 * i));
+    rocksdb_writebatch_wi_put_cf(db->gbatch, db->cf[cf], k, kn, b, 8);
+}
+
+/* Writes the batch built so far (with the group's counters) and completes ops[0..n). */
 static void flush_group(sdb *db, sdb__op **ops, size_t *n, uint64_t *notify)
 {
     if (*n == 0)
         return;
     rocksdb_writebatch_wi_t *wi = db->gbatch;
+    sdb__dc_drain(&db->dc, put_counter, db);
     int wrc = SBX_OK;
     char msg[512] = "";
     bool wrote = false;
@@ -242,11 +271,13 @@ static void run_group(sdb *db, sdb__op *list, sdb__op **ops)
         }
         sdb__txn t = {db, wi, NULL, 0, &db->rc};
         rocksdb_writebatch_wi_set_save_point(wi);
+        size_t mark = sdb__dc_mark(&db->dc);
         op->status = op->apply(&t, op->arg, op->err, op->errlen);
         if (op->status != SBX_OK) {
             char *rerr = NULL;
             rocksdb_writebatch_wi_rollback_to_save_point(wi, &rerr);
             free(rerr);
+            sdb__dc_rollback(&db->dc, mark);
             sdb__rc_clear(&db->rc); /* it may hold the rolled-back writes */
         } else {
             notify |= t.notify;
@@ -359,6 +390,7 @@ void sdb__commit_stop(sdb *db)
         rocksdb_writebatch_wi_destroy(db->gbatch);
         db->gbatch = NULL;
         sdb__rc_free(&db->rc);
+        sdb__dc_free(&db->dc);
     }
 }
 
@@ -484,7 +516,15 @@ int sdb__txn_add_u64(sdb__txn *t, int cf, const sdb__buf *key, int64_t delta, ui
         v = (uint64_t)-delta > v ? 0 : v - (uint64_t)-delta;
     else
         v += (uint64_t)delta;
-    sdb__txn_put_u64(t, cf, key, v);
+    if (t->rc && t->wi && cf == SDB__CF_META && sdb__dc_set(&t->db->dc, cf, key, v)) {
+        /* written once per group (counters.c); the read cache follows */
+        char b[8];
+        for (int i = 0; i < 8; i++)
+            b[i] = (char)(v >> (56 - 8 * i));
+        sdb__rc_set(t->rc, cf, key, b, 8);
+    } else {
+        sdb__txn_put_u64(t, cf, key, v);
+    }
     if (after)
         *after = v;
     return SBX_OK;

@@ -8,6 +8,7 @@
  *   codec.c       the values: history record, record id, counter, project, cache and kv entries
  *   watch.c       the watch stripes: append notification for WatchExecutions
  *   rcache.c      the group committer's read cache of small metadata values
+ *   counters.c    the group committer's counters, written once per group
  *   walsync.c     fdatasync of RocksDB's log files through the syncer's own descriptors
  *   durable.c     the syncer and the completer: written -> durable, visible, acknowledged
  *   commit.c      writes: operations, transactions, the group committer
@@ -42,6 +43,18 @@ enum {
 typedef struct sdb__op sdb__op;
 typedef struct sdb__rc_ent sdb__rc_ent;
 typedef struct sdb__snap sdb__snap;
+typedef struct sdb__dc_ent sdb__dc_ent;
+typedef struct sdb__dc_undo sdb__dc_undo;
+
+/* counters.c: a group's counter changes, written once per group (see there). */
+typedef struct sdb__dcount {
+    sdb__dc_ent *e;
+    size_t n, cap;
+    size_t *slots; /* open addressing: entry index + 1, 0 = empty */
+    size_t nslots;
+    sdb__dc_undo *u;
+    size_t un, ucap;
+} sdb__dcount;
 
 /* rcache.c: the committer's read cache (see there). */
 typedef struct sdb__rcache {
@@ -95,6 +108,7 @@ struct sdb {
     pthread_t committer;
     rocksdb_writebatch_wi_t *gbatch;
     sdb__rcache rc; /* committer thread only */
+    sdb__dcount dc; /* committer thread only */
     bool durable_started;
     /* durable.c: syncer (sync on: makes written groups durable and visible) */
     bool pipelined; /* the committer writes unsynced and the syncer syncs */
@@ -276,6 +290,21 @@ void sdb__watch_notify(sdb *db, uint64_t mask);
 /* Wakes every waiter (db->closing is set: their waits return SBX_UNAVAILABLE). */
 void sdb__watch_close(sdb *db);
 void sdb__watch_destroy(sdb *db);
+
+/* ---- counters.c: a group's counters (committer thread only) ---- */
+/* The counter's value changed in this group (false: not deferred, read the batch). */
+bool sdb__dc_get(sdb__dcount *d, int cf, const sdb__buf *key, uint64_t *v);
+/* Records the counter's new value (undoable); false when out of memory (put it directly). */
+bool sdb__dc_set(sdb__dcount *d, int cf, const sdb__buf *key, uint64_t v);
+/* The key was put or deleted directly: the batch holds its value now (undoable). */
+void sdb__dc_forget(sdb__dcount *d, int cf, const sdb__buf *key);
+/* Undo position before an operation, and rolling back to it when the operation failed. */
+size_t sdb__dc_mark(const sdb__dcount *d);
+void sdb__dc_rollback(sdb__dcount *d, size_t mark);
+/* Hands each changed counter to put (once), then empties the table for the next group. */
+void sdb__dc_drain(sdb__dcount *d,
+                   void (*put)(void *arg, int cf, const char *k, size_t kn, uint64_t v), void *arg);
+void sdb__dc_free(sdb__dcount *d);
 
 /* ---- walsync.c: the WAL made durable by the syncer ---- */
 /* Opens the data dir and watches it for new log files; an error when inotify is unavailable. */
