@@ -151,9 +151,8 @@ void sdb__dc_rollback(sdb__dcount *d, size_t mark)
     }
 }
 
-void sdb__dc_drain(sdb__dcount *d, void (*put)(void *arg, int cf, const char *k, size_t kn,
-                                                uint64_t v),
-                   void *arg)
+void sdb__dc_drain(sdb__dcount *d,
+                   void (*put)(void *arg, int cf, const char *k, size_t kn, uint64_t v), void *arg)
 {
     for (size_t i = 0; i < d->n; i++) {
         if (d->e[i].live)

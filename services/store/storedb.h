@@ -28,6 +28,7 @@
  *      watch.c       watch stripes: the ticket protocol of sdb_hist_watch_*
  *      checkpoint.c  sdb_checkpoint
  *      walsync.c     fdatasync of RocksDB's log files through the syncer's own descriptors
+ *      counters.c    the committer's counters, written once per group
  *   2  durable.c     the syncer (one fdatasync per round, then publishes the durable state and
  *                    sends the replies) and, with sync off, the completer
  *   3  commit.c      writes: operations, transactions, the group committer / direct mode
