@@ -464,8 +464,16 @@ static void async_done(sdb__op *op, int status)
     free(a);
 }
 
-int sdb__async_queue(sdb *db, sdb__async *a, char *err, size_t errlen)
+int sdb__async_queue(sdb *db, sdb__async *a, sdb__apply_fn apply, void *arg,
+                     void (*after)(sdb__async *a, int status), sdb_done_fn done, void *done_arg,
+                     char *err, size_t errlen)
 {
+    a->db = db;
+    a->after = after;
+    a->done = done;
+    a->done_arg = done_arg;
+    a->op.apply = apply;
+    a->op.arg = arg;
     a->op.err = a->err;
     a->op.errlen = sizeof a->err;
     a->op.exclusive = false;

@@ -204,15 +204,13 @@ int sdb_hist_append(sdb *db, sdb_slice tenant, const sdb_hist_entry *a, sdb_hist
 
 typedef struct {
     sdb__async a;
-    sdb *db;
     append_arg x;
     sdb_hist_result tmp;
 } append_async;
 
 static void append_async_after(sdb__async *a, int status)
 {
-    append_async *w = (append_async *)a;
-    append_after(w->db, w->x.res, status);
+    append_after(a->db, ((append_async *)a)->x.res, status);
 }
 
 int sdb_hist_append_async(sdb *db, sdb_slice tenant, const sdb_hist_entry *a, sdb_hist_result *res,
@@ -226,14 +224,9 @@ int sdb_hist_append_async(sdb *db, sdb_slice tenant, const sdb_hist_entry *a, sd
     append_async *w = calloc(1, sizeof *w);
     if (!w)
         return sdb__err(err, errlen, SBX_RESOURCE_EXHAUSTED, "out of memory");
-    w->db = db;
     w->x = (append_arg){tenant, a, res ? res : &w->tmp};
-    w->a.op.apply = append_apply;
-    w->a.op.arg = &w->x;
-    w->a.after = append_async_after;
-    w->a.done = done;
-    w->a.done_arg = arg;
-    return sdb__async_queue(db, &w->a, err, errlen);
+    return sdb__async_queue(db, &w->a, append_apply, &w->x, append_async_after, done, arg, err,
+                            errlen);
 }
 
 /* ---- reading ---- */

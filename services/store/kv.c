@@ -174,15 +174,13 @@ int sdb_kv_set(sdb *db, sdb_slice tenant, const sdb_kv_set_req *s, sdb_kv_meta *
 
 typedef struct {
     sdb__async a;
-    sdb *db;
     set_arg x;
     sdb_kv_meta tmp;
 } set_async;
 
 static void set_async_after(sdb__async *a, int status)
 {
-    set_async *w = (set_async *)a;
-    set_after(w->db, w->x.out, status);
+    set_after(a->db, ((set_async *)a)->x.out, status);
 }
 
 int sdb_kv_set_async(sdb *db, sdb_slice tenant, const sdb_kv_set_req *s, sdb_kv_meta *out,
@@ -196,13 +194,7 @@ int sdb_kv_set_async(sdb *db, sdb_slice tenant, const sdb_kv_set_req *s, sdb_kv_
         free(w);
         return rc;
     }
-    w->db = db;
-    w->a.op.apply = set_apply;
-    w->a.op.arg = &w->x;
-    w->a.after = set_async_after;
-    w->a.done = done;
-    w->a.done_arg = arg;
-    return sdb__async_queue(db, &w->a, err, errlen);
+    return sdb__async_queue(db, &w->a, set_apply, &w->x, set_async_after, done, arg, err, errlen);
 }
 
 /* ---- Get ---- */

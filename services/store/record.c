@@ -80,7 +80,6 @@ int sdb_record_execution(sdb *db, sdb_slice tenant, const sdb_record_exec *r, sd
 
 typedef struct {
     sdb__async a;
-    sdb *db;
     record_arg x;
     int64_t *expires_ms;
     sdb_hist_result tmp;
@@ -89,7 +88,7 @@ typedef struct {
 static void record_async_after(sdb__async *a, int status)
 {
     record_async *w = (record_async *)a;
-    record_after(w->db, &w->x, w->expires_ms, status);
+    record_after(a->db, &w->x, w->expires_ms, status);
 }
 
 int sdb_record_execution_async(sdb *db, sdb_slice tenant, const sdb_record_exec *r,
@@ -106,12 +105,7 @@ int sdb_record_execution_async(sdb *db, sdb_slice tenant, const sdb_record_exec 
         free(w);
         return rc;
     }
-    w->db = db;
     w->expires_ms = expires_ms;
-    w->a.op.apply = record_apply;
-    w->a.op.arg = &w->x;
-    w->a.after = record_async_after;
-    w->a.done = done;
-    w->a.done_arg = arg;
-    return sdb__async_queue(db, &w->a, err, errlen);
+    return sdb__async_queue(db, &w->a, record_apply, &w->x, record_async_after, done, arg, err,
+                            errlen);
 }

@@ -358,18 +358,21 @@ struct sdb__op {
 int sdb__commit_async(sdb *db, sdb__op *op);
 
 /* The state of one public asynchronous write (storedb.h): embed it first in a struct that also
- * holds the op's arg, fill op.apply/op.arg and after, and queue it with sdb__async_queue. */
+ * holds the op's arg, and queue it with sdb__async_queue. */
 typedef struct sdb__async sdb__async;
 struct sdb__async {
     sdb__op op;
+    sdb *db;
     void (*after)(sdb__async *a, int status); /* bookkeeping before done (may be NULL) */
     sdb_done_fn done;
     void *done_arg;
     char err[512];
 };
-/* Queues a (malloc'd, freed after done ran). On error a is freed, done does not run and the
- * message is copied to err. */
-int sdb__async_queue(sdb *db, sdb__async *a, char *err, size_t errlen);
+/* Queues a (malloc'd, freed after done ran) to run apply(arg), then after and done. On error a
+ * is freed, done does not run and the message is copied to err. */
+int sdb__async_queue(sdb *db, sdb__async *a, sdb__apply_fn apply, void *arg,
+                     void (*after)(sdb__async *a, int status), sdb_done_fn done, void *done_arg,
+                     char *err, size_t errlen);
 
 /* Runs apply atomically with respect to every other write and returns once its writes are
  * durable (or failed). lock_hash picks the stripe lock in DIRECT mode; exclusive ops run
