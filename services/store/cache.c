@@ -239,8 +239,7 @@ static int clear_project_apply(sdb__txn *t, void *arg, char *err, size_t errlen)
     sdb__buf_init(&hi);
     sdb__key_meta(&k, x->tenant, x->project, 'g', sdb_slice_n("", 0));
     char g[8];
-    for (int i = 0; i < 8; i++)
-        g[i] = (char)((gen + 1) >> (56 - 8 * i));
+    sdb__be64_put(g, gen + 1);
     sdb__txn_put(t, SDB__CF_META, &k, g, 8);
     sdb__key_cache(&lo, x->tenant, x->project, 0, sdb_slice_n("", 0));
     sdb__key_cache(&hi, x->tenant, x->project, gen + 1, sdb_slice_n("", 0));

@@ -63,8 +63,7 @@ int sdb__txn_get(sdb__txn *t, int cf, const sdb__buf *key, char **val, size_t *v
         char *b = malloc(8);
         if (!b)
             return sdb__err(err, errlen, SBX_RESOURCE_EXHAUSTED, "out of memory");
-        for (int i = 0; i < 8; i++)
-            b[i] = (char)(dv >> (56 - 8 * i));
+        sdb__be64_put(b, dv);
         *val = b;
         *vn = 8;
         return SBX_OK;
@@ -214,8 +213,7 @@ static void put_counter(void *arg, int cf, const char *k, size_t kn, uint64_t v)
 {
     sdb *db = arg;
     char b[8];
-    for (int i = 0; i < 8; i++)
-        b[i] = (char)(v >> (56 - 8 * i));
+    sdb__be64_put(b, v);
     rocksdb_writebatch_wi_put_cf(db->gbatch, db->cf[cf], k, kn, b, 8);
 }
 
@@ -508,8 +506,7 @@ int sdb__txn_get_u64(sdb__txn *t, int cf, const sdb__buf *key, uint64_t *v, char
 void sdb__txn_put_u64(sdb__txn *t, int cf, const sdb__buf *key, uint64_t v)
 {
     char b[8];
-    for (int i = 0; i < 8; i++)
-        b[i] = (char)(v >> (56 - 8 * i));
+    sdb__be64_put(b, v);
     sdb__txn_put(t, cf, key, b, 8);
 }
 
@@ -527,8 +524,7 @@ int sdb__txn_add_u64(sdb__txn *t, int cf, const sdb__buf *key, int64_t delta, ui
     if (t->rc && t->wi && cf == SDB__CF_META && sdb__dc_set(&t->db->dc, cf, key, v)) {
         /* written once per group (counters.c); the read cache follows */
         char b[8];
-        for (int i = 0; i < 8; i++)
-            b[i] = (char)(v >> (56 - 8 * i));
+        sdb__be64_put(b, v);
         sdb__rc_set(t->rc, cf, key, b, 8);
     } else {
         sdb__txn_put_u64(t, cf, key, v);

@@ -293,10 +293,8 @@ static void scope_of(const sdb_hist_query *q, query_scope *sc)
     size_t sn = q->project.n < SDB_PROJECT_ID_MAX ? q->project.n : SDB_PROJECT_ID_MAX;
     memcpy(sc->b, q->project.p, sn);
     sc->b[sn++] = '\0';
-    for (int i = 0; i < 8; i++) {
-        sc->b[sn + (size_t)i] = (char)((uint64_t)q->since_ms >> (56 - 8 * i));
-        sc->b[sn + 8 + (size_t)i] = (char)((uint64_t)q->until_ms >> (56 - 8 * i));
-    }
+    sdb__be64_put(sc->b + sn, (uint64_t)q->since_ms);
+    sdb__be64_put(sc->b + sn + 8, (uint64_t)q->until_ms);
     sc->s = sdb_slice_n(sc->b, sn + 16);
 }
 
@@ -347,8 +345,7 @@ int sdb_hist_list(sdb *db, sdb_slice tenant, const sdb_hist_query *q, sdb_hist_c
             stop = cb(arg, &r);
         if (budget_out || (match && page->count == page->applied_limit) || stop == SDB_PAGE_FULL) {
             char cur[8];
-            for (int i = 0; i < 8; i++)
-                cur[i] = (char)(r.seq >> (56 - 8 * i));
+            sdb__be64_put(cur, r.seq);
             sdb__token_encode(SDB__TOK_HIST, tenant, sc.s, cur, 8, page->next_token);
             break;
         }

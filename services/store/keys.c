@@ -85,8 +85,7 @@ void sdb__buf_be32(sdb__buf *b, uint32_t v)
 void sdb__buf_be64(sdb__buf *b, uint64_t v)
 {
     unsigned char x[8];
-    for (int i = 0; i < 8; i++)
-        x[i] = (unsigned char)(v >> (56 - 8 * i));
+    sdb__be64_put(x, v);
     sdb__buf_raw(b, x, 8);
 }
 

@@ -66,6 +66,14 @@ uint64_t sdb__rd_be64(sdb__rd *r);
 sdb_slice sdb__rd_bytes(sdb__rd *r, size_t n);
 sdb_slice sdb__rd_str(sdb__rd *r); /* u16 length + bytes */
 
+/* Writes v big-endian into p[0..8). */
+static inline void sdb__be64_put(void *p, uint64_t v)
+{
+    unsigned char *b = p;
+    for (int i = 0; i < 8; i++)
+        b[i] = (unsigned char)(v >> (56 - 8 * i));
+}
+
 static inline uint64_t sdb__be64(const void *p)
 {
     const unsigned char *b = p;
