@@ -28,14 +28,6 @@ struct sdb__dc_undo {
     uint64_t v;
 };
 
-static uint64_t dc_hash(int cf, const char *k, size_t n)
-{
-    uint64_t h = 1469598103934665603ull ^ (uint64_t)(cf + 1);
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)k[i]) * 1099511628211ull;
-    return h;
-}
-
 /* The slot of key (holding index + 1, or 0 where it would go). */
 static size_t *dc_slot(sdb__dcount *d, int cf, const char *k, size_t n, uint64_t h)
 {
@@ -92,7 +84,7 @@ static sdb__dc_ent *dc_find(sdb__dcount *d, int cf, const sdb__buf *key)
 {
     if (!d->n)
         return NULL;
-    size_t i = *dc_slot(d, cf, key->p, key->n, dc_hash(cf, key->p, key->n));
+    size_t i = *dc_slot(d, cf, key->p, key->n, sdb__hash_cf(cf, key->p, key->n));
     return i ? &d->e[i - 1] : NULL;
 }
 
@@ -115,7 +107,7 @@ bool sdb__dc_set(sdb__dcount *d, int cf, const sdb__buf *key, uint64_t v)
         if (!k)
             return false;
         memcpy(k, key->p, key->n);
-        uint64_t h = dc_hash(cf, key->p, key->n);
+        uint64_t h = sdb__hash_cf(cf, key->p, key->n);
         d->e[d->n] = (sdb__dc_ent){h, 0, cf, false, key->n, k};
         *dc_slot(d, cf, key->p, key->n, h) = d->n + 1;
         e = &d->e[d->n++];

@@ -9,7 +9,7 @@
  * commit.c clears it whenever that could stop being true: an operation rolled back, a group
  * whose write failed, an exclusive operation (range deletes). Only the committer thread uses
  * it, so it has no lock. Bounded: beyond SDB__RC_MAX entries it starts over empty; values
- * above SDB__RC_MAX_VALUE bytes are not kept. Calls nothing of the engine.
+ * above SDB__RC_MAX_VALUE bytes are not kept. Calls keys.c only (the hash).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -32,14 +32,6 @@ struct sdb__rc_ent {
 bool sdb__rc_cacheable(int cf)
 {
     return cf == SDB__CF_META || cf == SDB__CF_PROJECTS;
-}
-
-static uint64_t rc_hash(int cf, const char *k, size_t n)
-{
-    uint64_t h = 1469598103934665603ull ^ (uint64_t)cf;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)k[i]) * 1099511628211ull;
-    return h;
 }
 
 static sdb__rc_ent **rc_slot(sdb__rcache *rc, int cf, const char *k, size_t n, uint64_t h)
@@ -76,7 +68,7 @@ int sdb__rc_get(sdb__rcache *rc, int cf, const sdb__buf *key, char **val, size_t
 {
     if (!rc->b)
         return -1;
-    sdb__rc_ent *e = *rc_slot(rc, cf, key->p, key->n, rc_hash(cf, key->p, key->n));
+    sdb__rc_ent *e = *rc_slot(rc, cf, key->p, key->n, sdb__hash_cf(cf, key->p, key->n));
     if (!e)
         return -1;
     if (!e->present)
@@ -94,7 +86,7 @@ void sdb__rc_set(sdb__rcache *rc, int cf, const sdb__buf *key, const void *v, si
 {
     if (!rc->b && !(rc->b = calloc(SDB__RC_BUCKETS, sizeof *rc->b)))
         return;
-    uint64_t h = rc_hash(cf, key->p, key->n);
+    uint64_t h = sdb__hash_cf(cf, key->p, key->n);
     sdb__rc_ent **p = rc_slot(rc, cf, key->p, key->n, h);
     if (*p) { /* replaced (or dropped when the new value is too big) */
         sdb__rc_ent *old = *p;

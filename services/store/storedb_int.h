@@ -324,6 +324,14 @@ int sdb__durable_start(sdb *db);
 /* After the committer stopped: drains and stops both. */
 void sdb__durable_stop(sdb *db);
 
+/* The hash of a key of a column family: the committer's in-memory tables (rcache.c,
+ * counters.c). */
+static inline uint64_t sdb__hash_cf(int cf, const char *k, size_t n)
+{
+    unsigned char c = (unsigned char)cf;
+    return sdb__hash(sdb_slice_n(&c, 1), sdb_slice_n(k, n));
+}
+
 /* ---- rcache.c: the committer's read cache of meta and projects values ---- */
 bool sdb__rc_cacheable(int cf);
 /* SBX_OK (*val malloc'd), SBX_NOT_FOUND (cached absence), or -1: not cached. */
