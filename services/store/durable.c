@@ -26,12 +26,15 @@
 
 /* ---- completer ---- */
 
-static void run_done(sdb__op *list)
+/* Runs the done callbacks of list; returns how many ran. */
+static size_t run_done(sdb__op *list)
 {
-    for (sdb__op *op = list, *next; op; op = next) {
+    size_t n = 0;
+    for (sdb__op *op = list, *next; op; op = next, n++) {
         next = op->next;
         op->done(op, op->status); /* may free op */
     }
+    return n;
 }
 
 static void complete(sdb *db, sdb__op *head, sdb__op *tail)
@@ -145,11 +148,7 @@ static void *syncer_main(void *arg)
             sdb__watch_notify(db, notify);
         }
         tail->next = NULL;
-        size_t n = 0;
-        for (sdb__op *op = head; op; op = op->next)
-            n++;
-        atomic_store_explicit(&db->s_last_round, n, memory_order_relaxed);
-        run_done(head);
+        atomic_store_explicit(&db->s_last_round, run_done(head), memory_order_relaxed);
         pthread_mutex_lock(&db->s_mu);
     }
     pthread_mutex_unlock(&db->s_mu);
