@@ -86,10 +86,7 @@ int sdb__cache_fill(sdb__txn *t, sdb_slice tenant, sdb_slice project, sdb_slice 
     sdb__buf_init(&k);
     sdb__buf_init(&b);
     sdb__key_cache(&k, tenant, project, gen, cmd);
-    char *old = NULL;
-    size_t on = 0;
-    rc = sdb__txn_get(t, SDB__CF_CACHE, &k, &old, &on, err, errlen);
-    free(old);
+    rc = sdb__txn_exists(t, SDB__CF_CACHE, &k, err, errlen);
     if (rc == SBX_OK || rc == SBX_NOT_FOUND) {
         bool is_new = rc == SBX_NOT_FOUND;
         sdb__cache_val c = {sdb__now(db), expires, seq, data};

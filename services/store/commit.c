@@ -68,7 +68,7 @@ int sdb__txn_get(sdb__txn *t, int cf, const sdb__buf *key, char **val, size_t *v
         *vn = 8;
         return SBX_OK;
     }
-    bool cached = t->rc && sdb__rc_cacheable(cf);
+    bool cached = t->rc && sdb__rc_cacheable(t->rc, cf);
     int rc = cached ? sdb__rc_get(t->rc, cf, key, val, vn) : -1;
     if (rc >= 0)
         return rc;
@@ -87,11 +87,25 @@ int sdb__txn_get(sdb__txn *t, int cf, const sdb__buf *key, char **val, size_t *v
     return SBX_OK;
 }
 
+int sdb__txn_exists(sdb__txn *t, int cf, const sdb__buf *key, char *err, size_t errlen)
+{
+    if (t->rc && sdb__rc_cacheable(t->rc, cf)) {
+        int rc = sdb__rc_exists(t->rc, cf, key);
+        if (rc >= 0)
+            return rc;
+    }
+    char *v = NULL;
+    size_t vn = 0;
+    int rc = sdb__txn_get(t, cf, key, &v, &vn, err, errlen);
+    free(v);
+    return rc;
+}
+
 void sdb__txn_put(sdb__txn *t, int cf, const sdb__buf *key, const void *v, size_t vn)
 {
     if (t->rc && cf == SDB__CF_META)
         sdb__dc_forget(&t->db->dc, cf, key);
-    if (t->rc && sdb__rc_cacheable(cf))
+    if (t->rc && sdb__rc_cacheable(t->rc, cf))
         sdb__rc_set(t->rc, cf, key, vn ? v : "", vn);
     if (t->wi)
         rocksdb_writebatch_wi_put_cf(t->wi, t->db->cf[cf], key->p, key->n, v, vn);
@@ -103,7 +117,7 @@ void sdb__txn_del(sdb__txn *t, int cf, const sdb__buf *key)
 {
     if (t->rc && cf == SDB__CF_META)
         sdb__dc_forget(&t->db->dc, cf, key);
-    if (t->rc && sdb__rc_cacheable(cf))
+    if (t->rc && sdb__rc_cacheable(t->rc, cf))
         sdb__rc_set(t->rc, cf, key, NULL, 0);
     if (t->wi)
         rocksdb_writebatch_wi_delete_cf(t->wi, t->db->cf[cf], key->p, key->n);
@@ -270,13 +284,19 @@ static void run_group(sdb *db, sdb__op *list, sdb__op **ops)
         sdb__txn t = {db, wi, NULL, 0, &db->rc};
         rocksdb_writebatch_wi_set_save_point(wi);
         size_t mark = sdb__dc_mark(&db->dc);
+        int count = rocksdb_writebatch_wi_count(wi);
         op->status = op->apply(&t, op->arg, op->err, op->errlen);
         if (op->status != SBX_OK) {
+            /* An op that failed before writing anything (a version mismatch) leaves the cache
+             * true: what it cached it read from the state before it. */
+            bool wrote_any =
+                rocksdb_writebatch_wi_count(wi) != count || sdb__dc_mark(&db->dc) != mark;
             char *rerr = NULL;
             rocksdb_writebatch_wi_rollback_to_save_point(wi, &rerr);
             free(rerr);
             sdb__dc_rollback(&db->dc, mark);
-            sdb__rc_clear(&db->rc); /* it may hold the rolled-back writes */
+            if (wrote_any)
+                sdb__rc_clear(&db->rc); /* it may hold the rolled-back writes */
         } else {
             notify |= t.notify;
         }

@@ -215,6 +215,8 @@ static void make_options(sdb *db, const sdb_opts *o)
     rocksdb_block_based_options_set_cache_index_and_filter_blocks(db->bbto, 1);
     rocksdb_block_based_options_set_pin_l0_filter_and_index_blocks_in_cache(db->bbto, 1);
 
+    /* the committer's entries cache cannot follow the filter's drops (rcache.c) */
+    db->rc.entries = !o->compaction_filter;
     for (int i = 0; i < SDB__CF_COUNT; i++) {
         db->cfopts[i] = rocksdb_options_create_copy(db->dbopts);
         rocksdb_options_set_block_based_table_factory(db->cfopts[i], db->bbto);

@@ -7,7 +7,7 @@
  *   read.c        point reads and range iterators of the committed state
  *   codec.c       the values: history record, record id, counter, project, cache and kv entries
  *   watch.c       the watch stripes: append notification for WatchExecutions
- *   rcache.c      the group committer's read cache of small metadata values
+ *   rcache.c      the group committer's read cache of metadata values and kv/cache entries
  *   counters.c    the group committer's counters, written once per group
  *   walsync.c     fdatasync of RocksDB's log files through the syncer's own descriptors
  *   durable.c     the syncer and the completer: written -> durable, visible, acknowledged
@@ -57,9 +57,13 @@ typedef struct sdb__dcount {
 } sdb__dcount;
 
 /* rcache.c: the committer's read cache (see there). */
-typedef struct sdb__rcache {
+typedef struct {
     sdb__rc_ent **b; /* buckets, allocated on first use */
     size_t n;
+} sdb__rc_tab;
+typedef struct sdb__rcache {
+    sdb__rc_tab meta, ent; /* meta/projects values; kv/cache entries */
+    bool entries;          /* the entries table is used (not with the compaction filter) */
 } sdb__rcache;
 
 /* walsync.c: the syncer's own descriptors of RocksDB's log files. */
@@ -332,10 +336,12 @@ static inline uint64_t sdb__hash_cf(int cf, const char *k, size_t n)
     return sdb__hash(sdb_slice_n(&c, 1), sdb_slice_n(k, n));
 }
 
-/* ---- rcache.c: the committer's read cache of meta and projects values ---- */
-bool sdb__rc_cacheable(int cf);
+/* ---- rcache.c: the committer's read cache of meta/projects values and kv/cache entries ---- */
+bool sdb__rc_cacheable(const sdb__rcache *rc, int cf);
 /* SBX_OK (*val malloc'd), SBX_NOT_FOUND (cached absence), or -1: not cached. */
 int sdb__rc_get(sdb__rcache *rc, int cf, const sdb__buf *key, char **val, size_t *vn);
+/* SBX_OK (present), SBX_NOT_FOUND (cached absence), or -1: not known. */
+int sdb__rc_exists(sdb__rcache *rc, int cf, const sdb__buf *key);
 /* The key's value is now v (NULL: absent). */
 void sdb__rc_set(sdb__rcache *rc, int cf, const sdb__buf *key, const void *v, size_t vn);
 void sdb__rc_clear(sdb__rcache *rc);
@@ -398,6 +404,9 @@ void sdb__txn_del(sdb__txn *t, int cf, const sdb__buf *key);
 /* Exclusive ops only: deletes [begin, end). */
 void sdb__txn_del_range(sdb__txn *t, int cf, const sdb__buf *begin, const sdb__buf *end);
 /* be64 counters: a missing key reads as 0. */
+/* Whether key is there: SBX_OK, SBX_NOT_FOUND or an error (the committer's cache knows
+ * of entries whose values are too big for it). */
+int sdb__txn_exists(sdb__txn *t, int cf, const sdb__buf *key, char *err, size_t errlen);
 int sdb__txn_get_u64(sdb__txn *t, int cf, const sdb__buf *key, uint64_t *v, char *err,
                      size_t errlen);
 void sdb__txn_put_u64(sdb__txn *t, int cf, const sdb__buf *key, uint64_t v);

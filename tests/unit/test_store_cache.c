@@ -1,6 +1,7 @@
 /* test_store_cache.c: the result cache (services/store/cache.c): TTL checked on read with an
  * injected clock, O(1) project-wide clear by generation, exact clear counts, RecordExecution
- * atomicity and its record-id rule, sweeper purge, tenant isolation. */
+ * atomicity and its record-id rule, sweeper purge, tenant isolation, entry counts exact with
+ * the committer's entries cache. */
 #include "test_main.h"
 
 #include <stdio.h>
@@ -222,6 +223,48 @@ static void record_execution_is_one_atomic_write(void **state)
     assert_int_equal(last, 2);
 }
 
+static uint64_t cache_entries(tst_db *t, const char *project)
+{
+    sdb_project *p;
+    assert_int_equal(sdb_proj_get(t->db, S("t"), S(project), &p, NULL, 0), SBX_OK);
+    uint64_t n = p->cache_entries;
+    sdb_project_free(p);
+    return n;
+}
+
+/* A fill asks the committer's entries cache (rcache.c) whether the command had an entry; it
+ * keeps big results only as "present". The project's entry count is exact through refills of
+ * big and small results, a one-key clear, a generation bump, the sweeper and a restart. */
+static void fill_counts_entries_exactly(void **state)
+{
+    tst_db *t = *state;
+    static char big[8192];
+    memset(big, 'r', sizeof big - 1);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(put(t, "t", "p", "big", big, 0), SBX_OK);
+        assert_int_equal(put(t, "t", "p", "small", "s", 1), SBX_OK);
+    }
+    assert_int_equal(cache_entries(t, "p"), 2);
+    assert_int_equal(sdb_cache_clear(t->db, S("t"), S("p"), S("big"), NULL, NULL, 0), SBX_OK);
+    assert_int_equal(cache_entries(t, "p"), 1);
+    assert_int_equal(put(t, "t", "p", "big", big, 0), SBX_OK);
+    assert_int_equal(cache_entries(t, "p"), 2);
+    /* the sweeper deletes the expired small one; a refill counts it again */
+    atomic_fetch_add(&t->now, 2000);
+    assert_int_equal(sdb_sweep(t->db), 1);
+    assert_int_equal(cache_entries(t, "p"), 1);
+    assert_int_equal(put(t, "t", "p", "small", "s", 0), SBX_OK);
+    assert_int_equal(cache_entries(t, "p"), 2);
+    /* a generation bump: the same commands are new entries again */
+    assert_int_equal(sdb_cache_clear(t->db, S("t"), S("p"), S(""), NULL, NULL, 0), SBX_OK);
+    assert_int_equal(put(t, "t", "p", "big", big, 0), SBX_OK);
+    assert_int_equal(cache_entries(t, "p"), 1);
+    tst_db_reopen(t);
+    assert_int_equal(put(t, "t", "p", "big", big, 0), SBX_OK);
+    assert_int_equal(put(t, "t", "p", "small", "s", 0), SBX_OK);
+    assert_int_equal(cache_entries(t, "p"), 2);
+}
+
 static void sweeper_purges_expired_entries(void **state)
 {
     tst_db *t = *state;
@@ -265,6 +308,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(cache_clear_project_is_generation_bump, tst_setup,
                                     tst_teardown),
     cmocka_unit_test_setup_teardown(record_execution_is_one_atomic_write, tst_setup, tst_teardown),
+    cmocka_unit_test_setup_teardown(fill_counts_entries_exactly, tst_setup, tst_teardown),
     cmocka_unit_test_setup_teardown(sweeper_purges_expired_entries, tst_setup, tst_teardown),
     cmocka_unit_test_setup_teardown(cache_tenants_are_isolated, tst_setup, tst_teardown),
 };

@@ -2,7 +2,8 @@
  * from the per-tenant revision, CAS, TTLs on an injected clock, Incr (and 8 threads x 1000
  * increments = 8000 in both commit modes), List with prefix/cursor/keys-only, Flush of one
  * tenant, limits, sweeper; a write is seen by readers only once it is durable (the syncer held
- * before its fdatasync); versions and key counts exact with counters written once per group. */
+ * before its fdatasync); versions and key counts exact with counters written once per group and
+ * with the committer's entries cache answering the previous-entry reads. */
 #include "test_main.h"
 
 #include <pthread.h>
@@ -603,6 +604,61 @@ static void kv_counters_once_per_group_survive_failed_neighbours(void **state)
     assert_int_equal(deleted, CW_KEYS + 1);
 }
 
+/* The committer's entries cache (rcache.c) answers a Set's read of the key's previous entry;
+ * every way an entry changes must reach it: a big value it keeps only as "present", a failed
+ * CAS (which keeps the cache), a Delete, a Flush (a range delete), the sweeper, a restart. A
+ * stale answer shows up as a wrong version, a wrong CAS outcome or a wrong key count. */
+static void kv_entries_cache_follows_every_write(void **state)
+{
+    tst_db *t = *state;
+    char err[256];
+    sdb_kv_meta m;
+    static char big[4096];
+    memset(big, 'b', sizeof big - 1);
+    /* a value too big for the cache: the CAS still sees its version */
+    sdb_kv_set_req r = {.key = S("big"), .value = S(big), .has_expected_version = true};
+    assert_int_equal(sdb_kv_set(t->db, S("t"), &r, &m, err, sizeof err), SBX_OK);
+    uint64_t v1 = m.version;
+    assert_int_equal(sdb_kv_set(t->db, S("t"), &r, &m, err, sizeof err), SBX_FAILED_PRECONDITION);
+    r.expected_version = v1;
+    assert_int_equal(sdb_kv_set(t->db, S("t"), &r, &m, err, sizeof err), SBX_OK);
+    uint64_t v2 = m.version;
+    assert_true(v2 > v1);
+    /* a small value replacing it, then a failed CAS: the next CAS sees the small value's version */
+    sdb_kv_set_req s = {.key = S("big"), .value = S("small")};
+    assert_int_equal(sdb_kv_set(t->db, S("t"), &s, &m, err, sizeof err), SBX_OK);
+    uint64_t v3 = m.version;
+    r.expected_version = v2;
+    assert_int_equal(sdb_kv_set(t->db, S("t"), &r, &m, err, sizeof err), SBX_FAILED_PRECONDITION);
+    r.expected_version = v3;
+    assert_int_equal(sdb_kv_set(t->db, S("t"), &r, &m, err, sizeof err), SBX_OK);
+    /* Delete: the key is new again for a CAS on 0 */
+    assert_int_equal(sdb_kv_delete(t->db, S("t"), S("big"), NULL, err, sizeof err), SBX_OK);
+    r.expected_version = 0;
+    assert_int_equal(sdb_kv_set(t->db, S("t"), &r, &m, err, sizeof err), SBX_OK);
+    /* Flush deletes a range behind the per-key writes */
+    assert_int_equal(kset(t, "t", "k", "v", 0, NULL), SBX_OK);
+    uint64_t n = 0;
+    assert_int_equal(sdb_kv_flush(t->db, S("t"), &n, err, sizeof err), SBX_OK);
+    assert_int_equal(n, 2);
+    sdb_kv_set_req k0 = {.key = S("k"), .value = S("v"), .has_expected_version = true};
+    assert_int_equal(sdb_kv_set(t->db, S("t"), &k0, &m, err, sizeof err), SBX_OK);
+    /* the sweeper deletes an expired key: a new Set of it counts it again */
+    assert_int_equal(kset(t, "t", "e", "v", 1, NULL), SBX_OK);
+    atomic_fetch_add(&t->now, 2000);
+    assert_int_equal(sdb_sweep(t->db), 1);
+    assert_int_equal(kset(t, "t", "e", "v", 0, NULL), SBX_OK);
+    /* a restart starts with an empty cache and the same answers */
+    tst_db_reopen(t);
+    k0.expected_version = m.version;
+    assert_int_equal(sdb_kv_set(t->db, S("t"), &k0, &m, err, sizeof err), SBX_OK);
+    k0.expected_version = 0;
+    assert_int_equal(sdb_kv_set(t->db, S("t"), &k0, &m, err, sizeof err), SBX_FAILED_PRECONDITION);
+    /* k and e are the live keys: each counted once */
+    assert_int_equal(sdb_kv_flush(t->db, S("t"), &n, err, sizeof err), SBX_OK);
+    assert_int_equal(n, 2);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(kv_set_get_delete, tst_setup, tst_teardown),
     cmocka_unit_test_setup_teardown(kv_versions_only_grow, tst_setup, tst_teardown),
@@ -618,6 +674,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(kv_sweeper_purges_expired, tst_setup, tst_teardown),
     cmocka_unit_test_setup_teardown(kv_tenants_are_isolated, tst_setup, tst_teardown),
     cmocka_unit_test_setup_teardown(kv_unsynced_writes_are_invisible, tst_setup, tst_teardown),
+    cmocka_unit_test_setup_teardown(kv_entries_cache_follows_every_write, tst_setup, tst_teardown),
     cmocka_unit_test_setup_teardown(kv_counters_once_per_group_survive_failed_neighbours, tst_setup,
                                     tst_teardown),
 };
