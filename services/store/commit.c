@@ -58,14 +58,15 @@ int sdb__txn_get(sdb__txn *t, int cf, const sdb__buf *key, char **val, size_t *v
 {
     if (!t->wi) /* exclusive ops: the latest state (what is visible may be behind it) */
         return sdb__get_latest(t->db, cf, key, val, vn, err, errlen);
-    uint64_t dv;
-    if (t->rc && cf == SDB__CF_META && sdb__dc_get(&t->db->dc, cf, key, &dv)) {
-        char *b = malloc(8);
+    const char *dv;
+    size_t dn;
+    if (t->rc && cf == SDB__CF_META && sdb__dc_get(&t->db->dc, cf, key, &dv, &dn)) {
+        char *b = malloc(dn ? dn : 1);
         if (!b)
             return sdb__err(err, errlen, SBX_RESOURCE_EXHAUSTED, "out of memory");
-        sdb__be64_put(b, dv);
+        memcpy(b, dv, dn);
         *val = b;
-        *vn = 8;
+        *vn = dn;
         return SBX_OK;
     }
     bool cached = t->rc && sdb__rc_cacheable(t->rc, cf);
@@ -223,12 +224,10 @@ static void hand_off(sdb *db, sdb__op **ops, size_t n, uint64_t notify, bool wro
     sdb__durable_queue(db, ops[0], ops[n - 1], notify, wrote);
 }
 
-static void put_counter(void *arg, int cf, const char *k, size_t kn, uint64_t v)
+static void put_counter(void *arg, int cf, const char *k, size_t kn, const char *v, size_t vn)
 {
     sdb *db = arg;
-    char b[8];
-    sdb__be64_put(b, v);
-    rocksdb_writebatch_wi_put_cf(db->gbatch, db->cf[cf], k, kn, b, 8);
+    rocksdb_writebatch_wi_put_cf(db->gbatch, db->cf[cf], k, kn, v, vn);
 }
 
 /* Writes the batch built so far (with the group's counters) and completes ops[0..n). */
@@ -523,6 +522,14 @@ int sdb__txn_get_u64(sdb__txn *t, int cf, const sdb__buf *key, uint64_t *v, char
     return rc;
 }
 
+void sdb__txn_put_counter(sdb__txn *t, int cf, const sdb__buf *key, const void *v, size_t vn)
+{
+    if (t->rc && t->wi && cf == SDB__CF_META && sdb__dc_set(&t->db->dc, cf, key, v, vn))
+        sdb__rc_set(t->rc, cf, key, v, vn); /* written once per group; the read cache follows */
+    else
+        sdb__txn_put(t, cf, key, v, vn);
+}
+
 void sdb__txn_put_u64(sdb__txn *t, int cf, const sdb__buf *key, uint64_t v)
 {
     char b[8];
@@ -541,14 +548,9 @@ int sdb__txn_add_u64(sdb__txn *t, int cf, const sdb__buf *key, int64_t delta, ui
         v = (uint64_t)-delta > v ? 0 : v - (uint64_t)-delta;
     else
         v += (uint64_t)delta;
-    if (t->rc && t->wi && cf == SDB__CF_META && sdb__dc_set(&t->db->dc, cf, key, v)) {
-        /* written once per group (counters.c); the read cache follows */
-        char b[8];
-        sdb__be64_put(b, v);
-        sdb__rc_set(t->rc, cf, key, b, 8);
-    } else {
-        sdb__txn_put_u64(t, cf, key, v);
-    }
+    char b[8];
+    sdb__be64_put(b, v);
+    sdb__txn_put_counter(t, cf, key, b, 8);
     if (after)
         *after = v;
     return SBX_OK;

@@ -1,13 +1,14 @@
 /* counters.c: the group committer's counters, written once per group.
  *
- * Counters (be64 values in the meta column family: a tenant's kv revision and key count, a
- * project's cache entry count...) change with nearly every write, often several times in one
- * group. Putting each new value into the group's batch costs a batch index insert and a
- * memtable insert per change; only the last value of a group matters. So commit.c keeps a
- * group's counter changes here and puts each changed counter into the batch once, just before
- * the group's write. An operation that fails is rolled back here too (the undo log); a direct
- * put or delete of a counter's key makes the table forget it (the batch then holds the truth).
- * Only the committer thread uses it. Calls keys.c only.
+ * Counters (small values in the meta column family: a tenant's kv revision and key count, a
+ * project's cache entry count as be64, a project's history counter of SDB__DC_MAX_VALUE bytes
+ * at most) change with nearly every write, often several times in one group. Putting each new
+ * value into the group's batch costs a batch index insert and a memtable insert per change;
+ * only the last value of a group matters. So commit.c keeps a group's counter changes here and
+ * puts each changed counter into the batch once, just before the group's write. An operation that
+ * fails is rolled back here too (the undo log); a direct put or delete of a counter's key makes the
+ * table forget it (the batch then holds the truth). Only the committer thread uses it. Calls keys.c
+ * only.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -15,9 +16,11 @@
 #include "storedb_int.h"
 
 struct sdb__dc_ent {
-    uint64_t h, v;
+    uint64_t h;
     int cf;
     bool live; /* false: forgotten or rolled back (the batch or the database holds the value) */
+    unsigned char vn;
+    char v[SDB__DC_MAX_VALUE];
     size_t kn;
     char *k;
 };
@@ -25,7 +28,8 @@ struct sdb__dc_ent {
 struct sdb__dc_undo {
     size_t i;
     bool live;
-    uint64_t v;
+    unsigned char vn;
+    char v[SDB__DC_MAX_VALUE];
 };
 
 /* The slot of key (holding index + 1, or 0 where it would go). */
@@ -76,7 +80,11 @@ static bool dc_log(sdb__dcount *d, size_t i)
         d->u = u;
         d->ucap = cap;
     }
-    d->u[d->un++] = (sdb__dc_undo){i, d->e[i].live, d->e[i].v};
+    sdb__dc_undo *u = &d->u[d->un++];
+    u->i = i;
+    u->live = d->e[i].live;
+    u->vn = d->e[i].vn;
+    memcpy(u->v, d->e[i].v, u->vn);
     return true;
 }
 
@@ -88,17 +96,20 @@ static sdb__dc_ent *dc_find(sdb__dcount *d, int cf, const sdb__buf *key)
     return i ? &d->e[i - 1] : NULL;
 }
 
-bool sdb__dc_get(sdb__dcount *d, int cf, const sdb__buf *key, uint64_t *v)
+bool sdb__dc_get(sdb__dcount *d, int cf, const sdb__buf *key, const char **v, size_t *vn)
 {
     sdb__dc_ent *e = dc_find(d, cf, key);
     if (!e || !e->live)
         return false;
     *v = e->v;
+    *vn = e->vn;
     return true;
 }
 
-bool sdb__dc_set(sdb__dcount *d, int cf, const sdb__buf *key, uint64_t v)
+bool sdb__dc_set(sdb__dcount *d, int cf, const sdb__buf *key, const void *v, size_t vn)
 {
+    if (vn > SDB__DC_MAX_VALUE)
+        return false;
     sdb__dc_ent *e = dc_find(d, cf, key);
     if (!e) {
         if (!dc_grow(d))
@@ -108,14 +119,15 @@ bool sdb__dc_set(sdb__dcount *d, int cf, const sdb__buf *key, uint64_t v)
             return false;
         memcpy(k, key->p, key->n);
         uint64_t h = sdb__hash_cf(cf, key->p, key->n);
-        d->e[d->n] = (sdb__dc_ent){h, 0, cf, false, key->n, k};
+        d->e[d->n] = (sdb__dc_ent){.h = h, .cf = cf, .kn = key->n, .k = k};
         *dc_slot(d, cf, key->p, key->n, h) = d->n + 1;
         e = &d->e[d->n++];
     }
     if (!dc_log(d, (size_t)(e - d->e)))
         return false;
     e->live = true;
-    e->v = v;
+    e->vn = (unsigned char)vn;
+    memcpy(e->v, v, vn);
     return true;
 }
 
@@ -139,16 +151,19 @@ void sdb__dc_rollback(sdb__dcount *d, size_t mark)
     while (d->un > mark) {
         sdb__dc_undo *u = &d->u[--d->un];
         d->e[u->i].live = u->live;
-        d->e[u->i].v = u->v;
+        d->e[u->i].vn = u->vn;
+        memcpy(d->e[u->i].v, u->v, u->vn);
     }
 }
 
 void sdb__dc_drain(sdb__dcount *d,
-                   void (*put)(void *arg, int cf, const char *k, size_t kn, uint64_t v), void *arg)
+                   void (*put)(void *arg, int cf, const char *k, size_t kn, const char *v,
+                               size_t vn),
+                   void *arg)
 {
     for (size_t i = 0; i < d->n; i++) {
         if (d->e[i].live)
-            put(arg, d->e[i].cf, d->e[i].k, d->e[i].kn, d->e[i].v);
+            put(arg, d->e[i].cf, d->e[i].k, d->e[i].kn, d->e[i].v, d->e[i].vn);
         free(d->e[i].k);
     }
     d->n = 0;

@@ -153,7 +153,7 @@ int sdb__hist_apply_append(sdb__txn *t, sdb_slice tenant, const sdb_hist_entry *
     sdb__buf b;
     sdb__buf_init(&b);
     sdb__counter_encode(&b, &nc);
-    sdb__txn_put(t, SDB__CF_META, &k, b.p, b.n);
+    sdb__txn_put_counter(t, SDB__CF_META, &k, b.p, b.n);
     sdb__buf_free(&b);
     sdb__txn_notify(t, sdb__watch_stripe(tenant, a->project));
     res->seq = seq;

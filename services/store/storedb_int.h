@@ -47,6 +47,7 @@ typedef struct sdb__dc_ent sdb__dc_ent;
 typedef struct sdb__dc_undo sdb__dc_undo;
 
 /* counters.c: a group's counter changes, written once per group (see there). */
+#define SDB__DC_MAX_VALUE 48
 typedef struct sdb__dcount {
     sdb__dc_ent *e;
     size_t n, cap;
@@ -296,10 +297,12 @@ void sdb__watch_close(sdb *db);
 void sdb__watch_destroy(sdb *db);
 
 /* ---- counters.c: a group's counters (committer thread only) ---- */
-/* The counter's value changed in this group (false: not deferred, read the batch). */
-bool sdb__dc_get(sdb__dcount *d, int cf, const sdb__buf *key, uint64_t *v);
-/* Records the counter's new value (undoable); false when out of memory (put it directly). */
-bool sdb__dc_set(sdb__dcount *d, int cf, const sdb__buf *key, uint64_t v);
+/* The counter's value changed in this group (false: not deferred, read the batch); *v points
+ * into the table until its next change. */
+bool sdb__dc_get(sdb__dcount *d, int cf, const sdb__buf *key, const char **v, size_t *vn);
+/* Records the counter's new value (undoable); false when above SDB__DC_MAX_VALUE bytes or out
+ * of memory (put it directly). */
+bool sdb__dc_set(sdb__dcount *d, int cf, const sdb__buf *key, const void *v, size_t vn);
 /* The key was put or deleted directly: the batch holds its value now (undoable). */
 void sdb__dc_forget(sdb__dcount *d, int cf, const sdb__buf *key);
 /* Undo position before an operation, and rolling back to it when the operation failed. */
@@ -307,7 +310,9 @@ size_t sdb__dc_mark(const sdb__dcount *d);
 void sdb__dc_rollback(sdb__dcount *d, size_t mark);
 /* Hands each changed counter to put (once), then empties the table for the next group. */
 void sdb__dc_drain(sdb__dcount *d,
-                   void (*put)(void *arg, int cf, const char *k, size_t kn, uint64_t v), void *arg);
+                   void (*put)(void *arg, int cf, const char *k, size_t kn, const char *v,
+                               size_t vn),
+                   void *arg);
 void sdb__dc_free(sdb__dcount *d);
 
 /* ---- walsync.c: the WAL made durable by the syncer ---- */
@@ -410,6 +415,9 @@ int sdb__txn_exists(sdb__txn *t, int cf, const sdb__buf *key, char *err, size_t 
 int sdb__txn_get_u64(sdb__txn *t, int cf, const sdb__buf *key, uint64_t *v, char *err,
                      size_t errlen);
 void sdb__txn_put_u64(sdb__txn *t, int cf, const sdb__buf *key, uint64_t v);
+/* A value (of SDB__DC_MAX_VALUE bytes at most to be deferred) that changes with most writes
+ * and is read only through the txn: put into the batch once per group (counters.c). */
+void sdb__txn_put_counter(sdb__txn *t, int cf, const sdb__buf *key, const void *v, size_t vn);
 /* Adds delta (may be negative; clamps at 0) to a be64 counter. */
 int sdb__txn_add_u64(sdb__txn *t, int cf, const sdb__buf *key, int64_t delta, uint64_t *after,
                      char *err, size_t errlen);

@@ -1,7 +1,8 @@
 /* test_store_counters.c: the group committer's counters (services/store/counters.c): the last
  * value of a group is what reaches the batch, once per counter; an operation rolled back
  * restores the values before it (new, changed and forgotten counters alike); a forgotten
- * counter is not written; a table of many counters keeps every one. */
+ * counter is not written; a table of many counters keeps every one; values of any length up
+ * to the limit keep their length. */
 #include "test_main.h"
 
 #include <stdio.h>
@@ -21,17 +22,23 @@ static uint64_t get(sdb__dcount *d, int cf, const char *s, bool *live)
 {
     sdb__buf k;
     key(&k, s);
-    uint64_t v = 0;
-    *live = sdb__dc_get(d, cf, &k, &v);
+    const char *v;
+    size_t vn = 0;
+    *live = sdb__dc_get(d, cf, &k, &v, &vn);
     sdb__buf_free(&k);
-    return v;
+    if (!*live)
+        return 0;
+    assert_int_equal(vn, 8);
+    return sdb__be64(v);
 }
 
 static void set(sdb__dcount *d, int cf, const char *s, uint64_t v)
 {
     sdb__buf k;
     key(&k, s);
-    assert_true(sdb__dc_set(d, cf, &k, v));
+    char b[8];
+    sdb__be64_put(b, v);
+    assert_true(sdb__dc_set(d, cf, &k, b, 8));
     sdb__buf_free(&k);
 }
 
@@ -49,11 +56,11 @@ typedef struct {
     uint64_t vals[2048];
 } drained;
 
-static void collect(void *arg, int cf, const char *k, size_t kn, uint64_t v)
+static void collect(void *arg, int cf, const char *k, size_t kn, const char *v, size_t vn)
 {
     drained *x = arg;
     snprintf(x->keys[x->n], sizeof x->keys[0], "%d:%.*s", cf, (int)kn, k);
-    x->vals[x->n++] = v;
+    x->vals[x->n++] = vn == 8 ? sdb__be64(v) : 1000000 + vn;
 }
 
 static void last_value_once_per_group(void **state)
@@ -154,10 +161,43 @@ static void many_counters(void **state)
     sdb__dc_free(&d);
 }
 
+/* Values of any length up to SDB__DC_MAX_VALUE (a project's history counter): the length is
+ * restored with the bytes on rollback; a longer value is refused (the caller puts it). */
+static void byte_values_keep_their_length(void **state)
+{
+    (void)state;
+    sdb__dcount d = {0};
+    sdb__buf k;
+    key(&k, "c");
+    char big[SDB__DC_MAX_VALUE + 1];
+    memset(big, 'x', sizeof big);
+    assert_true(sdb__dc_set(&d, SDB__CF_META, &k, big, SDB__DC_MAX_VALUE));
+    size_t mark = sdb__dc_mark(&d);
+    assert_true(sdb__dc_set(&d, SDB__CF_META, &k, "short", 5));
+    const char *v;
+    size_t vn;
+    assert_true(sdb__dc_get(&d, SDB__CF_META, &k, &v, &vn));
+    assert_int_equal(vn, 5);
+    assert_memory_equal(v, "short", 5);
+    sdb__dc_rollback(&d, mark);
+    assert_true(sdb__dc_get(&d, SDB__CF_META, &k, &v, &vn));
+    assert_int_equal(vn, SDB__DC_MAX_VALUE);
+    assert_memory_equal(v, big, SDB__DC_MAX_VALUE);
+    assert_false(sdb__dc_set(&d, SDB__CF_META, &k, big, sizeof big));
+    drained *x = calloc(1, sizeof *x);
+    sdb__dc_drain(&d, collect, x);
+    assert_int_equal(x->n, 1);
+    assert_int_equal(x->vals[0], 1000000 + SDB__DC_MAX_VALUE);
+    free(x);
+    sdb__buf_free(&k);
+    sdb__dc_free(&d);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(last_value_once_per_group),
     cmocka_unit_test(rollback_restores_the_values_before_the_op),
     cmocka_unit_test(forgotten_counter_is_not_written),
+    cmocka_unit_test(byte_values_keep_their_length),
     cmocka_unit_test(many_counters),
 };
 SBX_TEST_MAIN(tests)
