@@ -12,11 +12,12 @@
  * Absence is cached too (a project without a cache generation, a new key).
  *
  * The cache always equals the committed state plus the writes of the group being built;
- * commit.c clears it whenever that could stop being true: an operation rolled back, a group
- * whose write failed, an exclusive operation (range deletes). Only the committer thread uses
- * it, so it has no lock. Bounded: a table beyond its entry limit starts over empty (the other
- * table stays); values above SDB__RC_MAX_VALUE bytes are not kept. Calls keys.c only (the
- * hash).
+ * commit.c clears it whenever that could stop being true: an operation rolled back after it
+ * had written (one that failed before writing cached only what it read), a group whose write
+ * failed, an exclusive operation (range deletes). Only the committer thread uses it, so it
+ * has no lock. Bounded: a table beyond its entry limit starts over empty (the other table
+ * stays); values above SDB__RC_MAX_VALUE bytes are not kept (the entries table still notes
+ * that the key is there). Calls keys.c only (the hash).
  */
 #include <stdlib.h>
 #include <string.h>

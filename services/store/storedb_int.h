@@ -408,10 +408,10 @@ void sdb__txn_put(sdb__txn *t, int cf, const sdb__buf *key, const void *v, size_
 void sdb__txn_del(sdb__txn *t, int cf, const sdb__buf *key);
 /* Exclusive ops only: deletes [begin, end). */
 void sdb__txn_del_range(sdb__txn *t, int cf, const sdb__buf *begin, const sdb__buf *end);
-/* be64 counters: a missing key reads as 0. */
 /* Whether key is there: SBX_OK, SBX_NOT_FOUND or an error (the committer's cache knows
  * of entries whose values are too big for it). */
 int sdb__txn_exists(sdb__txn *t, int cf, const sdb__buf *key, char *err, size_t errlen);
+/* be64 counters: a missing key reads as 0. */
 int sdb__txn_get_u64(sdb__txn *t, int cf, const sdb__buf *key, uint64_t *v, char *err,
                      size_t errlen);
 void sdb__txn_put_u64(sdb__txn *t, int cf, const sdb__buf *key, uint64_t v);
